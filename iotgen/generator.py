@@ -1,0 +1,298 @@
+"""The event generator: pure, vectorised and deterministic.
+
+Events are numbered 0, 1, 2, ... and cut into fixed blocks of :data:`BLOCK_SIZE`. Block ``b`` is computed
+from its own random stream, derived from ``(seed, b)`` alone, so event ``i`` is the same whatever the chunk
+size, the worker count, the order blocks are produced in, or how many events are asked for (the idea of
+dbldatagen's partition-independent seeding). Every column of a block, ``json_column`` included, is computed
+with whole-array numpy/Arrow operations: there is no Python loop per event. Nothing here does I/O or keeps
+state between calls.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import jsontext
+from .dynamic_json import build_json_column
+from .catalogs import Categorical, Catalogs, ValueSpec
+from .config import Config
+from .schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS, TIMESTAMP
+
+BLOCK_SIZE = 8192
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_UUID_HEX_POSITIONS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """Everything that determines the events: a seed, the catalogs and the ranges. Immutable and picklable."""
+
+    seed: int
+    catalogs: Catalogs
+    window_start_ms: int
+    window_span_ms: int
+    min_keys: int = 5
+    max_keys: int = 25
+    num_sensors: int = 1000
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"RANDOM_SEED must be an integer in [0, 2**63), got {self.seed!r}")
+        pool = len(self.catalogs.key_pool)
+        if not 1 <= self.min_keys <= self.max_keys:
+            raise ValueError(f"MIN_KEYS must be between 1 and MAX_KEYS ({self.max_keys}), got {self.min_keys}")
+        if self.max_keys > pool:
+            raise ValueError(f"MAX_KEYS must be <= the number of keys in IOT_KEY_POOL ({pool}), got {self.max_keys}")
+        if self.window_span_ms <= 0:
+            raise ValueError(f"TIME_SPREAD_HOURS must be > 0, got a window of {self.window_span_ms} ms")
+        if self.num_sensors < 1:
+            raise ValueError(f"NUM_SENSORS must be >= 1, got {self.num_sensors}")
+
+    @classmethod
+    def from_config(
+        cls, config: Config | None = None, catalogs: Catalogs | None = None, now: dt.datetime | None = None
+    ) -> "GeneratorSpec":
+        """The spec a Config describes. Without ``RANDOM_SEED`` a fresh seed is drawn (and kept in the spec)."""
+        config = config or Config()
+        anchor = config.resolved_anchor_time(now)
+        start = anchor - dt.timedelta(days=config.base_time_days_ago)
+        seed = config.random_seed
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(2, np.uint32).view(np.uint64)[0] >> np.uint64(1))
+        return cls(
+            seed=seed,
+            catalogs=catalogs or Catalogs.build(),
+            window_start_ms=int(start.timestamp() * 1000),
+            window_span_ms=max(1, int(round(config.time_spread_hours * HOUR_MS))),
+            min_keys=config.min_keys,
+            max_keys=config.max_keys,
+            num_sensors=config.num_sensors,
+        )
+
+
+def block_rng(seed: int, block: int, stream: int = 0) -> np.random.Generator:
+    """The random stream of one block: a function of (seed, block, stream) only."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, block, stream])))
+
+
+def generate_block(spec: GeneratorSpec, block: int) -> pa.RecordBatch:
+    """The :data:`BLOCK_SIZE` events numbered ``block * BLOCK_SIZE`` and up."""
+    return build_events(spec, block_rng(spec.seed, block), BLOCK_SIZE)
+
+
+def generate_range(spec: GeneratorSpec, start: int, stop: int) -> pa.RecordBatch:
+    """Events ``start`` (inclusive) to ``stop`` (exclusive), identical to the same events of any other call."""
+    if not 0 <= start <= stop:
+        raise ValueError(f"event range must satisfy 0 <= start <= stop, got {start}..{stop}")
+    if start == stop:
+        return pa.RecordBatch.from_pylist([], schema=ARROW_SCHEMA)
+    first, last = start // BLOCK_SIZE, (stop - 1) // BLOCK_SIZE
+    batches = [generate_block(spec, b) for b in range(first, last + 1)]
+    table = pa.Table.from_batches(batches).slice(start - first * BLOCK_SIZE, stop - start)
+    return table.combine_chunks().to_batches()[0]
+
+
+def generate_events(
+    spec: GeneratorSpec | Config | None = None,
+    num_events: int | None = None,
+    *,
+    chunk_size: int | None = None,
+    start: int = 0,
+    as_pandas: bool = False,
+    catalogs: Catalogs | None = None,
+) -> Iterator[Any]:
+    """Yield events ``start .. start + num_events`` as Arrow record batches (pandas DataFrames on request).
+
+    ``spec`` may be a :class:`GeneratorSpec` or a :class:`~iotgen.config.Config` (then ``num_events`` and
+    ``chunk_size`` default to its ``NUM_EVENTS`` and ``CHUNK_SIZE``). Chunks are aligned to blocks where they
+    can be, so each block is computed once; memory is bounded by ``chunk_size``.
+    """
+    config = spec if isinstance(spec, Config) else Config()
+    if not isinstance(spec, GeneratorSpec):
+        spec = GeneratorSpec.from_config(config, catalogs)
+    elif catalogs is not None:
+        raise ValueError("catalogs can only be given with a Config; a GeneratorSpec already holds its catalogs")
+    num_events = config.num_events if num_events is None else num_events
+    chunk_size = config.chunk_size if chunk_size is None else chunk_size
+    for name, value, minimum in (("NUM_EVENTS", num_events, 0), ("CHUNK_SIZE", chunk_size, 1), ("start", start, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return _chunks(spec, start, start + num_events, chunk_size, as_pandas)
+
+
+def _chunks(spec: GeneratorSpec, start: int, stop: int, chunk_size: int, as_pandas: bool) -> Iterator[Any]:
+    cached: tuple[int, pa.RecordBatch] | None = None
+    position = start
+    while position < stop:
+        end = min(stop, position + chunk_size)
+        pieces = []
+        cursor = position
+        while cursor < end:
+            block = cursor // BLOCK_SIZE
+            if cached is None or cached[0] != block:
+                cached = (block, generate_block(spec, block))
+            offset = cursor - block * BLOCK_SIZE
+            take = min(end - cursor, BLOCK_SIZE - offset)
+            pieces.append(cached[1].slice(offset, take))
+            cursor += take
+        batch = pieces[0] if len(pieces) == 1 else pa.Table.from_batches(pieces).combine_chunks().to_batches()[0]
+        yield batch.to_pandas() if as_pandas else batch
+        position = end
+
+
+def generate_table(spec: GeneratorSpec | Config | None = None, num_events: int | None = None, **kwargs) -> pa.Table:
+    """All events of a run as one Arrow table."""
+    batches = list(generate_events(spec, num_events, **kwargs))
+    return pa.Table.from_batches(batches, schema=ARROW_SCHEMA)
+
+
+# ---- one batch of events ------------------------------------------------------------------------------------
+def build_events(spec: GeneratorSpec, rng: np.random.Generator, n: int) -> pa.RecordBatch:
+    """``n`` events drawn from ``rng`` (the draw order is part of the output format: change it knowingly)."""
+    cats = spec.catalogs
+    event_id = _uuid4(rng, n)
+    ts = spec.window_start_ms + (rng.random(n) * spec.window_span_ms).astype(np.int64)
+    device_type = _draw(cats.device_types, rng, n)
+    firmware = _firmware(rng, n)
+    battery = _quantise(100 * rng.beta(5.0, 1.5, n), 0, 100, 1)
+    sensor = rng.integers(1, spec.num_sensors + 1, n)
+    temperature = _quantise(rng.normal(22.0, 8.0, n), -40, 85, 2)
+    humidity = _quantise(rng.normal(50.0, 15.0, n), 0, 100, 1)
+    pressure = _quantise(rng.normal(1013.25, 8.0, n), 870, 1085, 2)
+    status = _draw(cats.status_values, rng, n)
+    region = _draw(cats.regions, rng, n)
+    zone = _draw(cats.zones, rng, n)
+    model = _draw(cats.models, rng, n)
+    version = rng.integers(1, 6, n, dtype=np.int32)
+    signal = np.clip(np.rint(rng.normal(-70, 12, n)), -120, -30).astype(np.int32)
+    uptime = _quantise(rng.exponential(720.0, n), 0, 8760, 2)
+    faults = np.minimum(rng.poisson(0.4, n), 50).astype(np.int32)
+    calibration = ts - rng.integers(DAY_MS, 365 * DAY_MS + 1, n)
+    maintenance_due = (ts - calibration) > CALIBRATION_DUE_DAYS * DAY_MS
+    created = ts + np.minimum(np.rint(rng.lognormal(np.log(800.0), 1.0, n)), 30_000).astype(np.int64)
+    updated = created + np.where(rng.random(n) < 0.2, rng.integers(1, HOUR_MS + 1, n), 0)
+    source = _draw(cats.sources, rng, n)
+    env = _draw(cats.envs, rng, n)
+    payload = build_json_column(cats.key_pool, spec.min_keys, spec.max_keys, rng, n)
+    columns = [
+        event_id, _ts(ts), device_type, firmware, pa.array(battery), _sensor_ids(sensor, spec.num_sensors),
+        pa.array(temperature), pa.array(humidity), pa.array(pressure), status, region, zone, model,
+        pa.array(version), pa.array(signal), pa.array(uptime), pa.array(faults), _ts(calibration),
+        pa.array(maintenance_due), _ts(created), _ts(updated), source, env, payload,
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=ARROW_SCHEMA)
+
+
+def _ts(epoch_ms: np.ndarray) -> pa.Array:
+    return pa.array(epoch_ms * 1000, type=TIMESTAMP)
+
+
+def _quantise(x: np.ndarray, low: float, high: float, decimals: int) -> np.ndarray:
+    return np.round(np.clip(x, low, high), decimals)
+
+
+def _codes(cat: Categorical, rng: np.random.Generator, n: int) -> np.ndarray:
+    if len(cat.values) == 1:
+        return np.zeros(n, dtype=np.int64)
+    cumulative = np.cumsum(cat.probabilities)
+    return np.minimum(np.searchsorted(cumulative, rng.random(n) * cumulative[-1], side="right"), len(cat.values) - 1)
+
+
+def _draw(cat: Categorical, rng: np.random.Generator, n: int) -> pa.Array:
+    return pa.array(cat.values, pa.string()).take(pa.array(_codes(cat, rng, n)))
+
+
+def _uuid4(rng: np.random.Generator, n: int) -> pa.Array:
+    raw = np.frombuffer(rng.bytes(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
+    text = np.full((n, 36), ord("-"), dtype=np.uint8)
+    nibbles = np.empty((n, 32), dtype=np.uint8)
+    nibbles[:, 0::2] = _HEX[raw >> 4]
+    nibbles[:, 1::2] = _HEX[raw & 0x0F]
+    text[:, _UUID_HEX_POSITIONS] = nibbles
+    offsets = np.arange(0, 36 * n + 1, 36, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
+
+
+def _firmware(rng: np.random.Generator, n: int) -> pa.Array:
+    return _FIRMWARE.take(pa.array(rng.integers(0, len(_FIRMWARE), n)))
+
+
+_FIRMWARE = pa.array([f"{a}.{b}.{c}" for a in range(1, 5) for b in range(10) for c in range(20)], pa.string())
+
+
+def _sensor_ids(sensor: np.ndarray, num_sensors: int) -> pa.Array:
+    """``sensor-00042``: zero-padded to at least five digits."""
+    digits = jsontext.scaled_text(sensor, 0, 1, num_sensors)
+    width = max(5, len(str(num_sensors)))
+    return pc.binary_join_element_wise("sensor-", pc.utf8_lpad(digits, width, "0"), "")
+
+
+# ---- the seed notebook's per-row functions --------------------------------------------------------------------
+def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def generate_fixed_row(
+    rng: np.random.Generator | int | None = None,
+    *,
+    config: Config | None = None,
+    **catalog_overrides: Any,
+) -> dict[str, Any]:
+    """One event's 23 fixed columns as a dict of JSON values (timestamps as ISO 8601 text), as in the seed.
+
+    ``rng`` is a numpy Generator, a seed, or None (fresh). Catalog overrides: ``device_types``,
+    ``status_values``, ``regions``, ``zones``, ``models``, ``sources``, ``envs``.
+    """
+    event = _one_event(rng, config, catalog_overrides)
+    event.pop("json_column")
+    return event
+
+
+def generate_dynamic_json(
+    min_keys: int | None = None,
+    max_keys: int | None = None,
+    key_pool: Any = None,
+    nested_keys: Any = None,
+    rng: np.random.Generator | int | None = None,
+) -> dict[str, Any]:
+    """One ``json_column`` object with ``min_keys..max_keys`` keys from ``key_pool`` (seed-compatible)."""
+    config = Config()
+    min_keys = config.min_keys if min_keys is None else min_keys
+    max_keys = config.max_keys if max_keys is None else max_keys
+    catalogs = Catalogs.build(iot_key_pool=key_pool, nested_keys=nested_keys)
+    spec_check = GeneratorSpec(0, catalogs, 0, 1, min_keys, max_keys)
+    text = build_json_column(catalogs.key_pool, spec_check.min_keys, spec_check.max_keys, _rng(rng), 1)
+    return json.loads(text[0].as_py())
+
+
+def _one_event(rng, config: Config | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    from .catalogs import CATEGORICAL_CATALOGS
+
+    unknown = set(overrides) - set(CATEGORICAL_CATALOGS)
+    if unknown:
+        raise ValueError(f"unknown catalog override(s) {sorted(unknown)}; allowed: {', '.join(CATEGORICAL_CATALOGS)}")
+    spec = GeneratorSpec.from_config(config or Config(random_seed=0), Catalogs.build(**overrides))
+    batch = build_events(spec, _rng(rng), 1)
+    return event_dicts(batch)[0]
+
+
+def event_dicts(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    """Events as dicts of JSON values (what one NDJSON line holds): ISO 8601 timestamps, json_column a dict."""
+    rows = batch.to_pylist()
+    for row in rows:
+        for key, value in row.items():
+            if isinstance(value, dt.datetime):
+                row[key] = value.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        row["json_column"] = json.loads(row["json_column"])
+    return rows
