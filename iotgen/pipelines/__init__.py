@@ -1,0 +1,1 @@
+"""Pipelines: generator + sinks put together (batch files, streaming, ingest, Spark)."""

@@ -1,0 +1,151 @@
+"""Batch runs: generate a run's events and write them to files, with worker processes and bounded memory.
+
+The run is cut into chunks of ``CHUNK_SIZE`` events; each chunk is generated and encoded (in a worker process
+when ``WORKERS`` > 1) and written in order, with at most two chunks per worker in flight, so memory is bounded
+by the chunk size whatever the run's size. Runs over ``EVENTS_PER_FILE`` events are written as a folder of
+parts with a ``_manifest.json``. Every parameter is checked, and the output folder proved writable, before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import tempfile
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pyarrow as pa
+
+from ..catalogs import Catalogs
+from ..config import Config
+from ..generator import GeneratorSpec, generate_range
+from ..schema import SCHEMA_VERSION
+from ..sinks.files import EXTENSIONS, EventFileWriter, check_output_dir, encode_chunk, publish, run_name, \
+    write_manifest
+from .. import __version__
+
+
+@dataclass
+class BatchResult:
+    """What a batch run wrote: the published paths (files, or one folder of parts) and its manifest."""
+
+    paths: list[Path]
+    count: int
+    seed: int
+    manifest: dict = field(default_factory=dict)
+
+
+def _chunk_job(spec: GeneratorSpec, start: int, stop: int, fmt: str, first: bool):
+    batch = generate_range(spec, start, stop)
+    return batch if fmt == "parquet" else encode_chunk(batch, fmt, first)
+
+
+def _chunk_bounds(count: int, chunk_size: int, events_per_file: int) -> Iterator[tuple[int, int, int, bool]]:
+    """(part, start, stop, first-in-part) for every chunk; chunks never straddle parts."""
+    for part, part_start in enumerate(range(0, max(count, 1), events_per_file)):
+        part_stop = min(count, part_start + events_per_file)
+        if part_start == part_stop:
+            yield part, 0, 0, True
+        for start in range(part_start, part_stop, chunk_size):
+            yield part, start, min(part_stop, start + chunk_size), start == part_start
+
+
+def write_files(
+    config: Config,
+    catalogs: Catalogs | None = None,
+    *,
+    now: dt.datetime | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> BatchResult:
+    """Generate ``NUM_EVENTS`` events and write them under ``OUTPUT_DIR`` as ``OUTPUT_FORMAT``."""
+    spec = GeneratorSpec.from_config(config, catalogs, now)
+    folder = check_output_dir(config.output_dir)
+    fmt = config.output_format
+    count = config.num_events
+    parts = max(1, -(-count // config.events_per_file))
+    base = run_name(config.output_filename_prefix, now)
+    target = folder if parts == 1 else Path(tempfile.mkdtemp(dir=folder, prefix=f".{base}.", suffix=".tmp"))
+    writers: dict[int, EventFileWriter] = {}
+    finished: list[tuple[int, EventFileWriter]] = []
+    pool = ProcessPoolExecutor(config.workers) if config.workers > 1 else None
+    try:
+        window: deque[tuple[int, int, int, Future | object]] = deque()
+
+        def drain_one() -> None:
+            part, start, stop, job = window.popleft()
+            result = job.result() if isinstance(job, Future) else job
+            writer = writers.get(part)
+            if writer is None:
+                for done_part in sorted(writers):
+                    finished.append((done_part, _closed(writers.pop(done_part))))
+                writer = writers[part] = EventFileWriter(target, fmt)
+            if isinstance(result, pa.RecordBatch):
+                writer.write_batch(result)
+            else:
+                writer.write_encoded(result, stop - start)
+            if on_progress:
+                on_progress(stop - start)
+
+        for part, start, stop, first in _chunk_bounds(count, config.chunk_size, config.events_per_file):
+            if pool is None:
+                window.append((part, start, stop, _chunk_job(spec, start, stop, fmt, first)))
+            else:
+                window.append((part, start, stop, pool.submit(_chunk_job, spec, start, stop, fmt, first)))
+            while len(window) > (2 * config.workers if pool else 0):
+                drain_one()
+        while window:
+            drain_one()
+        for done_part in sorted(writers):
+            finished.append((done_part, _closed(writers.pop(done_part))))
+        return _publish(finished, folder, target, base, fmt, spec, config, count, parts)
+    except BaseException:
+        for writer in writers.values():
+            writer.discard()
+        for _, writer in finished:
+            writer.discard()
+        if target != folder:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _closed(writer: EventFileWriter) -> EventFileWriter:
+    writer.close()
+    return writer
+
+
+def _publish(finished, folder: Path, target: Path, base: str, fmt: str, spec: GeneratorSpec, config: Config,
+             count: int, parts: int) -> BatchResult:
+    manifest = {
+        "iotgen_version": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "count": count,
+        "seed": spec.seed,
+        "format": fmt,
+        "window_start_ms": spec.window_start_ms,
+        "window_span_ms": spec.window_span_ms,
+        "min_keys": spec.min_keys,
+        "max_keys": spec.max_keys,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if parts == 1:
+        (_, writer), = finished
+        path = writer.publish(base)
+        manifest["parts"] = [{"path": path.name, "count": writer.count}]
+        return BatchResult([path], count, spec.seed, manifest)
+    entries = []
+    for part, writer in finished:
+        name = f"part-{part:05d}{EXTENSIONS[fmt]}"
+        os.rename(writer.path, target / name)
+        entries.append({"path": name, "count": writer.count})
+    manifest["parts"] = entries
+    write_manifest(target, manifest)
+    final = publish(target, folder, base, "")
+    return BatchResult([final], count, spec.seed, manifest)

@@ -1,0 +1,1 @@
+"""Where events go: files, Event Hubs, lakehouse tables."""
