@@ -43,6 +43,9 @@ class GeneratorSpec:
     min_keys: int = 5
     max_keys: int = 25
     num_sensors: int = 1000
+    # Extension points (see generate_block): a device-fleet profile and data-quality scenarios.
+    fleet: Any = None
+    scenarios: Any = None
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
@@ -85,8 +88,19 @@ def block_rng(seed: int, block: int, stream: int = 0) -> np.random.Generator:
 
 
 def generate_block(spec: GeneratorSpec, block: int) -> pa.RecordBatch:
-    """The :data:`BLOCK_SIZE` events numbered ``block * BLOCK_SIZE`` and up."""
-    return build_events(spec, block_rng(spec.seed, block), BLOCK_SIZE)
+    """The :data:`BLOCK_SIZE` events numbered ``block * BLOCK_SIZE`` and up.
+
+    With ``spec.fleet`` set, ``spec.fleet.build_block(spec, block)`` makes the events instead of the
+    independent draw; with ``spec.scenarios`` set, ``spec.scenarios.apply(spec, block, batch)`` then transforms
+    them. Both must be pure functions of their arguments and keep :data:`BLOCK_SIZE` rows.
+    """
+    if spec.fleet is not None:
+        batch = spec.fleet.build_block(spec, block)
+    else:
+        batch = build_events(spec, block_rng(spec.seed, block), BLOCK_SIZE)
+    if spec.scenarios is not None:
+        batch = spec.scenarios.apply(spec, block, batch)
+    return batch
 
 
 def generate_range(spec: GeneratorSpec, start: int, stop: int) -> pa.RecordBatch:
