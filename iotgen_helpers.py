@@ -1,0 +1,137 @@
+"""The one module the notebooks import: a thin, documented facade over the ``iotgen`` package.
+
+Everything here calls into ``iotgen``; notebooks call these functions and show the results, so what a
+notebook does is what the tests exercise. Works the same locally (plain Jupyter, papermill) and in a
+Databricks Git folder, where widgets override the parameters cell and secrets come from a secret scope.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+import pandas as pd
+
+from iotgen.catalogs import (  # noqa: F401  (re-exported for the Data catalogs cell)
+    DEVICE_TYPES, ENVS, IOT_KEY_POOL, MODELS, NESTED_KEYS, REGIONS, SOURCES, STATUS_VALUES, ZONES, Catalogs,
+)
+from iotgen.config import PARAMETERS, Config, Secret  # noqa: F401
+from iotgen.generator import (  # noqa: F401
+    GeneratorSpec, event_dicts, generate_dynamic_json, generate_events, generate_fixed_row, generate_table,
+)
+from iotgen.pipelines.batch import BatchResult, write_files
+from iotgen.schema import COLUMN_NAMES, markdown_table  # noqa: F401
+
+
+# ---- environment --------------------------------------------------------------------------------------------
+def dbutils_or_none() -> Any:
+    """Databricks' ``dbutils`` when running there, else None."""
+    try:
+        import IPython
+
+        shell = IPython.get_ipython()
+        return None if shell is None else shell.user_ns.get("dbutils")
+    except ImportError:
+        return None
+
+
+def on_databricks() -> bool:
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+def _widget_values(dbutils: Any, names: list[str]) -> dict[str, str]:
+    values = {}
+    for name in names:
+        try:
+            values[name] = dbutils.widgets.get(name)
+        except Exception:  # no such widget: the parameters cell's value stands
+            continue
+    return {k: v for k, v in values.items() if v != ""}
+
+
+def _databricks_secret(dbutils: Any, scope: str, key: str) -> dict[str, str]:
+    if dbutils is None or not scope or not key:
+        return {}
+    return {"EVENTHUB_CONNECTION_STRING": dbutils.secrets.get(scope=scope, key=key)}
+
+
+def load_config(params: Mapping[str, Any], config_file: str | None = None) -> Config:
+    """The run's Config from the notebook's parameters (pass ``globals()``: names of Config parameters are
+    picked out), Databricks widgets of the same names, ``IOTGEN_*`` env vars, an optional YAML file, and the
+    connection string from ``EVENTHUB_CONNECTION_STRING`` or the Databricks secret
+    ``EVENTHUB_SECRET_SCOPE``/``EVENTHUB_SECRET_KEY``."""
+    chosen = {name: params[name] for name in PARAMETERS if name in params}
+    dbutils = dbutils_or_none()
+    if dbutils is not None:
+        chosen.update(_widget_values(dbutils, list(PARAMETERS)))
+    config = Config.load(config_file=config_file, params=chosen)
+    secret = _databricks_secret(dbutils, config.eventhub_secret_scope, config.eventhub_secret_key)
+    return Config.load(config_file=config_file, params=chosen, secrets=secret) if secret else config
+
+
+def catalogs(**overrides: Any) -> Catalogs:
+    """Catalogs from the notebook's Data catalogs cell: pass DEVICE_TYPES=..., IOT_KEY_POOL=..., etc."""
+    return Catalogs.build(**{k.lower(): v for k, v in overrides.items()})
+
+
+# ---- batch --------------------------------------------------------------------------------------------------
+def generate_dataframe(config: Config, catalogs: Catalogs | None = None) -> pd.DataFrame:
+    """``NUM_EVENTS`` events as a pandas DataFrame (``json_column`` as JSON text)."""
+    return generate_table(config, catalogs=catalogs).to_pandas()
+
+
+def save_events(config: Config, catalogs: Catalogs | None = None) -> BatchResult:
+    """Write ``NUM_EVENTS`` events under ``OUTPUT_DIR`` as ``OUTPUT_FORMAT`` (same events as
+    :func:`generate_dataframe` for the same Config and seed)."""
+    return write_files(config, catalogs)
+
+
+def key_counts(df: pd.DataFrame) -> pd.Series:
+    """Number of top-level keys in each event's ``json_column``."""
+    return df["json_column"].map(lambda text: len(json.loads(text)))
+
+
+def preview(df: pd.DataFrame, rows: int = 5) -> pd.DataFrame:
+    """The first rows, with ``json_column`` shortened for display."""
+    shown = df.head(rows).copy()
+    shown["json_column"] = shown["json_column"].str.slice(0, 80) + "..."
+    return shown
+
+
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per check that matters for the data: ranges and consistency."""
+    keys = key_counts(df)
+    checks = {
+        "events": len(df),
+        "distinct event_id": df["event_id"].nunique(),
+        "timestamp min": str(df["timestamp"].min()),
+        "timestamp max": str(df["timestamp"].max()),
+        "json_column keys min": int(keys.min()),
+        "json_column keys max": int(keys.max()),
+        "updated_at >= created_at": bool((df["updated_at"] >= df["created_at"]).all()),
+        "last_calibration < timestamp": bool((df["last_calibration"] < df["timestamp"]).all()),
+    }
+    return pd.DataFrame({"value": checks})
+
+
+def plot_overview(df: pd.DataFrame):
+    """Key-count histogram, device-type mix and temperature over time, in one figure."""
+    import matplotlib
+
+    if not os.environ.get("DISPLAY") and "ipykernel" not in str(matplotlib.get_backend()).lower():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    keys = key_counts(df)
+    axes[0].hist(keys, bins=range(int(keys.min()), int(keys.max()) + 2), color="#4C72B0", edgecolor="white")
+    axes[0].set(title="json_column: keys per event", xlabel="keys", ylabel="events")
+    df["device_type"].value_counts().sort_values().plot.barh(ax=axes[1], color="#55A868")
+    axes[1].set(title="device_type mix", xlabel="events")
+    hourly = df.set_index("timestamp")["temperature"].resample("1h").mean()
+    axes[2].plot(hourly.index, hourly.values, color="#C44E52")
+    axes[2].set(title="mean temperature per hour", ylabel="degC")
+    axes[2].tick_params(axis="x", labelrotation=30)
+    fig.tight_layout()
+    return fig
