@@ -1,0 +1,128 @@
+"""Config: defaults, merge precedence, validation messages, secrets."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import pytest
+
+from iotgen.config import PARAMETERS, Config, Secret
+
+SEED_PARAMETERS = (
+    "NUM_EVENTS MIN_KEYS MAX_KEYS OUTPUT_DIR SAVE_JSON OUTPUT_FILENAME_PREFIX RANDOM_SEED BASE_TIME_DAYS_AGO "
+    "TIME_SPREAD_HOURS EVENTHUB_NAMESPACE EVENTHUB_NAME EVENTHUB_CONNECTION_STRING BATCH_SIZE SLEEP_INTERVAL_SEC "
+    "CATALOG_VOLUME_PATH DELTA_TABLE_NAME CHECKPOINT_DIR ICEBERG_TABLE_NAME"
+).split()
+CONNECTION = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=c2VjcmV0a2V5;EntityPath=hub"
+
+
+def test_every_seed_parameter_is_a_config_parameter():
+    assert set(SEED_PARAMETERS) <= set(PARAMETERS)
+    config = Config()
+    assert config.num_events == 1000 and (config.min_keys, config.max_keys) == (5, 25)
+    assert config.output_dir == "output" and config.output_format == "ndjson"
+
+
+def test_precedence_file_env_params_cli(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("NUM_EVENTS: 10\nmin_keys: 2\nMAX_KEYS: 9\nRANDOM_SEED: 1\nOUTPUT_DIR: from-file\n")
+    env = {"IOTGEN_NUM_EVENTS": "20", "IOTGEN_MIN_KEYS": "3", "IOTGEN_OUTPUT_DIR": "from-env"}
+    config = Config.load(config_file=path, env=env, params={"NUM_EVENTS": 30, "OUTPUT_DIR": None},
+                         cli={"NUM_EVENTS": "40"})
+    assert config.num_events == 40      # CLI beats notebook params
+    assert config.min_keys == 3         # env beats file
+    assert config.max_keys == 9         # file beats default
+    assert config.output_dir == "from-env"  # None means "not given"
+    assert config.random_seed == 1
+    assert Config.load(config_file=path, env=env, params={"NUM_EVENTS": 30}).num_events == 30
+
+
+def test_env_values_are_parsed():
+    config = Config.load(env={"IOTGEN_SAVE_JSON": "false", "IOTGEN_SLEEP_INTERVAL_SEC": "0.25",
+                              "IOTGEN_RANDOM_SEED": "none", "IOTGEN_ANCHOR_TIME": "2026-01-02T03:04:05Z"})
+    assert config.save_json is False and config.sleep_interval_sec == 0.25 and config.random_seed is None
+    assert config.anchor_time == dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"num_events": -1}, "NUM_EVENTS must be an integer >= 0, got -1"),
+    ({"num_events": 2.5}, "NUM_EVENTS must be an integer"),
+    ({"num_events": True}, "NUM_EVENTS must be an integer"),
+    ({"num_events": "many"}, "NUM_EVENTS must be an integer"),
+    ({"min_keys": 9, "max_keys": 3}, "MIN_KEYS must be <= MAX_KEYS"),
+    ({"min_keys": 0}, "MIN_KEYS must be an integer >= 1"),
+    ({"output_format": "xml"}, "OUTPUT_FORMAT must be one of ndjson, json, parquet, csv"),
+    ({"output_dir": ""}, "OUTPUT_DIR must be a non-empty string"),
+    ({"output_filename_prefix": "../x"}, "OUTPUT_FILENAME_PREFIX must be a plain file-name prefix"),
+    ({"time_spread_hours": 0}, "TIME_SPREAD_HOURS must be a finite number > 0"),
+    ({"base_time_days_ago": -2}, "BASE_TIME_DAYS_AGO must be a finite number >= 0"),
+    ({"batch_size": 0}, "BATCH_SIZE must be an integer >= 1"),
+    ({"workers": 0}, "WORKERS must be an integer >= 1"),
+    ({"random_seed": -3}, "RANDOM_SEED must be an integer >= 0"),
+    ({"save_json": "maybe"}, "SAVE_JSON must be true or false"),
+    ({"anchor_time": "yesterday"}, "ANCHOR_TIME must be an ISO 8601 date-time"),
+])
+def test_bad_values_name_the_parameter(changes, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Config(**changes)
+
+
+def test_unknown_parameter_suggests_the_right_name(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown parameter 'NUM_EVENT' in the notebook parameters \(did you mean NUM_EVENTS\?\)"):
+        Config.load(params={"NUM_EVENT": 5}, env={})
+    with pytest.raises(ValueError, match="unknown parameter 'FOO' in the environment"):
+        Config.load(env={"IOTGEN_FOO": "1"})
+
+
+@pytest.mark.parametrize("text, message", [
+    ("NUM_EVENTS: [1, 2", "is not valid YAML at line"),
+    ("- just\n- a list\n", "must hold a mapping"),
+])
+def test_malformed_config_file(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        Config.load(config_file=path, env={})
+    with pytest.raises(ValueError, match="cannot be read"):
+        Config.load(config_file=tmp_path / "missing.yaml", env={})
+
+
+def test_secrets_never_come_from_params_or_files(tmp_path):
+    with pytest.raises(ValueError, match="EVENTHUB_CONNECTION_STRING must not be set in the notebook parameters"):
+        Config.load(params={"EVENTHUB_CONNECTION_STRING": CONNECTION}, env={})
+    path = tmp_path / "c.yaml"
+    path.write_text(f"EVENTHUB_CONNECTION_STRING: '{CONNECTION}'\n")
+    with pytest.raises(ValueError, match="must not be set in the config file") as info:
+        Config.load(config_file=path, env={})
+    assert "c2VjcmV0a2V5" not in str(info.value)
+
+
+def test_connection_string_from_env_or_secret_is_redacted(caplog):
+    config = Config.load(env={"EVENTHUB_CONNECTION_STRING": CONNECTION})
+    assert isinstance(config.eventhub_connection_string, Secret)
+    assert config.eventhub_connection_string.reveal() == CONNECTION
+    logging.getLogger("test").warning("config: %s / %r", config, config)
+    shown = repr(config) + str(config) + f"{config}" + str(config.as_params(include_secrets=True)) + caplog.text
+    assert "c2VjcmV0a2V5" not in shown and "SharedAccessKey" not in shown
+    assert "EVENTHUB_CONNECTION_STRING" not in config.as_params()
+    from_secret = Config.load(env={}, secrets={"EVENTHUB_CONNECTION_STRING": CONNECTION})
+    assert from_secret.eventhub_connection_string == Secret(CONNECTION)
+
+
+def test_replace_validates_again():
+    config = Config(num_events=5)
+    assert config.replace(num_events=6).num_events == 6
+    with pytest.raises(ValueError, match="NUM_EVENTS"):
+        config.replace(num_events=-6)
+
+
+def test_checkpoint_dir_defaults():
+    assert Config(checkpoint_dir="/x/cp").resolved_checkpoint_dir() == "/x/cp"
+    assert Config(catalog_volume_path="/Volumes/c/s/v/").resolved_checkpoint_dir() == "/Volumes/c/s/v/checkpoints"
+    assert Config(output_dir="out").resolved_checkpoint_dir() == "out/checkpoints"
+
+
+def test_anchor_defaults_to_start_of_utc_day():
+    now = dt.datetime(2026, 3, 4, 15, 16, 17, tzinfo=dt.timezone.utc)
+    assert Config().resolved_anchor_time(now) == dt.datetime(2026, 3, 4, tzinfo=dt.timezone.utc)

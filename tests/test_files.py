@@ -1,0 +1,132 @@
+"""Batch files: every format reads back as the generated events, byte-identical across workers and chunks,
+atomic, never overwriting, split into parts with a manifest."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from iotgen.config import Config
+from iotgen.generator import event_dicts, generate_table
+from iotgen.pipelines.batch import write_files
+
+ANCHOR = "2026-06-01T00:00:00Z"
+NOW = dt.datetime(2026, 6, 1, 12, 30, 45, tzinfo=dt.timezone.utc)
+
+
+def config(tmp_path, **changes) -> Config:
+    values = dict(num_events=3000, random_seed=11, anchor_time=ANCHOR, output_dir=str(tmp_path), chunk_size=1000)
+    values.update(changes)
+    return Config(**values)
+
+
+def only_visible(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "json", "parquet", "csv"])
+def test_each_format_reads_back_as_the_generated_events(tmp_path, fmt):
+    cfg = config(tmp_path, output_format=fmt)
+    result = write_files(cfg, now=NOW)
+    (path,) = result.paths
+    assert path.name == f"iot_events_20260601_123045.{fmt}"
+    expected = generate_table(cfg)
+    if fmt == "ndjson":
+        lines = path.read_text().splitlines()
+        assert [json.loads(line) for line in lines] == event_dicts(expected.combine_chunks().to_batches()[0])
+    elif fmt == "json":
+        assert json.loads(path.read_text()) == event_dicts(expected.combine_chunks().to_batches()[0])
+    elif fmt == "parquet":
+        assert pq.read_table(path).equals(expected)
+    else:
+        read = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+            column_types={"json_column": pa.string(), "event_id": pa.string()}))
+        assert read.column_names == expected.column_names
+        assert read.column("event_id").to_pylist() == expected.column("event_id").to_pylist()
+        assert read.column("json_column").to_pylist() == expected.column("json_column").to_pylist()
+        assert read.column("temperature").to_pylist() == expected.column("temperature").to_pylist()
+        assert str(read.column("timestamp").type).startswith("timestamp")
+    assert result.count == 3000 and result.seed == 11
+    assert only_visible(tmp_path) == [path.name]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "json", "parquet", "csv"])
+def test_bytes_identical_across_workers_and_chunk_sizes(tmp_path, fmt):
+    paths = []
+    for i, (workers, chunk) in enumerate([(1, 20_000), (2, 700), (2, 8192), (1, 333)]):
+        folder = tmp_path / str(i)
+        paths.append(write_files(config(folder, output_format=fmt, num_events=20_000, workers=workers,
+                                        chunk_size=chunk), now=NOW).paths[0])
+    contents = {p.read_bytes() for p in paths}
+    assert len(contents) == 1
+
+
+def test_never_overwrites_an_existing_file(tmp_path):
+    first = write_files(config(tmp_path, num_events=10), now=NOW).paths[0]
+    before = first.read_bytes()
+    second = write_files(config(tmp_path, num_events=20), now=NOW).paths[0]
+    third = write_files(config(tmp_path, num_events=30), now=NOW).paths[0]
+    assert first.read_bytes() == before
+    assert [second.name, third.name] == ["iot_events_20260601_123045_1.ndjson", "iot_events_20260601_123045_2.ndjson"]
+    assert len(third.read_text().splitlines()) == 30
+
+
+def test_a_crash_leaves_nothing_under_a_final_name(tmp_path):
+    seen = []
+
+    def crash(count):
+        seen.append(count)
+        if len(seen) == 2:
+            raise RuntimeError("disk on fire")
+
+    for fmt, per_file in (("ndjson", 1_000_000), ("parquet", 1000)):
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            write_files(config(tmp_path, output_format=fmt, events_per_file=per_file), now=NOW, on_progress=crash)
+        seen.clear()
+    assert only_visible(tmp_path) == []
+
+
+def test_large_runs_split_into_parts_with_a_manifest(tmp_path):
+    cfg = config(tmp_path, num_events=2500, events_per_file=1000, output_format="parquet", chunk_size=300)
+    (folder,) = write_files(cfg, now=NOW).paths
+    assert folder.is_dir() and folder.name == "iot_events_20260601_123045"
+    manifest = json.loads((folder / "_manifest.json").read_text())
+    assert manifest["count"] == 2500 and manifest["seed"] == 11 and manifest["schema_version"] == 1
+    assert manifest["parts"] == [{"path": f"part-0000{i}.parquet", "count": c} for i, c in enumerate((1000, 1000, 500))]
+    combined = pa.concat_tables(pq.read_table(folder / p["path"]) for p in manifest["parts"])
+    assert combined.equals(generate_table(cfg))
+    assert only_visible(tmp_path) == [folder.name]
+
+
+def test_zero_events_writes_a_valid_empty_file(tmp_path):
+    for fmt in ("ndjson", "json", "parquet", "csv"):
+        path = write_files(config(tmp_path / fmt, num_events=0, output_format=fmt), now=NOW).paths[0]
+        if fmt == "json":
+            assert json.loads(path.read_text()) == []
+        elif fmt == "parquet":
+            assert pq.read_table(path).num_rows == 0
+        elif fmt == "ndjson":
+            assert path.read_bytes() == b""
+
+
+def test_unwritable_output_dir_fails_before_writing(tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match=r"OUTPUT_DIR '.*file.txt/sub' is not writable"):
+        write_files(config(tmp_path, output_dir=str(blocker / "sub")), now=NOW)
+    with pytest.raises(ValueError, match="exists and is not a folder"):
+        write_files(config(tmp_path, output_dir=str(blocker)), now=NOW)
+    assert only_visible(tmp_path) == ["file.txt"]
+
+
+def test_published_files_get_the_usual_mode(tmp_path):
+    path = write_files(config(tmp_path, num_events=5), now=NOW).paths[0]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
