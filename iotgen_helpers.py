@@ -116,14 +116,12 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_overview(df: pd.DataFrame):
-    """Key-count histogram, device-type mix and temperature over time, in one figure."""
-    import matplotlib
+    """Key-count histogram, device-type mix and temperature over time, in one figure (shown once when it is
+    a cell's last expression; not registered with pyplot, so nothing else displays it)."""
+    from matplotlib.figure import Figure
 
-    if not os.environ.get("DISPLAY") and "ipykernel" not in str(matplotlib.get_backend()).lower():
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    fig = Figure(figsize=(15, 3.8))
+    axes = fig.subplots(1, 3)
     keys = key_counts(df)
     axes[0].hist(keys, bins=range(int(keys.min()), int(keys.max()) + 2), color="#4C72B0", edgecolor="white")
     axes[0].set(title="json_column: keys per event", xlabel="keys", ylabel="events")

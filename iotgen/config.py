@@ -290,3 +290,11 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"CONFIG_FILE {os.fspath(path)!r} must hold a mapping of parameter names to values")
     return data
+
+
+def markdown_table() -> str:
+    """The configuration reference as a Markdown table (kept in the README; a test checks it)."""
+    rows = ["| parameter | default | description |", "|---|---|---|"]
+    for name, default, doc in parameter_docs():
+        rows.append(f"| `{name}` | `{default!r}` | {doc} |")
+    return "\n".join(rows)

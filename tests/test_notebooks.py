@@ -1,0 +1,44 @@
+"""Committed notebooks: every code cell executed in order (nbval skips cells that never ran), no errors,
+no secrets in outputs, a papermill ``parameters`` cell."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted([ROOT / "iot_data_generation.ipynb", *(ROOT / "notebooks").glob("*.ipynb")])
+SECRET = re.compile(r"SharedAccessKey=(?!\*\*\*|<|\{|\$)[A-Za-z0-9+/=]{8,}")
+
+
+def code_cells(path: Path) -> list[dict]:
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    return [c for c in cells if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+
+
+def test_the_main_notebook_and_the_suite_exist():
+    assert (ROOT / "iot_data_generation.ipynb").exists()
+    assert len(NOTEBOOKS) >= 1
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_code_cell_was_executed_in_order(path):
+    counts = [c["execution_count"] for c in code_cells(path)]
+    assert None not in counts, f"{path.name}: cells {[i for i, c in enumerate(counts) if c is None]} never ran"
+    assert counts == list(range(1, len(counts) + 1)), f"{path.name}: not one top-to-bottom run: {counts}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_errors_and_no_secrets_in_outputs(path):
+    for cell in code_cells(path):
+        for output in cell.get("outputs", []):
+            assert output["output_type"] != "error", f"{path.name}: {output.get('ename')}: {output.get('evalue')}"
+            assert not SECRET.search(json.dumps(output)), f"{path.name}: an output holds a SharedAccessKey"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_code_cell_is_the_parameters_cell(path):
+    assert "parameters" in code_cells(path)[0].get("metadata", {}).get("tags", [])
