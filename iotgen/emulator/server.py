@@ -1114,8 +1114,6 @@ class EventHubsEmulator:
                 session.settle(delivery.delivery_id, Rejected(Error(
                     _ILLEGAL_STATE, f"attach a receiving link with source {node!r} before sending requests")))
             return
-        if not delivery.settled:
-            session.settle(delivery.delivery_id, Accepted())
         request_id = request.properties.message_id if request.properties else None
         response = Message(
             properties=Properties(correlation_id=request_id),
@@ -1124,7 +1122,13 @@ class EventHubsEmulator:
             body=[amqp_value(body)],
         )
         reply_link.queue.append(encode_message(response))
-        session.connection.schedule_pump(reply_link)
+        # The response goes out before the disposition: the SDK reads one frame per
+        # polling step, and only the response unblocks it.
+        reply_link.pump(_PUMP_BUDGET)
+        if not delivery.settled:
+            session.settle(delivery.delivery_id, Accepted())
+        if reply_link.queue:
+            session.connection.schedule_pump(reply_link)
 
     def _on_cbs_request(self, link: _IncomingLink, delivery: _Delivery) -> None:
         try:

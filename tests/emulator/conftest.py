@@ -1,0 +1,128 @@
+"""Fixtures for the Event Hubs emulator tests.
+
+Every test gets emulator subprocesses (``python -m iotgen.emulator``) on free ports;
+they are always stopped at teardown, even when the test fails.  The helpers
+receive with the real SDK and always stop on a count or a deadline.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from azure.eventhub import EventData, EventHubConsumerClient
+
+from iotgen.emulator import EmulatorProcess
+
+#: Upper bound for any single receive in these tests.
+RECEIVE_TIMEOUT = 30.0
+
+
+@pytest.fixture
+def emulator_factory() -> Iterator[Callable[..., EmulatorProcess]]:
+    """Start emulator subprocesses (keyword arguments of ``EmulatorProcess``); all are stopped at teardown."""
+    started: list[EmulatorProcess] = []
+
+    def start(**kwargs: Any) -> EmulatorProcess:
+        kwargs.setdefault("port", 0)
+        process = EmulatorProcess(**kwargs)
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.close()
+
+
+@pytest.fixture
+def emulator(emulator_factory: Callable[..., EmulatorProcess]) -> EmulatorProcess:
+    """A fresh in-memory emulator with hub ``iot-events`` and 4 partitions."""
+    return emulator_factory(hub="iot-events", partitions=4)
+
+
+class Receiver:
+    """Receives with ``EventHubConsumerClient.receive_batch`` in a thread until a count or a deadline."""
+
+    def __init__(self, connection_string: str, *, consumer_group: str = "$Default",
+                 starting_position: Any = "-1", inclusive: bool = False, partition_id: str | None = None,
+                 max_wait_time: float = 0.3) -> None:
+        self.client = EventHubConsumerClient.from_connection_string(
+            connection_string, consumer_group=consumer_group, retry_total=1)
+        self.events: list[EventData] = []
+        self._partition_of: dict[int, str] = {}
+        self._lock = threading.Lock()
+        self._target = 0
+        self._enough = threading.Event()
+        self.live = threading.Event()
+        kwargs: dict[str, Any] = dict(on_event_batch=self._on_batch, starting_position=starting_position,
+                                      starting_position_inclusive=inclusive, max_wait_time=max_wait_time,
+                                      max_batch_size=300)
+        if partition_id is not None:
+            kwargs["partition_id"] = partition_id
+        self._thread = threading.Thread(target=self.client.receive_batch, kwargs=kwargs, daemon=True)
+
+    def _on_batch(self, context: Any, batch: list[EventData]) -> None:
+        self.live.set()  # an empty batch after max_wait_time means the link is attached
+        with self._lock:
+            for event in batch:
+                self._partition_of[id(event)] = context.partition_id
+            self.events.extend(batch)
+            if self._target and len(self.events) >= self._target:
+                self._enough.set()
+
+    def partition(self, event: EventData) -> str:
+        """The partition id ``event`` was received from."""
+        return self._partition_of[id(event)]
+
+    def start(self) -> Receiver:
+        self._thread.start()
+        return self
+
+    def wait_live(self, timeout: float = RECEIVE_TIMEOUT) -> None:
+        assert self.live.wait(timeout), "the consumer did not start receiving in time"
+
+    def wait_for(self, count: int, timeout: float = RECEIVE_TIMEOUT, settle: float = 0.0) -> list[EventData]:
+        """Wait until ``count`` events arrived, then ``settle`` more seconds for extras.
+
+        The consumer keeps running (the fixture stops all of them concurrently at
+        teardown); the events received so far are returned.
+        """
+        with self._lock:
+            self._target = count
+            if len(self.events) >= count:
+                self._enough.set()
+        self._enough.wait(timeout)
+        if settle:
+            time.sleep(settle)
+        with self._lock:
+            return list(self.events)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        self.client.close()
+        self._thread.join(timeout=15)
+        assert not self._thread.is_alive(), "the consumer thread did not stop"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Callable[..., Receiver]]:
+    """Create and start :class:`Receiver` objects; all are stopped at teardown."""
+    created: list[Receiver] = []
+
+    def create(connection_string: str, **kwargs: Any) -> Receiver:
+        receiver = Receiver(connection_string, **kwargs)
+        created.append(receiver)
+        return receiver.start()
+
+    yield create
+    running = [r for r in created if r.running]
+    if running:  # closing an SDK client takes a while: close them all at once
+        with ThreadPoolExecutor(len(running)) as pool:
+            list(pool.map(Receiver.stop, running))

@@ -1,0 +1,113 @@
+"""Durability with ``--data-dir``: SIGKILL, torn writes, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from azure.eventhub import EventData, EventHubProducerClient
+
+from iotgen.emulator.codec import Symbol, decode_message
+from iotgen.emulator.store import EventStore, PartitionLog, StoreError
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _send(producer: EventHubProducerClient, bodies: list[str], **batch_options: str) -> None:
+    batch = producer.create_batch(**batch_options)
+    for body in bodies:
+        batch.add(EventData(body))
+    producer.send_batch(batch)
+
+
+def _positions(events: list[EventData]) -> dict[str, tuple[int, str]]:
+    return {e.body_as_str(): (e.sequence_number, e.offset) for e in events}
+
+
+def test_acknowledged_events_survive_sigkill_and_a_torn_write(emulator_factory, receiver, tmp_path):
+    data_dir = tmp_path / "data"
+    emulator = emulator_factory(hub="iot-events", partitions=2, data_dir=data_dir)
+    sent = []
+    with EventHubProducerClient.from_connection_string(emulator.connection_string, retry_total=1) as producer:
+        for key in ("a", "b", "c"):
+            bodies = [f"{key}-{i}" for i in range(50)]
+            _send(producer, bodies, partition_key=key)
+            sent += bodies
+        _send(producer, [f"p1-{i}" for i in range(5)], partition_id="1")
+        sent += [f"p1-{i}" for i in range(5)]
+        before = {p: producer.get_partition_properties(p) for p in ("0", "1")}
+    first_reader = receiver(emulator.connection_string)
+    acknowledged = _positions(first_reader.wait_for(len(sent)))
+    first_reader.stop()
+    assert sorted(acknowledged) == sorted(sent)
+
+    emulator.kill()  # SIGKILL: no chance to flush or close anything
+    log = data_dir / "iot-events" / "partition-1.log"
+    size = log.stat().st_size
+    with open(log, "ab") as torn:  # a record cut short by the crash
+        torn.write(struct.pack(">II", 500, 0) + b"partial")
+    emulator.restart()
+    assert log.stat().st_size == size, "the torn tail is truncated on load"
+
+    with EventHubProducerClient.from_connection_string(emulator.connection_string, retry_total=1) as producer:
+        after = {p: producer.get_partition_properties(p) for p in ("0", "1")}
+        assert after == before
+        _send(producer, ["new-0", "new-1"], partition_id="1")
+        assert producer.get_partition_properties("1")["last_enqueued_sequence_number"] == \
+            before["1"]["last_enqueued_sequence_number"] + 2
+    restored = _positions(receiver(emulator.connection_string).wait_for(len(sent) + 2, settle=0.3))
+    first_new = before["1"]["last_enqueued_sequence_number"] + 1
+    assert restored == {**acknowledged, "new-0": (first_new, str(first_new)),
+                        "new-1": (first_new + 1, str(first_new + 1))}
+    assert "truncating" in emulator.output()
+
+
+def _append(log: PartitionLog, bodies: list[bytes], partition_key: str | None = None) -> None:
+    from iotgen.emulator.codec import Message, data_section, encode_message
+
+    log.append([encode_message(Message(body=[data_section(b)])) for b in bodies], partition_key)
+    asyncio.run(log.flush())
+
+
+def test_partition_log_truncates_a_corrupt_tail_and_continues_the_sequence(tmp_path):
+    path = tmp_path / "partition-0.log"
+    log = PartitionLog("hub", "0", path)
+    _append(log, [b"one", b"two", b"three"])
+    log.close()
+    good_size = path.stat().st_size
+
+    # Corrupt the CRC of a fourth record and add trailing garbage.
+    record = path.read_bytes()[: good_size // 3]
+    length, crc = struct.unpack_from(">II", record)
+    with open(path, "ab") as handle:
+        handle.write(struct.pack(">II", length, crc ^ 1) + record[8:] + b"\x00\x01")
+
+    reopened = PartitionLog("hub", "0", path)
+    try:
+        assert path.stat().st_size == good_size
+        assert [e.sequence_number for e in reopened.events] == [0, 1, 2]
+        assert reopened.visible == 3
+        assert [decode_message(e.message).data for e in reopened.events] == [[b"one"], [b"two"], [b"three"]]
+        _append(reopened, [b"four"], partition_key="k")
+        stored = decode_message(reopened.events[3].message)
+        assert stored.message_annotations[Symbol("x-opt-sequence-number")] == 3
+        assert stored.message_annotations[Symbol("x-opt-offset")] == "3"
+        assert stored.message_annotations[Symbol("x-opt-partition-key")] == "k"
+    finally:
+        reopened.close()
+    body = path.read_bytes()
+    assert zlib.crc32(body[good_size + 8:]) == struct.unpack_from(">II", body, good_size)[1]
+
+
+def test_store_refuses_a_data_dir_created_with_another_partition_count(tmp_path: Path):
+    EventStore({"hub": 2}, tmp_path).close()
+    with pytest.raises(StoreError, match="created with 2 partitions"):
+        EventStore({"hub": 3}, tmp_path)
+    reopened = EventStore({"HUB": 2}, tmp_path)
+    try:
+        assert reopened.get("hub") is reopened.get("Hub")
+    finally:
+        reopened.close()

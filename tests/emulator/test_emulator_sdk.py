@@ -1,0 +1,159 @@
+"""The real azure-eventhub SDK (sync clients) against the emulator subprocess."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections import defaultdict
+
+import pytest
+from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerClient
+
+pytestmark = pytest.mark.timeout(120)
+
+UTC = dt.timezone.utc
+
+
+def _producer(emulator):
+    return EventHubProducerClient.from_connection_string(emulator.connection_string, retry_total=1)
+
+
+def _close_to_now(moment: dt.datetime, seconds: float = 120) -> bool:
+    return abs((dt.datetime.now(UTC) - moment).total_seconds()) < seconds
+
+
+def test_eventhub_and_partition_properties(emulator):
+    with _producer(emulator) as producer:
+        hub = producer.get_eventhub_properties()
+        assert hub["eventhub_name"] == "iot-events"
+        assert hub["partition_ids"] == ["0", "1", "2", "3"]
+        assert _close_to_now(hub["created_at"])
+
+        empty = producer.get_partition_properties("1")
+        assert empty["eventhub_name"] == "iot-events"
+        assert empty["id"] == "1"
+        assert empty["is_empty"] is True
+        assert empty["beginning_sequence_number"] == 0
+        assert empty["last_enqueued_sequence_number"] == -1
+        assert empty["last_enqueued_offset"] == "-1"
+
+        batch = producer.create_batch(partition_id="1")
+        for i in range(3):
+            batch.add(EventData(f"event {i}"))
+        producer.send_batch(batch)
+
+        filled = producer.get_partition_properties("1")
+        assert filled["is_empty"] is False
+        assert filled["beginning_sequence_number"] == 0
+        assert filled["last_enqueued_sequence_number"] == 2
+        assert filled["last_enqueued_offset"] == "2"
+        assert _close_to_now(filled["last_enqueued_time_utc"])
+        assert producer.get_partition_properties("0")["is_empty"] is True
+
+    with EventHubConsumerClient.from_connection_string(emulator.connection_string, consumer_group="$Default") as c:
+        assert c.get_partition_ids() == ["0", "1", "2", "3"]
+
+
+def test_bulk_round_trip_keeps_content_and_key_order(emulator, receiver):
+    total, keys = 2000, [f"device-{k:02d}" for k in range(16)]
+    sent: dict[int, dict] = {}
+    with _producer(emulator) as producer:
+        for key_index, key in enumerate(keys):
+            batch = producer.create_batch(partition_key=key)
+            for i in range(key_index, total, len(keys)):
+                body = json.dumps({"i": i, "key": key, "pad": "x" * 200}).encode()
+                event = EventData(body)
+                event.properties = {"i": i, "key": key, "ratio": i / 7, "flag": i % 2 == 0}
+                event.content_type = "application/json"
+                event.correlation_id = f"corr-{i}"
+                batch.add(event)
+                sent[i] = {"body": body, "key": key}
+            producer.send_batch(batch)
+    assert len(sent) == total
+
+    consumer = receiver(emulator.connection_string)
+    events = consumer.wait_for(total, settle=0.3)
+
+    assert len(events) == total
+    by_key: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    by_partition: dict[str, list[EventData]] = defaultdict(list)
+    partition_of = {}
+    for event in events:
+        props = {k.decode(): v for k, v in event.properties.items()}
+        i = props["i"]
+        key = sent[i]["key"]
+        assert event.body_as_str().encode() == sent[i]["body"]
+        assert props == {"i": i, "key": key.encode(), "ratio": i / 7, "flag": i % 2 == 0}
+        assert event.content_type == "application/json"
+        assert event.correlation_id == f"corr-{i}"
+        assert event.partition_key == key.encode()
+        assert event.offset == str(event.sequence_number)
+        assert _close_to_now(event.enqueued_time)
+        by_key[key].append((event.sequence_number, i))
+        partition_of[i] = partition = consumer.partition(event)
+        by_partition[partition].append(event)
+
+    assert sorted(partition_of) == list(range(total))
+    for key, pairs in by_key.items():
+        assert len({partition_of[i] for _, i in pairs}) == 1, f"{key} spread over partitions"
+        assert [i for _, i in sorted(pairs)] == sorted(i for _, i in pairs), f"{key} out of order"
+    for partition, partition_events in by_partition.items():
+        assert sorted(e.sequence_number for e in partition_events) == list(range(len(partition_events)))
+    assert len(by_partition) > 1, "16 partition keys should use more than one of 4 partitions"
+
+
+def _send_bodies(producer, bodies, partition_id="0"):
+    batch = producer.create_batch(partition_id=partition_id)
+    for body in bodies:
+        batch.add(EventData(body))
+    producer.send_batch(batch)
+
+
+def _bodies(events):
+    return [e.body_as_str() for e in events]
+
+
+def test_read_from_sequence_number_offset_time_and_latest(emulator, receiver):
+    cs = emulator.connection_string
+    with _producer(emulator) as producer:
+        _send_bodies(producer, [f"e{i}" for i in range(5)])
+        time.sleep(0.05)  # the second batch gets a later enqueued time
+        _send_bodies(producer, [f"e{i}" for i in range(5, 10)])
+        fifth_time = producer.get_partition_properties("0")["last_enqueued_time_utc"]
+
+        # The receivers run concurrently: each SDK client spends most of its time polling.
+        exclusive = receiver(cs, partition_id="0", starting_position=4)
+        inclusive = receiver(cs, partition_id="0", starting_position=4, inclusive=True)
+        by_offset = receiver(cs, partition_id="0", starting_position="6")
+        by_time = receiver(cs, partition_id="0", starting_position=fifth_time, inclusive=True)
+        before_time = receiver(cs, partition_id="0", starting_position=fifth_time - dt.timedelta(milliseconds=1))
+        latest = receiver(cs, partition_id="0", starting_position="@latest")
+
+        exclusive_events = exclusive.wait_for(5, settle=0.3)
+        assert _bodies(exclusive_events) == [f"e{i}" for i in range(5, 10)]
+        assert [e.sequence_number for e in exclusive_events] == list(range(5, 10))
+        assert _bodies(inclusive.wait_for(6, settle=0.3)) == [f"e{i}" for i in range(4, 10)]
+        assert _bodies(by_offset.wait_for(3, settle=0.3)) == ["e7", "e8", "e9"]
+        assert _bodies(by_time.wait_for(5, settle=0.3)) == [f"e{i}" for i in range(5, 10)]
+        assert _bodies(before_time.wait_for(5, settle=0.3)) == [f"e{i}" for i in range(5, 10)]
+
+        latest.wait_live()
+        _send_bodies(producer, ["n0", "n1", "n2"])
+        newer = latest.wait_for(3, settle=0.3)
+        assert _bodies(newer) == ["n0", "n1", "n2"]
+        assert [e.sequence_number for e in newer] == [10, 11, 12]
+
+
+def test_explicit_partition_single_events_and_round_robin(emulator, receiver):
+    with _producer(emulator) as producer:
+        _send_bodies(producer, [f"p3-{i}" for i in range(5)], partition_id="3")
+        producer.send_event(EventData("single"), partition_id="2")
+        for i in range(8):  # no partition id nor key: the service spreads batches round-robin
+            producer.send_batch([EventData(f"rr-{i}")])
+        counts = {p: producer.get_partition_properties(p)["last_enqueued_sequence_number"] + 1 for p in "0123"}
+        assert counts == {"0": 2, "1": 2, "2": 3, "3": 7}
+
+    events = receiver(emulator.connection_string, partition_id="3").wait_for(7, settle=0.3)
+    assert _bodies(events)[:5] == [f"p3-{i}" for i in range(5)]
+    assert all(e.body_as_str().startswith("rr-") for e in events[5:])
