@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping
 ENV_PREFIX = "IOTGEN_"
 SECRET_PARAMS = ("EVENTHUB_CONNECTION_STRING",)
 FILE_FORMATS = ("ndjson", "json", "parquet", "csv")
+TABLE_FORMATS = ("delta", "iceberg")
 
 
 class Secret:
@@ -150,7 +151,8 @@ class Config:
     save_json: bool = _param(True, _bool, "Write the batch to a file under OUTPUT_DIR.")
     output_filename_prefix: str = _param(
         "iot_events", lambda n, v: _filename_prefix(n, v), "File names are PREFIX_YYYYMMDD_HHMMSS.<ext>.")
-    output_format: str = _param("ndjson", _choice(*FILE_FORMATS), "ndjson | json (one array) | parquet | csv.")
+    output_format: str = _param("ndjson", _choice(*FILE_FORMATS, *TABLE_FORMATS),
+        "ndjson | json (one array) | parquet | csv | delta | iceberg (tables, see docs/lakehouse.md).")
     events_per_file: int = _param(
         1_000_000, lambda n, v: _int(n, v, 1), "Larger runs are split into parts with a manifest.")
     chunk_size: int = _param(65_536, lambda n, v: _int(n, v, 1), "Events generated per chunk (bounds memory).")
@@ -170,6 +172,21 @@ class Config:
     delta_table_name: str = _param("iot_events", _text, "Delta table name (or path).")
     iceberg_table_name: str = _param("iot.iot_events", _text, "Iceberg table as namespace.table.")
     checkpoint_dir: str = _param("", _text, "Streaming checkpoint folder; empty means CATALOG_VOLUME_PATH/checkpoints.")
+
+    # Lakehouse: Delta / Iceberg tables and the Event Hubs -> table ingest (issue 4)
+    json_column_mode: str = _param(
+        "variant", _choice("variant", "string"), "Delta json_column type: variant (VARIANT) or string (JSON text).")
+    iceberg_catalog_uri: str = _param(
+        "", _text, "Iceberg SQL catalog (sqlite:///path/catalog.db or a folder); empty: OUTPUT_DIR/iceberg.")
+    ingest_consumer_group: str = _param(
+        "$Default", lambda n, v: _text(n, v, False), "Event Hubs consumer group the ingest reads with.")
+    ingest_max_batch_events: int = _param(
+        10_000, lambda n, v: _int(n, v, 1), "The ingest commits at most this many events per table commit.")
+    ingest_max_batch_seconds: float = _param(
+        5.0, lambda n, v: _float(n, v, 0.0, strict=True), "The ingest commits buffered events at least this often.")
+    ingest_until_idle: float | None = _param(
+        None, _optional(lambda n, v: _float(n, v, 0.0, strict=True)),
+        "Stop the ingest after this many seconds without events; None runs until Ctrl-C.")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
