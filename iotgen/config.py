@@ -188,6 +188,29 @@ class Config:
         None, _optional(lambda n, v: _float(n, v, 0.0, strict=True)),
         "Stop the ingest after this many seconds without events; None runs until Ctrl-C.")
 
+    # Streaming (Event Hubs)
+    stream_events: int | None = _param(
+        None, _optional(_int), "Events to stream; None streams until STREAM_DURATION_SEC, Ctrl-C or Stop.")
+    stream_duration_sec: float | None = _param(
+        None, _optional(lambda n, v: _float(n, v, 0.0, strict=True)), "Stop streaming after this many seconds.")
+    rate_events_per_sec: float | None = _param(
+        None, _optional(lambda n, v: _float(n, v, 0.0, strict=True)),
+        "Target events/s (token bucket); None sends BATCH_SIZE events every SLEEP_INTERVAL_SEC (0: no limit).")
+    max_mb_per_sec: float | None = _param(
+        None, _optional(lambda n, v: _float(n, v, 0.0, strict=True)), "Cap on sent MB/s (1 MB = 10^6 bytes).")
+    ramp_up_sec: float = _param(0.0, _float, "Climb linearly to the target rate over this many seconds.")
+    partition_key: str = _param(
+        "sensor_id", _choice("sensor_id", "none"), "sensor_id keeps each device's events in order; none spreads.")
+    max_batch_bytes: int | None = _param(
+        None, _optional(lambda n, v: _int(n, v, 16_384)),
+        "Largest EventDataBatch in bytes; None uses the link's maximum (1 MB Standard/Premium, 256 KB Basic).")
+    stream_time_mode: str = _param(
+        "live", _choice("live", "window"), "live: event times re-based to send time; window: as generated.")
+    send_timeout_sec: float = _param(
+        30.0, lambda n, v: _float(n, v, 0.0, strict=True), "Time-out of one send (and of connecting), seconds.")
+    send_retries: int = _param(8, _int, "Retries of a batch (exponential back-off) before it counts as failed.")
+    stream_start_event: int = _param(0, _int, "Index of the first event to stream (resume a stopped stream).")
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, f.metadata["parse"](f.name.upper(), getattr(self, f.name)))
