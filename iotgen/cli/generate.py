@@ -1,11 +1,13 @@
-"""``iotgen generate``: write a batch of events to files under OUTPUT_DIR."""
+"""``iotgen generate``: write a batch of events to files under OUTPUT_DIR, or to a Delta / Iceberg table."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from ..config import TABLE_FORMATS
 from ..pipelines.batch import write_files
+from ..pipelines.tables import write_table
 from .options import add_config_option, load_config
 
 HELP = "generate a batch of events and write them to files (prints the written paths)"
@@ -14,14 +16,15 @@ FLAGS = {
     "events": "NUM_EVENTS", "seed": "RANDOM_SEED", "format": "OUTPUT_FORMAT", "output": "OUTPUT_DIR",
     "prefix": "OUTPUT_FILENAME_PREFIX", "min_keys": "MIN_KEYS", "max_keys": "MAX_KEYS", "workers": "WORKERS",
     "chunk_size": "CHUNK_SIZE", "events_per_file": "EVENTS_PER_FILE", "anchor_time": "ANCHOR_TIME",
-    "sensors": "NUM_SENSORS",
+    "sensors": "NUM_SENSORS", "json_column_mode": "JSON_COLUMN_MODE",
 }
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", "-n", type=str, metavar="N", help="number of events (NUM_EVENTS)")
     parser.add_argument("--seed", type=str, metavar="S", help="seed for identical output (RANDOM_SEED)")
-    parser.add_argument("--format", metavar="FMT", help="ndjson (default) | json | parquet | csv (OUTPUT_FORMAT)")
+    parser.add_argument("--format", metavar="FMT",
+                        help="ndjson (default) | json | parquet | csv | delta | iceberg (OUTPUT_FORMAT)")
     parser.add_argument("--output", "-o", metavar="DIR", help="output folder (OUTPUT_DIR, default: output)")
     parser.add_argument("--prefix", metavar="NAME", help="file name prefix (OUTPUT_FILENAME_PREFIX)")
     parser.add_argument("--min-keys", metavar="A", help="fewest json_column keys (MIN_KEYS)")
@@ -31,6 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events-per-file", metavar="E", help="split larger runs into parts (EVENTS_PER_FILE)")
     parser.add_argument("--anchor-time", metavar="ISO", help="reference 'now' of the time window (ANCHOR_TIME)")
     parser.add_argument("--sensors", metavar="N", help="distinct sensor_id values (NUM_SENSORS)")
+    parser.add_argument("--json-column-mode", metavar="M", help="Delta json_column: variant | string (JSON_COLUMN_MODE)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     add_config_option(parser)
 
@@ -43,6 +47,12 @@ def run(args: argparse.Namespace) -> int:
 
         progress = tqdm(total=config.num_events, unit="ev", unit_scale=True, file=sys.stderr, leave=False)
     try:
+        if config.output_format in TABLE_FORMATS:  # Delta / Iceberg: see iotgen.pipelines.tables
+            table = write_table(config, on_progress=progress.update if progress else None)
+            print(table.target.location)
+            print(f"appended {table.count} events (seed {table.seed}) to {table.target.describe(table.commit)}",
+                  file=sys.stderr)
+            return 0
         result = write_files(config, on_progress=progress.update if progress else None)
     finally:
         if progress is not None:
