@@ -210,6 +210,17 @@ class Config:
         30.0, lambda n, v: _float(n, v, 0.0, strict=True), "Time-out of one send (and of connecting), seconds.")
     send_retries: int = _param(8, _int, "Retries of a batch (exponential back-off) before it counts as failed.")
     stream_start_event: int = _param(0, _int, "Index of the first event to stream (resume a stopped stream).")
+    # Fleet and scenarios (issue 6)
+    profile: str | None = _param(
+        None, _optional(_choice("independent", "fleet")),
+        "independent: each event drawn on its own; fleet: DEVICE_COUNT devices reporting time series. "
+        "None: the spec file's profile, else independent.")
+    device_count: int | None = _param(
+        None, _optional(lambda n, v: _int(n, v, 1)),
+        "Devices of the fleet profile; None: the spec file's fleet.device_count, else NUM_SENSORS.")
+    spec_file: str | None = _param(
+        None, _optional(lambda n, v: _text(n, v, False)),
+        "YAML generation spec (catalogs, fleet, data-quality scenarios); see docs/scenarios.md.")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
