@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
 from pathlib import Path
@@ -115,12 +116,12 @@ def open_delta_table(target, storage_options: dict[str, str] | None = None):
     if isinstance(target, dl.DeltaTable):
         return target
     uri = table_uri(target)
+    if "://" not in uri and Path(uri).exists() and not Path(uri).is_dir():
+        raise ValueError(f"Delta table path {uri!r} is a file, not a folder")
     if dl.DeltaTable.is_deltatable(uri, storage_options):
         return dl.DeltaTable(uri, storage_options=storage_options)
     if "://" not in uri:
         path = Path(uri)
-        if path.exists() and not path.is_dir():
-            raise ValueError(f"Delta table path {uri!r} is a file, not a folder")
         if path.is_dir() and any(not p.name.startswith(".") for p in path.iterdir()):
             raise ValueError(f"Delta table path {uri!r} is a non-empty folder that is not a Delta table; "
                              "choose a new or empty folder")
@@ -192,8 +193,10 @@ def write_delta(
                         idempotency_key):
         return TableCommit(table.table_uri, None, 0, skipped=True)
     counter = _RowCounter()
+    first = [prepare_batch(b, layout, mode) for b in itertools.islice(batches, 1)]  # bad data fails here, early
     prepared = pa.RecordBatchReader.from_batches(
-        write_schema(layout, mode), counter.count(prepare_batch(b, layout, mode) for b in batches))
+        write_schema(layout, mode),
+        counter.count(itertools.chain(first, (prepare_batch(b, layout, mode) for b in batches))))
     properties = CommitProperties(
         app_transactions=[Transaction(app_id, version) for app_id, version in txns.items()] or None,
         custom_metadata={COMMIT_INFO_KEY: json.dumps(txns, sort_keys=True)} if txns else None)
@@ -206,6 +209,11 @@ def write_delta(
                             idempotency_key):
             return TableCommit(table.table_uri, None, 0, skipped=True)
         raise CommitConflict(f"Delta table {table.table_uri}: {exc}") from None
+    except dl.exceptions.DeltaError as exc:  # a later batch of a stream failed its checks: nothing committed
+        message = str(exc)
+        if "ValueError: " in message:
+            raise ValueError(message.rsplit("ValueError: ", 1)[1].strip()) from None
+        raise
     table.update_incremental()
     return TableCommit(table.table_uri, table.version(), counter.rows)
 

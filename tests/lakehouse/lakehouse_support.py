@@ -1,0 +1,75 @@
+"""Helpers of the lakehouse tests: an independent reader (DuckDB with the PyPI extension wheels, offline), a
+local Event Hubs endpoint (iotgen.emulator, a real AMQP server in a subprocess) and a real SDK producer."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+
+from iotgen.config import Config
+from iotgen.generator import generate_table
+from iotgen.sinks.encoding import json_lines
+
+HUBS = ("kill-delta", "kill-iceberg", "malformed", "sigint", "errors")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def duckdb_with_extensions():
+    """A DuckDB connection with the delta, iceberg (+ avro) and json extensions loaded from their PyPI wheels;
+    nothing is downloaded."""
+    import duckdb
+
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    for name in ("json", "avro", "delta", "iceberg"):
+        module = __import__(f"duckdb_extension_{name}")
+        (path,) = Path(module.__file__).parent.glob(f"extensions/v*/{name}.duckdb_extension")
+        con.execute(f"LOAD '{path}'")
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def events(n: int, seed: int = 7) -> pa.Table:
+    return generate_table(Config(random_seed=seed, num_events=n, anchor_time="2026-03-01T00:00:00Z"))
+
+
+def send(connection_string: str, bodies: list[bytes | str]) -> None:
+    """Send bodies with the real azure-eventhub producer (content type application/json), in order."""
+    from azure.eventhub import EventData, EventHubProducerClient
+
+    producer = EventHubProducerClient.from_connection_string(connection_string)
+    with producer:
+        batch = producer.create_batch()
+        for body in bodies:
+            event = EventData(body)
+            event.content_type = "application/json"
+            try:
+                batch.add(event)
+            except ValueError:
+                producer.send_batch(batch)
+                batch = producer.create_batch()
+                batch.add(event)
+        if len(batch):
+            producer.send_batch(batch)
+
+
+def bodies_of(table: pa.Table) -> list[str]:
+    return json_lines(table).to_pylist()
+
+
+def ingest_env(connection_string: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IOTGEN_")}
+    env["EVENTHUB_CONNECTION_STRING"] = connection_string
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def ingest_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "iotgen.cli", "ingest", *args]
+
+
+def as_json(value) -> object:
+    return json.loads(value) if isinstance(value, str) else value

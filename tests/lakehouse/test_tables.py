@@ -1,0 +1,239 @@
+"""Delta and Iceberg tables written without a cluster, read back by independent readers, value by value."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from iotgen.config import Config
+from iotgen.pipelines.tables import TableTarget, config_target, parse_target, write_table
+from iotgen.schema import COLUMN_NAMES
+from iotgen.sinks.delta import compact_delta, delta_app_versions, delta_history, vacuum_delta, write_delta
+from iotgen.sinks.iceberg import iceberg_app_versions, iceberg_history, open_catalog, write_iceberg
+from iotgen.sinks.variant import json_to_variant, try_json_to_variant
+
+from lakehouse_support import ROOT, events
+
+FIXED = [c for c in COLUMN_NAMES if c != "json_column"]
+
+
+def _sorted(table: pa.Table) -> pa.Table:
+    return table.sort_by("event_id")
+
+
+def _assert_same_events(read: pa.Table, expected: pa.Table) -> None:
+    """Every fixed value equal (types included), json_column equal as JSON."""
+    read, expected = _sorted(read), _sorted(expected)
+    assert read.num_rows == expected.num_rows
+    for name in FIXED:
+        got, want = read.column(name), expected.column(name)
+        if pa.types.is_timestamp(want.type):
+            got = got.cast(pa.timestamp("us", tz="UTC"))
+        assert got.type == want.type, name
+        assert got.equals(want), name
+    got_json = [json.loads(v) for v in read.column("json_column").to_pylist()]
+    assert got_json == [json.loads(v) for v in expected.column("json_column").to_pylist()]
+
+
+def test_delta_variant_reads_back_in_duckdb_and_spark_decoder(tmp_path, duck):
+    data = events(3000)
+    commit = write_delta(tmp_path / "t", data)
+    assert (commit.version, commit.rows, commit.skipped) == (1, 3000, False)
+    path = tmp_path / "t"
+    assert duck.sql(f"SELECT DISTINCT typeof(json_column) FROM delta_scan('{path}')").fetchall() == [("VARIANT",)]
+    read = duck.sql(f"SELECT * EXCLUDE (json_column, event_date), json_column::JSON::VARCHAR AS json_column "
+                    f"FROM delta_scan('{path}')").arrow().read_all()
+    _assert_same_events(read, data)
+    # event_date is the UTC date of timestamp, and the partition column
+    mismatched = duck.sql(f"SELECT count(*) FROM delta_scan('{path}') WHERE event_date <> CAST(timezone('UTC', "
+                          f"timestamp) AS DATE)").fetchone()[0]
+    assert mismatched == 0
+    assert sorted(p.name for p in path.iterdir() if p.name.startswith("event_date="))
+    # the encoding itself, decoded by Spark's independent pure-Python Parquet-variant decoder
+    from deltalake import DeltaTable
+    from pyspark.sql.types import VariantVal
+
+    table = DeltaTable(str(path))
+    assert "variantType" in (table.protocol().reader_features or [])
+    assert "deletionVectors" not in (table.protocol().reader_features or [])
+    raw = _sorted(table.to_pyarrow_table(columns=["event_id", "json_column"]))
+    decoded = [VariantVal(v["value"], v["metadata"]).toPython() for v in raw.column("json_column").to_pylist()]
+    assert decoded == [json.loads(v) for v in _sorted(data).column("json_column").to_pylist()]
+
+
+def test_delta_string_mode_keeps_json_text_exactly(tmp_path):
+    import polars as pl
+
+    data = events(2000, seed=8)
+    write_delta(tmp_path / "s", data, json_column_mode="string")
+    read = pl.read_delta(str(tmp_path / "s")).to_arrow()
+    read = read.select(list(COLUMN_NAMES))
+    assert read.schema.field("json_column").type in (pa.string(), pa.large_string(), pa.string_view())
+    read = read.set_column(read.schema.get_field_index("json_column"), "json_column",
+                           read.column("json_column").cast(pa.string()))
+    for name in COLUMN_NAMES:
+        if pa.types.is_string(data.schema.field(name).type):
+            read = read.set_column(read.schema.get_field_index(name), name, read.column(name).cast(pa.string()))
+    _assert_same_events(read, data)
+    assert _sorted(read).column("json_column").equals(_sorted(data).column("json_column"))
+
+
+def test_iceberg_v2_day_partitions_read_back_in_duckdb(tmp_path, duck):
+    catalog = open_catalog(warehouse=tmp_path / "wh")
+    data = events(3000, seed=9)
+    commit = write_iceberg(catalog, "iot.events", data)
+    assert commit.rows == 3000 and not commit.skipped
+    table = catalog.load_table("iot.events")
+    assert table.metadata.format_version == 2
+    assert str(table.spec().fields[0].transform) == "day" and table.spec().fields[0].source_id == 2
+    assert table.properties["commit.retry.num-retries"] == "0"
+    assert (tmp_path / "wh" / "catalog.db").is_file()
+    read = duck.sql(f"SELECT * FROM iceberg_scan('{table.metadata_location}')").arrow().read_all()
+    _assert_same_events(read, data)
+    assert _sorted(read).column("json_column").equals(_sorted(data).column("json_column"))
+    days = {p.name for p in (tmp_path / "wh" / "iot" / "events" / "data").iterdir()}
+    expected_days = {f"timestamp_day={d}" for d in pc.unique(pc.cast(data.column("timestamp"), pa.date32())).to_pylist()}
+    assert days == expected_days
+
+
+@pytest.mark.parametrize("fmt", ["delta", "iceberg"])
+def test_idempotency_key_skips_a_replayed_batch_and_history_shows_it(tmp_path, fmt):
+    target = parse_target(f"{fmt}:{tmp_path / 't' if fmt == 'delta' else 'ns.t'}", output_dir=str(tmp_path))
+    data = events(500)
+    first = target.write(data, idempotency_key=("spark-query-1", 0))
+    replay = target.write(data, idempotency_key=("spark-query-1", 0))
+    second = target.write(events(300, seed=1), idempotency_key=("spark-query-1", 1))
+    assert (first.rows, replay.skipped, replay.rows, second.rows) == (500, True, 0, 300)
+    assert target.read(["event_id"]).num_rows == 800
+    assert target.app_versions(["spark-query-1", "other"]) == {"spark-query-1": 1, "other": None}
+    history = target.history()
+    assert [h["app_transactions"] for h in history[:2]] == [{"spark-query-1": 1}, {"spark-query-1": 0}]
+    assert [h["rows_added"] for h in history[:2]] == [300, 500]
+
+
+@pytest.mark.parametrize("fmt", ["delta", "iceberg"])
+def test_racing_writers_with_the_same_key_append_once(tmp_path, fmt):
+    target = parse_target(f"{fmt}:{tmp_path / 't' if fmt == 'delta' else 'ns.t'}", output_dir=str(tmp_path))
+    target.write(events(10, seed=2))  # the table exists before the race
+    data = events(400)
+    results, errors = [], []
+
+    def writer() -> None:
+        try:
+            own = TableTarget(target.format, target.location, target.json_column_mode, target.catalog_uri,
+                              target.warehouse)
+            results.append(own.write(data, idempotency_key=("race", 5)))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert sum(not r.skipped for r in results) == 1 and len(results) == 4
+    assert target.read(["event_id"]).num_rows == 410
+
+
+def test_compact_and_vacuum_keep_rows_and_offsets(tmp_path, duck):
+    path = tmp_path / "c"
+    parts = [events(300, seed=s) for s in range(6)]
+    for i, part in enumerate(parts):
+        write_delta(path, part, app_transactions={"p0": i})
+    files_before = duck.sql(f"SELECT count(DISTINCT filename) FROM delta_scan('{path}', filename=true)").fetchone()[0]
+    metrics = compact_delta(path)
+    assert metrics["numFilesRemoved"] > metrics["numFilesAdded"] > 0
+    files_after = duck.sql(f"SELECT count(DISTINCT filename) FROM delta_scan('{path}', filename=true)").fetchone()[0]
+    assert files_after < files_before
+    assert delta_app_versions(path, ["p0"]) == {"p0": 5}
+    assert delta_history(path, 1)[0]["operation"] == "OPTIMIZE"
+    listed = vacuum_delta(path, retention_hours=0, dry_run=True)
+    assert len(listed) == metrics["numFilesRemoved"] and all(Path(path, f).exists() for f in listed)
+    deleted = vacuum_delta(path, retention_hours=0, dry_run=False)
+    assert sorted(deleted) == sorted(listed) and not any(Path(path, f).exists() for f in listed)
+    expected = pa.concat_tables(parts)
+    read = duck.sql(f"SELECT event_id FROM delta_scan('{path}')").arrow().read_all()
+    assert sorted(read.column("event_id").to_pylist()) == sorted(expected.column("event_id").to_pylist())
+    with pytest.raises(ValueError, match="retention_hours must be an integer >= 0"):
+        vacuum_delta(path, retention_hours=-1)
+
+
+def test_variant_encoder_rejects_what_it_cannot_encode():
+    text = pa.array(['{"a":1}', "{oops", '{"big":18446744073709551615}', None])
+    encoded, failed = try_json_to_variant(text)
+    assert failed == [1, 2] and encoded.null_count == 3
+    with pytest.raises(ValueError, match="json_column row 1 cannot be stored as VARIANT \\(2 such rows\\)"):
+        json_to_variant(text)
+
+
+def test_write_table_and_generate_cli_delta_and_iceberg(tmp_path, duck):
+    config = Config(num_events=1200, random_seed=3, output_dir=str(tmp_path), output_format="delta",
+                    chunk_size=500, anchor_time="2026-03-01T00:00:00Z")
+    result = write_table(config)
+    assert result.count == 1200 and result.commit.version == 1
+    same = events(1200, seed=3)
+    path = config_target(config).location
+    assert path == str(tmp_path / "iot_events")
+    read = duck.sql(f"SELECT * EXCLUDE (json_column, event_date), json_column::JSON::VARCHAR AS json_column "
+                    f"FROM delta_scan('{path}')").arrow().read_all()
+    _assert_same_events(read, same)
+    out = subprocess.run([sys.executable, "-m", "iotgen.cli", "generate", "--format", "iceberg", "-n", "700",
+                          "--seed", "4", "-o", str(tmp_path), "--no-progress"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "iot.iot_events"
+    assert "appended 700 events (seed 4) to Iceberg table iot.iot_events" in out.stderr
+    catalog = open_catalog(warehouse=tmp_path / "iceberg")
+    assert catalog.load_table("iot.iot_events").scan().to_arrow().num_rows == 700
+    assert iceberg_history(catalog, "iot.iot_events")[0]["rows_added"] == 700
+    assert iceberg_app_versions(catalog, "iot.iot_events", ["x"]) == {"x": None}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--format", "delta", "--json-column-mode", "json"], "JSON_COLUMN_MODE must be one of variant, string"),
+    (["--format", "delta", "--output", "{blocker}"], "is a non-empty folder that is not a Delta table"),
+    (["--format", "iceberg", "--config", "{bad_name}"], "ICEBERG_TABLE_NAME must be NAMESPACE.TABLE"),
+])
+def test_generate_table_bad_input_one_line_nothing_written(tmp_path, args, message):
+    blocker = tmp_path / "blocker"
+    (blocker / "iot_events").mkdir(parents=True)
+    (blocker / "iot_events" / "keep.txt").write_text("not a table")
+    bad_name = tmp_path / "bad.yaml"
+    bad_name.write_text("ICEBERG_TABLE_NAME: no_namespace\n")
+    args = [a.format(blocker=blocker, bad_name=bad_name) for a in args]
+    if "--output" not in args:
+        args += ["--output", str(tmp_path / "out")]
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    out = subprocess.run([sys.executable, "-m", "iotgen.cli", "generate", "-n", "10", *args], capture_output=True,
+                         text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_table_data_and_mode_mismatches_are_clear_errors(tmp_path):
+    write_delta(tmp_path / "v", events(5))
+    with pytest.raises(ValueError, match="stores json_column as VARIANT: use 'variant'"):
+        write_delta(tmp_path / "v", events(5), json_column_mode="string")
+    with pytest.raises(ValueError, match="missing env"):
+        write_delta(tmp_path / "v", events(5).drop_columns(["env"]))
+    with pytest.raises(ValueError, match="table column temperature must be double"):
+        bad = events(5)
+        write_delta(tmp_path / "v", bad.set_column(bad.schema.get_field_index("temperature"), "temperature",
+                                                   pa.array(["hot"] * 5)))
+    with pytest.raises(ValueError, match="idempotency_key must be a tuple"):
+        write_delta(tmp_path / "v", events(5), idempotency_key="k")
+    with pytest.raises(ValueError, match="needs an integer version >= 0"):
+        write_delta(tmp_path / "v", events(5), idempotency_key=("k", -1))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        write_delta(tmp_path / "file", events(5))
+    assert delta_history(tmp_path / "v")[0]["version"] == 1  # nothing was appended by the failures
