@@ -41,31 +41,33 @@ import struct
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 __all__ = [
     "AMQP_FRAME",
     "AMQP_HEADER",
+    "BATCH_MESSAGE_FORMAT",
+    "EMPTY_FRAME",
+    "SASL_FRAME",
+    "SASL_HEADER",
     "Accepted",
     "Array",
     "Attach",
-    "BATCH_MESSAGE_FORMAT",
     "Begin",
     "Byte",
     "Char",
     "Close",
     "CodecError",
-    "Decimal128",
     "Decimal32",
     "Decimal64",
+    "Decimal128",
     "Described",
     "Detach",
     "Disposition",
-    "EMPTY_FRAME",
     "End",
     "Error",
-    "Flow",
     "Float",
+    "Flow",
     "FrameHeader",
     "Header",
     "Int",
@@ -78,8 +80,6 @@ __all__ = [
     "Received",
     "Rejected",
     "Released",
-    "SASL_FRAME",
-    "SASL_HEADER",
     "SaslChallenge",
     "SaslInit",
     "SaslMechanisms",
@@ -289,7 +289,7 @@ class Array(list):  # type: ignore[type-arg]
             return False
         return list.__eq__(self, other)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
     def __repr__(self) -> str:
         return f"Array({list.__repr__(self)}, element_type={self.element_type.__name__})"
@@ -824,7 +824,7 @@ def _coerce_field(kind: str, value: Any) -> Any:
 
 def _encode_composite(value: tuple[Any, ...], spec: _CompositeSpec, out: bytearray) -> None:
     body = bytearray()
-    for kind, item in zip(spec.field_kinds, value):
+    for kind, item in zip(spec.field_kinds, value, strict=True):
         encode_value(_coerce_field(kind, item), body)
     out += b"\x00\x53" + _B.pack(spec.code)
     _encode_compound(0xC0, 0xD0, len(value), body, out)
@@ -1248,7 +1248,7 @@ class Section:
     AMQP_VALUE = 0x77
     FOOTER = 0x78
 
-    BY_NAME = {
+    BY_NAME: ClassVar[dict[str, int]] = {
         "amqp:header:list": HEADER,
         "amqp:delivery-annotations:map": DELIVERY_ANNOTATIONS,
         "amqp:message-annotations:map": MESSAGE_ANNOTATIONS,
@@ -1337,10 +1337,7 @@ class MessageLayout:
         """Re-assemble the message with ``extra_annotations`` (raw entries) prepended."""
         body = extra_annotations + self.annotations
         count = extra_count + self.annotation_count
-        if count:
-            annotation_section = b"\x00\x53\x72" + _COMPOUND32.pack(0xD1, len(body) + 4, count) + body
-        else:
-            annotation_section = b""
+        annotation_section = (b"\x00\x53\x72" + _COMPOUND32.pack(0xD1, len(body) + 4, count) + body) if count else b""
         return b"".join((self.header, delivery_annotations, annotation_section, self.rest))
 
 

@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote_plus, unquote, unquote_plus, urlsplit
 
 from .codec import (
@@ -64,7 +64,6 @@ from .codec import (
     SaslOutcome,
     Source,
     Symbol,
-    Target,
     Timestamp,
     Transfer,
     UInt,
@@ -85,9 +84,9 @@ __all__ = [
     "DEFAULT_KEY",
     "DEFAULT_KEY_NAME",
     "DEFAULT_MAX_MESSAGE_SIZE",
-    "EventHubsEmulator",
     "KEY_ENV_VAR",
     "READY_PREFIX",
+    "EventHubsEmulator",
     "SasAuthority",
     "connection_string",
 ]
@@ -213,7 +212,7 @@ class SasAuthority:
         return TokenCheck(200, "OK", scope, float(expiry))
 
     def _sign(self, encoded_resource: str, expiry: int) -> str:
-        digest = hmac.new(self._key, f"{encoded_resource}\n{expiry}".encode("utf-8"), hashlib.sha256).digest()
+        digest = hmac.new(self._key, f"{encoded_resource}\n{expiry}".encode(), hashlib.sha256).digest()
         return base64.b64encode(digest).decode("ascii")
 
 
@@ -453,11 +452,9 @@ class _ReplyLink(_OutgoingLink):
 class _EventReceiverLink(_OutgoingLink):
     """A consumer reading one partition of one consumer group."""
 
-    def __init__(self, session: _Session, attach: Attach, handle: int, hub: EventHub,
-                 consumer_group: str, partition: PartitionLog, start: StartPosition) -> None:
+    def __init__(self, session: _Session, attach: Attach, handle: int, partition: PartitionLog,
+                 start: StartPosition) -> None:
         super().__init__(session, attach, handle)
-        self.hub = hub
-        self.consumer_group = consumer_group
         self.partition = partition
         self.next_index = start.index
         self._after_time = start.after_time
@@ -830,7 +827,7 @@ class _AmqpConnection(asyncio.Protocol):
         self.write(encode_frame(Close()))
         self._shutdown()
 
-    _HANDLERS: dict[type, Callable[..., None]] = {
+    _HANDLERS: ClassVar[dict[type, Callable[..., None]]] = {
         Open: _on_open,
         Begin: _on_begin,
         Attach: _on_attach,
@@ -853,12 +850,13 @@ class _AmqpConnection(asyncio.Protocol):
             self._transport.write(data)
             self._last_sent = self._now()
 
-    def close(self, error: Error | None = None) -> None:
-        """Send close (with ``error``) and drop the connection."""
+    def close(self, error: Error | None = None, log_level: int = logging.WARNING) -> None:
+        """Send close (with ``error``, logged at ``log_level``) and drop the connection."""
         if self._phase == _Phase.CLOSED:
             return
         if error is not None:
-            _LOGGER.warning("closing connection from %s: %s: %s", self._peer, error.condition, error.description)
+            _LOGGER.log(log_level, "closing connection from %s: %s: %s", self._peer, error.condition,
+                        error.description)
         if self._opened:
             self.write(encode_frame(Close(error)))
         self._shutdown()
@@ -896,7 +894,8 @@ class _AmqpConnection(asyncio.Protocol):
         now = self._now()
         idle_timeout = self.server.idle_timeout
         if idle_timeout and now - self._last_received > idle_timeout:
-            self.close(Error(_RESOURCE_LIMIT, f"no frame received for {idle_timeout:g} s (idle time-out)"))
+            self.close(Error(_RESOURCE_LIMIT, f"no frame received for {idle_timeout:g} s (idle time-out)"),
+                       log_level=logging.INFO)
             return
         if self._remote_idle_timeout and now - self._last_sent >= self._remote_idle_timeout / 2:
             self.write(EMPTY_FRAME)
@@ -977,6 +976,9 @@ class EventHubsEmulator:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _AmqpConnection(self), self.host, self.requested_port)
         _LOGGER.info("event hubs emulator listening on %s:%d", self.host, self.port)
+        if self.host not in ("127.0.0.1", "localhost", "::1"):
+            _LOGGER.warning("listening on %s, not only on loopback: anyone who can reach it and knows the key "
+                            "can use it (the default key is public)", self.host)
 
     @property
     def port(self) -> int:
@@ -996,7 +998,7 @@ class EventHubsEmulator:
         if self._server is not None:
             self._server.close()
         for connection in list(self.connections):
-            connection.close(Error("amqp:connection:forced", "the emulator is shutting down"))
+            connection.close(Error("amqp:connection:forced", "the emulator is shutting down"), log_level=logging.INFO)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -1035,7 +1037,9 @@ class EventHubsEmulator:
             return _ReplyLink(session, attach, handle)
         hub, consumer_group, partition = self._consumer_source(session, address)
         start = resolve_start(partition, _selector_expression(attach.source))
-        return _EventReceiverLink(session, attach, handle, hub, consumer_group, partition, start)
+        _LOGGER.debug("consumer attached to %s/%s/%s at event index %d", hub.name, consumer_group,
+                      partition.partition_id, start.index)
+        return _EventReceiverLink(session, attach, handle, partition, start)
 
     def _hub_for(self, session: _Session, address: str, segments: list[str]) -> EventHub:
         if not segments:

@@ -111,6 +111,8 @@ def _sequence_entries(sequence_number: int) -> bytes:
 def _decode_annotations(layout: MessageLayout) -> dict[object, object]:
     raw = struct.pack(">BII", 0xD1, len(layout.annotations) + 4, layout.annotation_count)
     annotations, _ = decode_value(raw + layout.annotations)
+    if not isinstance(annotations, dict):
+        raise CodecError("message annotations are not a map")
     return annotations
 
 
@@ -193,7 +195,7 @@ def parse_transfer(payload: bytes, message_format: int) -> tuple[list[bytes], st
 class StoredEvent:
     """One event of a partition, its message ready to deliver."""
 
-    __slots__ = ("sequence_number", "enqueued_time", "message", "header_size")
+    __slots__ = ("enqueued_time", "header_size", "message", "sequence_number")
 
     def __init__(self, sequence_number: int, enqueued_time: int, message: bytes, header_size: int) -> None:
         self.sequence_number = sequence_number

@@ -7,6 +7,7 @@ receive with the real SDK and always stop on a count or a deadline.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -49,7 +50,7 @@ class Receiver:
 
     def __init__(self, connection_string: str, *, consumer_group: str = "$Default",
                  starting_position: Any = "-1", inclusive: bool = False, partition_id: str | None = None,
-                 max_wait_time: float = 0.3) -> None:
+                 max_wait_time: float = 0.3, **receive_options: Any) -> None:
         self.client = EventHubConsumerClient.from_connection_string(
             connection_string, consumer_group=consumer_group, retry_total=1)
         self.events: list[EventData] = []
@@ -58,9 +59,11 @@ class Receiver:
         self._target = 0
         self._enough = threading.Event()
         self.live = threading.Event()
+        #: The partition's last enqueued event, when receiving with track_last_enqueued_event_properties.
+        self.last_enqueued: dict[str, Any] | None = None
         kwargs: dict[str, Any] = dict(on_event_batch=self._on_batch, starting_position=starting_position,
                                       starting_position_inclusive=inclusive, max_wait_time=max_wait_time,
-                                      max_batch_size=300)
+                                      max_batch_size=300, **receive_options)
         if partition_id is not None:
             kwargs["partition_id"] = partition_id
         self._thread = threading.Thread(target=self.client.receive_batch, kwargs=kwargs, daemon=True)
@@ -68,6 +71,8 @@ class Receiver:
     def _on_batch(self, context: Any, batch: list[EventData]) -> None:
         self.live.set()  # an empty batch after max_wait_time means the link is attached
         with self._lock:
+            if batch:
+                self.last_enqueued = context.last_enqueued_event_properties
             for event in batch:
                 self._partition_of[id(event)] = context.partition_id
             self.events.extend(batch)
@@ -111,6 +116,32 @@ class Receiver:
         assert not self._thread.is_alive(), "the consumer thread did not stop"
 
 
+def _stop_all(receivers: list[Receiver]) -> None:
+    """Closing an SDK client takes a while: close them all at once."""
+    running = [r for r in receivers if r.running]
+    if running:
+        with ThreadPoolExecutor(len(running)) as pool:
+            list(pool.map(Receiver.stop, running))
+
+
+def receive_partitions(create: Callable[..., Receiver], connection_string: str, partition_ids: list[str],
+                       count: int, settle: float = 0.3, stop: bool = False,
+                       **options: Any) -> dict[str, list[EventData]]:
+    """Receive from each partition with its own consumer, concurrently, until ``count`` events in all.
+
+    The consumers are stopped before returning with ``stop``, else at teardown.
+    """
+    consumers = {p: create(connection_string, partition_id=p, **options) for p in partition_ids}
+    deadline = time.monotonic() + RECEIVE_TIMEOUT
+    while sum(len(c.events) for c in consumers.values()) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(settle)  # room for unexpected extra events
+    received = {p: c.wait_for(0) for p, c in consumers.items()}
+    if stop:
+        _stop_all(list(consumers.values()))
+    return received
+
+
 @pytest.fixture
 def receiver() -> Iterator[Callable[..., Receiver]]:
     """Create and start :class:`Receiver` objects; all are stopped at teardown."""
@@ -121,8 +152,6 @@ def receiver() -> Iterator[Callable[..., Receiver]]:
         created.append(receiver)
         return receiver.start()
 
+    create.partitions = functools.partial(receive_partitions, create)  # type: ignore[attr-defined]
     yield create
-    running = [r for r in created if r.running]
-    if running:  # closing an SDK client takes a while: close them all at once
-        with ThreadPoolExecutor(len(running)) as pool:
-            list(pool.map(Receiver.stop, running))
+    _stop_all(created)

@@ -32,7 +32,7 @@ async def _produce_and_consume(connection_string: str, live_sync_consumer) -> di
                  for group in ASYNC_GROUPS]
     tasks = [asyncio.create_task(consumer.receive_batch(
         functools.partial(on_event_batch, group), starting_position="-1", max_wait_time=0.3))
-        for consumer, group in zip(consumers, ASYNC_GROUPS)]
+        for consumer, group in zip(consumers, ASYNC_GROUPS, strict=True)]
     try:
         # Every consumer is attached before anything is sent: events are pushed live.
         await asyncio.wait_for(asyncio.gather(*(event.wait() for event in live.values())), 30)

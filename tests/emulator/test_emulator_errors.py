@@ -47,11 +47,9 @@ def test_wrong_key_fails_fast_with_a_clear_error_and_the_key_is_never_printed(em
     with EventHubProducerClient.from_connection_string(wrong, **FAST_FAIL) as producer:
         started = time.monotonic()
         with pytest.raises(AuthenticationError, match="401") as failure:
-            producer.get_eventhub_properties()
+            producer.send_event(EventData("x"))
         assert time.monotonic() - started < 10
         assert "invalid signature" in str(failure.value)
-        with pytest.raises(AuthenticationError, match="401"):
-            producer.send_event(EventData("x"))
     with EventHubProducerClient.from_connection_string(emulator.connection_string, **FAST_FAIL) as producer:
         producer.send_event(EventData("with the right key"))
 
@@ -72,8 +70,6 @@ def test_unknown_event_hub_fails_fast_with_a_clear_error(emulator):
         assert isinstance(failure.value, (AuthenticationError, ConnectError))
         assert "404" in str(failure.value) and "no-such-hub" in str(failure.value)
         assert "could not be found" in str(failure.value)
-        with pytest.raises(EventHubError, match="could not be found"):
-            producer.send_event(EventData("x"))
 
 
 def test_nothing_listening_fails_within_a_bounded_time():
@@ -83,8 +79,6 @@ def test_nothing_listening_fails_within_a_bounded_time():
     closed = connection_string("127.0.0.1", port, "iot-events")
     with EventHubProducerClient.from_connection_string(closed, **FAST_FAIL) as producer:
         started = time.monotonic()
-        with pytest.raises(ConnectError, match="Connection refused"):
-            producer.get_eventhub_properties()
         with pytest.raises(ConnectError, match="Connection refused"):
             producer.send_event(EventData("x"))
         assert time.monotonic() - started < 10

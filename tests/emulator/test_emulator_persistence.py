@@ -23,8 +23,8 @@ def _send(producer: EventHubProducerClient, bodies: list[str], **batch_options: 
     producer.send_batch(batch)
 
 
-def _positions(events: list[EventData]) -> dict[str, tuple[int, str]]:
-    return {e.body_as_str(): (e.sequence_number, e.offset) for e in events}
+def _positions(by_partition: dict[str, list[EventData]]) -> dict[str, tuple[str, int, str]]:
+    return {e.body_as_str(): (p, e.sequence_number, e.offset) for p, events in by_partition.items() for e in events}
 
 
 def test_acknowledged_events_survive_sigkill_and_a_torn_write(emulator_factory, receiver, tmp_path):
@@ -39,9 +39,8 @@ def test_acknowledged_events_survive_sigkill_and_a_torn_write(emulator_factory, 
         _send(producer, [f"p1-{i}" for i in range(5)], partition_id="1")
         sent += [f"p1-{i}" for i in range(5)]
         before = {p: producer.get_partition_properties(p) for p in ("0", "1")}
-    first_reader = receiver(emulator.connection_string)
-    acknowledged = _positions(first_reader.wait_for(len(sent)))
-    first_reader.stop()
+    acknowledged = _positions(receiver.partitions(emulator.connection_string, ["0", "1"], len(sent), settle=0,
+                                                     stop=True))
     assert sorted(acknowledged) == sorted(sent)
 
     emulator.kill()  # SIGKILL: no chance to flush or close anything
@@ -58,10 +57,10 @@ def test_acknowledged_events_survive_sigkill_and_a_torn_write(emulator_factory, 
         _send(producer, ["new-0", "new-1"], partition_id="1")
         assert producer.get_partition_properties("1")["last_enqueued_sequence_number"] == \
             before["1"]["last_enqueued_sequence_number"] + 2
-    restored = _positions(receiver(emulator.connection_string).wait_for(len(sent) + 2, settle=0.3))
+    restored = _positions(receiver.partitions(emulator.connection_string, ["0", "1"], len(sent) + 2))
     first_new = before["1"]["last_enqueued_sequence_number"] + 1
-    assert restored == {**acknowledged, "new-0": (first_new, str(first_new)),
-                        "new-1": (first_new + 1, str(first_new + 1))}
+    assert restored == {**acknowledged, "new-0": ("1", first_new, str(first_new)),
+                        "new-1": ("1", first_new + 1, str(first_new + 1))}
     assert "truncating" in emulator.output()
 
 

@@ -150,7 +150,7 @@ class RawClient:
                           body=[amqp_value(token)])
         self.transfer(1, request)
         while True:
-            kind, performative, payload = self.raw_frame()
+            _, performative, payload = self.raw_frame()
             if isinstance(performative, Transfer):
                 response = decode_message(payload)
                 assert response.properties.correlation_id == request.properties.message_id
@@ -181,7 +181,7 @@ def test_open_reply_advertises_limits_and_sends_heartbeats(raw):
     assert client.open.channel_max == 0xFFFF
     started, heartbeats = time.monotonic(), 0
     while time.monotonic() - started < 1.3:
-        kind, performative, _ = client.raw_frame()
+        _, performative, _ = client.raw_frame()
         heartbeats += performative is None
     assert heartbeats >= 2  # at least every 200 ms (half of our 400 ms idle time-out)
 

@@ -72,35 +72,34 @@ def test_bulk_round_trip_keeps_content_and_key_order(emulator, receiver):
             producer.send_batch(batch)
     assert len(sent) == total
 
-    consumer = receiver(emulator.connection_string)
-    events = consumer.wait_for(total, settle=0.3)
+    # One consumer per partition, concurrently: quicker to start and stop than a load-balancing one.
+    by_partition = receiver.partitions(emulator.connection_string, ["0", "1", "2", "3"], total)
 
-    assert len(events) == total
-    by_key: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    by_partition: dict[str, list[EventData]] = defaultdict(list)
-    partition_of = {}
-    for event in events:
-        props = {k.decode(): v for k, v in event.properties.items()}
-        i = props["i"]
-        key = sent[i]["key"]
-        assert event.body_as_str().encode() == sent[i]["body"]
-        assert props == {"i": i, "key": key.encode(), "ratio": i / 7, "flag": i % 2 == 0}
-        assert event.content_type == "application/json"
-        assert event.correlation_id == f"corr-{i}"
-        assert event.partition_key == key.encode()
-        assert event.offset == str(event.sequence_number)
-        assert _close_to_now(event.enqueued_time)
-        by_key[key].append((event.sequence_number, i))
-        partition_of[i] = partition = consumer.partition(event)
-        by_partition[partition].append(event)
+    assert sum(len(events) for events in by_partition.values()) == total
+    seen: set[int] = set()
+    by_key: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
+    for partition, events in by_partition.items():
+        assert [e.sequence_number for e in events] == list(range(len(events)))
+        for event in events:
+            props = {k.decode(): v for k, v in event.properties.items()}
+            i = props["i"]
+            key = sent[i]["key"]
+            assert event.body_as_str().encode() == sent[i]["body"]
+            assert props == {"i": i, "key": key.encode(), "ratio": i / 7, "flag": i % 2 == 0}
+            assert event.content_type == "application/json"
+            assert event.correlation_id == f"corr-{i}"
+            assert event.partition_key == key.encode()
+            assert event.offset == str(event.sequence_number)
+            assert _close_to_now(event.enqueued_time)
+            seen.add(i)
+            by_key[key].append((partition, event.sequence_number, i))
 
-    assert sorted(partition_of) == list(range(total))
-    for key, pairs in by_key.items():
-        assert len({partition_of[i] for _, i in pairs}) == 1, f"{key} spread over partitions"
-        assert [i for _, i in sorted(pairs)] == sorted(i for _, i in pairs), f"{key} out of order"
-    for partition, partition_events in by_partition.items():
-        assert sorted(e.sequence_number for e in partition_events) == list(range(len(partition_events)))
-    assert len(by_partition) > 1, "16 partition keys should use more than one of 4 partitions"
+    assert seen == set(range(total))
+    for key, placements in by_key.items():
+        assert len({partition for partition, _, _ in placements}) == 1, f"{key} spread over partitions"
+        in_sequence_order = [i for _, _, i in sorted(placements)]
+        assert in_sequence_order == sorted(in_sequence_order), f"{key} out of order"
+    assert sum(1 for events in by_partition.values() if events) > 1, "16 keys should use several partitions"
 
 
 def _send_bodies(producer, bodies, partition_id="0"):
@@ -154,6 +153,10 @@ def test_explicit_partition_single_events_and_round_robin(emulator, receiver):
         counts = {p: producer.get_partition_properties(p)["last_enqueued_sequence_number"] + 1 for p in "0123"}
         assert counts == {"0": 2, "1": 2, "2": 3, "3": 7}
 
-    events = receiver(emulator.connection_string, partition_id="3").wait_for(7, settle=0.3)
+    consumer = receiver(emulator.connection_string, partition_id="3", track_last_enqueued_event_properties=True)
+    events = consumer.wait_for(7, settle=0.3)
     assert _bodies(events)[:5] == [f"p3-{i}" for i in range(5)]
     assert all(e.body_as_str().startswith("rr-") for e in events[5:])
+    assert consumer.last_enqueued is not None
+    assert (consumer.last_enqueued["sequence_number"], consumer.last_enqueued["offset"]) == (6, "6")
+    assert _close_to_now(consumer.last_enqueued["retrieval_time"])
