@@ -222,6 +222,28 @@ class Config:
         None, _optional(lambda n, v: _text(n, v, False)),
         "YAML generation spec (catalogs, fleet, data-quality scenarios); see docs/scenarios.md.")
 
+    # Spark: the iotgen/eventhubs sources, parsing to VARIANT, streaming writes (issue 5)
+    spark_target: str = _param(
+        "delta", _choice("delta", "iceberg", "parquet"), "Where the Spark stream writes: delta | iceberg | parquet.")
+    spark_engine: str = _param(
+        "auto", _choice("auto", "spark", "embedded"),
+        "auto: Spark's own Delta/Iceberg writer where the runtime has it (Databricks), else the embedded writers.")
+    spark_table: str = _param(
+        "", _text, "Table name or path the stream writes; empty: DELTA_TABLE_NAME / ICEBERG_TABLE_NAME / "
+        "OUTPUT_DIR/parquet/iot_events.")
+    spark_bad_records: str = _param("", _text, "Table or path for rejected messages; empty: <table>_bad_records.")
+    spark_trigger: str = _param(
+        "availableNow", lambda n, v: _text(n, v, False), "availableNow | once | an interval such as '10 seconds'.")
+    spark_source: str = _param(
+        "auto", _choice("auto", "eventhubs", "kafka"),
+        "auto: the Kafka endpoint on Databricks (Standard tier and up), the eventhubs source elsewhere.")
+    spark_starting_position: str = _param(
+        "earliest", lambda n, v: _text(n, v, False), "Where a new stream starts: earliest | latest.")
+    spark_max_events_per_trigger: int | None = _param(
+        None, _optional(lambda n, v: _int(n, v, 1)), "Most events per micro-batch; None: all available.")
+    spark_num_partitions: int = _param(
+        0, _int, "Partitions of the iotgen Spark source; 0: the cluster's default parallelism.")
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, f.metadata["parse"](f.name.upper(), getattr(self, f.name)))
