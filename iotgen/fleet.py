@@ -1,0 +1,574 @@
+"""The fleet profile: ``DEVICE_COUNT`` devices that report time series, deterministic from the seed.
+
+What a device is. Device ``d`` (``sensor_id`` ``sensor-{d+1:05d}``) has stable attributes (``device_type``,
+``model``, ``region``, ``zone``, ``env``, ``source``, hardware ``version``, its reporting interval, its sensor
+offsets...), each a keyed draw from ``(seed, d)``: adding devices never changes the existing ones.
+
+When it reports. Device ``d`` reports every ``I_d`` ms (its type's interval, varied per device), starting at
+a random phase; each report moves by a keyed jitter of at most ``+-jitter/2`` of ``I_d``, so its own reports
+never swap. The events of the whole fleet are numbered in time order (ties by device), so event ``i`` is the
+``i``-th report of the fleet after the window start: a pure function of ``i``. To find the events of a block
+without state, time is cut into epochs of ``E`` ms (``E`` chosen so an epoch holds about 65,536 events): how
+many reports each device makes before any time is closed-form (its schedule is arithmetic and its jitter keyed
+by its report number), so the number of events before an epoch is a sum over devices, and an epoch's events
+are listed and sorted once (cached). ``E`` only affects speed, never the events.
+
+What it reports. Every reading is a closed-form function of ``(seed, device, time)``, so it continues across
+blocks, chunks, workers and stream restarts and can be evaluated at any time (the scenarios use this for late
+and stuck readings):
+
+- ``temperature``, ``humidity``, ``pressure``: the region's climate, a daily cycle in the region's local time
+  (a semi-daily tide for pressure), regional weather and a per-device random walk (both
+  :func:`~iotgen.keyed_random.stationary_walk`), a per-device offset and sensor noise;
+- ``battery_level`` drains (faster for devices that report more often) and is recharged or replaced when
+  it falls to the device's threshold; ``uptime_hours`` grows and restarts at each reset (a reboot, about
+  every ``reboot_every_days``, or a battery change); ``fault_count`` counts faults (a Poisson process per
+  device, some devices much flakier than others) since the last reset, so it never decreases between resets;
+- ``last_calibration``: calibrations every 60-330 days (per device); ``maintenance_due`` is true when the
+  last one is more than 180 days old; ``status`` follows the device's state: ``offline`` (battery empty),
+  ``error`` (a fault in the last hour), ``maintenance`` (just calibrated), ``degraded`` (many faults or a low
+  battery), ``idle`` (some whole hours), else ``online``;
+- ``firmware_version`` starts from an initial mix and changes only by rollouts: each device adopts a rollout
+  at a random time within its duration, a fraction of devices never does;
+- ``signal_strength``: a per-device level plus noise; ``event_id``, ``json_column`` and the ingest delays of
+  ``created_at``/``updated_at`` are drawn per event as in the independent profile.
+
+Build a :class:`Fleet` from a spec file (:mod:`iotgen.spec_file`), which validates every field.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import keyed_random as kr
+from .catalogs import Catalogs
+from .generator import BLOCK_SIZE, GeneratorSpec, block_rng, build_events
+from .schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS, TIMESTAMP
+
+SECOND_MS = 1000
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+EPOCH_EVENTS = 65_536
+
+# Sensor readings: (low, high, decimals), as documented in iotgen.schema.
+READING_RANGES: dict[str, tuple[float, float, int]] = {
+    "temperature": (-40.0, 85.0, 2),
+    "humidity": (0.0, 100.0, 1),
+    "pressure": (870.0, 1085.0, 2),
+    "battery_level": (0.0, 100.0, 1),
+    "signal_strength": (-120.0, -30.0, 0),
+    "uptime_hours": (0.0, 8760.0, 2),
+    "fault_count": (0.0, 50.0, 0),
+}
+STATUS_ROLES = ("online", "idle", "degraded", "maintenance", "error", "offline")
+
+# Keyed-random streams (see iotgen.keyed_random); block_rng stream 1 is the per-event base draw.
+BASE_STREAM = 1
+_ATTRIBUTE, _JITTER, _NOISE, _BATTERY, _REBOOT, _FAULT, _CALIBRATION, _IDLE, _ROLLOUT = range(100, 109)
+_READINGS = ("temperature", "humidity", "pressure")
+_WALK = {"temperature": 110, "humidity": 111, "pressure": 112}
+_WEATHER = {"temperature": 113, "humidity": 114, "pressure": 115}
+
+
+@dataclass(frozen=True)
+class Series:
+    """How one reading varies: per-device offset, device random walk, regional weather, sensor noise."""
+
+    device_sd: float
+    walk_sd: float
+    walk_hours: float
+    weather_sd: float
+    weather_hours: float
+    noise_sd: float
+
+
+@dataclass(frozen=True)
+class Climate:
+    """A region's climate: UTC offset of its local time, mean readings and daily amplitudes."""
+
+    utc_offset_h: float = 0.0
+    temperature_c: float = 15.0
+    temperature_daily_c: float = 5.0
+    humidity_pct: float = 65.0
+    humidity_daily_pct: float = 12.0
+    pressure_hpa: float = 1013.25
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A firmware rollout: devices adopt ``version`` between ``start`` and ``start + duration`` (ms after the
+    window start); a ``fraction`` of the fleet does, the rest never."""
+
+    version: str
+    start_ms: int
+    duration_ms: int
+    fraction: float
+
+
+DEFAULT_INTERVALS_S: dict[str, float] = {
+    "temperature_sensor": 300, "humidity_sensor": 300, "pressure_sensor": 600, "smart_meter": 900,
+    "air_quality_monitor": 300, "vibration_sensor": 60, "gps_tracker": 30, "smart_thermostat": 600,
+    "water_flow_meter": 300,
+}
+DEFAULT_CLIMATES: dict[str, Climate] = {
+    "eastus": Climate(-5, 14, 6, 66, 14, 1017), "eastus2": Climate(-5, 15, 6, 68, 14, 1017),
+    "westus2": Climate(-8, 11, 6, 72, 15, 1016), "centralus": Climate(-6, 11, 7, 66, 15, 1015),
+    "northeurope": Climate(0, 10, 4, 81, 10, 1012), "westeurope": Climate(1, 11, 5, 79, 12, 1013),
+    "uksouth": Climate(0, 11, 5, 76, 12, 1013), "southeastasia": Climate(8, 28, 4, 80, 10, 1009),
+    "japaneast": Climate(9, 16, 5, 66, 12, 1014), "australiaeast": Climate(10, 18, 5, 66, 12, 1016),
+}
+DEFAULT_MODELS: dict[str, tuple[str, ...]] = {
+    "temperature_sensor": ("TX-100", "TX-200"), "humidity_sensor": ("HX-310",), "pressure_sensor": ("PX-420",),
+    "smart_meter": ("MX-500",), "air_quality_monitor": ("AQ-610",), "vibration_sensor": ("VB-720",),
+    "gps_tracker": ("GX-830",), "smart_thermostat": ("TX-200",), "water_flow_meter": ("WF-940",),
+}
+DEFAULT_SERIES: dict[str, Series] = {
+    "temperature": Series(device_sd=1.5, walk_sd=0.8, walk_hours=6, weather_sd=3.0, weather_hours=48, noise_sd=0.05),
+    "humidity": Series(device_sd=5.0, walk_sd=3.0, walk_hours=6, weather_sd=8.0, weather_hours=48, noise_sd=0.3),
+    "pressure": Series(device_sd=1.0, walk_sd=0.3, walk_hours=6, weather_sd=6.0, weather_hours=72, noise_sd=0.05),
+}
+DEFAULT_ROLLOUTS = (
+    Rollout("3.2.0", 36 * HOUR_MS, 72 * HOUR_MS, 0.9),
+    Rollout("3.2.1", 120 * HOUR_MS, 24 * HOUR_MS, 0.6),
+)
+
+
+def _pairs(mapping: dict) -> tuple:
+    return tuple(mapping.items())
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The fleet profile's parameters (immutable, hashable, picklable). ``spec.fleet`` of a GeneratorSpec.
+
+    Mappings are tuples of pairs. ``interval_s``, ``climate`` and ``models`` are merged over the built-in
+    defaults (``DEFAULT_*``); device types, regions and models missing from both fall back to
+    ``default_interval_s``, ``default_climate`` and the MODELS catalog.
+    """
+
+    device_count: int = 1000
+    interval_s: tuple[tuple[str, float], ...] = _pairs(DEFAULT_INTERVALS_S)
+    default_interval_s: float = 300.0
+    interval_spread: float = 0.1
+    jitter: float = 0.2
+    climate: tuple[tuple[str, Climate], ...] = _pairs(DEFAULT_CLIMATES)
+    default_climate: Climate = Climate()
+    temperature: Series = DEFAULT_SERIES["temperature"]
+    humidity: Series = DEFAULT_SERIES["humidity"]
+    pressure: Series = DEFAULT_SERIES["pressure"]
+    battery_drain_pct_per_day: float = 1.5
+    recharge_below_pct: tuple[float, float] = (10.0, 30.0)
+    reboot_every_days: float = 12.0
+    faults_per_day: float = 0.2
+    error_hours: float = 1.0
+    calibration_every_days: tuple[float, float] = (60.0, 330.0)
+    maintenance_hours: float = 2.0
+    idle_fraction: float = 0.08
+    firmware_initial: tuple[tuple[str, float], ...] = (("3.1.4", 0.7), ("3.0.2", 0.3))
+    rollouts: tuple[Rollout, ...] = DEFAULT_ROLLOUTS
+    models: tuple[tuple[str, tuple[str, ...]], ...] = _pairs(DEFAULT_MODELS)
+    status: tuple[tuple[str, str], ...] = tuple((role, role) for role in STATUS_ROLES)
+
+    # ---- the GeneratorSpec extension point ------------------------------------------------------------
+    def build_block(self, spec: GeneratorSpec, block: int) -> pa.RecordBatch:
+        """The :data:`~iotgen.generator.BLOCK_SIZE` events numbered ``block * BLOCK_SIZE`` and up."""
+        devices = fleet_devices(spec)
+        device, _, t = devices.schedule(block * BLOCK_SIZE, (block + 1) * BLOCK_SIZE)
+        base = build_events(spec, block_rng(spec.seed, block, BASE_STREAM), BLOCK_SIZE)
+        names = ARROW_SCHEMA.names
+        ms = {name: _epoch_ms(base.column(names.index(name))) for name in ("timestamp", "created_at", "updated_at")}
+        columns = devices.columns(device, t)
+        columns["event_id"] = base.column(names.index("event_id"))
+        columns["json_column"] = base.column(names.index("json_column"))
+        created = t + (ms["created_at"] - ms["timestamp"])
+        columns["created_at"] = _timestamps(created)
+        columns["updated_at"] = _timestamps(created + (ms["updated_at"] - ms["created_at"]))
+        return pa.RecordBatch.from_arrays([columns[name] for name in names], schema=ARROW_SCHEMA)
+
+    # ---- for scenarios, notebooks and docs ------------------------------------------------------------------
+    def columns_at(self, spec: GeneratorSpec, device: np.ndarray, t_ms: np.ndarray) -> dict[str, pa.Array]:
+        """The device-dependent columns of ``device`` (0-based) at epoch-ms ``t_ms`` (any time: the series are
+        closed-form), as Arrow arrays keyed by column name (all fixed columns but the event's own)."""
+        return fleet_devices(spec).columns(np.asarray(device, dtype=np.int64), np.asarray(t_ms, dtype=np.int64))
+
+    def readings_at(self, spec: GeneratorSpec, device: np.ndarray, t_ms: np.ndarray) -> dict[str, np.ndarray]:
+        """The numeric readings (temperature, humidity, pressure, ...) of ``device`` at ``t_ms`` as numpy."""
+        return fleet_devices(spec).readings(np.asarray(device, dtype=np.int64), np.asarray(t_ms, dtype=np.int64))
+
+    def reading_at(self, spec: GeneratorSpec, name: str, device: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
+        """One reading (``temperature``, ``humidity`` or ``pressure``) of ``device`` at ``t_ms``."""
+        devices = fleet_devices(spec)
+        device, t = np.asarray(device, dtype=np.int64), np.asarray(t_ms, dtype=np.int64)
+        return devices.reading(name, device, t)
+
+    def device_table(self, spec: GeneratorSpec) -> pa.Table:
+        """One row per device: its stable attributes and reporting interval."""
+        return fleet_devices(spec).table()
+
+    def events_per_hour(self, spec: GeneratorSpec) -> float:
+        """How many events the fleet reports per hour of event time."""
+        return fleet_devices(spec).rate_per_ms * HOUR_MS
+
+    def time_of_event(self, spec: GeneratorSpec, index: int) -> int:
+        """The (clean) timestamp in epoch ms of event number ``index``."""
+        return int(fleet_devices(spec).schedule(index, index + 1)[2][0])
+
+    def check(self, catalogs: Catalogs) -> None:
+        """Raise ``ValueError`` (naming the spec field) when the status mapping does not fit the catalogs."""
+        allowed = catalogs.status_values.values
+        for role, value in self.status:
+            if value not in allowed:
+                raise ValueError(f"fleet.status.{role} must be one of STATUS_VALUES ({', '.join(allowed)}), "
+                                 f"got {value!r}: map each of {', '.join(STATUS_ROLES)} to a status value")
+
+
+def _epoch_ms(column: pa.Array) -> np.ndarray:
+    return pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False) // 1000
+
+
+def _timestamps(epoch_ms: np.ndarray) -> pa.Array:
+    return pa.array(np.asarray(epoch_ms, dtype=np.int64) * 1000, type=TIMESTAMP)
+
+
+def _quantise(x: np.ndarray, name: str) -> np.ndarray:
+    low, high, decimals = READING_RANGES[name]
+    return np.round(np.clip(x, low, high), decimals)
+
+
+_BY_SPEC: OrderedDict[int, tuple[GeneratorSpec, "Devices"]] = OrderedDict()
+_BY_SPEC_LOCK = threading.Lock()
+
+
+def fleet_devices(spec: GeneratorSpec) -> "Devices":
+    """The (cached) per-device arrays of ``spec``'s fleet. Looked up by identity first: hashing a spec (its
+    catalogs and key pool) costs more than a block's share of the work."""
+    with _BY_SPEC_LOCK:
+        known = _BY_SPEC.get(id(spec))
+        if known is not None and known[0] is spec:
+            return known[1]
+    if spec.fleet is None:
+        raise ValueError("PROFILE is not fleet: this GeneratorSpec has no fleet")
+    devices = _devices(spec.fleet, spec.seed, spec.catalogs, spec.window_start_ms)
+    with _BY_SPEC_LOCK:
+        _BY_SPEC[id(spec)] = (spec, devices)
+        while len(_BY_SPEC) > 8:
+            _BY_SPEC.popitem(last=False)
+    return devices
+
+
+@functools.lru_cache(maxsize=8)
+def _devices(fleet: Fleet, seed: int, catalogs: Catalogs, window_start_ms: int) -> "Devices":
+    return Devices(fleet, seed, catalogs, window_start_ms)
+
+
+class Devices:
+    """Every device's attributes and parameters as numpy arrays, plus the schedule (epoch tables, cached)."""
+
+    def __init__(self, fleet: Fleet, seed: int, catalogs: Catalogs, window_start_ms: int) -> None:
+        fleet.check(catalogs)
+        self.fleet, self.seed, self.catalogs, self.t0 = fleet, seed, catalogs, window_start_ms
+        n = self.count = fleet.device_count
+        d = self.index = np.arange(n, dtype=np.int64)
+        u = functools.partial(kr.uniform, seed, _ATTRIBUTE, d)
+        z = functools.partial(kr.normal, seed, _ATTRIBUTE, d)
+        types = catalogs.device_types
+        self.type = kr.choice(u(0), types.probabilities)
+        self.region = kr.choice(u(1), catalogs.regions.probabilities)
+        self.zone = kr.choice(u(2), catalogs.zones.probabilities)
+        self.env = kr.choice(u(3), catalogs.envs.probabilities)
+        self.source = kr.choice(u(4), catalogs.sources.probabilities)
+        self.version = (1 + np.floor(u(5) * 5)).astype(np.int32)
+        self.model = self._models(u(6))
+        # Reporting schedule: interval I (ms), phase in [0, I), jitter bound J with 2J < I.
+        by_type = dict(fleet.interval_s)
+        type_interval = np.array([by_type.get(t, fleet.default_interval_s) for t in types.values]) * SECOND_MS
+        interval = type_interval[self.type] * np.exp(fleet.interval_spread * z(7))
+        self.interval = np.maximum(np.rint(interval), 1000).astype(np.int64)
+        self.phase = np.floor(u(8) * self.interval).astype(np.int64)
+        self.jitter = np.floor(fleet.jitter * self.interval / 2).astype(np.int64)
+        self.rate_per_ms = float(np.sum(1.0 / self.interval))
+        self.epoch_ms = max(1000, int(round(max(EPOCH_EVENTS, 2 * n) / self.rate_per_ms)))
+        # Sensors: offsets, signal level; climate of the device's region.
+        self.offset = {name: getattr(fleet, name).device_sd * z(9 + i)
+                       for i, name in enumerate(("temperature", "humidity", "pressure"))}
+        self.signal_level = np.clip(-70 + 10 * z(12), -110, -40)
+        climates = dict(fleet.climate)
+        region_climate = [climates.get(r, fleet.default_climate) for r in catalogs.regions.values]
+        self.climate = {f: np.array([getattr(c, f) for c in region_climate])[self.region]
+                        for f in Climate.__dataclass_fields__}
+        # Battery: drain (%/ms, faster for frequent reporters), threshold, cycle length and phase.
+        drain = fleet.battery_drain_pct_per_day / DAY_MS * np.sqrt(300_000 / self.interval) * np.exp(0.3 * z(13))
+        low, high = fleet.recharge_below_pct
+        self.recharge_at = low + (high - low) * u(14)
+        self.cycle = (100 - self.recharge_at) / drain
+        self.cycle_phase = u(15) * self.cycle
+        # Reboots about every reboot_every_days; faults per ms (log-normal: a few devices are flaky).
+        self.reboot_slot = fleet.reboot_every_days * DAY_MS * np.exp(0.3 * z(16))
+        self.reboot_phase = u(17) * self.reboot_slot
+        self.fault_rate = fleet.faults_per_day / DAY_MS * np.exp(z(18) - 0.5)
+        low, high = fleet.calibration_every_days
+        self.calibration_period = (low + (high - low) * u(19)) * DAY_MS
+        self.calibration_phase = u(20) * self.calibration_period
+        # Firmware: the initial version, then each rollout adopted at a keyed time (never, for some devices).
+        versions = [v for v, _ in fleet.firmware_initial]
+        versions += [r.version for r in fleet.rollouts if r.version not in versions]
+        self.firmware_values = pa.array(versions, pa.string())
+        self.firmware = kr.choice(u(21), [p for _, p in fleet.firmware_initial])
+        self.rollouts = []
+        for r, rollout in enumerate(sorted(fleet.rollouts, key=lambda x: x.start_ms)):
+            adopts = kr.uniform(seed, _ROLLOUT, d, 2 * r) < rollout.fraction
+            when = window_start_ms + rollout.start_ms + kr.uniform(seed, _ROLLOUT, d, 2 * r + 1) * rollout.duration_ms
+            self.rollouts.append((versions.index(rollout.version), np.where(adopts, when, np.inf)))
+        status = dict(fleet.status)
+        self.status_values = pa.array([status[role] for role in STATUS_ROLES], pa.string())
+        width = max(5, len(str(n)))
+        self.sensor_ids = pa.array([f"sensor-{i + 1:0{width}d}" for i in range(n)], pa.string())
+        self._lock = threading.Lock()
+        self._epochs: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
+        self._before: dict[int, int] = {}
+
+    def _models(self, u: np.ndarray) -> np.ndarray:
+        """Model index per device: one of its type's models when they are in the MODELS catalog, else any."""
+        catalog = self.catalogs.models
+        by_type = dict(self.fleet.models)
+        out = kr.choice(u, catalog.probabilities)
+        for t, type_name in enumerate(self.catalogs.device_types.values):
+            known = [catalog.values.index(m) for m in by_type.get(type_name, ()) if m in catalog.values]
+            if known:
+                mine = self.type == t
+                out[mine] = np.asarray(known)[np.minimum((u[mine] * len(known)).astype(np.int64), len(known) - 1)]
+        return out
+
+    # ---- schedule ---------------------------------------------------------------------------------------
+    def _report_time(self, device: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """Time (ms after the window start) of device's ``k``-th report: nominal slot plus keyed jitter."""
+        j = self.jitter[device]
+        shift = np.rint((2 * kr.uniform(self.seed, _JITTER, device, k) - 1) * j).astype(np.int64)
+        return j + self.phase[device] + k * self.interval[device] + shift
+
+    def _reports_before(self, t: int) -> np.ndarray:
+        """Per device, how many of its reports fall before ``t`` ms after the window start."""
+        j, interval = self.jitter, self.interval
+        # Reports whose latest possible time is before t; at most one more (2J < I) may be, depending on jitter.
+        sure = np.maximum(0, -((2 * j + self.phase - t) // interval))
+        return sure + (self._report_time(self.index, sure) < t)
+
+    def _events_before_epoch(self, e: int) -> int:
+        if e not in self._before:
+            self._before[e] = int(self._reports_before(e * self.epoch_ms).sum()) if e > 0 else 0
+        return self._before[e]
+
+    def _epoch(self, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(device, report number, time) of the events of epoch ``e``, in event order."""
+        cached = self._epochs.get(e)
+        if cached is not None:
+            self._epochs.move_to_end(e)
+            return cached
+        first = self._reports_before(e * self.epoch_ms)
+        counts = self._reports_before((e + 1) * self.epoch_ms) - first
+        device = np.repeat(self.index, counts)
+        starts = np.cumsum(counts) - counts
+        k = first[device] + (np.arange(len(device)) - starts[device])
+        t = self._report_time(device, k)
+        order = np.argsort(t * self.count + device, kind="stable")
+        table = (device[order], k[order], t[order])
+        self._epochs[e] = table
+        self._before.setdefault(e + 1, self._events_before_epoch(e) + len(device))
+        while len(self._epochs) > 4:
+            self._epochs.popitem(last=False)
+        return table
+
+    def _epoch_of(self, index: int) -> int:
+        e = int(index // (self.rate_per_ms * self.epoch_ms))
+        while e > 0 and self._events_before_epoch(e) > index:
+            e -= 1
+        while self._events_before_epoch(e + 1) <= index:
+            e += 1
+        return e
+
+    def schedule(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(device, report number, epoch-ms time) of events ``start .. stop``."""
+        with self._lock:
+            e = self._epoch_of(start)
+            pieces = []
+            position = start
+            while position < stop:
+                device, k, t = self._epoch(e)
+                before = self._events_before_epoch(e)
+                lo, hi = position - before, min(stop - before, len(device))
+                if lo < hi:
+                    pieces.append((device[lo:hi], k[lo:hi], t[lo:hi]))
+                    position = before + hi
+                e += 1
+        device, k, t = (np.concatenate(parts) for parts in zip(*pieces)) if pieces else (np.zeros(0, np.int64),) * 3
+        return device, k, t + self.t0
+
+    # ---- readings ---------------------------------------------------------------------------------------
+    def _reading(self, name: str, device: np.ndarray, t: np.ndarray, daily: np.ndarray, noise: np.ndarray):
+        model: Series = getattr(self.fleet, name)
+        climate = self.climate
+        if name == "temperature":
+            level = climate["temperature_c"][device] + climate["temperature_daily_c"][device] * daily
+        elif name == "humidity":
+            level = climate["humidity_pct"][device] - climate["humidity_daily_pct"][device] * daily
+        else:
+            level = climate["pressure_hpa"][device] + 0.6 * self._cycle(device, t, 12, 10)
+        weather = kr.stationary_walk(self.seed, _WEATHER[name], self.region[device], t,
+                                     max(1, int(model.weather_hours * HOUR_MS)), model.weather_sd, levels=6)
+        walk = kr.stationary_walk(self.seed, _WALK[name], device, t, max(1, int(model.walk_hours * HOUR_MS)),
+                                  model.walk_sd, levels=8)
+        return _quantise(level + self.offset[name][device] + weather + walk + model.noise_sd * noise, name)
+
+    def reading(self, name: str, device: np.ndarray, t: np.ndarray) -> np.ndarray:
+        noise = kr.to_normal(kr.extend(kr.keyed(self.seed, _NOISE, device, t), _READINGS.index(name)))
+        return self._reading(name, device, t, self._cycle(device, t, 24, 15), noise)
+
+    def _cycle(self, device: np.ndarray, t: np.ndarray, period_h: float, peak_h: float) -> np.ndarray:
+        local = (t / HOUR_MS + self.climate["utc_offset_h"][device]) % 24
+        return np.cos(2 * np.pi * (local - peak_h) / period_h)
+
+    def readings(self, device: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
+        """Every time-dependent value of ``device`` at epoch-ms ``t`` (closed form, vectorised)."""
+        out: dict[str, Any] = {}
+        tf = t.astype(np.float64)
+        noise = kr.keyed(self.seed, _NOISE, device, t)
+        daily = self._cycle(device, t, 24, 15)
+        for i, name in enumerate(_READINGS):
+            out[name] = self._reading(name, device, t, daily, kr.to_normal(kr.extend(noise, i)))
+        out["signal_strength"] = np.clip(np.rint(self.signal_level[device] + 2.5 * kr.to_normal(kr.extend(noise, 3))),
+                                         -120, -30).astype(np.int32)
+        # Battery: a sawtooth, one drain cycle after another; each cycle starts near full and drains a bit
+        # faster or slower than the device's mean.
+        position = tf + self.cycle_phase[device]
+        cycle = np.floor(position / self.cycle[device])
+        into = position - cycle * self.cycle[device]
+        c = cycle.astype(np.int64)
+        pace = 1 + 0.25 * kr.normal(self.seed, _BATTERY, device, c, 0)
+        top = 100 - 2 * kr.uniform(self.seed, _BATTERY, device, c, 1)
+        battery = top - (100 - self.recharge_at[device]) * (into / self.cycle[device]) * pace
+        out["battery_level"] = _quantise(battery, "battery_level")
+        battery_changed, next_battery = tf - into, tf - into + self.cycle[device]
+        # Resets: the later of the last reboot (one per reboot slot, at a keyed point) and the last battery change.
+        slot = np.floor((tf - self.reboot_phase[device]) / self.reboot_slot[device]).astype(np.int64)
+        reboots = [self.reboot_phase[device] + (slot + s + kr.uniform(self.seed, _REBOOT, device, slot + s))
+                   * self.reboot_slot[device] for s in (-1, 0, 1)]
+        last_reboot = np.where(reboots[1] <= tf, reboots[1], reboots[0])
+        next_reboot = np.where(reboots[1] <= tf, reboots[2], reboots[1])
+        reset = np.maximum(last_reboot, battery_changed)
+        next_reset = np.minimum(next_reboot, next_battery)
+        out["uptime_hours"] = _quantise((tf - reset) / HOUR_MS, "uptime_hours")
+        faults, last_fault = self._faults(device, tf, reset, next_reset)
+        out["fault_count"] = faults.astype(np.int32)
+        calibration = self._last_calibration(device, tf)
+        out["last_calibration"] = calibration
+        out["maintenance_due"] = (t - calibration) > CALIBRATION_DUE_DAYS * DAY_MS
+        # Status, by priority.
+        fleet = self.fleet
+        role = np.where(kr.uniform(self.seed, _IDLE, device, t // HOUR_MS) < fleet.idle_fraction, 1, 0)
+        role = np.where((faults >= 5) | (out["battery_level"] < 15), 2, role)
+        role = np.where(t - calibration < fleet.maintenance_hours * HOUR_MS, 3, role)
+        role = np.where(tf - last_fault < fleet.error_hours * HOUR_MS, 4, role)
+        out["status"] = np.where(out["battery_level"] <= 2, 5, role)
+        firmware = self.firmware[device].copy()
+        for code, when in self.rollouts:
+            firmware = np.where(tf >= when[device], code, firmware)
+        out["firmware"] = firmware
+        return out
+
+    def _faults(self, device, tf, reset, next_reset) -> tuple[np.ndarray, np.ndarray]:
+        """Faults since the reset and the time of the last one: per reset period, a keyed Poisson number of
+        faults (at most 50) at keyed uniform times, so the count only grows until the next reset."""
+        period = kr.keyed(self.seed, _FAULT, device, np.floor(reset).astype(np.int64))
+        mean = self.fault_rate[device] * (next_reset - reset)
+        u = kr.to_uniform(period)
+        total = np.zeros(len(device), dtype=np.int64)
+        p = np.exp(-mean)
+        cumulative = p.copy()
+        rows = np.flatnonzero(u >= cumulative)
+        for k in range(1, 51):  # inverse CDF of Poisson(mean), over the rows still above it
+            if not len(rows):
+                break
+            total[rows] += 1
+            p[rows] *= mean[rows] / k
+            cumulative[rows] += p[rows]
+            rows = rows[u[rows] >= cumulative[rows]]
+        count = np.zeros(len(device), dtype=np.int64)
+        last = np.full(len(device), -np.inf)
+        rows = np.flatnonzero(total > 0)
+        for j in range(int(total.max()) if len(total) else 0):
+            rows = rows[total[rows] > j]
+            at = reset[rows] + kr.to_uniform(kr.extend(period[rows], j)) * (next_reset[rows] - reset[rows])
+            happened = at <= tf[rows]
+            count[rows] += happened
+            last[rows] = np.where(happened, np.maximum(last[rows], at), last[rows])
+        return count, last
+
+    def _last_calibration(self, device: np.ndarray, tf: np.ndarray) -> np.ndarray:
+        period, phase = self.calibration_period[device], self.calibration_phase[device]
+        slot = np.floor((tf - phase) / period).astype(np.int64)
+
+        def at(s):
+            return phase + (s + 0.05 * kr.uniform(self.seed, _CALIBRATION, device, s)) * period
+
+        this = at(slot)
+        return np.floor(np.where(this < tf, this, at(slot - 1))).astype(np.int64)
+
+    def columns(self, device: np.ndarray, t: np.ndarray) -> dict[str, pa.Array]:
+        """Arrow columns of the device's attributes and readings at ``t`` (all fixed columns but event_id,
+        created_at and updated_at)."""
+        r = self.readings(device, t)
+        cats = self.catalogs
+        codes = pa.array(device)
+        return {
+            "timestamp": _timestamps(t),
+            "device_type": _take(cats.device_types.values, self.type[device]),
+            "firmware_version": self.firmware_values.take(pa.array(r["firmware"])),
+            "battery_level": pa.array(r["battery_level"]),
+            "sensor_id": self.sensor_ids.take(codes),
+            "temperature": pa.array(r["temperature"]),
+            "humidity": pa.array(r["humidity"]),
+            "pressure": pa.array(r["pressure"]),
+            "status": self.status_values.take(pa.array(r["status"])),
+            "region": _take(cats.regions.values, self.region[device]),
+            "zone": _take(cats.zones.values, self.zone[device]),
+            "model": _take(cats.models.values, self.model[device]),
+            "version": pa.array(self.version[device]),
+            "signal_strength": pa.array(r["signal_strength"]),
+            "uptime_hours": pa.array(r["uptime_hours"]),
+            "fault_count": pa.array(r["fault_count"]),
+            "last_calibration": _timestamps(r["last_calibration"]),
+            "maintenance_due": pa.array(r["maintenance_due"]),
+            "source": _take(cats.sources.values, self.source[device]),
+            "env": _take(cats.envs.values, self.env[device]),
+        }
+
+    def table(self) -> pa.Table:
+        cats = self.catalogs
+        return pa.table({
+            "sensor_id": self.sensor_ids,
+            "device_type": _take(cats.device_types.values, self.type),
+            "model": _take(cats.models.values, self.model),
+            "region": _take(cats.regions.values, self.region),
+            "zone": _take(cats.zones.values, self.zone),
+            "env": _take(cats.envs.values, self.env),
+            "source": _take(cats.sources.values, self.source),
+            "version": pa.array(self.version),
+            "interval_s": pa.array(self.interval / SECOND_MS),
+        })
+
+
+def _take(values: tuple[str, ...], codes: np.ndarray) -> pa.Array:
+    return _dictionary(values).take(pa.array(codes))
+
+
+@functools.lru_cache(maxsize=64)
+def _dictionary(values: tuple[str, ...]) -> pa.Array:
+    return pa.array(values, pa.string())

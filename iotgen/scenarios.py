@@ -1,0 +1,746 @@
+"""Data-quality scenarios: feeds that break the way real feeds do, with the ground truth of every break.
+
+:class:`Scenarios` is ``spec.scenarios`` of a :class:`~iotgen.generator.GeneratorSpec`: ``generate_block``
+calls :meth:`Scenarios.apply` on each block of :data:`~iotgen.generator.BLOCK_SIZE` clean events. Every
+scenario is off unless configured, and each is a rate or a schedule. They are applied in this order, so a
+later one acts on what the earlier ones made (and a copy carries its source's faults):
+
+1. ``late``: the event arrives in its slot but was measured ``L`` earlier (``L`` from a lateness
+   distribution, at most ``max``): its timestamp (and, in the fleet profile, every reading, recomputed at that
+   time) is ``L`` older, while ``created_at``/``updated_at`` keep the arrival, so ``created_at - timestamp``
+   shows the lateness. Labels carry ``L`` in seconds.
+2. anomalies: ``stuck`` (a reading frozen at its value when the episode began) and ``drift`` (a reading
+   ramping away, up to ``max_offset``), in per-device episodes covering ``rate`` of each device's time, and
+   ``spikes`` (``rate`` of events get a jump of the configured magnitude).
+3. ``out_of_range``: ``rate`` of events get an impossible value (-273.15 degC, 110 % RH, ...).
+4. ``clock_skew``: ``device_fraction`` of the devices report timestamps off by a per-device offset that drifts
+   by up to ``max_drift_per_day``.
+5. ``schema_drift``: on a schedule of event time, a key appears in ``json_column``, changes type, or
+   disappears (recorded as a timeline with counts, not per event).
+6. ``malformed_json``: ``rate`` of ``json_column`` values are truncated, not JSON, double-encoded or empty.
+7. ``nulls``: per column, ``rate`` of values are null (those columns become nullable: :meth:`output_schema`).
+8. ``duplicates`` and ``replays``: a slot is replaced by an exact copy (same ``event_id``) of an earlier event,
+   or a run of slots by a run of earlier events, from at most ``max_distance`` events before.
+9. ``out_of_order``: ``rate`` of events are delivered up to ``max_distance`` positions later.
+
+Rates are met per block (``floor(rate * BLOCK_SIZE + u)`` events), so a run's counts are close to the
+configured rates; episode scenarios (stuck, drift) and clock skew are spread evenly over the devices, so the
+share of device time affected is close to the rate at any moment.
+
+Ground truth: :meth:`Scenarios.apply_with_labels` returns the labels of the block (one row per injected fault
+and event: ``event_index``, ``event_id``, ``sensor_id``, ``kind``, ``column``, ``value``, ``source_index``,
+``note``; see :data:`LABEL_SCHEMA`) and which events each schema-drift change touches. Everything is a pure
+function of ``(spec, block)``; :func:`truth_range` returns the labels of any event range (from a small cache
+filled by ``apply``, or by generating the blocks again).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import keyed_random as kr
+from .catalogs import ValueSpec
+from .dynamic_json import build_json_column
+from .fleet import DAY_MS, READING_RANGES
+from .generator import BLOCK_SIZE, GeneratorSpec, block_rng, generate_block
+from .schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS, TIMESTAMP
+
+KINDS = ("late", "stuck", "drift", "spike", "out_of_range", "clock_skew", "malformed_json", "null", "duplicate",
+         "replay", "out_of_order")
+LABEL_SCHEMA = pa.schema([
+    pa.field("event_index", pa.int64(), nullable=False),
+    pa.field("event_id", pa.string()),
+    pa.field("sensor_id", pa.string()),
+    pa.field("kind", pa.string(), nullable=False),
+    pa.field("column", pa.string()),
+    pa.field("value", pa.float64()),
+    pa.field("source_index", pa.int64()),
+    pa.field("note", pa.string()),
+])
+ANOMALY_COLUMNS = ("temperature", "humidity", "pressure")
+DEFAULT_SPIKES = {"temperature": (8.0, 25.0), "humidity": (15.0, 40.0), "pressure": (15.0, 40.0)}
+DEFAULT_DRIFT = {"temperature": 6.0, "humidity": 15.0, "pressure": 12.0}
+OUT_OF_RANGE_VALUES: dict[str, tuple[float, ...]] = {
+    "temperature": (-273.15, -99.99, 150.0, 999.99),
+    "humidity": (-5.0, 110.0, 255.0),
+    "pressure": (0.0, 500.0, 1200.0, 9999.99),
+    "battery_level": (-1.0, 101.0, 255.0),
+    "signal_strength": (0, 10, -150),
+    "uptime_hours": (-1.0, 99999.0),
+    "fault_count": (-1, 999),
+}
+MALFORMED_KINDS = ("truncated", "invalid", "double_encoded", "empty")
+LATENESS_DISTRIBUTIONS = ("exponential", "lognormal", "uniform")
+DRIFT_OPERATIONS = ("add_key", "change_type", "remove_key")
+DRIFT_TYPES = ("string", "float", "object")
+# Typical value of a reading in the independent profile (what a stuck sensor freezes at there).
+_TYPICAL = {"temperature": (22.0, 8.0), "humidity": (50.0, 15.0), "pressure": (1013.25, 8.0)}
+_PRIMES = (1_000_003, 998_244_353, 2_147_483_647)
+
+# block_rng streams (per block) and keyed streams (per device/time) of the scenarios.
+_LATE, _SPIKE, _OUT_OF_RANGE, _MALFORMED, _COPIES, _DISORDER, _ADD_KEY = range(201, 208)
+_NULLS = 300  # + column number
+_STUCK, _DRIFT, _SKEW = 400, 410, 420  # + column number for the episode kinds
+
+
+# ---- the scenarios' parameters ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Duplicates:
+    rate: float
+    max_distance: int = 1000
+
+
+@dataclass(frozen=True)
+class Replays:
+    rate: float
+    min_length: int = 5
+    max_length: int = 50
+    max_distance: int = 2000
+
+
+@dataclass(frozen=True)
+class Lateness:
+    """``distribution``: exponential (mean ``scale_ms``), lognormal (median ``scale_ms``, ``sigma``) or uniform
+    (``min_ms`` to ``max_ms``); every draw is between ``min_ms`` and ``max_ms``."""
+
+    rate: float
+    distribution: str = "exponential"
+    scale_ms: int = 120_000
+    sigma: float = 1.0
+    min_ms: int = 1_000
+    max_ms: int = 3_600_000
+
+
+@dataclass(frozen=True)
+class OutOfOrder:
+    rate: float
+    max_distance: int = 100
+
+
+@dataclass(frozen=True)
+class ClockSkew:
+    device_fraction: float
+    max_offset_ms: int = 600_000
+    max_drift_ms_per_day: int = 30_000
+
+
+@dataclass(frozen=True)
+class MalformedJson:
+    rate: float
+    kinds: tuple[tuple[str, float], ...] = (("truncated", 0.4), ("invalid", 0.3), ("double_encoded", 0.2),
+                                            ("empty", 0.1))
+
+
+@dataclass(frozen=True)
+class OutOfRange:
+    rate: float
+    columns: tuple[str, ...] = ("temperature", "humidity", "pressure", "battery_level")
+
+
+@dataclass(frozen=True)
+class Spikes:
+    rate: float
+    columns: tuple[tuple[str, tuple[float, float]], ...] = (("temperature", DEFAULT_SPIKES["temperature"]),)
+
+
+@dataclass(frozen=True)
+class Episodes:
+    """Per-device episodes covering ``rate`` of each device's time, ``duration_ms`` long (stuck and drift).
+    ``max_offset``: how far a drifting reading gets by the end of its episode."""
+
+    rate: float
+    duration_ms: int
+    columns: tuple[str, ...] = ("temperature",)
+    max_offset: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class DriftChange:
+    """One schema-drift change of ``json_column``, from ``at_ms`` after the window start (event time)."""
+
+    at_ms: int
+    operation: str
+    key: str
+    value: ValueSpec | None = None  # add_key
+    to: str | None = None           # change_type
+
+    def describe(self) -> str:
+        if self.operation == "add_key":
+            return f"key {self.key} appears"
+        if self.operation == "remove_key":
+            return f"key {self.key} disappears"
+        return f"key {self.key} becomes {self.to}"
+
+
+@dataclass(frozen=True)
+class Scenarios:
+    """The data-quality scenarios of a run (immutable, hashable, picklable); ``spec.scenarios``."""
+
+    late: Lateness | None = None
+    stuck: Episodes | None = None
+    drift: Episodes | None = None
+    spikes: Spikes | None = None
+    out_of_range: OutOfRange | None = None
+    clock_skew: ClockSkew | None = None
+    schema_drift: tuple[DriftChange, ...] = ()
+    malformed_json: MalformedJson | None = None
+    nulls: tuple[tuple[str, float], ...] = ()
+    duplicates: Duplicates | None = None
+    replays: Replays | None = None
+    out_of_order: OutOfOrder | None = None
+
+    def enabled(self) -> bool:
+        return any(getattr(self, f) for f in self.__dataclass_fields__)
+
+    def output_schema(self) -> pa.Schema:
+        """ARROW_SCHEMA, with the columns that get nulls nullable."""
+        nullable = {column for column, rate in self.nulls if rate > 0}
+        return pa.schema([f.with_nullable(f.name in nullable) for f in ARROW_SCHEMA],
+                         metadata=ARROW_SCHEMA.metadata)
+
+    # ---- the GeneratorSpec extension point ------------------------------------------------------------
+    def apply(self, spec: GeneratorSpec, block: int, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The block with the scenarios applied (its labels are kept for :func:`truth_range`)."""
+        out, truth = self.apply_with_labels(spec, block, batch)
+        _remember(spec, block, truth)
+        return out
+
+    def apply_with_labels(self, spec: GeneratorSpec, block: int, batch: pa.RecordBatch
+                          ) -> tuple[pa.RecordBatch, "BlockTruth"]:
+        """The block with the scenarios applied, and its ground truth."""
+        work = _Work(spec, block, batch)
+        if self.late:
+            _late(self.late, work)
+        for kind, episodes in (("stuck", self.stuck), ("drift", self.drift)):
+            if episodes:
+                _episodes(kind, episodes, work)
+        if self.spikes:
+            _spikes(self.spikes, work)
+        if self.out_of_range:
+            _out_of_range(self.out_of_range, work)
+        if self.clock_skew:
+            _clock_skew(self.clock_skew, work)
+        drifted = [_schema_drift(change, i, work) for i, change in enumerate(self.schema_drift)]
+        if self.malformed_json:
+            _malformed(self.malformed_json, work)
+        for number, (column, rate) in enumerate(self.nulls):
+            if rate > 0:
+                _nulls(column, rate, number, work)
+        copied_from, copy_kind = _copies(self.duplicates, self.replays, work)
+        order, moved = _disorder(self.out_of_order, work)
+        look_back = self.out_of_order.max_distance + len(moved) + 1 if self.out_of_order else 0
+        return work.finish(self.output_schema(), copied_from, copy_kind, order, moved, look_back, drifted)
+
+
+# ---- the working state of one block ------------------------------------------------------------------------
+_NUMERIC = ("battery_level", "temperature", "humidity", "pressure", "version", "signal_strength", "uptime_hours",
+            "fault_count", "maintenance_due")
+_TIMES = ("timestamp", "last_calibration", "created_at", "updated_at")
+
+
+class _Strings:
+    """A string column being edited: its pieces (the original, then replacements) and, per row, the position
+    of its current value in them; read back with one ``take``."""
+
+    def __init__(self, original: pa.Array) -> None:
+        self.pieces = [original]
+        self.size = len(original)
+        self.index = np.arange(len(original))
+
+    def get(self, rows: np.ndarray) -> pa.Array:
+        return pa.chunked_array(self.pieces, pa.string()).take(pa.array(self.index[rows])).combine_chunks()
+
+    def set(self, rows: np.ndarray, values: pa.Array) -> None:
+        self.index[rows] = self.size + np.arange(len(rows))
+        self.pieces.append(values.cast(pa.string()))
+        self.size += len(values)
+
+
+class _Work:
+    """A block being transformed: numeric and time columns as numpy (times in epoch ms), strings as
+    :class:`_Strings`, a null mask per column, and the labels so far (by slot of the pre-copy block)."""
+
+    def __init__(self, spec: GeneratorSpec, block: int, batch: pa.RecordBatch) -> None:
+        self.spec, self.block, self.n = spec, block, batch.num_rows
+        self.names = batch.schema.names
+        self.original = batch
+        self.values: dict[str, Any] = {}
+        for name in self.names:
+            column = batch.column(self.names.index(name))
+            if name in _TIMES:
+                self.values[name] = pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False) // 1000
+            elif name in _NUMERIC:
+                self.values[name] = column.to_numpy(zero_copy_only=False).copy()
+            else:
+                self.values[name] = _Strings(column)
+        self.null: dict[str, np.ndarray] = {}
+        sensor = batch.column(self.names.index("sensor_id"))
+        self.device = pc.cast(pc.utf8_slice_codeunits(sensor, 7), pa.int64()).to_numpy(zero_copy_only=False) - 1
+        self.device_count = spec.fleet.device_count if spec.fleet is not None else spec.num_sensors
+        self.time = self.values["timestamp"].copy()  # when each event was measured (before clock skew)
+        self.labels: list[tuple[np.ndarray, str, str | None, Any, Any]] = []
+
+    def rng(self, stream: int) -> np.random.Generator:
+        return block_rng(self.spec.seed, self.block, stream)
+
+    def pick(self, rng: np.random.Generator, rate: float, exclude: np.ndarray | None = None) -> np.ndarray:
+        """Sorted slots, ``floor(rate * n + u)`` of them (fewer if ``exclude`` leaves too few)."""
+        k = min(self.n, int(np.floor(rate * self.n + rng.random())))
+        if exclude is None:
+            return np.sort(rng.choice(self.n, k, replace=False)) if k else np.zeros(0, np.int64)
+        free = np.flatnonzero(~exclude)
+        return np.sort(rng.choice(free, min(k, len(free)), replace=False)) if k else np.zeros(0, np.int64)
+
+    def label(self, slots: np.ndarray, kind: str, column: str | None = None, value: Any = None,
+              note: Any = None) -> None:
+        if len(slots):
+            self.labels.append((np.asarray(slots, dtype=np.int64), kind, column, value, note))
+
+    def supersede(self, slots: np.ndarray, column: str) -> None:
+        """Drop earlier value labels of these slots' ``column`` (a later scenario replaced the value)."""
+        kept = []
+        for entry in self.labels:
+            entry_slots, kind, entry_column = entry[:3]
+            if entry_column != column:
+                kept.append(entry)
+                continue
+            keep = ~np.isin(entry_slots, slots)
+            if keep.all():
+                kept.append(entry)
+            elif keep.any():
+                kept.append((entry_slots[keep], kind, entry_column, _subset(entry[3], keep), _subset(entry[4], keep)))
+        self.labels = kept
+
+    def finish(self, schema: pa.Schema, copied_from: np.ndarray, copy_kind: np.ndarray, order: np.ndarray,
+               moved: np.ndarray, look_back: int, drifted: list[np.ndarray]) -> tuple[pa.RecordBatch, "BlockTruth"]:
+        content = order if copied_from is None else copied_from[order]  # final row -> content slot
+        arrays = []
+        for f in schema:
+            value, mask = self.values[f.name], self.null.get(f.name)
+            mask = None if mask is None else mask[content]
+            if f.name in _TIMES:
+                arrays.append(pa.array(value[content] * 1000, TIMESTAMP, mask=mask))
+            elif f.name in _NUMERIC:
+                arrays.append(pa.array(value[content], ARROW_SCHEMA.field(f.name).type, mask=mask))
+            else:
+                array = value.get(content)
+                arrays.append(array if mask is None else pc.if_else(pa.array(mask), pa.scalar(None, pa.string()), array))
+        batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
+        labels = self._labels(batch, content, copied_from, copy_kind, order, moved, look_back)
+        return batch, BlockTruth(labels, tuple(mask[content] for mask in drifted))
+
+    def _labels(self, batch, content, copied_from, copy_kind, order, moved, look_back) -> pa.Table:
+        first = self.block * BLOCK_SIZE
+        slots = [e[0] for e in self.labels]
+        columns: dict[str, list] = {"slot": slots, "kind": [], "column": [], "value": [], "note": []}
+        for entry_slots, kind, column, value, note in self.labels:
+            m = len(entry_slots)
+            columns["kind"].append(np.full(m, KINDS.index(kind)))
+            columns["column"].append(np.full(m, -1 if column is None else self.names.index(column)))
+            columns["value"].append(np.full(m, np.nan) if value is None else np.broadcast_to(
+                np.asarray(value, dtype=np.float64), (m,)))
+            columns["note"].append(np.full(m, None, dtype=object) if note is None else np.broadcast_to(
+                np.asarray(note, dtype=object), (m,)))
+        slot = np.concatenate(slots) if slots else np.zeros(0, np.int64)
+        by_slot = np.argsort(slot, kind="stable")
+        slot = slot[by_slot]
+        cat = {k: (np.concatenate(v)[by_slot] if v else np.zeros(0)) for k, v in columns.items() if k != "slot"}
+        # Each final row carries the labels of the content it holds (a copy carries its source's labels).
+        lo, hi = np.searchsorted(slot, content, "left"), np.searchsorted(slot, content, "right")
+        counts = hi - lo
+        row = np.repeat(np.arange(self.n), counts)
+        pick = np.repeat(lo, counts) + (np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts))
+        kind, column = cat["kind"][pick].astype(np.int64), cat["column"][pick].astype(np.int64)
+        value, note = cat["value"][pick].astype(np.float64), cat["note"][pick]
+        source = np.full(len(row), -1, dtype=np.int64)
+        final_of = np.empty(self.n, dtype=np.int64)
+        final_of[order] = np.arange(self.n)  # pre-disorder position -> final row
+        extra = []
+        if copied_from is not None:
+            targets = np.flatnonzero(copied_from != np.arange(self.n))
+            extra.append((final_of[targets], copy_kind[targets], -1, np.nan, final_of[copied_from[targets]]))
+        if len(moved):
+            rows, overtaken_by = _overtaken(order, final_of[moved], look_back)
+            extra.append((rows, KINDS.index("out_of_order"), -1, overtaken_by.astype(np.float64), -1))
+        for rows, k, c, v, s in extra:
+            m = len(rows)
+            row = np.concatenate([row, rows])
+            kind = np.concatenate([kind, np.broadcast_to(k, (m,))])
+            column = np.concatenate([column, np.full(m, c)])
+            value = np.concatenate([value, np.broadcast_to(v, (m,))])
+            source = np.concatenate([source, np.where(np.broadcast_to(s, (m,)) >= 0, first + np.asarray(s), -1)])
+            note = np.concatenate([note, np.full(m, None, dtype=object)])
+        ordering = np.lexsort((column, kind, row))
+        row, kind, column, value, source, note = (a[ordering] for a in (row, kind, column, value, source, note))
+        names = pa.array(list(self.names), pa.string())
+        column_array = names.take(pa.array(np.where(column < 0, 0, column))) if len(column) else pa.array([], pa.string())
+        return pa.table({
+            "event_index": pa.array(first + row, pa.int64()),
+            "event_id": batch.column(self.names.index("event_id")).take(pa.array(row, pa.int64())),
+            "sensor_id": self.original.column(self.names.index("sensor_id")).take(pa.array(content[row])),
+            "kind": pa.array(KINDS, pa.string()).take(pa.array(kind, pa.int64())),
+            "column": pc.if_else(pa.array(column < 0), pa.scalar(None, pa.string()), column_array),
+            "value": pa.array(value, pa.float64(), mask=np.isnan(value)),
+            "source_index": pa.array(source, pa.int64(), mask=source < 0),
+            "note": pa.array(list(note), pa.string()),
+        }, schema=LABEL_SCHEMA)
+
+
+def _overtaken(order: np.ndarray, rows: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Of the final ``rows`` of delayed events, those some later event overtook, and by how many events.
+
+    Only delayed events can be overtaken (the others keep their order), and only by events that were at most
+    ``max_distance`` after them, now within ``window`` (``max_distance`` plus the delayed events) before them.
+    """
+    rows = np.sort(rows)
+    counts = np.zeros(len(rows), dtype=np.int64)
+    for i, r in enumerate(rows):  # a few hundred delayed events per block
+        counts[i] = np.count_nonzero(order[max(0, r - window):r] > order[r])
+    overtaken = counts > 0
+    return rows[overtaken], counts[overtaken]
+
+
+def _subset(value: Any, keep: np.ndarray) -> Any:
+    return value[keep] if isinstance(value, np.ndarray) and value.shape else value
+
+
+def _quantise(values: np.ndarray, column: str) -> np.ndarray:
+    low, high, decimals = READING_RANGES[column]
+    return np.round(np.clip(values, low, high), decimals)
+
+
+@dataclass(frozen=True)
+class BlockTruth:
+    """A block's labels (:data:`LABEL_SCHEMA`) and, per schema-drift change, which events it touched."""
+
+    labels: pa.Table
+    drifted: tuple[np.ndarray, ...] = field(default=())
+
+
+# ---- the scenarios, in order ----------------------------------------------------------------------------------
+def _late(late: Lateness, work: _Work) -> None:
+    rng = work.rng(_LATE)
+    slots = work.pick(rng, late.rate)
+    lateness = _lateness(late, rng, len(slots))
+    measured = work.time[slots] - lateness
+    work.time[slots] = measured
+    fleet = work.spec.fleet
+    if fleet is not None:  # the reading the device took back then, recomputed
+        for name, array in fleet.columns_at(work.spec, work.device[slots], measured).items():
+            if name in _TIMES:
+                work.values[name][slots] = pc.cast(array, pa.int64()).to_numpy(zero_copy_only=False) // 1000
+            elif name in _NUMERIC:
+                work.values[name][slots] = array.to_numpy(zero_copy_only=False)
+            elif name in ("firmware_version", "status"):
+                work.values[name].set(slots, array)
+    else:  # independent events: the same event, measured earlier
+        work.values["timestamp"][slots] = measured
+        work.values["last_calibration"][slots] -= lateness
+    work.label(slots, "late", "timestamp", lateness / 1000.0)
+
+
+def _lateness(late: Lateness, rng: np.random.Generator, m: int) -> np.ndarray:
+    """``m`` draws of the lateness distribution in ms, each in [min_ms, max_ms] (redrawn until it is)."""
+    def draw(k: int) -> np.ndarray:
+        if late.distribution == "exponential":
+            return rng.exponential(late.scale_ms, k)
+        if late.distribution == "lognormal":
+            return late.scale_ms * np.exp(late.sigma * rng.standard_normal(k))
+        return rng.uniform(late.min_ms, late.max_ms, k)
+
+    values = draw(m)
+    for _ in range(20):
+        bad = np.flatnonzero((values < late.min_ms) | (values > late.max_ms))
+        if not len(bad):
+            break
+        values[bad] = draw(len(bad))
+    return np.rint(np.clip(values, late.min_ms, late.max_ms)).astype(np.int64)
+
+
+def _permuted(device: np.ndarray, count: int, seed: int, stream: int) -> np.ndarray:
+    """A keyed permutation of ``0..count-1`` applied to device numbers (spreads devices evenly)."""
+    prime = next(p for p in _PRIMES if count % p)
+    shift = int(kr.keyed(seed, stream, 0)[0] % np.uint64(count))
+    return (device * (prime % count) + shift) % count if count > 1 else np.zeros_like(device)
+
+
+def _episodes(kind: str, episodes: Episodes, work: _Work) -> None:
+    """Stuck/drift episodes: device ``d``'s episode in period ``s`` (``duration / rate`` long) starts at an
+    offset that spreads the devices evenly over the period, rotated by a keyed amount per period."""
+    spec = work.spec
+    period = max(episodes.duration_ms, int(round(episodes.duration_ms / episodes.rate)))
+    offsets = dict(episodes.max_offset)
+    for number, column in enumerate(episodes.columns):
+        stream = (_STUCK if kind == "stuck" else _DRIFT) + ANOMALY_COLUMNS.index(column)
+        spread = _permuted(work.device, work.device_count, spec.seed, stream) / work.device_count
+        t = work.time
+        inside = np.zeros(work.n, dtype=bool)
+        start = np.zeros(work.n, dtype=np.int64)
+        for s in (t // period, t // period - 1):
+            begins = s * period + np.floor(((spread + kr.uniform(spec.seed, stream, s)) % 1.0) * period).astype(np.int64)
+            now = (t >= begins) & (t < begins + episodes.duration_ms) & ~inside
+            start = np.where(now, begins, start)
+            inside |= now
+        slots = np.flatnonzero(inside)
+        if not len(slots):
+            continue
+        values = work.values[column]
+        if kind == "stuck":
+            if spec.fleet is not None:
+                frozen = spec.fleet.reading_at(spec, column, work.device[slots], start[slots])
+            else:
+                mean, sd = _TYPICAL[column]
+                frozen = _quantise(mean + sd * kr.normal(spec.seed, stream, work.device[slots], start[slots]), column)
+            values[slots] = frozen
+            work.label(slots, "stuck", column, frozen)
+        else:
+            sign = np.where(kr.uniform(spec.seed, stream + 5, work.device[slots], start[slots]) < 0.5, -1.0, 1.0)
+            offset = sign * offsets.get(column, DEFAULT_DRIFT[column]) * (t[slots] - start[slots]) / episodes.duration_ms
+            before = values[slots]
+            values[slots] = _quantise(before + offset, column)
+            work.label(slots, "drift", column, values[slots] - before)
+
+
+def _spikes(spikes: Spikes, work: _Work) -> None:
+    rng = work.rng(_SPIKE)
+    slots = work.pick(rng, spikes.rate)
+    which = rng.integers(0, len(spikes.columns), len(slots))
+    size = rng.random(len(slots))
+    sign = np.where(rng.random(len(slots)) < 0.5, -1.0, 1.0)
+    for number, (column, (low, high)) in enumerate(spikes.columns):
+        mine = slots[which == number]
+        values = work.values[column]
+        before = values[mine]
+        values[mine] = _quantise(before + sign[which == number] * (low + (high - low) * size[which == number]), column)
+        work.label(mine, "spike", column, values[mine] - before)
+
+
+def _out_of_range(scenario: OutOfRange, work: _Work) -> None:
+    rng = work.rng(_OUT_OF_RANGE)
+    slots = work.pick(rng, scenario.rate)
+    which = rng.integers(0, len(scenario.columns), len(slots))
+    for number, column in enumerate(scenario.columns):
+        mine = slots[which == number]
+        choices = np.asarray(OUT_OF_RANGE_VALUES[column])
+        values = choices[rng.integers(0, len(choices), len(mine))]
+        work.supersede(mine, column)
+        work.values[column][mine] = values
+        work.label(mine, "out_of_range", column, values.astype(np.float64))
+
+
+def _clock_skew(skew: ClockSkew, work: _Work) -> None:
+    spec = work.spec
+    count = work.device_count
+    skewed_devices = int(round(skew.device_fraction * count))
+    slots = np.flatnonzero(_permuted(work.device, count, spec.seed, _SKEW) < skewed_devices)
+    device = work.device[slots]
+    offset = (2 * kr.uniform(spec.seed, _SKEW, device, 1) - 1) * skew.max_offset_ms
+    drift = (2 * kr.uniform(spec.seed, _SKEW, device, 2) - 1) * skew.max_drift_ms_per_day
+    amount = np.rint(offset + drift * (work.time[slots] - spec.window_start_ms) / DAY_MS).astype(np.int64)
+    work.values["timestamp"][slots] = work.time[slots] + amount
+    work.values["last_calibration"][slots] += amount  # the device's clock stamps both
+    work.label(slots, "clock_skew", "timestamp", amount / 1000.0)
+
+
+_STRING = r'"(?:[^"\\]|\\.)*"'
+_SCALAR = r'-?[0-9][0-9.eE+-]*|true|false|null'
+_VALUE = rf'{_STRING}|\[(?:{_STRING}|[^\]"])*\]|\{{(?:{_STRING}|[^{{}}"])*\}}|{_SCALAR}'
+
+
+def _schema_drift(change: DriftChange, number: int, work: _Work) -> np.ndarray:
+    """Apply one change to the events measured at or after its time; which events those are."""
+    affected = work.time >= work.spec.window_start_ms + change.at_ms
+    slots = np.flatnonzero(affected)
+    if not len(slots):
+        return affected
+    text = work.values["json_column"].get(slots)
+    key = json.dumps(change.key)
+    if change.operation == "add_key":
+        added = build_json_column(((change.key, change.value),), 1, 1, work.rng(_ADD_KEY + 10 * number), len(slots))
+        body = pc.utf8_slice_codeunits(text, 0, -1)
+        comma = pc.if_else(pc.equal(text, "{}"), "", ",")
+        text = pc.binary_join_element_wise(body, comma, pc.utf8_slice_codeunits(added, 1), "")
+    elif change.operation == "remove_key":
+        pattern = _regex_literal(key) + ":(?:" + _VALUE + ")"
+        text = pc.replace_substring_regex(text, "," + pattern, "")
+        text = pc.replace_substring_regex(text, r"\{" + pattern + ",?", "{")
+    else:
+        head = "(" + _regex_literal(key) + ":)"
+        if change.to == "string":
+            text = pc.replace_substring_regex(text, head + "(" + _SCALAR + ")", r'\1"\2"')
+        elif change.to == "float":
+            text = pc.replace_substring_regex(text, head + r"(-?[0-9]+)([,}])", r"\1\2.0\3")
+        else:
+            text = pc.replace_substring_regex(text, head + "(" + _SCALAR + ")", r'\1{"value":\2}')
+    work.values["json_column"].set(slots, text)
+    return affected
+
+
+def _regex_literal(text: str) -> str:
+    return "".join("\\" + c if not c.isalnum() and c != "_" else c for c in text)
+
+
+def _malformed(scenario: MalformedJson, work: _Work) -> None:
+    rng = work.rng(_MALFORMED)
+    slots = work.pick(rng, scenario.rate)
+    kinds = [k for k, _ in scenario.kinds]
+    which = kr.choice(rng.random(len(slots)), [w for _, w in scenario.kinds])
+    cuts = rng.random(len(slots))
+    texts = work.values["json_column"].get(slots).to_pylist()
+    out = [_break_json(text, kinds[k], cut) for text, k, cut in zip(texts, which, cuts)]
+    work.values["json_column"].set(slots, pa.array(out, pa.string()))
+    work.label(slots, "malformed_json", "json_column", note=np.array([kinds[k] for k in which], dtype=object))
+
+
+def _break_json(text: str, kind: str, cut: float) -> str:
+    """A broken ``json_column``: never a ``{...}`` that the encoders would take for an object."""
+    if kind == "truncated":
+        broken = text[:max(1, int(cut * (len(text) - 1)))]
+        return broken.rstrip("}") or "{"
+    if kind == "invalid":  # key=value pairs, as a device with the wrong encoder sends them
+        return ";".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in json.loads(text).items()) or "="
+    if kind == "double_encoded":
+        return json.dumps(text)
+    return ""
+
+
+def _nulls(column: str, rate: float, number: int, work: _Work) -> None:
+    slots = work.pick(work.rng(_NULLS + number), rate)
+    mask = work.null.setdefault(column, np.zeros(work.n, dtype=bool))
+    mask[slots] = True
+    work.supersede(slots, column)
+    work.label(slots, "null", column)
+
+
+def _copies(duplicates: Duplicates | None, replays: Replays | None, work: _Work):
+    """Copy targets and sources: replayed runs first, then single duplicates; no source is a target."""
+    if not duplicates and not replays:
+        return None, None
+    n = work.n
+    rng = work.rng(_COPIES)
+    source = np.arange(n)
+    kind = np.full(n, -1)
+    taken = np.zeros(n, dtype=bool)  # targets and replay sources: not to be overwritten or used again
+    if replays and replays.rate > 0:
+        budget = int(np.floor(replays.rate * n + rng.random()))
+        for _ in range(4 * budget):
+            if budget <= 0:
+                break
+            length = min(budget, int(rng.integers(replays.min_length, replays.max_length + 1)))
+            start = int(rng.integers(length, n - length + 1)) if n >= 2 * length else n
+            if start >= n or taken[start:start + length].any():
+                continue
+            back = int(rng.integers(length, min(replays.max_distance, start) + 1))
+            origin = start - back
+            if taken[origin:origin + length].any():
+                continue
+            source[start:start + length] = np.arange(origin, origin + length)
+            kind[start:start + length] = KINDS.index("replay")
+            taken[start:start + length] = taken[origin:origin + length] = True
+            budget -= length
+    if duplicates and duplicates.rate > 0:
+        targets = work.pick(rng, duplicates.rate, exclude=taken)
+        targets = targets[targets > 0]
+        is_target = kind >= 0
+        is_target[targets] = True
+        back = np.floor(rng.random(len(targets)) * np.minimum(duplicates.max_distance, targets)).astype(np.int64) + 1
+        usable = np.where(~is_target, np.arange(n), -1)
+        np.maximum.accumulate(usable, out=usable)  # latest non-target at or before each slot
+        origin = usable[targets - back]
+        ok = origin >= 0
+        source[targets[ok]] = origin[ok]
+        kind[targets[ok]] = KINDS.index("duplicate")
+    return source, kind
+
+
+def _disorder(disorder: OutOfOrder | None, work: _Work) -> tuple[np.ndarray, np.ndarray]:
+    n = work.n
+    if not disorder or disorder.rate <= 0:
+        return np.arange(n), np.zeros(0, np.int64)
+    rng = work.rng(_DISORDER)
+    slots = work.pick(rng, disorder.rate)
+    slots = slots[slots < n - 1]
+    shift = np.minimum(rng.integers(1, disorder.max_distance + 1, len(slots)), n - 1 - slots)
+    key = np.arange(n, dtype=np.float64)
+    key[slots] += shift + 0.5
+    order = np.argsort(key, kind="stable")
+    return order, slots
+
+
+# ---- labels of any range --------------------------------------------------------------------------------------
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_BLOCKS = 64
+
+
+def _remember(spec: GeneratorSpec, block: int, truth: "BlockTruth") -> None:
+    """Keep a block's truth, keyed by the spec's identity (hashing a spec is slow; a spec that is equal but
+    not the same object, e.g. unpickled in another process, just generates the block again)."""
+    with _CACHE_LOCK:
+        _CACHE[(id(spec), block)] = (spec, truth)
+        _CACHE.move_to_end((id(spec), block))
+        while len(_CACHE) > _CACHE_BLOCKS:
+            _CACHE.popitem(last=False)
+
+
+def _recall(spec: GeneratorSpec, block: int) -> "BlockTruth | None":
+    with _CACHE_LOCK:
+        known = _CACHE.get((id(spec), block))
+    return known[1] if known is not None and known[0] is spec else None
+
+
+def block_truth(spec: GeneratorSpec, block: int) -> BlockTruth:
+    """The ground truth of one block (cached by :meth:`Scenarios.apply`, else generated again)."""
+    if spec.scenarios is None:
+        raise ValueError("this GeneratorSpec has no scenarios")
+    truth = _recall(spec, block)
+    if truth is None:
+        generate_block(spec, block)
+        truth = _recall(spec, block)
+    return truth
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The ground truth of an event range: its labels and how many events each schema-drift change touched."""
+
+    labels: pa.Table
+    drift_counts: tuple[int, ...]
+
+
+def truth_range(spec: GeneratorSpec, start: int, stop: int) -> Truth:
+    """Labels of events ``start .. stop`` (any range; the same whatever the chunking)."""
+    changes = len(spec.scenarios.schema_drift) if spec.scenarios is not None else 0
+    if spec.scenarios is None or start >= stop:
+        return Truth(LABEL_SCHEMA.empty_table(), (0,) * changes)
+    tables, counts = [], np.zeros(changes, dtype=np.int64)
+    for block in range(start // BLOCK_SIZE, (stop - 1) // BLOCK_SIZE + 1):
+        truth = block_truth(spec, block)
+        first = block * BLOCK_SIZE
+        lo, hi = max(start, first) - first, min(stop, first + BLOCK_SIZE) - first
+        index = truth.labels.column("event_index")
+        inside = pc.and_(pc.greater_equal(index, first + lo), pc.less(index, first + hi))
+        tables.append(truth.labels.filter(inside))
+        counts += np.array([mask[lo:hi].sum() for mask in truth.drifted], dtype=np.int64)
+    return Truth(pa.concat_tables(tables), tuple(int(c) for c in counts))
+
+
+def label_counts(labels: pa.Table) -> dict[str, int]:
+    """Labels per ``kind`` and per ``kind:column`` (what a manifest reports)."""
+    out: dict[str, int] = {}
+    if not labels.num_rows:
+        return out
+    for row in labels.group_by(["kind", "column"]).aggregate([("event_index", "count")]).to_pylist():
+        out[row["kind"]] = out.get(row["kind"], 0) + row["event_index_count"]
+        if row["column"] is not None:
+            key = f"{row['kind']}:{row['column']}"
+            out[key] = out.get(key, 0) + row["event_index_count"]
+    return dict(sorted(out.items()))
