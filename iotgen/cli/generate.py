@@ -17,6 +17,7 @@ FLAGS = {
     "prefix": "OUTPUT_FILENAME_PREFIX", "min_keys": "MIN_KEYS", "max_keys": "MAX_KEYS", "workers": "WORKERS",
     "chunk_size": "CHUNK_SIZE", "events_per_file": "EVENTS_PER_FILE", "anchor_time": "ANCHOR_TIME",
     "sensors": "NUM_SENSORS", "json_column_mode": "JSON_COLUMN_MODE",
+    "spec": "SPEC_FILE", "profile": "PROFILE", "devices": "DEVICE_COUNT",
 }
 
 
@@ -35,6 +36,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--anchor-time", metavar="ISO", help="reference 'now' of the time window (ANCHOR_TIME)")
     parser.add_argument("--sensors", metavar="N", help="distinct sensor_id values (NUM_SENSORS)")
     parser.add_argument("--json-column-mode", metavar="M", help="Delta json_column: variant | string (JSON_COLUMN_MODE)")
+    parser.add_argument("--spec", metavar="FILE", help="generation spec: catalogs, fleet, scenarios (SPEC_FILE)")
+    parser.add_argument("--profile", metavar="P", help="independent | fleet (PROFILE; default: the spec's)")
+    parser.add_argument("--devices", metavar="N", help="devices of the fleet profile (DEVICE_COUNT)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     add_config_option(parser)
 

@@ -27,6 +27,9 @@ from ..generator import GeneratorSpec, generate_range
 from ..schema import SCHEMA_VERSION
 from ..sinks.files import EXTENSIONS, EventFileWriter, check_output_dir, encode_chunk, publish, run_name, \
     write_manifest
+from ..sinks.labels import LabelsWriter
+from ..scenarios import truth_range
+from ..spec_file import describe, drift_timeline, generator_spec
 from .. import __version__
 
 
@@ -42,7 +45,9 @@ class BatchResult:
 
 def _chunk_job(spec: GeneratorSpec, start: int, stop: int, fmt: str, first: bool):
     batch = generate_range(spec, start, stop)
-    return batch if fmt == "parquet" else encode_chunk(batch, fmt, first)
+    result = batch if fmt == "parquet" else encode_chunk(batch, fmt, first)
+    # With scenarios, the chunk's ground truth too (from the same process's cache: no second generation).
+    return result if spec.scenarios is None else (result, truth_range(spec, start, stop))
 
 
 def _chunk_bounds(count: int, chunk_size: int, events_per_file: int) -> Iterator[tuple[int, int, int, bool]]:
@@ -63,22 +68,29 @@ def write_files(
     on_progress: Callable[[int], None] | None = None,
 ) -> BatchResult:
     """Generate ``NUM_EVENTS`` events and write them under ``OUTPUT_DIR`` as ``OUTPUT_FORMAT``."""
-    spec = GeneratorSpec.from_config(config, catalogs, now)
+    spec = generator_spec(config, catalogs, now)  # + SPEC_FILE's catalogs, fleet (PROFILE) and scenarios
     folder = check_output_dir(config.output_dir)
     fmt = config.output_format
     count = config.num_events
     parts = max(1, -(-count // config.events_per_file))
     base = run_name(config.output_filename_prefix, now)
-    target = folder if parts == 1 else Path(tempfile.mkdtemp(dir=folder, prefix=f".{base}.", suffix=".tmp"))
+    as_folder = parts > 1 or spec.scenarios is not None  # scenarios: events, _labels and _manifest.json together
+    target = folder if not as_folder else Path(tempfile.mkdtemp(dir=folder, prefix=f".{base}.", suffix=".tmp"))
     writers: dict[int, EventFileWriter] = {}
     finished: list[tuple[int, EventFileWriter]] = []
     pool = ProcessPoolExecutor(config.workers) if config.workers > 1 else None
+    labels = None
     try:
+        if spec.scenarios is not None:
+            labels = LabelsWriter(target, fmt, len(spec.scenarios.schema_drift))
         window: deque[tuple[int, int, int, Future | object]] = deque()
 
         def drain_one() -> None:
             part, start, stop, job = window.popleft()
             result = job.result() if isinstance(job, Future) else job
+            if labels is not None:
+                result, truth = result
+                labels.add(truth)
             writer = writers.get(part)
             if writer is None:
                 for done_part in sorted(writers):
@@ -102,8 +114,12 @@ def write_files(
             drain_one()
         for done_part in sorted(writers):
             finished.append((done_part, _closed(writers.pop(done_part))))
-        return _publish(finished, folder, target, base, fmt, spec, config, count, parts)
+        if labels is not None:
+            labels.close()
+        return _publish(finished, folder, target, base, fmt, spec, config, count, parts, labels)
     except BaseException:
+        if labels is not None:
+            labels.close()
         for writer in writers.values():
             writer.discard()
         for _, writer in finished:
@@ -122,7 +138,7 @@ def _closed(writer: EventFileWriter) -> EventFileWriter:
 
 
 def _publish(finished, folder: Path, target: Path, base: str, fmt: str, spec: GeneratorSpec, config: Config,
-             count: int, parts: int) -> BatchResult:
+             count: int, parts: int, labels: LabelsWriter | None = None) -> BatchResult:
     manifest = {
         "iotgen_version": __version__,
         "schema_version": SCHEMA_VERSION,
@@ -134,8 +150,11 @@ def _publish(finished, folder: Path, target: Path, base: str, fmt: str, spec: Ge
         "min_keys": spec.min_keys,
         "max_keys": spec.max_keys,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        **describe(spec),
     }
-    if parts == 1:
+    if labels is not None:
+        manifest.update(labels.manifest(drift_timeline(spec)))
+    if target == folder:
         (_, writer), = finished
         path = writer.publish(base)
         manifest["parts"] = [{"path": path.name, "count": writer.count}]

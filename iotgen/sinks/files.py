@@ -160,16 +160,18 @@ def encode_chunk(batch: pa.RecordBatch, fmt: str, first: bool) -> bytes:
         body = concatenated(json_lines(batch), before=",\n")
         return b"\n" + body[2:] if first and body else body
     if fmt == "csv":
-        columns = [
-            jsontext.timestamp_text(pc.cast(col, pa.int64()).to_numpy() // 1000, quoted=False)
-            if pa.types.is_timestamp(col.type) else col
-            for col in batch.columns
-        ]
+        columns = [_csv_timestamps(col) if pa.types.is_timestamp(col.type) else col for col in batch.columns]
         table = pa.Table.from_arrays(columns, names=batch.schema.names)
         sink = io.BytesIO()
         pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=first))
         return sink.getvalue()
     raise ValueError(f"OUTPUT_FORMAT must be one of {', '.join(EXTENSIONS)}, got {fmt!r}")
+
+
+def _csv_timestamps(column: pa.Array) -> pa.Array:
+    """ISO 8601 text of a timestamp column; a null stays an empty cell (data-quality scenarios make some)."""
+    text = jsontext.timestamp_text(pc.fill_null(pc.cast(column, pa.int64()), 0).to_numpy() // 1000, quoted=False)
+    return text if not column.null_count else pc.if_else(pc.is_valid(column), text, pa.scalar(None, pa.string()))
 
 
 def write_manifest(folder: Path, manifest: dict) -> Path:
