@@ -133,3 +133,99 @@ def plot_overview(df: pd.DataFrame):
     axes[2].tick_params(axis="x", labelrotation=30)
     fig.tight_layout()
     return fig
+
+
+# ---- lakehouse: Delta Lake and Iceberg without a cluster, Event Hubs -> table ingest (docs/lakehouse.md) -----
+def table_target(config: Config, fmt: str = "delta"):
+    """The Delta (``DELTA_TABLE_NAME`` under ``OUTPUT_DIR``) or Iceberg (``ICEBERG_TABLE_NAME`` in
+    ``ICEBERG_CATALOG_URI`` / ``OUTPUT_DIR/iceberg``) table a Config names, as a ``TableTarget``."""
+    from iotgen.pipelines.tables import config_target
+
+    return config_target(config, fmt)
+
+
+def write_lakehouse_table(config: Config, fmt: str = "delta", catalogs: Catalogs | None = None):
+    """Append ``NUM_EVENTS`` generated events to the Delta or Iceberg table in one commit (``TableResult``)."""
+    from iotgen.pipelines.tables import write_table
+
+    return write_table(config, catalogs, target=table_target(config, fmt))
+
+
+def table_history(target, limit: int = 10) -> pd.DataFrame:
+    """The table's commits, newest first: version (Delta) or snapshot (Iceberg), operation, rows added and the
+    app transactions recorded with each commit (the ingest's last sequence number per partition)."""
+    rows = target.history(limit)
+    frame = pd.DataFrame(rows)
+    if "timestamp" in frame:
+        frame = frame.drop(columns=["timestamp"])  # wall-clock times: see target.history() for them
+    return frame
+
+
+def query_table(target, sql: str) -> pd.DataFrame:
+    """DuckDB ``sql`` over the table (visible as ``events``, ``json_column`` as JSON), as a DataFrame."""
+    return target.query(sql).to_pandas()
+
+
+def start_local_eventhub(partitions: int = 4, hub: str = "iot-events"):
+    """A local Event Hubs endpoint (iotgen's emulator in a subprocess, 127.0.0.1); stop it with ``.stop()``."""
+    from iotgen.emulator import start_emulator_process
+
+    return start_emulator_process(hub=hub, partitions=partitions)
+
+
+def send_events(connection_string: str, events: Any) -> int:
+    """Send events (an Arrow table/batch of generated events) with the azure-eventhub producer, one JSON body
+    per event (content type application/json); returns the number sent."""
+    from azure.eventhub import EventData, EventHubProducerClient
+
+    from iotgen.sinks.encoding import json_lines
+
+    sent = 0
+    with EventHubProducerClient.from_connection_string(connection_string) as producer:
+        batch = producer.create_batch()
+        for body in json_lines(events).to_pylist():
+            event = EventData(body)
+            event.content_type = "application/json"
+            try:
+                batch.add(event)
+            except ValueError:
+                producer.send_batch(batch)
+                batch = producer.create_batch()
+                batch.add(event)
+            sent += 1
+        if len(batch):
+            producer.send_batch(batch)
+    return sent
+
+
+def ingest_to_table(config: Config, target, connection_string: str | None = None, until_idle: float = 3.0):
+    """Run the exactly-once ingest from Event Hubs into ``target`` until ``until_idle`` seconds pass without
+    events; ``connection_string`` (e.g. a local emulator's) overrides ``EVENTHUB_CONNECTION_STRING``.
+    Returns the ``IngestSummary`` (``.lines()`` for a printable summary)."""
+    from iotgen.pipelines.ingest import IngestOptions, run_ingest
+
+    if connection_string is not None:
+        config = Config.load(params=config.as_params(), env={"EVENTHUB_CONNECTION_STRING": connection_string})
+    options = IngestOptions(config.ingest_consumer_group, config.ingest_max_batch_events,
+                            config.ingest_max_batch_seconds, until_idle)
+    return run_ingest(config, target, options)
+
+
+def demo_output_dir(path: str = "") -> str:
+    """``path`` (created if needed), or a fresh temporary folder when empty, so a re-run starts clean."""
+    import tempfile
+
+    if path:
+        os.makedirs(path, exist_ok=True)
+        return path
+    return tempfile.mkdtemp(prefix="iotgen-lakehouse-")
+
+
+def partition_offsets(target, summary) -> pd.DataFrame:
+    """Per Event Hubs partition: the last sequence number the table's commits record (the ingest resumes after
+    it) and the rows of that partition in the table."""
+    counts = target.query("SELECT _partition, count(*) AS n FROM events GROUP BY 1").to_pylist()
+    rows = {r["_partition"]: r["n"] for r in counts}
+    return pd.DataFrame(
+        [{"partition": p, "last_sequence_number": v, "rows_in_table": rows.get(p, 0), "lag": summary.lag.get(p)}
+         for p, v in sorted(summary.offsets.items())]).set_index("partition")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -130,10 +131,54 @@ class TableTarget:
             raise ValueError(f"there is no Delta table at {self.location!r}")
         return opened.to_pyarrow_table(columns=columns)
 
+    def query(self, sql: str, view: str = "events") -> pa.Table:
+        """Run DuckDB ``sql`` over the table, visible as ``view`` with ``json_column`` as DuckDB JSON (so
+        ``json_column->>'$.location.site'`` works for VARIANT and text alike). Needs DuckDB's delta / iceberg
+        extensions: loaded from the ``duckdb-extension-*`` PyPI wheels when installed, else by name."""
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", view):
+            raise ValueError(f"view must be a plain SQL name, got {view!r}")
+        con = duckdb_with_lakehouse_extensions()
+        try:
+            if self.format == "delta":
+                scan = f"delta_scan('{_sql_text(delta.table_uri(self.location))}')"
+            else:
+                table = self.catalog().load_table(iceberg.check_identifier(self.location))
+                scan = f"iceberg_scan('{_sql_text(table.metadata_location)}')"
+            con.execute(f"CREATE VIEW {view} AS SELECT * REPLACE (json_column::JSON AS json_column) FROM {scan}"
+                        if self._has_json_column() else f"CREATE VIEW {view} AS SELECT * FROM {scan}")
+            return con.execute(sql).to_arrow_table()
+        finally:
+            con.close()
+
+    def _has_json_column(self) -> bool:
+        return not self.location.rstrip("/").endswith("_quarantine")
+
     def sibling(self, suffix: str) -> "TableTarget":
         """The table next to this one named with ``suffix`` (e.g. the ingest's ``_quarantine`` table)."""
         location = self.location.rstrip("/") + suffix
         return TableTarget(self.format, location, self.json_column_mode, self.catalog_uri, self.warehouse)
+
+
+def duckdb_with_lakehouse_extensions():
+    """A DuckDB connection (UTC) with the json, avro, delta and iceberg extensions: from the
+    ``duckdb-extension-*`` wheels when installed (offline), else installed/loaded by DuckDB by name."""
+    import importlib
+    import duckdb
+
+    con = duckdb.connect()
+    for name in ("json", "avro", "delta", "iceberg"):
+        try:
+            module = importlib.import_module(f"duckdb_extension_{name}")
+            paths = sorted(Path(module.__file__).parent.glob(f"extensions/v*/{name}.duckdb_extension"))
+            con.execute(f"LOAD '{_sql_text(str(paths[-1]))}'" if paths else f"LOAD {name}")
+        except ImportError:
+            con.execute(f"INSTALL {name}; LOAD {name}")
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _sql_text(text: str) -> str:
+    return text.replace("'", "''")
 
 
 def parse_target(text: str, *, catalog: str | None = None, output_dir: str = "output",

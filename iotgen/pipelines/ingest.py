@@ -1,0 +1,432 @@
+"""Event Hubs -> Delta / Iceberg table, exactly once, even when killed at any moment.
+
+The design is delta-io/kafka-delta-ingest's: the table is the only checkpoint. Every micro-batch is one atomic
+table commit that holds the events *and*, for each Event Hubs partition in the batch, the sequence number of
+the last event it covers (a Delta app transaction ``iotgen-ingest/<namespace>/<hub>/<partition>`` with that
+version; the same key in the Iceberg snapshot summary). On start the ingest reads those numbers from the table
+and asks Event Hubs for the events after them, so a crash before a commit re-reads the batch and a crash after
+it does not; no separate checkpoint file can disagree with the table. Commits that lose a race with another
+writer are retried only after re-reading the table's numbers and dropping what it already holds.
+
+Bodies are parsed into the 24 typed columns vectorised (:mod:`iotgen.sinks.decoding`) and get ``_partition``,
+``_sequence_number`` and ``_enqueued_time``. Bodies that are not events (bad JSON, missing fields, wrong types,
+a ``json_column`` that cannot be a VARIANT) go to a quarantine table next to the target (``<target>_quarantine``)
+with the raw body, where it came from and the reason. The quarantine table records the same partition numbers,
+so a replayed batch does not quarantine an event twice. Nothing is dropped silently and a bad event never stops
+the ingest.
+
+The SDK receives on its own thread into a bounded buffer (the receive callback waits when the buffer holds two
+batches); the calling thread parses and commits. It stops when ``stop`` is set (Ctrl-C in the CLI) or after
+``until_idle`` seconds without events, commits what it holds, and returns an :class:`IngestSummary`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import pyarrow as pa
+
+from ..config import Config
+from ..schema import TIMESTAMP
+from ..sinks.decoding import decode_bodies
+from ..sinks.lakehouse import INGEST_FIELDS, QUARANTINE_SCHEMA, CommitConflict
+from ..sinks.variant import VARIANT_TYPE, try_json_to_variant
+from .tables import TableTarget
+
+_LOGGER = logging.getLogger(__name__)
+
+if TYPE_CHECKING:  # the Event Hubs sink is imported when an ingest runs (it pulls in the azure SDK)
+    from ..sinks.eventhubs import EventHubTarget
+
+SOURCES = ("eventhub",)
+QUARANTINE_SUFFIX = "_quarantine"
+APP_ID_PREFIX = "iotgen-ingest"
+COMMIT_ATTEMPTS = 5
+JOIN_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How the ingest reads and commits (defaults: the ``INGEST_*`` parameters)."""
+
+    consumer_group: str = "$Default"
+    max_batch_events: int = 10_000
+    max_batch_seconds: float = 5.0
+    until_idle: float | None = None
+
+    def __post_init__(self) -> None:
+        config = Config(ingest_consumer_group=self.consumer_group, ingest_max_batch_events=self.max_batch_events,
+                        ingest_max_batch_seconds=self.max_batch_seconds, ingest_until_idle=self.until_idle)
+        for name in ("consumer_group", "max_batch_events", "max_batch_seconds", "until_idle"):
+            object.__setattr__(self, name, getattr(config, "ingest_" + name))
+
+    @classmethod
+    def from_config(cls, config: Config) -> "IngestOptions":
+        return cls(config.ingest_consumer_group, config.ingest_max_batch_events, config.ingest_max_batch_seconds,
+                   config.ingest_until_idle)
+
+
+@dataclass
+class IngestSummary:
+    """What one run did. ``offsets``: last committed sequence number per partition; ``lag``: events enqueued
+    after it when the run stopped (None when unknown)."""
+
+    target: str
+    events: int = 0
+    batches: int = 0
+    quarantined: int = 0
+    redelivered: int = 0
+    offsets: dict[str, int | None] = field(default_factory=dict)
+    lag: dict[str, int | None] = field(default_factory=dict)
+    elapsed: float = 0.0
+    stopped_by: str = ""
+
+    @property
+    def events_per_second(self) -> float:
+        return (self.events + self.quarantined) / self.elapsed if self.elapsed > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        lag = ", ".join(f"{p}={'?' if v is None else v}" for p, v in sorted(self.lag.items(), key=_partition_order))
+        return [
+            f"ingested {self.events} events into {self.target} in {self.batches} commits "
+            f"({self.quarantined} quarantined, {self.redelivered} redelivered duplicates skipped)",
+            f"stopped by {self.stopped_by} after {self.elapsed:.1f} s ({self.events_per_second:,.0f} events/s); "
+            f"lag per partition: {lag or 'none'}",
+        ]
+
+
+def _partition_order(item: tuple[str, Any]) -> tuple[int, str]:
+    return (int(item[0]), "") if item[0].isdigit() else (1 << 30, item[0])
+
+
+def offsets_app_id(source: "EventHubTarget", partition: str) -> str:
+    """The app transaction id holding a partition's last committed sequence number in the table. The
+    namespace host (without port) and event hub name identify the stream; the consumer group does not (the
+    table's position is the table's, whichever group reads it)."""
+    host = re.sub(r":\d+$", "", source.namespace)
+    return f"{APP_ID_PREFIX}/{host}/{source.eventhub}/{partition}"
+
+
+def quarantine_target(target: TableTarget) -> TableTarget:
+    """Where events the ingest cannot parse go: ``<target>_quarantine`` in the same format and catalog."""
+    return target.sibling(QUARANTINE_SUFFIX)
+
+
+# ---- the receive buffer -------------------------------------------------------------------------------------
+class _Buffer:
+    """Events per partition in arrival order, bounded: :meth:`put` waits while it is full."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.cond = threading.Condition()
+        self.parts: dict[str, tuple[list[bytes], list[int], list[int]]] = {}
+        self.count = 0
+        self.closed = False
+        self.last_event = time.monotonic()
+        self.first_buffered: float | None = None
+        self.last_seen: dict[str, int] = {}
+        self.redelivered = 0
+        self.error: BaseException | None = None
+
+    def put(self, partition: str, events: list) -> None:
+        with self.cond:
+            while self.count >= self.capacity and not self.closed:
+                self.cond.wait(0.5)
+            if self.closed:
+                return  # not committed: read again on the next start
+            bodies, seqs, times = self.parts.setdefault(partition, ([], [], []))
+            last = self.last_seen.get(partition, -1)
+            for event in events:
+                seq = event.sequence_number
+                if seq <= last:
+                    self.redelivered += 1
+                    continue
+                body = event.body
+                bodies.append(body if isinstance(body, bytes) else b"".join(body))
+                seqs.append(seq)
+                times.append(int(event.enqueued_time.timestamp() * 1_000_000))
+                last = seq
+            self.last_seen[partition] = last
+            self.count = sum(len(p[1]) for p in self.parts.values())
+            self.last_event = time.monotonic()
+            if self.first_buffered is None and self.count:
+                self.first_buffered = self.last_event
+            self.cond.notify_all()
+
+    def take(self, limit: int) -> dict[str, tuple[list[bytes], list[int], list[int]]]:
+        """Up to ``limit`` events, the oldest of each partition first."""
+        with self.cond:
+            out = {}
+            room = limit
+            for partition in list(self.parts):
+                bodies, seqs, times = self.parts[partition]
+                k = min(room, len(seqs))
+                if k:
+                    out[partition] = (bodies[:k], seqs[:k], times[:k])
+                    del bodies[:k], seqs[:k], times[:k]
+                    room -= k
+                if not seqs:
+                    del self.parts[partition]
+                if room == 0:
+                    break
+            self.count = sum(len(p[1]) for p in self.parts.values())
+            self.first_buffered = time.monotonic() if self.count else None
+            self.cond.notify_all()
+            return out
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+
+# ---- one commit ---------------------------------------------------------------------------------------------
+def _arrays(taken: dict[str, tuple[list[bytes], list[int], list[int]]]) -> tuple[pa.Array, ...]:
+    partitions = [p for p in taken for _ in taken[p][1]]
+    bodies = [b for p in taken for b in taken[p][0]]
+    seqs = [s for p in taken for s in taken[p][1]]
+    times = [t for p in taken for t in taken[p][2]]
+    return (pa.array(bodies, pa.binary()), pa.array(partitions, pa.string()), pa.array(seqs, pa.int64()),
+            pa.array(times, pa.int64()).cast(TIMESTAMP))
+
+
+def build_batch(bodies: pa.Array, partitions: pa.Array, seqs: pa.Array, enqueued: pa.Array,
+                json_column_mode: str) -> tuple[pa.Table, pa.Table]:
+    """(ingested events, quarantined bodies) of one micro-batch; every input row is in exactly one of them."""
+    decoded = decode_bodies(bodies)
+    events = decoded.events
+    indices = decoded.indices
+    rejected = list(decoded.rejected)
+    if json_column_mode == "variant" and events.num_rows:
+        encoded, failed = try_json_to_variant(events.column("json_column"))
+        if failed:
+            from ..sinks.variant import variant_error
+
+            texts = events.column("json_column")
+            rejected += [(int(indices[i]), f"json_column cannot be stored as VARIANT: {variant_error(texts[i].as_py())}")
+                         for i in failed]
+            keep = np.ones(events.num_rows, dtype=bool)
+            keep[failed] = False
+            events, indices, encoded = events.filter(pa.array(keep)), indices[keep], encoded.filter(pa.array(keep))
+        events = events.set_column(events.schema.get_field_index("json_column"),
+                                   pa.field("json_column", VARIANT_TYPE, nullable=False), encoded)
+    take = pa.array(indices, pa.int64())
+    ingested = events
+    for f, column in zip(INGEST_FIELDS, (partitions, seqs, enqueued)):
+        ingested = ingested.append_column(f, column.take(take))
+    rejected.sort()
+    rows = pa.array([i for i, _ in rejected], pa.int64())
+    quarantine = pa.Table.from_arrays(
+        [partitions.take(rows), seqs.take(rows), enqueued.take(rows),
+         pa.array([r for _, r in rejected], pa.string()), bodies.take(rows)], schema=QUARANTINE_SCHEMA)
+    return ingested, quarantine
+
+
+def _after(table: pa.Table, versions: dict[str, int | None]) -> pa.Table:
+    """Rows whose sequence number is after the version recorded for their partition."""
+    if not table.num_rows or not any(v is not None for v in versions.values()):
+        return table
+    floor = np.array([-1 if versions.get(p) is None else versions[p]
+                      for p in table.column("_partition").to_pylist()], dtype=np.int64)
+    keep = np.asarray(table.column("_sequence_number")) > floor
+    return table if keep.all() else table.filter(pa.array(keep))
+
+
+class _Committer:
+    """Writes micro-batches to the target and its quarantine table, exactly once."""
+
+    def __init__(self, target: TableTarget, quarantine: TableTarget, source: "EventHubTarget",
+                 partitions: list[str]) -> None:
+        self.target = target
+        self.quarantine = quarantine
+        self.ids = {p: offsets_app_id(source, p) for p in partitions}
+        self.offsets = self._read(target)
+        self.quarantine_offsets = self._read(quarantine)
+
+    def _read(self, table: TableTarget) -> dict[str, int | None]:
+        if not table.exists():
+            return {p: None for p in self.ids}
+        recorded = table.app_versions(self.ids.values())
+        return {p: recorded[app_id] for p, app_id in self.ids.items()}
+
+    def commit(self, taken, summary: IngestSummary) -> None:
+        bodies, partitions, seqs, enqueued = _arrays(taken)
+        ingested, quarantined = build_batch(bodies, partitions, seqs, enqueued, self.target.json_column_mode)
+        last = {p: max(s) for p, (_, s, _) in taken.items() if s}
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                self._commit_once(ingested, quarantined, last, summary)
+                return
+            except CommitConflict as exc:
+                _LOGGER.warning("commit lost a race (%s); re-reading the table's offsets", exc)
+                self.offsets = self._read(self.target)
+                self.quarantine_offsets = self._read(self.quarantine)
+        raise RuntimeError(f"could not commit to {self.target} after {COMMIT_ATTEMPTS} attempts: "
+                           "another writer keeps committing the same partitions")
+
+    def _commit_once(self, ingested: pa.Table, quarantined: pa.Table, last: dict[str, int],
+                     summary: IngestSummary) -> None:
+        todo = {p: s for p, s in last.items() if self.offsets.get(p) is None or s > self.offsets[p]}
+        if not todo:
+            return  # all already in the table (another writer got there first)
+        fresh_q = _after(quarantined, self.quarantine_offsets)
+        fresh = _after(ingested, self.offsets)
+        if fresh_q.num_rows:
+            qtxns = {self.ids[p]: s for p, s in todo.items()}
+            self.quarantine.write(fresh_q, app_transactions=qtxns)
+            self.quarantine_offsets.update(todo)
+        commit = self.target.write(fresh, app_transactions={self.ids[p]: s for p, s in todo.items()})
+        self.offsets.update(todo)
+        summary.events += fresh.num_rows
+        summary.quarantined += fresh_q.num_rows
+        summary.batches += 1
+        _LOGGER.info("committed %d events (%d quarantined) to %s; offsets %s", fresh.num_rows, fresh_q.num_rows,
+                     self.target.describe(commit), todo)
+
+
+# ---- the run ------------------------------------------------------------------------------------------------
+def run_ingest(
+    config: Config,
+    target: TableTarget,
+    options: IngestOptions | None = None,
+    *,
+    stop: threading.Event | None = None,
+    on_commit: Callable[[IngestSummary], None] | None = None,
+    quarantine: TableTarget | None = None,
+) -> IngestSummary:
+    """Ingest the Event Hubs stream the Config names (connection string from ``EVENTHUB_CONNECTION_STRING`` or
+    Azure AD) into ``target`` until ``stop`` is set or the stream is idle for ``options.until_idle`` s."""
+    from ..sinks.eventhubs import EventHubConfigError, target_from_config
+
+    options = options or IngestOptions.from_config(config)
+    stop = stop or threading.Event()
+    source = target_from_config(config)
+    if source is None:
+        raise EventHubConfigError("the ingest needs the EVENTHUB_CONNECTION_STRING environment variable (or a "
+                                  "Databricks secret), or EVENTHUB_NAMESPACE + EVENTHUB_NAME for Azure AD")
+    quarantine = quarantine or quarantine_target(target)
+    target.check()
+    quarantine.check()
+    started = time.monotonic()
+    summary = IngestSummary(str(target))
+    client = source.consumer_client(options.consumer_group, retry_total=3, retry_backoff_factor=0.5)
+    try:
+        partitions = _partition_ids(client, source)
+        committer = _Committer(target, quarantine, source, partitions)
+        buffer = _Buffer(2 * options.max_batch_events)
+        receiver = _start_receiver(client, committer.offsets, options, buffer)
+        summary.stopped_by = _loop(buffer, committer, options, stop, summary, on_commit)
+        summary.lag = _lag(client, partitions, committer.offsets)
+    finally:
+        if "buffer" in locals():
+            buffer.close()
+        client.close()
+        if "receiver" in locals():
+            receiver.join(JOIN_TIMEOUT)
+    summary.offsets = dict(committer.offsets)
+    summary.redelivered = buffer.redelivered
+    summary.elapsed = time.monotonic() - started
+    if buffer.error is not None and summary.stopped_by == "error":
+        raise ConnectionError(f"receiving from {source.description} failed: {_one_line(buffer.error)}")
+    return summary
+
+
+def _partition_ids(client, source: "EventHubTarget") -> list[str]:
+    from ..sinks.eventhubs import EventHubConfigError, error_kind
+
+    try:
+        return list(client.get_partition_ids())
+    except Exception as exc:  # noqa: BLE001 - the SDK raises many kinds; say which endpoint and why
+        message = f"cannot read the partitions of {source.description}: {_one_line(exc)}"
+        if error_kind(exc) == "fatal":
+            raise EventHubConfigError(message) from None
+        raise ConnectionError(message) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    """The SDK's multi-line, repetitive error text as one line, secrets redacted."""
+    from ..sinks.eventhubs import redact
+
+    lines = (line.strip() for line in redact(exc).splitlines())
+    return "; ".join(dict.fromkeys(line for line in lines if line)) or type(exc).__name__
+
+
+def _start_receiver(client, offsets: dict[str, int | None], options: IngestOptions, buffer: _Buffer
+                    ) -> threading.Thread:
+    from ..sinks.eventhubs import error_kind, redact
+
+    positions = {p: ("-1" if v is None else v) for p, v in offsets.items()}
+
+    def on_event_batch(context, events) -> None:
+        if events:
+            buffer.put(context.partition_id, events)
+
+    def on_error(context, error) -> None:
+        partition = getattr(context, "partition_id", None)
+        if error_kind(error) == "fatal":
+            buffer.error = error
+            buffer.close()
+        _LOGGER.warning("receiving from partition %s: %s", partition, redact(error))
+
+    def receive() -> None:
+        try:
+            client.receive_batch(on_event_batch=on_event_batch, on_error=on_error, starting_position=positions,
+                                 starting_position_inclusive=False, max_batch_size=1000,
+                                 prefetch=min(max(300, options.max_batch_events // 4), 2000))
+        except Exception as exc:  # noqa: BLE001 - reported by the loop
+            buffer.error = exc
+            buffer.close()
+
+    thread = threading.Thread(target=receive, name="iotgen-ingest-receive", daemon=True)
+    thread.start()
+    return thread
+
+
+def _loop(buffer: _Buffer, committer: _Committer, options: IngestOptions, stop: threading.Event,
+          summary: IngestSummary, on_commit) -> str:
+    while True:
+        with buffer.cond:
+            now = time.monotonic()
+            full = buffer.count >= options.max_batch_events
+            old = buffer.count and buffer.first_buffered is not None \
+                and now - buffer.first_buffered >= options.max_batch_seconds
+            idle = options.until_idle is not None and now - buffer.last_event >= options.until_idle
+            ending = stop.is_set() or buffer.closed
+            if not (full or old or idle or ending):
+                buffer.cond.wait(0.1)
+                continue
+        if stop.is_set() or buffer.closed or idle:
+            buffer.close()  # stop receiving; commit what is held
+        while buffer.count:
+            committer.commit(buffer.take(options.max_batch_events), summary)
+            if on_commit:
+                on_commit(summary)
+            if not buffer.closed:
+                break
+        if buffer.error is not None:
+            return "error"
+        if stop.is_set():
+            return "stop request"
+        if idle:
+            return f"idle ({options.until_idle:g} s without events)"
+        if buffer.closed:
+            return "receiver stopped"
+
+
+def _lag(client, partitions: list[str], offsets: dict[str, int | None]) -> dict[str, int | None]:
+    lag: dict[str, int | None] = {}
+    for partition in partitions:
+        try:
+            last = client.get_partition_properties(partition)["last_enqueued_sequence_number"]
+        except Exception:  # noqa: BLE001 - lag is informative only
+            lag[partition] = None
+            continue
+        committed = offsets.get(partition)
+        lag[partition] = max(0, last - (-1 if committed is None else committed))
+    return lag

@@ -1,0 +1,186 @@
+"""The Event Hubs -> table ingest against the local endpoint, with the real SDK over real AMQP."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from lakehouse_support import ROOT, bodies_of, events, ingest_command, ingest_env, send
+
+from iotgen.config import Config
+from iotgen.pipelines.ingest import IngestOptions, offsets_app_id, run_ingest
+from iotgen.pipelines.tables import parse_target
+from iotgen.sinks.eventhubs import target_from_config
+
+MALFORMED = {
+    b"not json at all": "body is not valid JSON",
+    b"[1, 2, 3]": "body must be a JSON object, got array",
+    b"\xff\xfe\x00": "body is not valid UTF-8",
+}
+
+
+def _wrong(table: pa.Table, **changes) -> bytes:
+    event = json.loads(bodies_of(table)[0])
+    for key, value in changes.items():
+        if value is KeyError:
+            event.pop(key)
+        else:
+            event[key] = value
+    return json.dumps(event).encode()
+
+
+def _run(connection_string: str, target, **options):
+    config = Config.load(env={"EVENTHUB_CONNECTION_STRING": connection_string})
+    return run_ingest(config, target, IngestOptions(**options))
+
+
+def test_malformed_events_are_quarantined_with_reasons_the_rest_land(tmp_path, emulator, duck):
+    conn = emulator.connection_string_for("malformed")
+    good = events(1500, seed=21)
+    template = events(3, seed=22)
+    wrong = {
+        _wrong(template, timestamp=KeyError): "missing field timestamp",
+        _wrong(template, temperature="hot"): 'field temperature must be a number, got string "hot"',
+        _wrong(template, version=2.5): "field version must be an integer",
+        _wrong(template, json_column=[1, 2]): "field json_column must be an object, got array",
+        _wrong(template, json_column={"big": 18446744073709551615}): "json_column cannot be stored as VARIANT",
+    }
+    bad = {**MALFORMED, **wrong}
+    bodies = bodies_of(good)
+    mixed = bodies[:700] + list(bad) + bodies[700:]
+    send(conn, mixed)
+    target = parse_target(f"delta:{tmp_path / 'events'}")
+    summary = _run(conn, target, max_batch_events=400, max_batch_seconds=0.5, until_idle=2.0)
+    assert (summary.events, summary.quarantined) == (1500, len(bad))
+    assert summary.stopped_by.startswith("idle") and set(summary.lag.values()) == {0}
+    read = duck.sql(f"SELECT event_id, _partition, _sequence_number FROM delta_scan('{tmp_path / 'events'}')"
+                    ).arrow().read_all()
+    assert sorted(read.column("event_id").to_pylist()) == sorted(good.column("event_id").to_pylist())
+    quarantine = duck.sql(f"SELECT body, reason, _partition, _sequence_number "
+                          f"FROM delta_scan('{tmp_path / 'events_quarantine'}')").arrow().read_all()
+    got = {row["body"]: row["reason"] for row in quarantine.to_pylist()}
+    assert set(got) == set(bad)
+    for body, reason in bad.items():
+        assert got[body].startswith(reason), (body, got[body])
+    # every (partition, sequence number) is in exactly one of the two tables
+    seen = [(r["_partition"], r["_sequence_number"]) for r in read.to_pylist() + quarantine.to_pylist()]
+    assert len(seen) == len(set(seen)) == len(mixed)
+    # a second run resumes from the table: nothing new, nothing twice
+    again = _run(conn, target, max_batch_events=400, max_batch_seconds=0.5, until_idle=1.0)
+    assert (again.events, again.quarantined, again.batches) == (0, 0, 0)
+    source = target_from_config(Config.load(env={"EVENTHUB_CONNECTION_STRING": conn}))
+    offsets = target.app_versions([offsets_app_id(source, p) for p in "0123"])
+    assert sum(v + 1 for v in offsets.values() if v is not None) == len(mixed)
+
+
+def _kill_and_restart(conn: str, target_arg: str, extra: list[str], tmp_path: Path, kills: int, seed: int) -> int:
+    """Start the ingest CLI, SIGKILL it at a random moment, ``kills`` times; then run it to idle."""
+    rng = random.Random(seed)
+    env = ingest_env(conn)
+    args = ["--target", target_arg, "--max-batch-events", "300", "--max-batch-seconds", "0.3", *extra]
+    landed = 0
+    for _ in range(kills):
+        process = subprocess.Popen(ingest_command(*args), env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(1.0, 3.0))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            landed += 1
+        process.wait(30)
+    final = subprocess.run(ingest_command(*args, "--until-idle", "2"), env=env, cwd=ROOT, capture_output=True,
+                           text=True, timeout=120)
+    assert final.returncode == 0, final.stderr
+    return landed
+
+
+@pytest.mark.parametrize("fmt", ["delta", "iceberg"])
+def test_sigkill_at_random_moments_ten_times_keeps_every_event_exactly_once(tmp_path, emulator, duck, fmt):
+    hub = f"kill-{fmt}"
+    conn = emulator.connection_string_for(hub)
+    data = events(4000, seed=31 if fmt == "delta" else 32)
+    send(conn, bodies_of(data) + [b"{broken"])
+    if fmt == "delta":
+        target_arg, extra = f"delta:{tmp_path / 't'}", []
+    else:
+        target_arg, extra = "iceberg:iot.t", ["--catalog", str(tmp_path / "wh")]
+    landed = _kill_and_restart(conn, target_arg, extra, tmp_path, kills=10, seed=len(fmt))
+    assert landed >= 10
+    if fmt == "delta":
+        table = f"delta_scan('{tmp_path / 't'}')"
+        quarantine = f"delta_scan('{tmp_path / 't_quarantine'}')"
+    else:
+        from iotgen.sinks.iceberg import open_catalog
+
+        catalog = open_catalog(str(tmp_path / "wh"))
+        table = f"iceberg_scan('{catalog.load_table('iot.t').metadata_location}')"
+        quarantine = f"iceberg_scan('{catalog.load_table('iot.t_quarantine').metadata_location}')"
+    ids = duck.sql(f"SELECT event_id FROM {table}").arrow().read_all().column("event_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 4000
+    assert set(ids) == set(data.column("event_id").to_pylist())
+    assert duck.sql(f"SELECT count(*) FROM {quarantine}").fetchone()[0] == 1
+    # the values survived too, not just the ids
+    row = duck.sql(f"SELECT temperature, sensor_id FROM {table} WHERE event_id = '{ids[0]}'").fetchone()
+    expected = data.filter(pa.compute.equal(data.column("event_id"), ids[0])).to_pylist()[0]
+    assert row == (expected["temperature"], expected["sensor_id"])
+
+
+def test_ctrl_c_commits_what_is_buffered_and_prints_a_summary(tmp_path, emulator, duck):
+    conn = emulator.connection_string_for("sigint")
+    send(conn, bodies_of(events(800, seed=41)))
+    process = subprocess.Popen(ingest_command("--target", f"delta:{tmp_path / 't'}", "--max-batch-seconds", "600",
+                                              "--max-batch-events", "100000"),
+                               env=ingest_env(conn), cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    time.sleep(4)  # connected and received (commits only on stop: batch size and age are huge)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    assert process.returncode == 0, stderr
+    assert "ingested 800 events into delta:" in stderr and "stopped by stop request" in stderr
+    assert "lag per partition: 0=0, 1=0, 2=0, 3=0" in stderr
+    assert duck.sql(f"SELECT count(DISTINCT event_id) FROM delta_scan('{tmp_path / 't'}')").fetchone()[0] == 800
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "parquet:/x"], "--target must be delta:PATH or iceberg:NAMESPACE.TABLE, got 'parquet:/x'"),
+    (["--target", "delta:"], "--target must be delta:PATH or iceberg:NAMESPACE.TABLE"),
+    (["--target", "iceberg:events"], "the Iceberg target must be NAMESPACE.TABLE"),
+    (["--target", "delta:{out}", "--catalog", "x"], "--catalog only applies to iceberg: targets"),
+    (["--target", "delta:{out}", "--max-batch-events", "0"], "INGEST_MAX_BATCH_EVENTS must be an integer >= 1"),
+    (["--target", "delta:{out}", "--until-idle", "-1"], "INGEST_UNTIL_IDLE must be a finite number > 0"),
+    (["--target", "delta:{out}", "--json-column-mode", "blob"], "JSON_COLUMN_MODE must be one of variant, string"),
+    (["--target", "delta:{out}", "--source", "kafka"], "--source must be one of eventhub, got 'kafka'"),
+    (["--target", "delta:{blocker}"], "is a non-empty folder that is not a Delta table"),
+    (["--target", "delta:{out}", "--no-connection"], "the ingest needs the EVENTHUB_CONNECTION_STRING"),
+])
+def test_bad_targets_and_options_one_line_exit_2_nothing_written(tmp_path, emulator, args, message):
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "notes.txt").write_text("mine")
+    env = ingest_env(emulator.connection_string_for("errors"))
+    if "--no-connection" in args:
+        args = [a for a in args if a != "--no-connection"]
+        env.pop("EVENTHUB_CONNECTION_STRING")
+    args = [a.format(out=tmp_path / "out", blocker=blocker) for a in args]
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    out = subprocess.run(ingest_command(*args, "--until-idle", "1") if "--until-idle" not in args
+                         else ingest_command(*args), env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "Traceback" not in out.stderr and "SharedAccessKey=" not in out.stderr
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_wrong_key_is_a_clear_error_without_the_secret(tmp_path, emulator):
+    conn = emulator.connection_string_for("errors").replace("SharedAccessKey=", "SharedAccessKey=wrong")
+    out = subprocess.run(ingest_command("--target", f"delta:{tmp_path / 't'}", "--until-idle", "1"),
+                         env=ingest_env(conn), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "cannot read the partitions of sb://127.0.0.1:" in out.stderr
+    assert "wrong" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "t").exists()
