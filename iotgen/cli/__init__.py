@@ -16,6 +16,7 @@ from typing import Sequence
 COMMANDS = {
     "generate": "iotgen.cli.generate",
     "schema": "iotgen.cli.schema",
+    "spec": "iotgen.cli.spec",
     "ingest": "iotgen.cli.ingest",
 }
 
