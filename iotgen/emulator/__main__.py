@@ -122,7 +122,10 @@ async def _serve(emulator: EventHubsEmulator, hubs: Sequence[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the emulator until SIGTERM/SIGINT; return the exit status."""
+    """Run the emulator until SIGTERM/SIGINT and return the exit status (1: cannot listen).
+
+    Bad arguments print one line naming the parameter and raise ``SystemExit(2)``.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     hubs = args.hub or ["iot-events"]

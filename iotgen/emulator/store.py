@@ -300,6 +300,11 @@ class PartitionLog:
     def remove_listener(self, listener: Callable[[], None]) -> None:
         self._listeners.discard(listener)
 
+    @property
+    def listener_count(self) -> int:
+        """Number of live readers waiting for new events."""
+        return len(self._listeners)
+
     def _publish(self, upto: int) -> None:
         if upto > self.visible:
             self.visible = upto

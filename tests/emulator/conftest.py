@@ -144,7 +144,11 @@ def receive_partitions(create: Callable[..., Receiver], connection_string: str, 
 
 @pytest.fixture
 def receiver() -> Iterator[Callable[..., Receiver]]:
-    """Create and start :class:`Receiver` objects; all are stopped at teardown."""
+    """Create and start :class:`Receiver` objects; all are stopped at teardown.
+
+    ``receiver.partitions(...)`` is :func:`receive_partitions` and ``receiver.stop_all()``
+    stops every receiver created so far, concurrently.
+    """
     created: list[Receiver] = []
 
     def create(connection_string: str, **kwargs: Any) -> Receiver:
@@ -153,5 +157,6 @@ def receiver() -> Iterator[Callable[..., Receiver]]:
         return receiver.start()
 
     create.partitions = functools.partial(receive_partitions, create)  # type: ignore[attr-defined]
+    create.stop_all = functools.partial(_stop_all, created)  # type: ignore[attr-defined]
     yield create
     _stop_all(created)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections import defaultdict
 
 import pytest
@@ -17,7 +18,7 @@ KEYS = [f"sensor-{k}" for k in range(10)]
 ASYNC_GROUPS = ["$Default", "analytics"]
 
 
-async def _produce_and_consume(connection_string: str, live_sync_consumer) -> dict[str, list[EventData]]:
+async def _produce_and_consume(connection_string: str, wait_sync_consumers_live) -> dict[str, list[EventData]]:
     received: dict[str, list[EventData]] = {group: [] for group in ASYNC_GROUPS}
     live = {group: asyncio.Event() for group in ASYNC_GROUPS}
     complete = {group: asyncio.Event() for group in ASYNC_GROUPS}
@@ -36,7 +37,7 @@ async def _produce_and_consume(connection_string: str, live_sync_consumer) -> di
     try:
         # Every consumer is attached before anything is sent: events are pushed live.
         await asyncio.wait_for(asyncio.gather(*(event.wait() for event in live.values())), 30)
-        await asyncio.to_thread(live_sync_consumer.wait_live)
+        await asyncio.to_thread(wait_sync_consumers_live)
         async with EventHubProducerClient.from_connection_string(connection_string) as producer:
             for key_index, key in enumerate(KEYS):
                 batch = await producer.create_batch(partition_key=key)
@@ -71,8 +72,17 @@ def _check(events: list[EventData]) -> None:
 
 
 def test_async_producer_and_concurrent_async_and_sync_consumers(emulator, receiver):
-    sync_consumer = receiver(emulator.connection_string, consumer_group="sync-readers")
-    received = asyncio.run(_produce_and_consume(emulator.connection_string, sync_consumer))
+    sync_consumers = [receiver(emulator.connection_string, consumer_group="sync-readers", partition_id=p)
+                      for p in ("0", "1", "2", "3")]
+
+    def wait_sync_consumers_live() -> None:
+        for consumer in sync_consumers:
+            consumer.wait_live()
+
+    received = asyncio.run(_produce_and_consume(emulator.connection_string, wait_sync_consumers_live))
     for group in ASYNC_GROUPS:
         _check(received[group])
-    _check(sync_consumer.wait_for(TOTAL, settle=0.3))
+    deadline = time.monotonic() + 30
+    while sum(len(c.events) for c in sync_consumers) < TOTAL and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _check([event for consumer in sync_consumers for event in consumer.wait_for(0, settle=0.1)])
