@@ -1,0 +1,407 @@
+"""Streaming: generate events and send them to Azure Event Hubs at a steady rate, until told to stop.
+
+The loop takes ``BATCH_SIZE`` events at a time from the seeded generator (blocks are generated once and
+sliced), paces them with a :class:`~iotgen.pipelines.token_bucket.TokenBucket`, and hands them to an
+:class:`~iotgen.sinks.eventhubs.EventHubProducer`, which sends in a background thread while the next events are
+generated and encoded. It stops on ``STREAM_EVENTS``, ``STREAM_DURATION_SEC``, Ctrl-C / the notebook's Stop
+button (after the batch in flight is settled) or a batch that cannot be delivered, and returns a
+:class:`StreamSummary`.
+
+Pacing:
+
+* ``RATE_EVENTS_PER_SEC`` set: that many events per second, ``BATCH_SIZE`` events per step;
+* otherwise ``BATCH_SIZE`` events every ``SLEEP_INTERVAL_SEC`` seconds (the seed notebook's parameters; the
+  time spent sending is part of the interval, so the rate does not drift); ``SLEEP_INTERVAL_SEC = 0`` sends as
+  fast as the hub takes them;
+* ``MAX_MB_PER_SEC`` caps the bytes sent; ``RAMP_UP_SEC`` climbs linearly to the rate.
+
+Event time (``STREAM_TIME_MODE``): ``live`` (default) re-bases ``timestamp`` to the time the event is released
+(spread evenly since the previous step) and moves ``created_at``, ``updated_at`` and ``last_calibration`` with
+it, so ingest delays and calibration ages are kept; ``window`` keeps the generated times. Everything else, the
+``event_id`` and payload included, comes from the seeded generator unchanged: the same seed streams the same
+events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import secrets
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, TextIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..catalogs import Catalogs
+from ..config import Config, Secret
+from ..generator import BLOCK_SIZE, GeneratorSpec, generate_events
+from ..sinks.eventhubs import ChunkOutcome, EventHubProducer, EventHubTarget, target_from_config
+from .token_bucket import TokenBucket
+
+MB = 1_000_000
+LIVE_TIME_COLUMNS = ("timestamp", "created_at", "updated_at", "last_calibration")
+_UNBOUNDED = 2**62
+
+
+# ---- the plan ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StreamPlan:
+    """When to send and when to stop, from a Config (validated: a bad combination raises ValueError)."""
+
+    batch_size: int
+    rate: float | None  # events/s; None: as fast as possible
+    max_bytes_per_sec: float | None
+    ramp_up: float
+    max_events: int | None
+    duration: float | None
+    time_mode: str
+    start: int
+
+    @classmethod
+    def from_config(cls, config: Config) -> "StreamPlan":
+        rate = config.rate_events_per_sec
+        if rate is None and config.sleep_interval_sec > 0:
+            rate = config.batch_size / config.sleep_interval_sec
+        if config.ramp_up_sec > 0 and rate is None:
+            raise ValueError("RAMP_UP_SEC needs a rate: set RATE_EVENTS_PER_SEC (or SLEEP_INTERVAL_SEC > 0)")
+        return cls(
+            batch_size=config.batch_size,
+            rate=rate,
+            max_bytes_per_sec=None if config.max_mb_per_sec is None else config.max_mb_per_sec * MB,
+            ramp_up=config.ramp_up_sec,
+            max_events=config.stream_events,
+            duration=config.stream_duration_sec,
+            time_mode=config.stream_time_mode,
+            start=config.stream_start_event,
+        )
+
+    def describe(self) -> str:
+        pace = "as fast as the hub takes them" if self.rate is None else f"{self.rate:,.0f} events/s"
+        if self.ramp_up:
+            pace += f" (ramp-up {self.ramp_up:g} s)"
+        if self.max_bytes_per_sec:
+            pace += f", at most {self.max_bytes_per_sec / MB:g} MB/s"
+        stops = []
+        if self.max_events is not None:
+            stops.append(f"{self.max_events:,} events")
+        if self.duration is not None:
+            stops.append(f"{self.duration:g} s")
+        until = " or ".join(stops) if stops else "Ctrl-C / Stop"
+        return f"{pace}, {self.batch_size:,} events per step, until {until}"
+
+
+# ---- the result ----------------------------------------------------------------------------------------------------
+@dataclass
+class StreamSummary:
+    """What a stream did (also the live progress snapshot, with ``stopped_by`` None while running)."""
+
+    endpoint: str
+    seed: int
+    first_event: int
+    target_rate: float | None
+    time_mode: str
+    sent: int = 0
+    acknowledged: int = 0
+    retried: int = 0
+    failed: int = 0
+    batches: int = 0
+    bytes: int = 0
+    elapsed_sec: float = 0.0
+    resume_from: int = 0
+    stopped_by: str | None = None  # "events", "duration", "interrupted", "failure"
+    partitions: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no event failed."""
+        return self.failed == 0
+
+    @property
+    def events_per_sec(self) -> float:
+        return self.acknowledged / self.elapsed_sec if self.elapsed_sec > 0 else 0.0
+
+    @property
+    def mb_per_sec(self) -> float:
+        return self.bytes / MB / self.elapsed_sec if self.elapsed_sec > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.update(events_per_sec=self.events_per_sec, mb_per_sec=self.mb_per_sec, ok=self.ok)
+        return data
+
+    def progress_text(self) -> str:
+        """One line: counts, rate, elapsed time."""
+        return (f"{self.sent:,} sent, {self.acknowledged:,} acknowledged, {self.retried:,} retried, "
+                f"{self.failed:,} failed | {self.events_per_sec:,.0f} ev/s, {self.mb_per_sec:.2f} MB/s | "
+                f"{self.elapsed_sec:.1f} s")
+
+    def lines(self) -> list[str]:
+        why = {"events": "event count reached", "duration": "duration reached", "interrupted": "interrupted",
+               "failure": "a batch could not be delivered", None: "running"}[self.stopped_by]
+        out = [
+            f"streamed to {self.endpoint}: {why}",
+            f"  events     {self.sent:,} sent, {self.acknowledged:,} acknowledged, {self.retried:,} retried, "
+            f"{self.failed:,} failed",
+            f"  rate       {self.events_per_sec:,.0f} ev/s, {self.mb_per_sec:.2f} MB/s over {self.elapsed_sec:.1f} s"
+            + (f" (target {self.target_rate:,.0f} ev/s)" if self.target_rate else ""),
+            f"  batches    {self.batches:,} ({self.bytes / MB:,.1f} MB); partitions "
+            + ", ".join(f"{p}: {n:,}" for p, n in self.partitions.items()),
+            f"  events     #{self.first_event:,} to #{self.resume_from - 1:,}, seed {self.seed}, "
+            f"event time {self.time_mode}",
+        ]
+        if self.retried:
+            out.append(f"  note       up to {self.retried:,} events may be duplicated (re-sent after a failure): "
+                       "de-duplicate on event_id")
+        out += [f"  error      {e}" for e in self.errors]
+        if self.stopped_by in ("failure", "interrupted"):
+            out.append(f"  resume     STREAM_START_EVENT={self.resume_from} (same RANDOM_SEED) sends the rest")
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+# ---- event time --------------------------------------------------------------------------------------------------
+def rebase_times(batch: pa.RecordBatch, after_us: int, until_us: int) -> pa.RecordBatch:
+    """Events with ``timestamp`` spread evenly over the interval (after_us, until_us] (epoch microseconds; the
+    last event at ``until_us``; whole milliseconds) and ``created_at``, ``updated_at``, ``last_calibration``
+    moved by the same amount as their event's ``timestamp``."""
+    n = batch.num_rows
+    if n == 0:
+        return batch
+    offsets = np.arange(1, n + 1, dtype=np.float64) * ((until_us - after_us) / n)
+    new = (np.floor((after_us + offsets) / 1000) * 1000).astype(np.int64)
+    old = pc.cast(batch.column("timestamp"), pa.int64()).to_numpy()
+    shift = new - old
+    columns = []
+    for name, column in zip(batch.schema.names, batch.columns):
+        if name in LIVE_TIME_COLUMNS:
+            values = new if name == "timestamp" else pc.cast(column, pa.int64()).to_numpy() + shift
+            column = pa.array(values, type=pa.int64()).cast(column.type)
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=batch.schema)
+
+
+# ---- events in steps ---------------------------------------------------------------------------------------------
+class _EventCursor:
+    """Events ``start, start+1, ...`` taken in steps of any size; each block is generated once."""
+
+    def __init__(self, spec: GeneratorSpec, start: int) -> None:
+        self._chunks = generate_events(spec, _UNBOUNDED - start, chunk_size=BLOCK_SIZE, start=start)
+        self._buffer: pa.RecordBatch | None = None
+        self.position = start
+
+    def take(self, n: int) -> pa.RecordBatch:
+        pieces = []
+        while n > 0:
+            if self._buffer is None or self._buffer.num_rows == 0:
+                self._buffer = next(self._chunks)
+            piece = self._buffer.slice(0, n)
+            self._buffer = self._buffer.slice(piece.num_rows)
+            pieces.append(piece)
+            n -= piece.num_rows
+            self.position += piece.num_rows
+        if len(pieces) == 1:
+            return pieces[0]
+        return pa.Table.from_batches(pieces).combine_chunks().to_batches()[0]
+
+
+# ---- the loop ------------------------------------------------------------------------------------------------------
+def stream_events(
+    config: Config,
+    producer: EventHubProducer | None = None,
+    *,
+    catalogs: Catalogs | None = None,
+    on_progress: Callable[[StreamSummary], None] | None = None,
+    progress_interval: float = 0.5,
+) -> StreamSummary:
+    """Stream events as ``config`` says to ``producer`` (by default one opened from ``config`` and closed
+    after). Returns the summary; it never raises for a batch that fails (see ``summary.ok``), only for bad
+    settings (``ValueError``) and an endpoint that cannot be reached when opening."""
+    plan = StreamPlan.from_config(config)
+    spec = GeneratorSpec.from_config(config, catalogs)
+    if producer is None:
+        with EventHubProducer.open(config) as owned:
+            return _run(plan, spec, owned, on_progress, progress_interval)
+    return _run(plan, spec, producer, on_progress, progress_interval)
+
+
+class _Stream:
+    """State of one run: the plan, the producer's counters at the start, and the summary being built."""
+
+    def __init__(self, plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer) -> None:
+        self.plan = plan
+        self.producer = producer
+        self.baseline = producer.stats
+        self.summary = StreamSummary(producer.target.description, spec.seed, plan.start, plan.rate,
+                                     plan.time_mode, resume_from=plan.start)
+        self.started = time.monotonic()
+
+    def snapshot(self) -> StreamSummary:
+        stats, base = self.producer.stats, self.baseline
+        s = self.summary
+        s.sent = stats.sent - base.sent
+        s.acknowledged = stats.acknowledged - base.acknowledged
+        s.retried = stats.retried - base.retried
+        s.failed = stats.failed - base.failed
+        s.batches = stats.batches - base.batches
+        s.bytes = stats.bytes - base.bytes
+        s.partitions = {p: n - base.partitions.get(p, 0) for p, n in stats.partitions.items()}
+        s.errors = stats.errors[len(base.errors):]
+        s.elapsed_sec = time.monotonic() - self.started
+        return dataclasses.replace(s, partitions=dict(s.partitions), errors=list(s.errors))
+
+    def settle(self, future: Future, end: int) -> bool:
+        """Wait for a chunk send; True when every event of it was acknowledged."""
+        outcome: ChunkOutcome = future.result()
+        if outcome.first_failed is not None:
+            self.summary.resume_from = outcome.first_failed
+            self.summary.stopped_by = "failure"
+            return False
+        self.summary.resume_from = end
+        return True
+
+
+def _run(plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer,
+         on_progress: Callable[[StreamSummary], None] | None, progress_interval: float) -> StreamSummary:
+    state = _Stream(plan, spec, producer)
+    cursor = _EventCursor(spec, plan.start)
+    events_bucket = bytes_bucket = None
+    if plan.rate is not None:
+        events_bucket = TokenBucket(plan.rate, max(2 * plan.batch_size, plan.rate), ramp_up=plan.ramp_up)
+    if plan.max_bytes_per_sec is not None:
+        bytes_bucket = TokenBucket(plan.max_bytes_per_sec, max(2 * producer.max_batch_bytes, plan.max_bytes_per_sec))
+    limit = plan.max_events
+    if plan.duration is not None and events_bucket is not None:  # the events due by the end of the duration
+        due = math.floor(events_bucket.issued(plan.duration) + 1e-9)
+        limit = due if limit is None else min(limit, due)
+    executor = ThreadPoolExecutor(1, thread_name_prefix="iotgen-stream-send")
+    pending: tuple[Future, int] | None = None
+    released = time.time()
+    last_report = 0.0
+    try:
+        try:
+            while True:
+                taken = cursor.position - plan.start
+                if limit is not None and taken >= limit:
+                    state.summary.stopped_by = "events" if limit == plan.max_events else "duration"
+                    break
+                if plan.duration is not None and time.monotonic() - state.started >= plan.duration:
+                    state.summary.stopped_by = "duration"
+                    break
+                n = plan.batch_size if limit is None else min(plan.batch_size, limit - taken)
+                if events_bucket is not None:
+                    events_bucket.acquire(n)
+                now = time.time()
+                first = cursor.position
+                events = cursor.take(n)
+                if plan.time_mode == "live":  # the events happened since the previous step
+                    events = rebase_times(events, int(released * 1e6), int(now * 1e6))
+                released = now
+                chunk = producer.prepare(events, first)
+                if bytes_bucket is not None:
+                    bytes_bucket.acquire(chunk.size)
+                if pending is not None and not state.settle(*pending):
+                    pending = None
+                    break
+                pending = (executor.submit(producer.send, chunk), first + n)
+                if on_progress is not None and time.monotonic() - last_report >= progress_interval:
+                    last_report = time.monotonic()
+                    on_progress(state.snapshot())
+            if pending is not None:
+                state.settle(*pending)
+                pending = None
+        except KeyboardInterrupt:
+            state.summary.stopped_by = "interrupted"
+            producer.stop_retrying()
+            if pending is not None:
+                state.settle(*pending)
+    finally:
+        executor.shutdown(wait=True)
+    summary = state.snapshot()
+    if on_progress is not None:
+        on_progress(summary)
+    return summary
+
+
+# ---- the endpoint ------------------------------------------------------------------------------------------------
+@dataclass
+class EventHubConnection:
+    """An open producer, and the local emulator it streams to when no Azure Event Hub is configured."""
+
+    producer: EventHubProducer
+    config: Config
+    emulator: Any = None
+
+    @property
+    def target(self) -> EventHubTarget:
+        return self.producer.target
+
+    @property
+    def local(self) -> bool:
+        return self.emulator is not None
+
+    def close(self) -> None:
+        """Close the producer and stop the local emulator if this connection started one."""
+        try:
+            self.producer.close()
+        finally:
+            if self.emulator is not None:
+                self.emulator.close()
+                self.emulator = None
+
+    def __enter__(self) -> "EventHubConnection":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def connect(config: Config, *, local_fallback: bool = True, partitions: int = 4) -> EventHubConnection:
+    """Open a producer for the configured event hub; with none configured (no connection string, no
+    EVENTHUB_NAMESPACE) and ``local_fallback``, start a local emulator (``iotgen.emulator``, 127.0.0.1, a fresh
+    random key, in memory) and stream to it. The returned connection's ``config`` holds the connection string
+    used (as a Secret)."""
+    emulator = None
+    if target_from_config(config) is None and local_fallback:
+        from ..emulator import start_emulator_process
+
+        emulator = start_emulator_process(hub=config.eventhub_name or "iot-events", partitions=partitions,
+                                          key=secrets.token_urlsafe(32))
+        config = config.replace(eventhub_connection_string=Secret(emulator.connection_string))
+    try:
+        return EventHubConnection(EventHubProducer.open(config), config, emulator)
+    except BaseException:
+        if emulator is not None:
+            emulator.close()
+        raise
+
+
+# ---- showing progress ----------------------------------------------------------------------------------------------
+class ProgressLine:
+    """A one-line live display on a text stream, rewritten in place with ``\\r`` (on a terminal the rest of
+    the line is cleared too; notebooks clear it themselves), ended with a newline by :meth:`close`."""
+
+    def __init__(self, stream: TextIO | None = None, prefix: str = "streaming: ") -> None:
+        self.stream = stream or sys.stderr
+        self.prefix = prefix
+        self._clear = "\x1b[K" if getattr(self.stream, "isatty", lambda: False)() else ""
+        self._shown = False
+
+    def __call__(self, summary: StreamSummary) -> None:
+        self.stream.write("\r" + self.prefix + summary.progress_text() + self._clear)
+        self.stream.flush()
+        self._shown = True
+
+    def close(self) -> None:
+        if self._shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._shown = False
+
