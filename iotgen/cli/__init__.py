@@ -16,6 +16,8 @@ from typing import Sequence
 COMMANDS = {
     "generate": "iotgen.cli.generate",
     "schema": "iotgen.cli.schema",
+    "stream": "iotgen.cli.stream",
+    "emulator": "iotgen.cli.emulator",
     "spec": "iotgen.cli.spec",
     "ingest": "iotgen.cli.ingest",
 }
