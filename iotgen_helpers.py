@@ -229,3 +229,89 @@ def partition_offsets(target, summary) -> pd.DataFrame:
     return pd.DataFrame(
         [{"partition": p, "last_sequence_number": v, "rows_in_table": rows.get(p, 0), "lag": summary.lag.get(p)}
          for p, v in sorted(summary.offsets.items())]).set_index("partition")
+
+
+# ---- streaming to Azure Event Hubs, or to a local endpoint when none is configured (docs/eventhubs.md) --------
+_EVENTHUB = None  # the connection connect_eventhub() opened last
+
+
+def connect_eventhub(config: Config, local_fallback: bool = True):
+    """Open the producer for the configured event hub: the connection string (``EVENTHUB_CONNECTION_STRING`` or
+    the Databricks secret) or Azure AD (``EVENTHUB_NAMESPACE`` + ``EVENTHUB_NAME``). With neither, start a
+    local endpoint (iotgen's emulator on 127.0.0.1, in memory) and stream there. Prints where events go (never
+    the key); returns the ``EventHubConnection`` (``.producer``, ``.config``, ``.local``)."""
+    global _EVENTHUB
+    from iotgen.pipelines.stream import connect
+
+    if _EVENTHUB is not None:
+        _EVENTHUB.close()
+        _EVENTHUB = None
+    _EVENTHUB = connect(config, local_fallback=local_fallback)
+    producer = _EVENTHUB.producer
+    note = "  (no Azure Event Hub configured: a local endpoint on this machine)" if _EVENTHUB.local else ""
+    print(f"Event Hub: {producer.target.description}{note}\n"
+          f"partitions: {', '.join(producer.partition_ids)}; largest batch: {producer.max_batch_bytes:,} bytes")
+    return _EVENTHUB
+
+
+def stream_events(config: Config, connection=None, catalogs: Catalogs | None = None, progress: bool = True):
+    """Stream events as the Config says (``STREAM_EVENTS`` / ``STREAM_DURATION_SEC``, ``RATE_EVENTS_PER_SEC`` or
+    ``BATCH_SIZE`` / ``SLEEP_INTERVAL_SEC``, ...) through ``connection`` (default: the last
+    :func:`connect_eventhub`), with a live progress line; the notebook's Stop button ends it cleanly. Returns
+    the ``StreamSummary`` (``print`` it, or :func:`stream_report`)."""
+    import sys
+
+    from iotgen.pipelines.stream import ProgressLine
+    from iotgen.pipelines.stream import stream_events as run_stream
+
+    connection = connection or _EVENTHUB or connect_eventhub(config)
+    line = ProgressLine(sys.stderr) if progress else None
+    try:
+        return run_stream(config, connection.producer, catalogs=catalogs, on_progress=line)
+    finally:
+        if line is not None:
+            line.close()
+
+
+def stream_report(summary) -> pd.DataFrame:
+    """A stream's summary as a table: counts, rate, batches and events per partition."""
+    rows = {
+        "stopped by": summary.stopped_by,
+        "sent": summary.sent, "acknowledged": summary.acknowledged,
+        "retried": summary.retried, "failed": summary.failed,
+        "rate": f"{summary.events_per_sec:,.0f} ev/s",
+        "throughput": f"{summary.mb_per_sec:.2f} MB/s",
+        "batches": summary.batches,
+        "events": f"#{summary.first_event:,} to #{summary.resume_from - 1:,} (seed {summary.seed})",
+        **{f"partition {p}": n for p, n in summary.partitions.items()},
+    }
+    return pd.DataFrame({"value": rows})
+
+
+def read_eventhub(connection=None, max_events: int = 5, partition_id: str | None = "0") -> pd.DataFrame:
+    """The first ``max_events`` events of a partition (all partitions with None), read back with the SDK's
+    consumer: where each landed and its key fields."""
+    from iotgen.sinks.eventhubs import read_events
+
+    connection = connection or _EVENTHUB
+    events = read_events(connection.target, max_events=max_events, partition_id=partition_id)
+    return pd.DataFrame([{
+        "partition": e["partition"], "sequence_number": e["sequence_number"], "partition_key": e["partition_key"],
+        "event_id": e["event"]["event_id"], "device_type": e["properties"].get("device_type"),
+        "timestamp": e["event"]["timestamp"], "temperature": e["event"]["temperature"],
+    } for e in events])
+
+
+def stop_local_endpoint() -> None:
+    """Close the Event Hubs connection and stop the local endpoint if :func:`connect_eventhub` started one."""
+    global _EVENTHUB
+    if _EVENTHUB is not None:
+        _EVENTHUB.close()
+        _EVENTHUB = None
+
+
+def describe_stream(config: Config) -> str:
+    """How a stream with this Config is paced and when it stops, in one line."""
+    from iotgen.pipelines.stream import StreamPlan
+
+    return StreamPlan.from_config(config).describe()

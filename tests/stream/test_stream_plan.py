@@ -1,0 +1,130 @@
+"""Streaming settings, event time, the event cursor and the summary: no endpoint needed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from iotgen.config import Config, Secret
+from iotgen.generator import GeneratorSpec, generate_range
+from iotgen.pipelines.stream import LIVE_TIME_COLUMNS, StreamPlan, StreamSummary, _EventCursor, rebase_times
+from iotgen.sinks.eventhubs import EventHubConfigError, error_kind, redact, target_from_config
+
+KEY = "c2VjcmV0LWtleS0xMjM0NTY3ODkw"
+CONNECTION = f"Endpoint=sb://myns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey={KEY};EntityPath=hub1"
+
+
+def test_the_seed_parameters_keep_their_meaning_as_a_drift_free_rate():
+    plan = StreamPlan.from_config(Config(batch_size=500, sleep_interval_sec=2))
+    assert (plan.rate, plan.batch_size) == (250, 500)
+    assert StreamPlan.from_config(Config(sleep_interval_sec=0)).rate is None
+    assert StreamPlan.from_config(Config(rate_events_per_sec=5000, sleep_interval_sec=9)).rate == 5000
+
+
+@pytest.mark.parametrize("params, name", [
+    ({"RATE_EVENTS_PER_SEC": "0"}, "RATE_EVENTS_PER_SEC"),
+    ({"RATE_EVENTS_PER_SEC": "fast"}, "RATE_EVENTS_PER_SEC"),
+    ({"STREAM_DURATION_SEC": -1}, "STREAM_DURATION_SEC"),
+    ({"STREAM_EVENTS": "-5"}, "STREAM_EVENTS"),
+    ({"MAX_MB_PER_SEC": 0}, "MAX_MB_PER_SEC"),
+    ({"PARTITION_KEY": "region"}, "PARTITION_KEY"),
+    ({"MAX_BATCH_BYTES": 1000}, "MAX_BATCH_BYTES"),
+    ({"STREAM_TIME_MODE": "now"}, "STREAM_TIME_MODE"),
+    ({"SEND_RETRIES": -1}, "SEND_RETRIES"),
+    ({"SEND_TIMEOUT_SEC": 0}, "SEND_TIMEOUT_SEC"),
+    ({"RAMP_UP_SEC": 10, "SLEEP_INTERVAL_SEC": 0}, "RAMP_UP_SEC"),
+])
+def test_bad_settings_raise_one_error_naming_the_parameter(params, name):
+    with pytest.raises(ValueError, match=name):
+        StreamPlan.from_config(Config.load(params=params, env={}))
+
+
+def test_targets_from_a_connection_string_or_azure_ad_without_showing_the_key():
+    target = target_from_config(Config(eventhub_connection_string=Secret(CONNECTION)))
+    assert (target.namespace, target.eventhub, target.auth, target.local) == (
+        "myns.servicebus.windows.net", "hub1", "connection string", False)
+    assert KEY not in target.description and KEY not in repr(target)
+    aad = target_from_config(Config(eventhub_namespace="myns", eventhub_name="hub2"))
+    assert (aad.namespace, aad.eventhub, aad.auth) == ("myns.servicebus.windows.net", "hub2", "Azure AD")
+    assert target_from_config(Config()) is None
+
+
+@pytest.mark.parametrize("connection, params, message", [
+    (CONNECTION.replace(";EntityPath=hub1", ""), {}, "EVENTHUB_NAME must be set"),
+    (CONNECTION, {"eventhub_name": "other"}, "differs from the connection string's EntityPath"),
+    ("Endpoint=https://x/;SharedAccessKeyName=a;SharedAccessKey=b", {}, "Endpoint=sb://"),
+    ("Endpoint=sb://x/;SharedAccessKeyName=a;EntityPath=h", {}, "SharedAccessKey"),
+    ("not a connection string", {}, "is not a connection string"),
+])
+def test_bad_connection_settings_are_config_errors_without_the_key(connection, params, message):
+    with pytest.raises(EventHubConfigError, match=message) as info:
+        target_from_config(Config(eventhub_connection_string=Secret(connection), **params))
+    assert KEY not in str(info.value)
+    with pytest.raises(EventHubConfigError, match="EVENTHUB_NAME"):
+        target_from_config(Config(eventhub_namespace="myns"))
+
+
+def test_redact_hides_keys_and_signatures():
+    token = "SharedAccessSignature sr=sb%3a%2f%2fx&sig=abcDEF%2b123%3d&se=1700000000&skn=send"
+    text = redact(f"failed for {CONNECTION} with {token}")
+    assert KEY not in text and "abcDEF" not in text
+    assert "SharedAccessKey=***" in text and "sig=***" in text and "EntityPath=hub1" in text
+
+
+def test_errors_are_classified_for_retry():
+    from azure.eventhub.exceptions import (AuthenticationError, ConnectError, ConnectionLostError, EventDataError,
+                                           EventDataSendError, OperationTimeoutError)
+
+    assert error_kind(EventDataSendError("com.microsoft:server-busy: the request was throttled")) == "busy"
+    assert error_kind(ConnectionLostError("link detached")) == "retry"
+    assert error_kind(OperationTimeoutError("send timed out")) == "retry"
+    assert error_kind(ConnectError("Failed to initiate the connection: [Errno 111] Connection refused")) == "retry"
+    assert error_kind(EventDataSendError("amqp:internal-error: the events could not be persisted")) == "retry"
+    assert error_kind(AuthenticationError("CBS Token authentication failed. Status code: 401")) == "fatal"
+    assert error_kind(ConnectError("amqp:not-found: The messaging entity 'x' could not be found")) == "fatal"
+    assert error_kind(EventDataError("message too large")) == "fatal"
+    assert error_kind(RuntimeError("a bug")) == "fatal"
+
+
+@pytest.fixture(scope="module")
+def events() -> pa.RecordBatch:
+    return generate_range(GeneratorSpec.from_config(Config(random_seed=3)), 100, 600)
+
+
+def test_live_time_spreads_events_over_the_step_and_keeps_every_delay(events):
+    after, until = 1_800_000_000_000_000, 1_800_000_000_500_000  # half a second, epoch microseconds
+    live = rebase_times(events, after, until)
+    ts = pc.cast(live.column("timestamp"), pa.int64()).to_numpy()
+    assert after < ts[0] and ts[-1] == until and np.all(np.diff(ts) >= 0) and np.all(ts % 1000 == 0)
+    old = {name: pc.cast(events.column(name), pa.int64()).to_numpy() for name in LIVE_TIME_COLUMNS}
+    new = {name: pc.cast(live.column(name), pa.int64()).to_numpy() for name in LIVE_TIME_COLUMNS}
+    for name in ("created_at", "updated_at", "last_calibration"):
+        assert np.array_equal(new[name] - new["timestamp"], old[name] - old["timestamp"])
+    others = [n for n in events.schema.names if n not in LIVE_TIME_COLUMNS]
+    assert live.select(others).equals(events.select(others))
+    assert live.schema == events.schema
+
+
+def test_the_cursor_slices_blocks_into_steps_of_any_size_identically():
+    spec = GeneratorSpec.from_config(Config(random_seed=9))
+    cursor = _EventCursor(spec, 8000)
+    steps = [cursor.take(n) for n in (150, 300, 1, 9000)]
+    assert cursor.position == 8000 + 9451
+    joined = pa.Table.from_batches(steps).combine_chunks()
+    assert joined.equals(pa.Table.from_batches([generate_range(spec, 8000, 17451)]))
+
+
+def test_the_summary_says_what_happened_and_how_to_resume():
+    summary = StreamSummary("sb://h/hub (Azure, connection string)", 42, 0, 1000.0, "live", sent=3000,
+                            acknowledged=2500, retried=500, failed=500, batches=6, bytes=3_000_000,
+                            elapsed_sec=3.0, resume_from=2500, stopped_by="failure",
+                            partitions={"0": 1500, "1": 1000}, errors=["500 events not delivered"])
+    text = str(summary)
+    assert not summary.ok and summary.events_per_sec == pytest.approx(2500 / 3)
+    for fragment in ("a batch could not be delivered", "3,000 sent, 2,500 acknowledged, 500 retried, 500 failed",
+                     "target 1,000 ev/s", "0: 1,500, 1: 1,000", "de-duplicate on event_id",
+                     "STREAM_START_EVENT=2500", "500 events not delivered"):
+        assert fragment in text
+    assert summary.as_dict()["ok"] is False
