@@ -1,15 +1,15 @@
 """``json_column``: JSON objects with a random subset of the key pool, built without a loop per event.
 
-How it is fast. The key pool is compiled once (cached) into a *piece table*: a dictionary of short text
-pieces and, for each key, a fixed number of piece slots. A key's text is the concatenation of its slots'
-pieces: ``,"co2_ppm":1234`` is one piece; a number with many possible values is split into pieces of three
-digits (``,"energy_kwh":12`` ``345`` ``.678``); a nested object's members follow one another
-(``,"location":{"lat":45`` ``.123`` ``456`` ``,"site":"plant-1"}``); an array has an opener, one slot per
-possible item (empty when absent) and a closer. Drawing a block is then: choose each row's keys (selection
-sampling, vectorised over rows), compute every piece's dictionary index with numpy, and do one Arrow ``take``
-of all pieces in row order. That take's data buffer *is* the concatenated JSON text of all rows, so the
-column needs no join: only the offsets of each row's first piece, and the first comma of each row patched
-to ``{`` (every row's last piece is ``}``).
+How it is fast. The key pool is compiled once (cached) into a piece table (see :mod:`iotgen.jsontext`): each
+key is a fixed number of piece *slots* whose texts concatenate to ``,"key":value``. A number with few values
+is one piece per value (``,"noise_db":71.5``); a bigger range is a head piece with the key and the leading
+digits (``,"energy_kwh":12``) and groups of three digits (``345``, ``.678``) from tables shared by all keys;
+a string array with few possible contents is one piece per content (``,"tags":["pilot","indoor"]``); an array
+of numbers has an opener, one number per item (absent items dropped) and a closer; a nested object's members
+follow one another with the braces on the first and last. Drawing a block is then: choose each row's keys
+(selection sampling, vectorised over rows), draw each key's values for the rows that have it and turn them
+into piece codes with a few whole-array operations, place the codes in row order, and do one Arrow ``take``
+(:func:`iotgen.jsontext.join_pieces`). Each row's leading comma is then patched to ``{``; a ``}`` piece ends it.
 
 Numbers keep their spec's decimals (``21.50``): valid JSON that reads back to the drawn value.
 """
@@ -17,15 +17,19 @@ Numbers keep their spec's decimals (``21.50``): valid JSON that reads back to th
 from __future__ import annotations
 
 import functools
+import itertools
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
+from . import draws
 from .catalogs import ValueSpec
+from .jsontext import NumberPieces, PieceTable, data_view, join_pieces, offsets_view
 
-WHOLE_NUMBER_LIMIT = 1 << 14  # numbers with at most this many possible values are one piece
+COMBINATION_LIMIT = 2048  # string arrays with at most this many possible contents are one piece per content
 _BRACE = ord("{")
 
 
@@ -33,157 +37,138 @@ def quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-class _Table:
-    """The growing list of pieces; identical runs of pieces are stored once."""
+class _Value:
+    """A compiled value: :attr:`width` piece slots; :meth:`draw` gives codes for ``m`` rows.
 
-    def __init__(self) -> None:
-        self.pieces: list[str] = []
-        self._runs: dict[tuple[str, ...], int] = {}
-
-    def add(self, pieces: list[str] | tuple[str, ...]) -> int:
-        """Index of the first of ``pieces`` (stored consecutively)."""
-        run = tuple(pieces)
-        base = self._runs.get(run)
-        if base is None:
-            base = self._runs[run] = len(self.pieces)
-            self.pieces.extend(run)
-        return base
-
-
-def _fixed(value: int, decimals: int) -> str:
-    sign = "-" if value < 0 else ""
-    whole, fraction = divmod(abs(value), 10**decimals)
-    return f"{sign}{whole}.{fraction:0{decimals}d}" if decimals else f"{sign}{whole}"
-
-
-class _Number:
-    """A number on the grid ``scaled / 10**decimals`` for integer ``scaled`` in ``[low, high]``."""
-
-    def __init__(self, table: _Table, prefix: str, suffix: str, low: int, high: int, decimals: int) -> None:
-        self.low, self.high, self.decimals = low, high, decimals
-        if high - low < WHOLE_NUMBER_LIMIT:
-            self.whole = table.add([prefix + _fixed(v, decimals) + suffix for v in range(low, high + 1)])
-            self.width = 1
-            return
-        self.whole = None
-        unit = 10**decimals
-        biggest = max(abs(low), abs(high)) // unit
-        self.groups = max(1, (len(str(biggest)) + 2) // 3)
-        self.fraction_groups = [min(3, decimals - i) for i in range(0, decimals, 3)]
-        self.width = self.groups + len(self.fraction_groups)
-        last_int = suffix if not decimals else ""
-        # Top integer group: sign, then the group's digits (none when zero and more groups follow).
-        top = []
-        for negative in (False, True):
-            for g in range(1000):
-                digits = "" if (g == 0 and self.groups > 1) else str(g)
-                top.append(prefix + ("-" if negative else "") + digits + (last_int if self.groups == 1 else ""))
-        self.top = table.add(top)
-        # Other integer groups: 0..999 padded; or unpadded when every higher group is zero ("" if also zero).
-        self.padded, self.leading = [], []
-        for i in range(1, self.groups):
-            end = last_int if i == self.groups - 1 else ""
-            self.padded.append(table.add([f"{g:03d}{end}" for g in range(1000)]))
-            zero = "0" if i == self.groups - 1 else ""
-            self.leading.append(table.add([(str(g) if g else zero) + end for g in range(1000)]))
-        self.fractions = []
-        for i, digits in enumerate(self.fraction_groups):
-            end = suffix if i == len(self.fraction_groups) - 1 else ""
-            dot = "." if i == 0 else ""
-            self.fractions.append(table.add([f"{dot}{g:0{digits}d}{end}" for g in range(10**digits)]))
-
-    def codes(self, scaled: np.ndarray) -> np.ndarray:
-        if self.whole is not None:
-            return (self.whole + (scaled - self.low))[:, None]
-        out = np.empty((len(scaled), self.width), dtype=np.int64)
-        magnitude = np.abs(scaled)
-        unit = 10**self.decimals
-        whole, fraction = magnitude // unit, magnitude % unit
-        powers = [1000 ** (self.groups - 1 - i) for i in range(self.groups)]
-        groups = [(whole // p) % 1000 for p in powers]
-        out[:, 0] = self.top + (scaled < 0) * 1000 + groups[0]
-        higher_zero = groups[0] == 0
-        for i in range(1, self.groups):
-            out[:, i] = np.where(higher_zero, self.leading[i - 1], self.padded[i - 1]) + groups[i]
-            higher_zero &= groups[i] == 0
-        rest = self.decimals
-        for i, digits in enumerate(self.fraction_groups):
-            rest -= digits
-            out[:, self.groups + i] = self.fractions[i] + (fraction // 10**rest) % 10**digits
-        return out
-
-
-class _Slots:
-    """A compiled value: ``width`` piece slots and a way to draw their codes."""
+    ``draw`` returns ``(codes, keep)``: ``codes`` of shape ``(width, m)`` (int32, one row per slot) and
+    ``keep`` None (every slot used) or a boolean array of the same shape (slots of absent items are dropped).
+    """
 
     width: int
 
-    def draw(self, rng: np.random.Generator, m: int) -> np.ndarray:  # (m, width) piece indices
+    def draw(self, rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray | None]:
         raise NotImplementedError
 
 
-class _NumberSlots(_Slots):
-    def __init__(self, table, prefix, suffix, spec: ValueSpec) -> None:
-        decimals = spec.params[2] if spec.kind == "float" else 0
-        low, high = round(spec.params[0] * 10**decimals), round(spec.params[1] * 10**decimals)
-        self.number = _Number(table, prefix, suffix, low, high, decimals)
+class _Number(_Value):
+    def __init__(self, table: PieceTable, prefix: str, suffix: str, low: float, high: float, decimals: int):
+        unit = 10**decimals
+        self.low, self.high = round(low * unit), round(high * unit)
+        self.number = NumberPieces(table, self.low, self.high, decimals, prefix, suffix)
         self.width = self.number.width
 
     def draw(self, rng, m):
-        return self.number.codes(rng.integers(self.number.low, self.number.high + 1, m))
+        drawn = draws.below(rng, self.number.count, m)
+        drawn += self.low
+        return self.number.codes(drawn), None
 
 
-class _ChoiceSlots(_Slots):
+class _Choice(_Value):
+    """One of a few texts: uniform, or (``p_first`` given) the first with that probability."""
+
     width = 1
 
-    def __init__(self, table, prefix, suffix, values: tuple[str, ...], probability_first: float | None = None):
-        self.base = table.add([prefix + v + suffix for v in values])
-        self.count = len(values)
-        self.p_first = probability_first
+    def __init__(self, table: PieceTable, prefix: str, suffix: str, texts: list[str], p_first: float | None = None):
+        self.base = table.add([prefix + t + suffix for t in texts])
+        self.count = len(texts)
+        self.p_first = p_first
 
     def draw(self, rng, m):
-        if self.p_first is not None:  # booleans: entries (true, false)
-            return (self.base + (rng.random(m) >= self.p_first))[:, None]
-        return (self.base + rng.integers(0, self.count, m))[:, None]
+        if self.p_first is not None:
+            codes = self.base + (~draws.coin(rng, self.p_first, m))
+        else:
+            codes = self.base + draws.below(rng, self.count, m)
+        return codes.astype(np.int32).reshape(1, m), None
 
 
-class _ArraySlots(_Slots):
-    """``prefix[`` item, item, ... ``]suffix`` with ``min_len..max_len`` items (absent items are empty)."""
+class _Combination(_Value):
+    """A string array as one piece: its length uniform in range, then a uniform ordered choice of distinct
+    items (the first ``length`` of a random permutation)."""
+
+    width = 1
+
+    def __init__(self, table, prefix, suffix, min_len: int, max_len: int, values: tuple[str, ...]):
+        pieces, starts, counts = [], [], []
+        for length in range(min_len, max_len + 1):
+            starts.append(len(pieces))
+            items = itertools.permutations([quote(v) for v in values], length)
+            texts = [prefix + "[" + ",".join(c) + "]" + suffix for c in items]
+            counts.append(len(texts))
+            pieces.extend(texts)
+        self.base = table.add(pieces)
+        self.starts = np.array(starts, dtype=np.int64) + self.base
+        self.counts = np.array(counts, dtype=np.int64)
+
+    @staticmethod
+    def size(min_len: int, max_len: int, values: int) -> int:
+        return sum(math.perm(values, k) for k in range(min_len, max_len + 1))
+
+    def draw(self, rng, m):
+        length = draws.below(rng, len(self.counts), m)
+        codes = self.starts[length] + draws.below(rng, self.counts[length], m)
+        return codes.astype(np.int32).reshape(1, m), None
+
+
+class _Array(_Value):
+    """``prefix[`` item, item, ... ``]suffix`` with ``min_len..max_len`` items; absent items' slots dropped.
+
+    Items are numbers (``float_array``) or distinct strings (``string_array`` with too many possible
+    contents for :class:`_Combination`). With ``min_len >= 1`` the opener rides on the first item's first piece.
+    """
 
     def __init__(self, table, prefix, suffix, spec: ValueSpec) -> None:
         p = spec.params
         self.min_len, self.max_len = p[0], p[1]
-        self.opener = table.add([prefix + "["])
+        self.strings = spec.kind == "string_array"
+        merged = self.min_len >= 1
+        self.opener = None if merged else table.add([prefix + "["])
         self.closer = table.add(["]" + suffix])
-        self.empty = table.add([""])
-        if spec.kind == "float_array":
-            item = ValueSpec("float", (p[2], p[3], p[4]))
-            self.items = [_NumberSlots(table, "" if i == 0 else ",", "", item) for i in range(self.max_len)]
-            self.strings = None
-        else:
-            self.strings = p[2]
-            self.items = [_ChoiceSlots(table, "" if i == 0 else ",", "", tuple(quote(v) for v in p[2]))
-                          for i in range(self.max_len)]
-        self.width = 2 + sum(item.width for item in self.items)
+        self.items: list[_Value] = []
+        for i in range(self.max_len):
+            before = (prefix + "[" if merged else "") if i == 0 else ","
+            if self.strings:
+                self.items.append(_Choice(table, before, "", [quote(v) for v in p[2]]))
+            else:
+                self.items.append(_Number(table, before, "", p[2], p[3], p[4]))
+        self.item_width = self.items[0].width if self.items else 0
+        self.lead = 0 if merged else 1
+        self.width = self.lead + self.max_len * self.item_width + 1
 
     def draw(self, rng, m):
-        lengths = rng.integers(self.min_len, self.max_len + 1, m)
-        out = np.empty((m, self.width), dtype=np.int64)
-        out[:, 0], out[:, -1] = self.opener, self.closer
-        if self.strings is not None:  # distinct items: the first `length` of a random permutation
-            order = rng.permuted(np.broadcast_to(np.arange(len(self.strings)), (m, len(self.strings))), axis=1)
-        column = 1
+        length = self.min_len + draws.below(rng, self.max_len - self.min_len + 1, m)
+        codes = np.empty((self.width, m), dtype=np.int32)
+        keep = np.ones((self.width, m), dtype=bool)
+        if self.lead:
+            codes[0] = self.opener
+        codes[-1] = self.closer
+        if self.strings:
+            order = _distinct_prefix(rng, m, self.items[0].count, self.max_len)
+        w = self.item_width
         for i, item in enumerate(self.items):
-            if self.strings is not None:
-                codes = (item.base + order[:, i])[:, None]
+            slots = slice(self.lead + i * w, self.lead + (i + 1) * w)
+            if self.strings:
+                codes[slots.start] = item.base + order[i]
             else:
-                codes = item.draw(rng, m)
-            out[:, column:column + item.width] = np.where((i < lengths)[:, None], codes, self.empty)
-            column += item.width
-        return out
+                codes[slots] = item.draw(rng, m)[0]
+            if i >= self.min_len:
+                keep[slots] = i < length
+        return codes, (keep if self.max_len > self.min_len else None)
 
 
-class _ObjectSlots(_Slots):
+def _distinct_prefix(rng: np.random.Generator, m: int, count: int, length: int) -> np.ndarray:
+    """Shape ``(length, m)``: per column, the first ``length`` entries of a uniform random permutation of
+    ``range(count)`` (a partial Fisher-Yates shuffle, vectorised over columns)."""
+    order = np.broadcast_to(np.arange(count, dtype=np.int32)[:, None], (count, m)).copy()
+    columns = np.arange(m)
+    for i in range(length):
+        j = i + draws.below(rng, count - i, m)
+        picked = order[j, columns]
+        order[j, columns] = order[i]
+        order[i] = picked
+    return order[:length]
+
+
+class _Object(_Value):
     """``prefix{`` members ``}suffix``: the braces ride on the first and last members' pieces."""
 
     def __init__(self, table, prefix, suffix, children) -> None:
@@ -195,52 +180,68 @@ class _ObjectSlots(_Slots):
         self.width = sum(member.width for member in self.members)
 
     def draw(self, rng, m):
-        return np.concatenate([member.draw(rng, m) for member in self.members], axis=1)
+        parts = [member.draw(rng, m) for member in self.members]
+        codes = np.concatenate([c for c, _ in parts])
+        if all(k is None for _, k in parts):
+            return codes, None
+        keep = np.concatenate([np.ones(c.shape, dtype=bool) if k is None else k for c, k in parts])
+        return codes, keep
 
 
-def compile_value(table: _Table, prefix: str, suffix: str, spec: ValueSpec) -> _Slots:
-    if spec.kind in ("float", "int"):
-        return _NumberSlots(table, prefix, suffix, spec)
+def compile_value(table: PieceTable, prefix: str, suffix: str, spec: ValueSpec) -> _Value:
+    """The pieces of ``prefix + value + suffix`` for values drawn per ``spec``."""
+    p = spec.params
+    if spec.kind == "float":
+        return _Number(table, prefix, suffix, p[0], p[1], p[2])
+    if spec.kind == "int":
+        return _Number(table, prefix, suffix, p[0], p[1], 0)
     if spec.kind == "bool":
-        return _ChoiceSlots(table, prefix, suffix, ("true", "false"), probability_first=spec.params[0])
+        return _Choice(table, prefix, suffix, ["true", "false"], p_first=p[0])
     if spec.kind == "choice":
-        return _ChoiceSlots(table, prefix, suffix, tuple(quote(v) for v in spec.params[0]))
+        return _Choice(table, prefix, suffix, [quote(v) for v in p[0]])
+    if spec.kind == "string_array" and _Combination.size(p[0], p[1], len(p[2])) <= COMBINATION_LIMIT:
+        return _Combination(table, prefix, suffix, p[0], p[1], p[2])
     if spec.kind in ("float_array", "string_array"):
-        return _ArraySlots(table, prefix, suffix, spec)
+        return _Array(table, prefix, suffix, spec)
     if spec.kind == "object":
-        return _ObjectSlots(table, prefix, suffix, spec.children)
+        return _Object(table, prefix, suffix, spec.children)
     raise ValueError(f"unknown value kind {spec.kind!r}")
 
 
 @dataclass(frozen=True)
-class PieceTable:
+class CompiledPool:
     pieces: pa.StringArray
-    keys: tuple[_Slots, ...]
-    widths: np.ndarray  # slots per key
-    closer: int         # the "}" piece
+    keys: tuple[_Value, ...]
+    closer: int  # the "}" piece
 
 
 @functools.lru_cache(maxsize=32)
-def piece_table(key_pool: tuple[tuple[str, ValueSpec], ...]) -> PieceTable:
+def piece_table(key_pool: tuple[tuple[str, ValueSpec], ...]) -> CompiledPool:
     """Compile a key pool (cached: pools are immutable)."""
-    table = _Table()
+    table = PieceTable()
     keys = tuple(compile_value(table, "," + quote(name) + ":", "", spec) for name, spec in key_pool)
     closer = table.add(["}"])
-    return PieceTable(pa.array(table.pieces, pa.string()), keys,
-                      np.array([k.width for k in keys], dtype=np.int64), closer)
+    return CompiledPool(table.array(), keys, closer)
 
 
 def choose_keys(rng: np.random.Generator, n: int, pool: int, min_keys: int, max_keys: int) -> np.ndarray:
     """A (pool, n) mask: row i takes a uniformly random subset of ``k_i ~ U[min_keys, max_keys]`` keys.
 
-    Knuth's selection sampling (algorithm S): one pass over the keys, vectorised over rows.
+    Knuth's selection sampling (algorithm S): one pass over the keys, vectorised over rows. Key ``j`` is taken
+    when ``floor(u * (pool - j)) < needed`` for a 16-bit uniform ``u``, so every row gets exactly its count.
     """
-    needed = rng.integers(min_keys, max_keys + 1, n)
-    draws = rng.random((pool, n))
+    small = np.uint8 if pool < 256 else np.uint16 if pool < 65536 else np.uint32
+    wide = np.uint32 if pool < 65536 else np.uint64
+    needed = (min_keys + draws.below(rng, max_keys - min_keys + 1, n)).astype(small)
+    words = draws.words32(rng, (pool * n + 1) // 2).view(np.uint16)[:pool * n].reshape(pool, n)
+    ranks = words.astype(wide)
+    ranks *= (pool - np.arange(pool, dtype=wide))[:, None]
+    ranks >>= 16
+    ranks = ranks.astype(small)
     chosen = np.empty((pool, n), dtype=bool)
     for j in range(pool):
-        np.less(draws[j] * (pool - j), needed, out=chosen[j])
-        needed -= chosen[j]
+        np.less(ranks[j], needed, out=chosen[j])
+        np.subtract(needed, chosen[j], out=needed)
     return chosen
 
 
@@ -249,27 +250,38 @@ def build_json_column(
 ) -> pa.StringArray:
     """``n`` JSON objects, each with ``min_keys..max_keys`` distinct keys of ``key_pool``, in pool order."""
     compiled = piece_table(key_pool)
-    pool = len(key_pool)
-    chosen = choose_keys(rng, n, pool, min_keys, max_keys)
-    # Pieces per (row, key), plus one closing piece per row; exclusive prefix sums give each one's position.
-    counts = np.zeros((n, pool + 1), dtype=np.int64)
-    counts[:, :pool] = chosen.T * compiled.widths
-    counts[:, pool] = 1
-    ends = np.cumsum(counts.ravel()).reshape(n, pool + 1)
-    starts = ends - counts
-    codes = np.empty(int(ends[-1, -1]), dtype=np.int64)
+    if n == 0:
+        return pa.array([], pa.string())
+    chosen = choose_keys(rng, n, len(key_pool), min_keys, max_keys)
+    # Draw every key for the rows that have it; count each row's pieces before each key.
+    used = np.zeros(n, dtype=np.intp)
+    drawn = []
     for j, key in enumerate(compiled.keys):
         rows = np.flatnonzero(chosen[j])
-        if len(rows):
-            positions = starts[rows, j][:, None] + np.arange(key.width)
-            codes[positions] = key.draw(rng, len(rows))
-    codes[ends[:, pool] - 1] = compiled.closer
-    taken = compiled.pieces.take(pa.array(codes))
-    piece_offsets = np.frombuffer(taken.buffers()[1], dtype=np.int32, count=len(codes) + 1, offset=4 * taken.offset)
-    row_offsets = np.empty(n + 1, dtype=np.int32)
-    row_offsets[:n] = piece_offsets[starts[:, 0]]
-    row_offsets[n] = piece_offsets[-1]
-    row_offsets -= row_offsets[0].copy()
-    data = np.frombuffer(taken.buffers()[2], dtype=np.uint8)[piece_offsets[0]:piece_offsets[-1]].copy()
-    data[row_offsets[:n]] = _BRACE  # each row's leading comma
-    return pa.StringArray.from_buffers(n, pa.py_buffer(row_offsets), pa.py_buffer(data))
+        if not len(rows):
+            continue
+        codes, keep = key.draw(rng, len(rows))
+        before = used[rows]
+        used[rows] = before + (len(codes) if keep is None else keep.sum(axis=0))
+        drawn.append((rows, before, codes, keep))
+    # Row i's pieces start at first[i]; its last piece is the closer.
+    used += 1
+    ends = np.cumsum(used)
+    first = ends - used
+    out = np.empty(int(ends[-1]), dtype=np.int32)
+    out[ends - 1] = compiled.closer
+    for rows, before, codes, keep in drawn:
+        start = first[rows]
+        start += before
+        if keep is None:
+            out[start] = codes[0]
+            for slot in range(1, len(codes)):
+                start += 1
+                out[start] = codes[slot]
+        else:
+            position = np.cumsum(keep, axis=0)
+            position += start - 1
+            out[position[keep]] = codes[keep]
+    text = join_pieces(compiled.pieces, out, first)
+    data_view(text)[offsets_view(text)[:-1]] = _BRACE  # each row's leading comma
+    return text

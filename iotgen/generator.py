@@ -11,25 +11,24 @@ state between calls.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from . import jsontext
+from . import draws
 from .dynamic_json import build_json_column
 from .catalogs import Categorical, Catalogs, ValueSpec
 from .config import Config
 from .schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS, TIMESTAMP
 
-BLOCK_SIZE = 8192
+BLOCK_SIZE = 32768
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-_UUID_HEX_POSITIONS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
 
 
 @dataclass(frozen=True)
@@ -174,26 +173,27 @@ def build_events(spec: GeneratorSpec, rng: np.random.Generator, n: int) -> pa.Re
     """``n`` events drawn from ``rng`` (the draw order is part of the output format: change it knowingly)."""
     cats = spec.catalogs
     event_id = _uuid4(rng, n)
-    ts = spec.window_start_ms + (rng.random(n) * spec.window_span_ms).astype(np.int64)
+    ts = spec.window_start_ms + draws.below(rng, spec.window_span_ms, n)
     device_type = _draw(cats.device_types, rng, n)
-    firmware = _firmware(rng, n)
+    firmware = _FIRMWARE.take(draws.below(rng, len(_FIRMWARE), n))
     battery = _quantise(100 * rng.beta(5.0, 1.5, n), 0, 100, 1)
-    sensor = rng.integers(1, spec.num_sensors + 1, n)
-    temperature = _quantise(rng.normal(22.0, 8.0, n), -40, 85, 2)
-    humidity = _quantise(rng.normal(50.0, 15.0, n), 0, 100, 1)
-    pressure = _quantise(rng.normal(1013.25, 8.0, n), 870, 1085, 2)
+    sensor = 1 + draws.below(rng, spec.num_sensors, n)
+    temperature = _quantise(_normal(rng, 22.0, 8.0, n), -40, 85, 2)
+    humidity = _quantise(_normal(rng, 50.0, 15.0, n), 0, 100, 1)
+    pressure = _quantise(_normal(rng, 1013.25, 8.0, n), 870, 1085, 2)
     status = _draw(cats.status_values, rng, n)
     region = _draw(cats.regions, rng, n)
     zone = _draw(cats.zones, rng, n)
     model = _draw(cats.models, rng, n)
-    version = rng.integers(1, 6, n, dtype=np.int32)
-    signal = np.clip(np.rint(rng.normal(-70, 12, n)), -120, -30).astype(np.int32)
-    uptime = _quantise(rng.exponential(720.0, n), 0, 8760, 2)
-    faults = np.minimum(rng.poisson(0.4, n), 50).astype(np.int32)
-    calibration = ts - rng.integers(DAY_MS, 365 * DAY_MS + 1, n)
+    version = (1 + draws.below(rng, 5, n)).astype(np.int32)
+    signal = np.clip(np.rint(_normal(rng, -70.0, 12.0, n)), -120, -30).astype(np.int32)
+    uptime = _quantise(720.0 * rng.standard_exponential(n, dtype=np.float32), 0, 8760, 2)
+    faults = draws.weighted(rng, _FAULT_CUTS, n).astype(np.int32)
+    calibration = ts - (DAY_MS + draws.below(rng, 364 * DAY_MS + 1, n))
     maintenance_due = (ts - calibration) > CALIBRATION_DUE_DAYS * DAY_MS
-    created = ts + np.minimum(np.rint(rng.lognormal(np.log(800.0), 1.0, n)), 30_000).astype(np.int64)
-    updated = created + np.where(rng.random(n) < 0.2, rng.integers(1, HOUR_MS + 1, n), 0)
+    delay = np.exp(_normal(rng, np.log(800.0), 1.0, n))
+    created = ts + np.minimum(np.rint(delay), 30_000).astype(np.int64)
+    updated = created + np.where(draws.coin(rng, 0.2, n), 1 + draws.below(rng, HOUR_MS, n), 0)
     source = _draw(cats.sources, rng, n)
     env = _draw(cats.envs, rng, n)
     payload = build_json_column(cats.key_pool, spec.min_keys, spec.max_keys, rng, n)
@@ -210,46 +210,81 @@ def _ts(epoch_ms: np.ndarray) -> pa.Array:
     return pa.array(epoch_ms * 1000, type=TIMESTAMP)
 
 
+def _normal(rng: np.random.Generator, mean: float, sigma: float, n: int) -> np.ndarray:
+    """Normal draws (float32 ziggurat: half the random bits; values are quantised to 1-2 decimals anyway)."""
+    x = rng.standard_normal(n, dtype=np.float32).astype(np.float64)
+    x *= sigma
+    x += mean
+    return x
+
+
 def _quantise(x: np.ndarray, low: float, high: float, decimals: int) -> np.ndarray:
-    return np.round(np.clip(x, low, high), decimals)
+    """``x`` clipped to ``[low, high]`` and rounded to ``decimals`` in float64 (in place when it is float64)."""
+    x = x.astype(np.float64, copy=False)
+    np.clip(x, low, high, out=x)
+    return np.round(x, decimals, out=x)
 
 
-def _codes(cat: Categorical, rng: np.random.Generator, n: int) -> np.ndarray:
-    if len(cat.values) == 1:
-        return np.zeros(n, dtype=np.int64)
-    cumulative = np.cumsum(cat.probabilities)
-    return np.minimum(np.searchsorted(cumulative, rng.random(n) * cumulative[-1], side="right"), len(cat.values) - 1)
+@functools.lru_cache(maxsize=64)
+def _categorical(cat: Categorical) -> tuple[pa.StringArray, np.ndarray]:
+    return pa.array(cat.values, pa.string()), draws.thresholds(cat.probabilities)
 
 
 def _draw(cat: Categorical, rng: np.random.Generator, n: int) -> pa.Array:
-    return pa.array(cat.values, pa.string()).take(pa.array(_codes(cat, rng, n)))
+    values, cuts = _categorical(cat)
+    return values.take(draws.weighted(rng, cuts, n))
+
+
+def _fixed_width(text: np.ndarray) -> pa.StringArray:
+    """A string array from an ``(n, width)`` uint8 matrix of ASCII text, one string per row."""
+    n, width = text.shape
+    offsets = np.arange(0, width * (n + 1), width, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(text)))
+
+
+@functools.lru_cache(maxsize=1)
+def _hex_quads() -> np.ndarray:
+    """The 4 lower-case hex digits of every 16-bit value, as uint32 (their bytes in text order)."""
+    return np.frombuffer("".join(f"{i:04x}" for i in range(65536)).encode(), dtype=np.uint32)
+
+
+def _row_items(matrix: np.ndarray, start: int, width: int) -> np.ndarray:
+    """Bytes ``start .. start + width`` of every row of an ``(n, k)`` uint8 matrix, as one item per row."""
+    return np.ndarray((matrix.shape[0],), dtype=f"V{width}", buffer=matrix, offset=start, strides=(matrix.strides[0],))
 
 
 def _uuid4(rng: np.random.Generator, n: int) -> pa.Array:
-    raw = np.frombuffer(rng.bytes(16 * n), dtype=np.uint8).reshape(n, 16).copy()
-    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
-    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
-    text = np.full((n, 36), ord("-"), dtype=np.uint8)
-    nibbles = np.empty((n, 32), dtype=np.uint8)
-    nibbles[:, 0::2] = _HEX[raw >> 4]
-    nibbles[:, 1::2] = _HEX[raw & 0x0F]
-    text[:, _UUID_HEX_POSITIONS] = nibbles
-    offsets = np.arange(0, 36 * n + 1, 36, dtype=np.int32)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
-
-
-def _firmware(rng: np.random.Generator, n: int) -> pa.Array:
-    return _FIRMWARE.take(pa.array(rng.integers(0, len(_FIRMWARE), n)))
+    """Random (version 4, variant 1) UUIDs as text."""
+    raw = rng.bit_generator.random_raw(2 * n).view(np.uint8).reshape(n, 16)
+    raw[:, 6] &= 0x0F
+    raw[:, 6] |= 0x40
+    raw[:, 8] &= 0x3F
+    raw[:, 8] |= 0x80
+    hexed = _hex_quads()[raw.view(">u2")].view(np.uint8).reshape(n, 32)
+    text = np.empty((n, 36), dtype=np.uint8)
+    for dash in (8, 13, 18, 23):
+        text[:, dash] = ord("-")
+    for start, stop, at in ((0, 8, 0), (8, 12, 9), (12, 16, 14), (16, 20, 19), (20, 32, 24)):
+        _row_items(text, at, stop - start)[...] = _row_items(hexed, start, stop - start)
+    return _fixed_width(text)
 
 
 _FIRMWARE = pa.array([f"{a}.{b}.{c}" for a in range(1, 5) for b in range(10) for c in range(20)], pa.string())
+_FAULT_PROBABILITIES = [math.exp(-0.4) * 0.4**k / math.factorial(k) for k in range(50)]
+_FAULT_CUTS = draws.thresholds(_FAULT_PROBABILITIES + [max(0.0, 1.0 - sum(_FAULT_PROBABILITIES))])  # Poisson(0.4), max 50
 
 
 def _sensor_ids(sensor: np.ndarray, num_sensors: int) -> pa.Array:
     """``sensor-00042``: zero-padded to at least five digits."""
-    digits = jsontext.scaled_text(sensor, 0, 1, num_sensors)
     width = max(5, len(str(num_sensors)))
-    return pc.binary_join_element_wise("sensor-", pc.utf8_lpad(digits, width, "0"), "")
+    text = np.empty((len(sensor), 7 + width), dtype=np.uint8)
+    text[:, :7] = np.frombuffer(b"sensor-", dtype=np.uint8)
+    rest = sensor
+    for column in range(6 + width, 6, -1):
+        higher = rest // 10
+        text[:, column] = rest - higher * 10 + 48
+        rest = higher
+    return _fixed_width(text)
 
 
 # ---- the seed notebook's per-row functions --------------------------------------------------------------------

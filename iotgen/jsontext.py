@@ -1,10 +1,16 @@
-"""Vectorised JSON text: turn whole columns of numbers, choices and timestamps into JSON text with Arrow.
+"""Vectorised JSON text: many strings built at once from a table of short, pre-formatted text pieces.
 
-There is no Python loop per value. Numbers are *quantised* (a value is ``scaled / 10**decimals`` for an integer
-``scaled``), so their text comes from a dictionary of pre-formatted strings (cached per grid, built once per
-process) by one ``take``; grids too large for a dictionary are split into an integer part and a fraction part.
-The text of a number is the shortest form that reads back to the same float (as ``json.dumps`` writes it, but
-without a trailing ``.0``), so ``json.loads(text) == value`` holds for every value.
+The one primitive is :func:`join_pieces`. A *piece table* is an Arrow string array of short texts, compiled
+once per shape of data and cached (``,"co2_ppm":`` followed by a number's leading digits, three more digits
+``.045``, ``true``, ``"2026-06-01T13:`` ...). Every output string is a run of piece codes; one Arrow ``take``
+of all codes in output order writes every string back to back, so its data buffer *is* the concatenated text
+and the strings only need their offsets. The cost is about one ``take`` element per piece, wherever the text
+comes from, and no Python loop per value.
+
+Numbers are quantised (``scaled / 10**decimals`` for an integer ``scaled``): :class:`NumberPieces` compiles a
+range of them into a head piece (the text before, the sign and the leading digits) and groups of three digits
+whose tables are shared by every number of the same shape, so tables stay small enough to stay in the CPU
+caches. Timestamps are pieces of day, time of day and milliseconds (:class:`TimestampPieces`).
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-DICTIONARY_LIMIT = 1 << 17
+WHOLE_LIMIT = 1024  # a number with at most this many possible values is one piece per value
+HEAD_LIMIT = 1024   # most head pieces of a number split into head + groups of three digits
+DAY_MS = 86_400_000
 
 
 def quote(values) -> list[str]:
@@ -25,86 +33,244 @@ def quote(values) -> list[str]:
     return [json.dumps(v, ensure_ascii=False) for v in values]
 
 
-@functools.lru_cache(maxsize=512)
-def _grid_text(prefix: str, low: int, count: int, decimals: int) -> pa.StringArray:
-    """``prefix + text(v)`` for v = (low + i) / 10**decimals, i in [0, count)."""
-    scaled = low + np.arange(count, dtype=np.int64)
-    values = np.round(scaled / 10.0**decimals, decimals) if decimals else scaled
-    text = pc.cast(pa.array(values), pa.string())
-    return pc.binary_join_element_wise(prefix, text, "") if prefix else text
+class PieceTable:
+    """A growing list of text pieces; a run of pieces identical to one already added is stored once."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self._runs: dict[tuple[str, ...], int] = {}
+
+    def add(self, pieces) -> int:
+        """The code of the first of ``pieces`` (stored consecutively)."""
+        run = tuple(pieces)
+        base = self._runs.get(run)
+        if base is None:
+            base = self._runs[run] = len(self.pieces)
+            self.pieces.extend(run)
+        return base
+
+    def array(self) -> pa.StringArray:
+        return pa.array(self.pieces, pa.string())
 
 
-def scaled_text(scaled: np.ndarray, decimals: int, low: int, high: int, prefix: str = "") -> pa.StringArray:
-    """JSON text of ``scaled / 10**decimals`` (``low <= scaled <= high``), each string prefixed with ``prefix``."""
-    count = high - low + 1
-    if count <= DICTIONARY_LIMIT:
-        return _grid_text(prefix, low, count, decimals).take(pa.array(scaled - low))
-    values = np.round(scaled / 10.0**decimals, decimals) if decimals else scaled
-    text = pc.cast(pa.array(values), pa.string())
-    return pc.binary_join_element_wise(prefix, text, "") if prefix else text
+def join_pieces(pieces: pa.StringArray, codes: np.ndarray, first: np.ndarray) -> pa.StringArray:
+    """String ``i`` is the concatenation of ``pieces[codes[first[i]:first[i + 1]]]`` (the last runs to the end).
+
+    ``codes`` are int32 piece codes in output order and ``first`` (non-decreasing, ``first[0] == 0``) says where
+    each string's run starts. The result's data buffer is the ``take`` output itself (fresh, so callers may
+    patch bytes in place through :func:`data_view`).
+    """
+    n = len(first)
+    taken = pieces.take(pa.array(codes, pa.int32()))
+    piece_offsets = np.frombuffer(taken.buffers()[1], dtype=np.int32, count=len(codes) + 1)
+    offsets = np.empty(n + 1, dtype=np.int32)
+    offsets[:n] = piece_offsets[first]
+    offsets[n] = piece_offsets[-1]
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), taken.buffers()[2])
 
 
-def choice_text(codes: np.ndarray, values: tuple[str, ...], prefix: str = "") -> pa.StringArray:
-    """JSON string literal of ``values[code]`` for each code, prefixed with ``prefix``."""
-    return _choice_dictionary(values, prefix).take(pa.array(codes))
+def data_view(strings: pa.StringArray) -> np.ndarray:
+    """The bytes of a string array made by :func:`join_pieces`, writable."""
+    return np.frombuffer(strings.buffers()[2], dtype=np.uint8)
 
 
-@functools.lru_cache(maxsize=512)
-def _choice_dictionary(values: tuple[str, ...], prefix: str) -> pa.StringArray:
-    return pa.array([prefix + q for q in quote(values)], pa.string())
+def offsets_view(strings: pa.StringArray) -> np.ndarray:
+    return np.frombuffer(strings.buffers()[1], dtype=np.int32, count=len(strings) + 1, offset=4 * strings.offset)
 
 
-def bool_text(flags: np.ndarray, prefix: str = "") -> pa.StringArray:
-    return _bool_dictionary(prefix).take(pa.array(flags.astype(np.int8)))
+# ---- numbers --------------------------------------------------------------------------------------------------
+def _digits(value: int, low: int, high: int, decimals: int, leading: bool) -> str:
+    """Digit positions ``high`` down to ``low`` (0 is the last decimal) of a fixed-point number whose digits
+    there are those of ``value``, with the decimal point in place; leading zeros of the integer part are left
+    out when ``leading`` (nothing above them is printed), except the units digit."""
+    out = []
+    printing = not leading
+    for p in range(high, low - 1, -1):
+        digit = value // 10 ** (p - low) % 10
+        if p == decimals - 1:
+            out.append(".")
+        if not printing and digit == 0 and p > decimals:
+            continue
+        printing = True
+        out.append(chr(48 + digit))
+    return "".join(out)
 
 
-@functools.lru_cache(maxsize=512)
-def _bool_dictionary(prefix: str) -> pa.StringArray:
-    return pa.array([prefix + "false", prefix + "true"], pa.string())
+def _shortest(text: str, decimals: int) -> str:
+    """Trailing zeros of the fraction removed, one kept (``21.50`` -> ``21.5``, ``3`` -> ``3.0``): repr style."""
+    if decimals == 0:
+        return text + ".0"
+    whole, _, fraction = text.rpartition(".")
+    return f"{whole}.{fraction.rstrip('0') or '0'}"
 
 
-@functools.lru_cache(maxsize=16)
-def _day_text(first_day: int, days: int) -> pa.StringArray:
-    start = dt.date(1970, 1, 1) + dt.timedelta(days=first_day)
-    return pa.array([(start + dt.timedelta(days=i)).isoformat() + "T" for i in range(days)], pa.string())
+def fixed_text(scaled: int, decimals: int, shortest: bool = False) -> str:
+    """The JSON text of ``scaled / 10**decimals``: all decimals kept, or (``shortest``) as Python's repr."""
+    magnitude = abs(scaled)
+    text = _digits(magnitude, 0, max(len(str(magnitude)) - 1, decimals), decimals, True)
+    text = ("-" if scaled < 0 else "") + text
+    return _shortest(text, decimals) if shortest else text
 
 
-@functools.lru_cache(maxsize=1)
-def _second_of_day_text() -> pa.StringArray:
-    s = np.arange(86400)
-    return pa.array([f"{h:02d}:{m:02d}:{x:02d}." for h, m, x in zip(s // 3600, s // 60 % 60, s % 60)], pa.string())
+class NumberPieces:
+    """The text ``prefix + number + suffix`` of ``scaled / 10**decimals`` for integers ``scaled`` in
+    ``[low, high]``, as :attr:`width` pieces of one :class:`PieceTable`.
+
+    A range of at most ``whole_limit`` values is one piece per value. A larger one is a head piece (prefix,
+    sign and leading digits, at most about ``head_limit`` of them) and ``width - 1`` groups of three digits
+    (the decimal point inside the group it falls in; the last group carries the suffix). A group's table has
+    a second half for when every digit above it is zero (then its own leading zeros are not printed).
+    ``shortest`` prints as Python's ``repr`` does (``21.5``, ``3.0``); otherwise every decimal is kept
+    (``21.50``); shortest with a split needs ``decimals <= 3``.
+    """
+
+    def __init__(self, table: PieceTable, low: int, high: int, decimals: int, prefix: str = "", suffix: str = "",
+                 *, shortest: bool = False, whole_limit: int | None = None, head_limit: int | None = None) -> None:
+        if low > high:
+            raise ValueError(f"empty number range {low}..{high}")
+        self.low, self.high, self.decimals = low, high, decimals
+        self.count = high - low + 1
+        whole_limit = WHOLE_LIMIT if whole_limit is None else whole_limit
+        head_limit = HEAD_LIMIT if head_limit is None else head_limit
+        if self.count <= whole_limit:
+            self.groups = 0
+            self.width = 1
+            self.base = table.add([prefix + fixed_text(v, decimals, shortest) + suffix for v in range(low, high + 1)])
+            return
+        biggest = max(abs(low), abs(high))
+        groups = 1
+        while biggest // 1000 ** groups >= head_limit:
+            groups += 1
+        if shortest and decimals > 3:
+            raise ValueError("shortest number text with more than 3 decimals needs a single piece per value")
+        self.groups, self.width = groups, groups + 1
+        self.dtype = np.int32 if biggest < 2**31 else np.int64
+        unit = 1000 ** groups
+        # Head pieces: non-negative values' heads, then negative values' heads (index by |scaled| // unit).
+        heads = []
+        if high >= 0:
+            self.first_head = max(low, 0) // unit
+            heads += [prefix + self._head(h, False) for h in range(self.first_head, high // unit + 1)]
+        if low < 0:
+            self.negative_base = len(heads)
+            heads += [prefix + self._head(h, True) for h in range(0, -low // unit + 1)]
+        self.base = table.add(heads)
+        self.group_bases = []
+        self.group_variants = []
+        for i in range(groups):
+            last = suffix if i == 0 else ""
+            padded = [_digits(g, 3 * i, 3 * i + 2, decimals, False) for g in range(1000)]
+            variants = 3 * i + 2 >= decimals + 1  # holds integer digits above the units: may lose leading zeros
+            leading = [_digits(g, 3 * i, 3 * i + 2, decimals, True) for g in range(1000)] if variants else []
+            if shortest and i == 0:
+                padded = [_shortest(t, decimals) for t in padded]
+                leading = [_shortest(t, decimals) for t in leading]
+            self.group_bases.append(table.add([t + last for t in padded + leading]))
+            self.group_variants.append(variants)
+
+    def _head(self, h: int, negative: bool) -> str:
+        start = 3 * self.groups
+        top = max(start + len(str(h)) - 1, self.decimals)
+        return ("-" if negative else "") + _digits(h, start, top, self.decimals, True)
+
+    def codes(self, scaled: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Piece codes, shape ``(width, len(scaled))`` (int32: one row per slot), of values in ``[low, high]``."""
+        m = len(scaled)
+        if out is None:
+            out = np.empty((self.width, m), dtype=np.int32)
+        if not self.groups:
+            np.add(scaled, self.base - self.low, out=out[0], casting="unsafe")
+            return out
+        scaled = np.asarray(scaled).astype(self.dtype, copy=False)
+        negative = scaled < 0 if self.low < 0 else None
+        magnitude = np.abs(scaled) if negative is not None else scaled
+        quotient = magnitude
+        for i in range(self.groups):  # group i: digits 3i..3i+2, in slot groups - i
+            higher = quotient // 1000
+            group = quotient - higher * 1000
+            group += self.group_bases[i]
+            if self.group_variants[i]:
+                group += (higher == 0) * 1000
+            out[self.groups - i] = group
+            quotient = higher
+        if negative is None:
+            np.add(quotient, self.base - self.first_head, out=out[0], casting="unsafe")
+        elif self.high < 0:
+            np.add(quotient, self.base, out=out[0], casting="unsafe")
+        else:
+            out[0] = np.where(negative, quotient + (self.base + self.negative_base),
+                                 quotient + (self.base - self.first_head))
+        return out
 
 
-@functools.lru_cache(maxsize=1)
-def _millis_text() -> pa.StringArray:
-    return pa.array([f"{i:03d}Z" for i in range(1000)], pa.string())
+# ---- timestamps -----------------------------------------------------------------------------------------------
+DAY_ALIGN = 64  # day tables cover whole 64-day spans, so consecutive chunks share them
 
 
-def timestamp_text(epoch_ms: np.ndarray, prefix: str = "", quoted: bool = True) -> pa.StringArray:
+class TimestampPieces:
+    """ISO 8601 UTC text with milliseconds of epoch-millisecond values, ``prefix + 2026-06-01T13:45:12.345Z +
+    suffix`` (``quote`` puts ``"`` around the timestamp), as 3 pieces: date and hour, ``:MM:SS.``,
+    milliseconds; or 4 (date, ``HH``, ``:MM:SS.``, milliseconds) when the values span many days."""
+
+    def __init__(self, table: PieceTable, first_day: int, days: int, prefix: str = "", suffix: str = "",
+                 quote: bool = True) -> None:
+        q = '"' if quote else ""
+        self.first_day = first_day
+        start = dt.date(1970, 1, 1) + dt.timedelta(days=first_day)
+        dates = [prefix + q + (start + dt.timedelta(days=i)).isoformat() + "T" for i in range(days)]
+        self.by_hour = days * 24 <= WHOLE_LIMIT * 4
+        if self.by_hour:
+            self.base = table.add([d + f"{h:02d}" for d in dates for h in range(24)])
+            self.width = 3
+        else:
+            self.base = table.add(dates)
+            self.hours = table.add([f"{h:02d}" for h in range(24)])
+            self.width = 4
+        self.minutes = table.add([f":{s // 60:02d}:{s % 60:02d}." for s in range(3600)])
+        self.millis = table.add([f"{ms:03d}Z{q}{suffix}" for ms in range(1000)])
+
+    def codes(self, epoch_ms: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Piece codes, shape ``(width, len(epoch_ms))`` (int32: one row per slot), of int64 epoch milliseconds."""
+        if out is None:
+            out = np.empty((self.width, len(epoch_ms)), dtype=np.int32)
+        hours = epoch_ms // 3_600_000
+        rest = epoch_ms - hours * 3_600_000
+        seconds = rest // 1000
+        np.add(rest - seconds * 1000, self.millis, out=out[-1], casting="unsafe")
+        np.add(seconds, self.minutes, out=out[-2], casting="unsafe")
+        if self.by_hour:
+            np.add(hours, self.base - 24 * self.first_day, out=out[0], casting="unsafe")
+        else:
+            days = hours // 24
+            np.add(days, self.base - self.first_day, out=out[0], casting="unsafe")
+            np.add(hours - days * 24, self.hours, out=out[1], casting="unsafe")
+        return out
+
+
+def day_span(epoch_ms: np.ndarray) -> tuple[int, int]:
+    """(first day, number of days) of a table covering the values, aligned to :data:`DAY_ALIGN` days."""
+    if not len(epoch_ms):
+        return 0, DAY_ALIGN
+    first = int(epoch_ms.min()) // DAY_MS // DAY_ALIGN * DAY_ALIGN
+    last = int(epoch_ms.max()) // DAY_MS
+    return first, (last - first) // DAY_ALIGN * DAY_ALIGN + DAY_ALIGN
+
+
+@functools.lru_cache(maxsize=64)
+def _timestamp_table(first_day: int, days: int, prefix: str, suffix: str, quoted: bool):
+    table = PieceTable()
+    stamps = TimestampPieces(table, first_day, days, prefix, suffix, quoted)
+    return table.array(), stamps
+
+
+def timestamp_text(epoch_ms: np.ndarray, prefix: str = "", quoted: bool = True, suffix: str = "") -> pa.StringArray:
     """ISO 8601 UTC text with milliseconds, e.g. ``"2026-11-20T13:45:12.345Z"`` (quoted for JSON by default)."""
-    day = epoch_ms // 86_400_000
-    first = int(day.min()) if len(day) else 0
-    days = (int(day.max()) - first + 1) if len(day) else 1
-    ms_of_day = epoch_ms - day * 86_400_000
-    q = '"' if quoted else ""
-    return pc.binary_join_element_wise(
-        prefix + q,
-        _day_text(first, days).take(pa.array(day - first)),
-        _second_of_day_text().take(pa.array(ms_of_day // 1000)),
-        _millis_text().take(pa.array(ms_of_day % 1000)),
-        q,
-        "",
-    )
+    epoch_ms = np.asarray(epoch_ms, dtype=np.int64)
+    pieces, stamps = _timestamp_table(*day_span(epoch_ms), prefix, suffix, quoted)
+    codes = stamps.codes(epoch_ms)
+    return join_pieces(pieces, codes.T.ravel(), np.arange(0, codes.size, stamps.width, dtype=np.int32))
 
 
 def join_rows(pieces: list, separator: str = "") -> pa.StringArray:
     """Row-wise concatenation of equally long string arrays (or scalars)."""
     return pc.binary_join_element_wise(*pieces, separator)
-
-
-def join_lists(fragments: pa.StringArray, counts: np.ndarray, separator: str, opener: str, closer: str) -> pa.StringArray:
-    """``opener + separator.join(fragments of row i) + closer`` where row i holds the next ``counts[i]`` fragments."""
-    offsets = np.zeros(len(counts) + 1, dtype=np.int32)
-    np.cumsum(counts, out=offsets[1:])
-    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), fragments), separator)
-    return pc.binary_join_element_wise(opener, joined, closer, "")

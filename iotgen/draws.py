@@ -1,0 +1,84 @@
+"""Vectorised random draws built from a numpy Generator's raw 64-bit words.
+
+numpy's bounded-integer and float routines cost several nanoseconds per value, most of it in producing the
+random bits; these helpers take the raw words once (``rng.bit_generator.random_raw``) and derive uniform
+integers, coin flips and weighted category codes with a few whole-array operations, using 32 bits per value
+where that is precise enough and 53 where it is not. They are pure functions of the generator's state, so a
+block's events stay a function of its ``(seed, block)`` stream.
+
+Precision: an integer below ``bound`` is ``floor(u * bound)`` for a uniform ``u`` on a grid of ``2**-32``
+(bounds up to ``2**16``: every value's probability is within ``bound / 2**32 < 2e-5`` of ``1 / bound``,
+relative) or of ``2**-53`` (larger bounds); coin flips and weighted draws compare 32-bit uniforms with
+thresholds, so probabilities are exact to ``2**-32``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SMALL_BOUND = 1 << 16  # bounds up to this use 32 random bits per value
+_TWO32 = float(1 << 32)
+_TWO53 = float(1 << 53)
+
+
+def words32(rng: np.random.Generator, m: int) -> np.ndarray:
+    """``m`` uniform 32-bit words (uint32)."""
+    return rng.bit_generator.random_raw((m + 1) // 2).view(np.uint32)[:m]
+
+
+def unit(rng: np.random.Generator, m: int) -> np.ndarray:
+    """``m`` uniform floats in [0, 1) on a grid of 2**-53."""
+    raw = rng.bit_generator.random_raw(m)
+    raw >>= np.uint64(11)
+    out = raw.astype(np.float64)
+    out *= 1.0 / _TWO53
+    return out
+
+
+def below(rng: np.random.Generator, bound, m: int) -> np.ndarray:
+    """``m`` uniform integers in ``[0, bound)`` (int64). ``bound`` is an int >= 1 or an array of them (one per value)."""
+    if np.ndim(bound) == 0:
+        bound = int(bound)
+        if bound <= SMALL_BOUND:
+            scaled = words32(rng, m).astype(np.float64)
+            scaled *= bound / _TWO32
+            return scaled.astype(np.int64)
+        scaled = unit(rng, m)
+        scaled *= bound
+        return scaled.astype(np.int64)
+    bound = np.asarray(bound)
+    if len(bound) and int(bound.max()) > SMALL_BOUND:
+        return (unit(rng, m) * bound).astype(np.int64)
+    scaled = words32(rng, m).astype(np.float64)
+    scaled *= bound
+    scaled *= 1.0 / _TWO32
+    return scaled.astype(np.int64)
+
+
+def coin(rng: np.random.Generator, p: float, m: int) -> np.ndarray:
+    """``m`` booleans, each True with probability ``p``."""
+    if p <= 0:
+        return np.zeros(m, dtype=bool)
+    if p >= 1:
+        return np.ones(m, dtype=bool)
+    return words32(rng, m) < np.uint32(min(max(round(p * _TWO32), 1), (1 << 32) - 1))
+
+
+def thresholds(probabilities) -> np.ndarray:
+    """The uint32 cut points of a weighted draw over categories with these probabilities (see :func:`weighted`)."""
+    cumulative = np.cumsum(np.asarray(probabilities, dtype=np.float64))
+    cumulative /= cumulative[-1]
+    return np.minimum(np.round(cumulative[:-1] * _TWO32), (1 << 32) - 1).astype(np.uint32)
+
+
+def weighted(rng: np.random.Generator, cuts: np.ndarray, m: int) -> np.ndarray:
+    """``m`` category codes (int32) drawn with the probabilities :func:`thresholds` turned into ``cuts``."""
+    if len(cuts) == 0:
+        return np.zeros(m, dtype=np.int32)
+    words = words32(rng, m)
+    if len(cuts) > 16:
+        return np.searchsorted(cuts, words, side="right").astype(np.int32)
+    codes = np.zeros(m, dtype=np.int32)
+    for cut in cuts:  # a few comparisons beat a binary search per value
+        codes += words >= cut
+    return codes
