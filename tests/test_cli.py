@@ -52,7 +52,7 @@ def test_config_file_env_and_flags(tmp_path):
     (["--events", "ten"], "NUM_EVENTS must be an integer >= 0, got 'ten'"),
     (["--min-keys", "9", "--max-keys", "3"], "MIN_KEYS must be <= MAX_KEYS"),
     (["--max-keys", "99"], "MAX_KEYS must be <= the number of keys in IOT_KEY_POOL (38), got 99"),
-    (["--format", "xml"], "OUTPUT_FORMAT must be one of ndjson, json, parquet, csv, got 'xml'"),
+    (["--format", "xml"], "OUTPUT_FORMAT must be one of ndjson, json, parquet, csv, delta, iceberg, got 'xml'"),
     (["--workers", "0"], "WORKERS must be an integer >= 1, got 0"),
     (["--seed", "-1"], "RANDOM_SEED must be an integer >= 0, got -1"),
     (["--anchor-time", "soon"], "ANCHOR_TIME must be an ISO 8601 date-time"),

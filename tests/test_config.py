@@ -52,7 +52,7 @@ def test_env_values_are_parsed():
     ({"num_events": "many"}, "NUM_EVENTS must be an integer"),
     ({"min_keys": 9, "max_keys": 3}, "MIN_KEYS must be <= MAX_KEYS"),
     ({"min_keys": 0}, "MIN_KEYS must be an integer >= 1"),
-    ({"output_format": "xml"}, "OUTPUT_FORMAT must be one of ndjson, json, parquet, csv"),
+    ({"output_format": "xml"}, "OUTPUT_FORMAT must be one of ndjson, json, parquet, csv, delta, iceberg"),
     ({"output_dir": ""}, "OUTPUT_DIR must be a non-empty string"),
     ({"output_filename_prefix": "../x"}, "OUTPUT_FILENAME_PREFIX must be a plain file-name prefix"),
     ({"time_spread_hours": 0}, "TIME_SPREAD_HOURS must be a finite number > 0"),
