@@ -12,6 +12,7 @@ from collections import defaultdict
 
 import pytest
 
+import iotgen_helpers as h
 from iotgen.generator import GeneratorSpec, generate_range
 from iotgen.pipelines.stream import stream_events
 from iotgen.sinks.eventhubs import EventHubConfigError, EventHubProducer, EventHubUnavailable
@@ -141,6 +142,10 @@ def test_no_secret_in_logs_output_or_summary(emulator, stream_config, caplog, ca
     config = stream_config(emulator.connection_string, stream_events=500, batch_size=250)
     summary = stream_events(config, on_progress=lambda s: print(s.progress_text()))
     print(summary, summary.as_dict(), config)
+    connection = h.connect_eventhub(config)  # the notebooks' face: prints where events go
+    h.stream_report(h.stream_events(config.replace(stream_events=100), connection)).to_string()
+    print(h.read_eventhub(connection, max_events=2).to_string())
+    h.stop_local_endpoint()
     out = capsys.readouterr()
     assert summary.acknowledged == 500 and caplog.records
     for text in (caplog.text, out.out, out.err, repr(config)):
