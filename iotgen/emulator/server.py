@@ -136,6 +136,8 @@ _MESSAGE_SIZE_EXCEEDED = "amqp:link:message-size-exceeded"
 _INTERNAL_ERROR = "amqp:internal-error"
 _ARGUMENT_ERROR = "com.microsoft:argument-error"
 _OUT_OF_RANGE = "com.microsoft:argument-out-of-range"
+_LINK_STOLEN = "amqp:link:stolen"
+_EPOCH_PROPERTY = "com.microsoft:epoch"
 
 
 def connection_string(host: str, port: int, hub: str, key_name: str = DEFAULT_KEY_NAME,
@@ -450,12 +452,17 @@ class _ReplyLink(_OutgoingLink):
 
 
 class _EventReceiverLink(_OutgoingLink):
-    """A consumer reading one partition of one consumer group."""
+    """A consumer reading one partition of one consumer group.
+
+    ``epoch`` is the SDK's ``owner_level`` (``None`` for a non-exclusive consumer).
+    """
 
     def __init__(self, session: _Session, attach: Attach, handle: int, partition: PartitionLog,
-                 start: StartPosition) -> None:
+                 start: StartPosition, consumer_group: str, epoch: int | None) -> None:
         super().__init__(session, attach, handle)
         self.partition = partition
+        self.consumer_group = consumer_group
+        self.epoch = epoch
         self.next_index = start.index
         self._after_time = start.after_time
         self._time_inclusive = start.time_inclusive
@@ -497,6 +504,49 @@ class _EventReceiverLink(_OutgoingLink):
 
     def close(self) -> None:
         self.partition.remove_listener(self._wake)
+        self.session.connection.server.exclusive_readers.release(self)
+
+
+class _ExclusiveReaders:
+    """Event Hubs epoch semantics per (partition, consumer group).
+
+    A consumer with an epoch (owner level) takes the partition over from consumers
+    with a lower or equal epoch and from non-epoch consumers, which are detached
+    with ``amqp:link:stolen``; while it reads, consumers with a lower epoch or
+    without one are refused.
+    """
+
+    def __init__(self) -> None:
+        self._readers: dict[tuple[int, str], list[_EventReceiverLink]] = {}
+
+    @staticmethod
+    def _key(partition: PartitionLog, consumer_group: str) -> tuple[int, str]:
+        return id(partition), consumer_group.lower()
+
+    def admit(self, partition: PartitionLog, consumer_group: str, epoch: int | None) -> list[_EventReceiverLink]:
+        """Check a new consumer may attach; return the consumers it displaces."""
+        readers = self._readers.get(self._key(partition, consumer_group), [])
+        epochs = [r.epoch for r in readers if r.epoch is not None]
+        top = max(epochs) if epochs else None
+        where = f"partition '{partition.partition_id}' of consumer group '{consumer_group}'"
+        if top is not None and (epoch is None or epoch < top):
+            wanted = "without an epoch" if epoch is None else f"with epoch {epoch}"
+            raise _LinkRefused(_LINK_STOLEN, f"A receiver with epoch {top} is reading {where}: a receiver "
+                                             f"{wanted} cannot be created.")
+        if epoch is None:
+            return []
+        return [r for r in readers if r.epoch is None or r.epoch <= epoch]
+
+    def add(self, link: _EventReceiverLink) -> None:
+        self._readers.setdefault(self._key(link.partition, link.consumer_group), []).append(link)
+
+    def release(self, link: _EventReceiverLink) -> None:
+        key = self._key(link.partition, link.consumer_group)
+        readers = self._readers.get(key, [])
+        if link in readers:
+            readers.remove(link)
+        if not readers:
+            self._readers.pop(key, None)
 
 
 # ---------------------------------------------------------------------------
@@ -593,6 +643,12 @@ class _Session:
             raise _ConnectionError("amqp:session:unattached-handle",
                                    f"transfer on handle {transfer.handle}, which is not an attached sending link")
         link.on_transfer(transfer, payload)
+
+    def detach(self, link: _Link, error: Error) -> None:
+        """Detach ``link`` from our side (the client's answering detach is then ignored)."""
+        if self.links.pop(link.remote_handle, None) is link:
+            link.close()
+            self.send(Detach(handle=link.handle, closed=True, error=error))
 
     def on_detach(self, detach: Detach) -> None:
         link = self.links.pop(int(detach.handle), None)
@@ -927,6 +983,16 @@ def _address_segments(address: str) -> list[str]:
     return [unquote(s) for s in path.strip("/").split("/") if s]
 
 
+def _epoch(attach: Attach) -> int | None:
+    """The consumer's epoch (owner level) from its link properties."""
+    value = (attach.properties or {}).get(_EPOCH_PROPERTY)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _LinkRefused(_ARGUMENT_ERROR, f"the {_EPOCH_PROPERTY} link property must be an integer")
+    return int(value)
+
+
 def _app_property(message: Message, name: str) -> Any:
     value = (message.application_properties or {}).get(name)
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
@@ -968,6 +1034,7 @@ class EventHubsEmulator:
         self._key = key
         self._server: asyncio.base_events.Server | None = None
         self.connections: set[_AmqpConnection] = set()
+        self.exclusive_readers = _ExclusiveReaders()
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -1037,9 +1104,16 @@ class EventHubsEmulator:
             return _ReplyLink(session, attach, handle)
         hub, consumer_group, partition = self._consumer_source(session, address)
         start = resolve_start(partition, _selector_expression(attach.source))
-        _LOGGER.debug("consumer attached to %s/%s/%s at event index %d", hub.name, consumer_group,
-                      partition.partition_id, start.index)
-        return _EventReceiverLink(session, attach, handle, partition, start)
+        epoch = _epoch(attach)
+        for displaced in self.exclusive_readers.admit(partition, consumer_group, epoch):
+            displaced.session.detach(displaced, Error(_LINK_STOLEN, (
+                f"New receiver with higher epoch of '{epoch}' is created hence current receiver with epoch "
+                f"'{displaced.epoch}' is getting disconnected.")))
+        link = _EventReceiverLink(session, attach, handle, partition, start, consumer_group, epoch)
+        self.exclusive_readers.add(link)
+        _LOGGER.debug("consumer attached to %s/%s/%s at event index %d (epoch %s)", hub.name, consumer_group,
+                      partition.partition_id, start.index, epoch)
+        return link
 
     def _hub_for(self, session: _Session, address: str, segments: list[str]) -> EventHub:
         if not segments:

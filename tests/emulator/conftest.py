@@ -1,17 +1,22 @@
 """Fixtures for the Event Hubs emulator tests.
 
-Every test gets emulator subprocesses (``python -m iotgen.emulator``) on free ports;
-they are always stopped at teardown, even when the test fails.  The helpers
+The emulator always runs as a subprocess (``python -m iotgen.emulator``) on a free
+port and is always stopped at teardown, even when tests fail.  ``emulator`` gives
+each test a fresh event hub of one emulator shared by the session (starting a
+process per test costs more than most tests); ``emulator_factory`` starts
+dedicated processes for tests that kill, restart or configure them.  The helpers
 receive with the real SDK and always stop on a count or a deadline.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -39,10 +44,37 @@ def emulator_factory() -> Iterator[Callable[..., EmulatorProcess]]:
         process.close()
 
 
+#: Event hubs of the shared emulator: one per test using the ``emulator`` fixture.
+SHARED_HUBS = [f"hub-{i:02d}" for i in range(40)]
+_next_shared_hub = itertools.count()
+
+
+@dataclass(frozen=True)
+class HubEndpoint:
+    """One event hub (4 partitions, in memory) of a running emulator."""
+
+    port: int
+    hub: str
+    connection_string: str
+
+
+@pytest.fixture(scope="session")
+def shared_emulator() -> Iterator[EmulatorProcess]:
+    with EmulatorProcess(port=0, hub=SHARED_HUBS, partitions=4) as process:
+        yield process
+
+
 @pytest.fixture
-def emulator(emulator_factory: Callable[..., EmulatorProcess]) -> EmulatorProcess:
-    """A fresh in-memory emulator with hub ``iot-events`` and 4 partitions."""
-    return emulator_factory(hub="iot-events", partitions=4)
+def emulator(request: pytest.FixtureRequest) -> HubEndpoint:
+    """A fresh, empty event hub with 4 partitions (a dedicated emulator once the shared hubs run out)."""
+    index = next(_next_shared_hub)
+    if index < len(SHARED_HUBS):
+        process: EmulatorProcess = request.getfixturevalue("shared_emulator")
+        hub = SHARED_HUBS[index]
+    else:
+        process = request.getfixturevalue("emulator_factory")(hub="iot-events", partitions=4)
+        hub = process.hub
+    return HubEndpoint(process.port, hub, process.connection_string_for(hub))
 
 
 class Receiver:
@@ -61,7 +93,10 @@ class Receiver:
         self.live = threading.Event()
         #: The partition's last enqueued event, when receiving with track_last_enqueued_event_properties.
         self.last_enqueued: dict[str, Any] | None = None
-        kwargs: dict[str, Any] = dict(on_event_batch=self._on_batch, starting_position=starting_position,
+        #: Errors the SDK reported to on_error.
+        self.errors: list[Exception] = []
+        kwargs: dict[str, Any] = dict(on_event_batch=self._on_batch, on_error=self._on_error,
+                                      starting_position=starting_position,
                                       starting_position_inclusive=inclusive, max_wait_time=max_wait_time,
                                       max_batch_size=300, **receive_options)
         if partition_id is not None:
@@ -78,6 +113,17 @@ class Receiver:
             self.events.extend(batch)
             if self._target and len(self.events) >= self._target:
                 self._enough.set()
+
+    def _on_error(self, context: Any, error: Exception) -> None:
+        self.errors.append(error)
+
+    def wait_for_error(self, timeout: float = RECEIVE_TIMEOUT) -> Exception:
+        """The first error the SDK reported, waiting for one if needed."""
+        deadline = time.monotonic() + timeout
+        while not self.errors and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.errors, "the consumer reported no error"
+        return self.errors[0]
 
     def partition(self, event: EventData) -> str:
         """The partition id ``event`` was received from."""
@@ -100,6 +146,8 @@ class Receiver:
             self._target = count
             if len(self.events) >= count:
                 self._enough.set()
+            else:
+                self._enough.clear()
         self._enough.wait(timeout)
         if settle:
             time.sleep(settle)

@@ -203,35 +203,35 @@ def test_cbs_statuses_and_refused_links(raw, emulator):
     client.begin()
     client.attach(True, "$cbs", "cbs-replies")
     client.attach(False, "cbs-requests", "$cbs")
-    host = f"sb://127.0.0.1:{emulator.port}"
+    host, hub = f"sb://127.0.0.1:{emulator.port}", emulator.hub
 
     # No token yet: links to the hub are refused with a detach error, not left hanging.
-    reply, detach = client.attach(False, "me", "amqps://127.0.0.1/iot-events")
+    reply, detach = client.attach(False, "me", f"amqps://127.0.0.1/{hub}")
     assert reply.target is None and detach.closed and detach.error.condition == "amqp:unauthorized-access"
 
-    wrong = client.put_token(f"{host}/iot-events", sas_token(f"{host}/iot-events", key="wrong-key"))
+    wrong = client.put_token(f"{host}/{hub}", sas_token(f"{host}/{hub}", key="wrong-key"))
     assert wrong["status-code"] == 401 and "signature" in wrong["status-description"]
-    expired = client.put_token(f"{host}/iot-events", sas_token(f"{host}/iot-events", ttl=-10))
+    expired = client.put_token(f"{host}/{hub}", sas_token(f"{host}/{hub}", ttl=-10))
     assert expired["status-code"] == 401 and "expired" in expired["status-description"]
-    other_scope = client.put_token(f"{host}/iot-events", sas_token(f"{host}/other-hub"))
+    other_scope = client.put_token(f"{host}/{hub}", sas_token(f"{host}/other-hub"))
     assert other_scope["status-code"] == 401
     unknown = client.put_token(f"{host}/nope", sas_token(f"{host}/nope"))
     assert unknown["status-code"] == 404 and "nope" in unknown["status-description"]
-    assert client.put_token(f"{host}/iot-events", sas_token(f"{host}/iot-events"))["status-code"] == 200
+    assert client.put_token(f"{host}/{hub}", sas_token(f"{host}/{hub}"))["status-code"] == 200
 
     reply, detach = client.attach(False, "me", "amqps://127.0.0.1/nope")
     assert detach.error.condition == "amqp:not-found"
-    reply, detach = client.attach(True, "amqps://127.0.0.1/iot-events/ConsumerGroups/$Default/Partitions/9", "me")
+    reply, detach = client.attach(True, f"amqps://127.0.0.1/{hub}/ConsumerGroups/$Default/Partitions/9", "me")
     assert reply.source is None and detach.error.condition == "com.microsoft:argument-out-of-range"
     selector = {Symbol("apache.org:selector-filter:string"): Described(
         Symbol("apache.org:selector-filter:string"), "amqp.annotation.x-opt-offset > 'banana'")}
-    reply, detach = client.attach(True, "amqps://127.0.0.1/iot-events/ConsumerGroups/$Default/Partitions/0",
+    reply, detach = client.attach(True, f"amqps://127.0.0.1/{hub}/ConsumerGroups/$Default/Partitions/0",
                                   "me", filter=selector)
     assert detach.error.condition == "com.microsoft:argument-error"
 
     # With the token a producer link works; a malformed batch is rejected, not fatal.
-    reply, flow = client.attach(False, "me", "amqps://127.0.0.1/iot-events/Partitions/2")
-    assert reply.target.address.endswith("/iot-events/Partitions/2") and flow.link_credit > 0
+    reply, flow = client.attach(False, "me", f"amqps://127.0.0.1/{hub}/Partitions/2")
+    assert reply.target.address.endswith(f"/{hub}/Partitions/2") and flow.link_credit > 0
     producer_handle = client.next_handle - 1
     client.transfer(producer_handle, b"\x00\x53\x77\xa1\x03bad", message_format=BATCH_MESSAGE_FORMAT)
     rejected = client.frame_of(Disposition)

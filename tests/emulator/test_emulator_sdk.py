@@ -26,12 +26,12 @@ def _close_to_now(moment: dt.datetime, seconds: float = 120) -> bool:
 def test_eventhub_and_partition_properties(emulator):
     with _producer(emulator) as producer:
         hub = producer.get_eventhub_properties()
-        assert hub["eventhub_name"] == "iot-events"
+        assert hub["eventhub_name"] == emulator.hub
         assert hub["partition_ids"] == ["0", "1", "2", "3"]
         assert _close_to_now(hub["created_at"])
 
         empty = producer.get_partition_properties("1")
-        assert empty["eventhub_name"] == "iot-events"
+        assert empty["eventhub_name"] == emulator.hub
         assert empty["id"] == "1"
         assert empty["is_empty"] is True
         assert empty["beginning_sequence_number"] == 0
@@ -122,7 +122,7 @@ def test_read_from_sequence_number_offset_time_and_latest(emulator, receiver):
         fifth_time = producer.get_partition_properties("0")["last_enqueued_time_utc"]
 
         # The receivers run concurrently: each SDK client spends most of its time polling.
-        exclusive = receiver(cs, partition_id="0", starting_position=4)
+        exclusive = receiver(cs, partition_id="0", starting_position=4, track_last_enqueued_event_properties=True)
         inclusive = receiver(cs, partition_id="0", starting_position=4, inclusive=True)
         by_offset = receiver(cs, partition_id="0", starting_position="6")
         by_time = receiver(cs, partition_id="0", starting_position=fifth_time, inclusive=True)
@@ -132,6 +132,10 @@ def test_read_from_sequence_number_offset_time_and_latest(emulator, receiver):
         exclusive_events = exclusive.wait_for(5, settle=0.3)
         assert _bodies(exclusive_events) == [f"e{i}" for i in range(5, 10)]
         assert [e.sequence_number for e in exclusive_events] == list(range(5, 10))
+        assert exclusive.last_enqueued is not None  # track_last_enqueued_event_properties
+        assert (exclusive.last_enqueued["sequence_number"], exclusive.last_enqueued["offset"]) == (9, "9")
+        assert exclusive.last_enqueued["enqueued_time"] == fifth_time
+        assert _close_to_now(exclusive.last_enqueued["retrieval_time"])
         assert _bodies(inclusive.wait_for(6, settle=0.3)) == [f"e{i}" for i in range(4, 10)]
         assert _bodies(by_offset.wait_for(3, settle=0.3)) == ["e7", "e8", "e9"]
         assert _bodies(by_time.wait_for(5, settle=0.3)) == [f"e{i}" for i in range(5, 10)]
@@ -150,13 +154,34 @@ def test_explicit_partition_single_events_and_round_robin(emulator, receiver):
         producer.send_event(EventData("single"), partition_id="2")
         for i in range(8):  # no partition id nor key: the service spreads batches round-robin
             producer.send_batch([EventData(f"rr-{i}")])
-        counts = {p: producer.get_partition_properties(p)["last_enqueued_sequence_number"] + 1 for p in "0123"}
-        assert counts == {"0": 2, "1": 2, "2": 3, "3": 7}
 
-    consumer = receiver(emulator.connection_string, partition_id="3", track_last_enqueued_event_properties=True)
-    events = consumer.wait_for(7, settle=0.3)
-    assert _bodies(events)[:5] == [f"p3-{i}" for i in range(5)]
-    assert all(e.body_as_str().startswith("rr-") for e in events[5:])
-    assert consumer.last_enqueued is not None
-    assert (consumer.last_enqueued["sequence_number"], consumer.last_enqueued["offset"]) == (6, "6")
-    assert _close_to_now(consumer.last_enqueued["retrieval_time"])
+    received = receiver.partitions(emulator.connection_string, ["0", "1", "2", "3"], 14)
+    assert {p: len(events) for p, events in received.items()} == {"0": 2, "1": 2, "2": 3, "3": 7}
+    assert _bodies(received["3"])[:5] == [f"p3-{i}" for i in range(5)]
+    assert _bodies(received["2"])[0] == "single"
+    assert sorted(_bodies([e for events in received.values() for e in events if e.body_as_str()[:3] == "rr-"])) \
+        == [f"rr-{i}" for i in range(8)]
+
+
+def test_exclusive_consumers_take_over_by_owner_level(emulator, receiver):
+    cs = emulator.connection_string
+    with _producer(emulator) as producer:
+        _send_bodies(producer, ["a", "b", "c"])
+        first = receiver(cs, partition_id="0", owner_level=1)
+        assert _bodies(first.wait_for(3)) == ["a", "b", "c"]
+
+        second = receiver(cs, partition_id="0", owner_level=2)
+        assert _bodies(second.wait_for(3)) == ["a", "b", "c"]
+        stolen = first.wait_for_error()
+        assert "amqp:link:stolen" in str(stolen) and "higher epoch of '2'" in str(stolen)
+
+        lower = receiver(cs, partition_id="0", owner_level=1)
+        no_epoch = receiver(cs, partition_id="0")
+        other_group = receiver(cs, partition_id="0", consumer_group="other")  # epochs are per consumer group
+        for refused in (lower, no_epoch):
+            assert "amqp:link:stolen" in str(refused.wait_for_error())
+            assert "cannot be created" in str(refused.errors[0])
+        _send_bodies(producer, ["d"])
+        assert _bodies(second.wait_for(4)) == ["a", "b", "c", "d"]
+        assert len(other_group.wait_for(4)) == 4 and not other_group.errors
+        assert not lower.events and not no_epoch.events and len(first.events) == 3
