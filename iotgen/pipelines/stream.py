@@ -29,8 +29,8 @@ import math
 import secrets
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 from typing import Any, Callable, TextIO
 
 import numpy as np
@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 from ..catalogs import Catalogs
 from ..config import Config, Secret
 from ..generator import BLOCK_SIZE, GeneratorSpec, generate_events
-from ..sinks.eventhubs import ChunkOutcome, EventHubProducer, EventHubTarget, target_from_config
+from ..sinks.eventhubs import EventHubProducer, EventHubTarget, SendStats, target_from_config
 from .token_bucket import TokenBucket
 
 MB = 1_000_000
@@ -97,25 +97,18 @@ class StreamPlan:
 
 # ---- the result ----------------------------------------------------------------------------------------------------
 @dataclass
-class StreamSummary:
-    """What a stream did (also the live progress snapshot, with ``stopped_by`` None while running)."""
+class StreamSummary(SendStats):
+    """What a stream did: the producer's counts for the run (see :class:`~iotgen.sinks.eventhubs.SendStats`),
+    how long it took and why it stopped; also the live progress snapshot (``stopped_by`` None while running)."""
 
-    endpoint: str
-    seed: int
-    first_event: int
-    target_rate: float | None
-    time_mode: str
-    sent: int = 0
-    acknowledged: int = 0
-    retried: int = 0
-    failed: int = 0
-    batches: int = 0
-    bytes: int = 0
+    endpoint: str = ""
+    seed: int = 0
+    first_event: int = 0
+    target_rate: float | None = None
+    time_mode: str = "live"
     elapsed_sec: float = 0.0
     resume_from: int = 0
     stopped_by: str | None = None  # "events", "duration", "interrupted", "failure"
-    partitions: dict[str, int] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -239,37 +232,41 @@ class _Stream:
         self.plan = plan
         self.producer = producer
         self.baseline = producer.stats
-        self.summary = StreamSummary(producer.target.description, spec.seed, plan.start, plan.rate,
-                                     plan.time_mode, resume_from=plan.start)
+        self.summary = StreamSummary(endpoint=producer.target.description, seed=spec.seed, first_event=plan.start,
+                                     target_rate=plan.rate, time_mode=plan.time_mode, resume_from=plan.start)
         self.started = time.monotonic()
 
     def snapshot(self) -> StreamSummary:
-        stats, base = self.producer.stats, self.baseline
-        s = self.summary
-        s.sent = stats.sent - base.sent
-        s.acknowledged = stats.acknowledged - base.acknowledged
-        s.retried = stats.retried - base.retried
-        s.failed = stats.failed - base.failed
-        s.batches = stats.batches - base.batches
-        s.bytes = stats.bytes - base.bytes
-        s.partitions = {p: n - base.partitions.get(p, 0) for p, n in stats.partitions.items()}
-        s.errors = stats.errors[len(base.errors):]
-        s.elapsed_sec = time.monotonic() - self.started
-        return dataclasses.replace(s, partitions=dict(s.partitions), errors=list(s.errors))
+        return dataclasses.replace(self.summary, **self.producer.stats.since(self.baseline),
+                                   elapsed_sec=time.monotonic() - self.started)
 
-    def settle(self, future: Future, end: int) -> bool:
-        """Wait for a chunk send; True when every event of it was acknowledged."""
-        outcome: ChunkOutcome = future.result()
+    def settle(self, in_flight: deque) -> bool:
+        """Wait for the oldest chunk in flight; True when every event of it was acknowledged."""
+        futures, end = in_flight[0]
+        outcome = self.producer.settle(futures)  # (an interrupt here leaves the chunk in flight, to settle again)
+        in_flight.popleft()
         if outcome.first_failed is not None:
-            self.summary.resume_from = outcome.first_failed
+            self.summary.resume_from = min(outcome.first_failed, self.summary.resume_from) \
+                if self.summary.stopped_by == "failure" else outcome.first_failed
             self.summary.stopped_by = "failure"
             return False
-        self.summary.resume_from = end
+        if self.summary.stopped_by != "failure":
+            self.summary.resume_from = end
         return True
+
+    def settle_all(self, in_flight: deque) -> None:
+        while in_flight:
+            self.settle(in_flight)
+
+
+#: Steps sent while the next is generated and encoded: a partition's lane sends the next step's batches as soon
+#: as it is done with the previous ones.
+IN_FLIGHT = 2
 
 
 def _run(plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer,
          on_progress: Callable[[StreamSummary], None] | None, progress_interval: float) -> StreamSummary:
+    producer.reset()
     state = _Stream(plan, spec, producer)
     cursor = _EventCursor(spec, plan.start)
     events_bucket = bytes_bucket = None
@@ -281,49 +278,45 @@ def _run(plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer,
     if plan.duration is not None and events_bucket is not None:  # the events due by the end of the duration
         due = math.floor(events_bucket.issued(plan.duration) + 1e-9)
         limit = due if limit is None else min(limit, due)
-    executor = ThreadPoolExecutor(1, thread_name_prefix="iotgen-stream-send")
-    pending: tuple[Future, int] | None = None
+    in_flight: deque = deque()
     released = time.time()
     last_report = 0.0
     try:
-        try:
-            while True:
-                taken = cursor.position - plan.start
-                if limit is not None and taken >= limit:
-                    state.summary.stopped_by = "events" if limit == plan.max_events else "duration"
+        while True:
+            taken = cursor.position - plan.start
+            if limit is not None and taken >= limit:
+                state.summary.stopped_by = "events" if limit == plan.max_events else "duration"
+                break
+            if plan.duration is not None and time.monotonic() - state.started >= plan.duration:
+                state.summary.stopped_by = "duration"
+                break
+            n = plan.batch_size if limit is None else min(plan.batch_size, limit - taken)
+            if events_bucket is not None:
+                events_bucket.acquire(n)
+            now = time.time()
+            first = cursor.position
+            events = cursor.take(n)
+            if plan.time_mode == "live":  # the events happened since the previous step
+                events = rebase_times(events, int(released * 1e6), int(now * 1e6))
+            released = now
+            chunk = producer.prepare(events, first)
+            if bytes_bucket is not None:
+                bytes_bucket.acquire(chunk.size)
+            while len(in_flight) >= IN_FLIGHT:
+                if not state.settle(in_flight):
                     break
-                if plan.duration is not None and time.monotonic() - state.started >= plan.duration:
-                    state.summary.stopped_by = "duration"
-                    break
-                n = plan.batch_size if limit is None else min(plan.batch_size, limit - taken)
-                if events_bucket is not None:
-                    events_bucket.acquire(n)
-                now = time.time()
-                first = cursor.position
-                events = cursor.take(n)
-                if plan.time_mode == "live":  # the events happened since the previous step
-                    events = rebase_times(events, int(released * 1e6), int(now * 1e6))
-                released = now
-                chunk = producer.prepare(events, first)
-                if bytes_bucket is not None:
-                    bytes_bucket.acquire(chunk.size)
-                if pending is not None and not state.settle(*pending):
-                    pending = None
-                    break
-                pending = (executor.submit(producer.send, chunk), first + n)
-                if on_progress is not None and time.monotonic() - last_report >= progress_interval:
-                    last_report = time.monotonic()
-                    on_progress(state.snapshot())
-            if pending is not None:
-                state.settle(*pending)
-                pending = None
-        except KeyboardInterrupt:
+            if state.summary.stopped_by == "failure":
+                break
+            in_flight.append((producer.submit(chunk), first + n))
+            if on_progress is not None and time.monotonic() - last_report >= progress_interval:
+                last_report = time.monotonic()
+                on_progress(state.snapshot())
+        state.settle_all(in_flight)
+    except KeyboardInterrupt:
+        if state.summary.stopped_by != "failure":
             state.summary.stopped_by = "interrupted"
-            producer.stop_retrying()
-            if pending is not None:
-                state.settle(*pending)
-    finally:
-        executor.shutdown(wait=True)
+        producer.stop_retrying()
+        state.settle_all(in_flight)
     summary = state.snapshot()
     if on_progress is not None:
         on_progress(summary)

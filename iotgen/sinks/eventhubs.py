@@ -34,7 +34,7 @@ import random
 import re
 import threading
 import zlib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -303,6 +303,16 @@ class SendStats:
         return SendStats(self.sent, self.acknowledged, self.retried, self.failed, self.batches, self.bytes,
                          dict(self.partitions), list(self.errors))
 
+    def since(self, earlier: "SendStats") -> dict[str, Any]:
+        """What happened after ``earlier`` (a copy taken before), as keyword arguments of SendStats fields."""
+        return {
+            "sent": self.sent - earlier.sent, "acknowledged": self.acknowledged - earlier.acknowledged,
+            "retried": self.retried - earlier.retried, "failed": self.failed - earlier.failed,
+            "batches": self.batches - earlier.batches, "bytes": self.bytes - earlier.bytes,
+            "partitions": {p: n - earlier.partitions.get(p, 0) for p, n in self.partitions.items()},
+            "errors": self.errors[len(earlier.errors):],
+        }
+
 
 # ---- the SDK, at the level of one attempt ----------------------------------------------------------------------
 class _SdkLink:
@@ -447,6 +457,7 @@ class EventHubProducer:
         self._stop = threading.Event()
         self._partition_of: dict[str, int] = {}
         self._lanes: dict[str | None, ThreadPoolExecutor] = {}
+        self._failed_partitions: set[str] = set()
         first = None if partition_key is None else self.partition_ids[0]
         self._base_size = client.create_batch(partition_id=first).size_in_bytes  # an empty batch's size
 
@@ -542,7 +553,8 @@ class EventHubProducer:
         while start < len(indices):
             end = max(start + 1, int(np.searchsorted(cumulative, used + limit, side="right")))
             chosen = indices[start:end]
-            yield PreparedBatch(partition_id, chosen, [items[i] for i in chosen], base + int(cumulative[end - 1] - used))
+            size = base + int(cumulative[end - 1] - used)
+            yield PreparedBatch(partition_id, chosen, [items[i] for i in chosen], size)
             used = int(cumulative[end - 1])
             start = end
 
@@ -556,32 +568,45 @@ class EventHubProducer:
         """Give up waiting between retries (Ctrl-C, Stop): a batch being retried is then counted as failed."""
         self._stop.set()
 
-    def send(self, chunk: PreparedChunk) -> ChunkOutcome:
-        """Send every batch of ``chunk`` until acknowledged and return how it settled.
+    def reset(self) -> None:
+        """Start afresh (a new stream on this producer): retry again, send again to partitions that failed."""
+        self._stop.clear()
+        with self._lock:
+            self._failed_partitions.clear()
 
-        Partitions are sent concurrently (one lane per partition, each on its own connection, so a partition's
-        batches keep their order); within a partition, a batch that keeps failing is counted as failed together
-        with the partition's later batches of the chunk, so one device's events are never reordered.
+    def submit(self, chunk: PreparedChunk) -> list[Future]:
+        """Queue every batch of ``chunk`` on its partition's lane and return at once; :meth:`settle` waits.
+
+        Each partition has one lane (a thread with its own connection), so a partition's batches, of this chunk
+        and of the chunks submitted after it, are sent in order while partitions go in parallel. A batch that
+        keeps failing is counted as failed with every later batch of its partition (this chunk's and later
+        ones, until :meth:`reset`): one device's events are never reordered.
         """
         with self._lock:
             self._stats.sent += chunk.count
         lanes: dict[str | None, list[PreparedBatch]] = {}
         for prepared in chunk.batches:
             lanes.setdefault(prepared.partition_id, []).append(prepared)
-        if len(lanes) <= 1:
-            outcomes = [self._send_lane(chunk, batches) for batches in lanes.values()]
-        else:
-            futures = [self._lane(pid).submit(self._send_lane, chunk, batches) for pid, batches in lanes.items()]
-            outcomes = [f.result() for f in futures]
+        return [self._lane(pid).submit(self._send_lane, chunk, batches) for pid, batches in lanes.items()]
+
+    @staticmethod
+    def settle(futures: list[Future]) -> ChunkOutcome:
+        """Wait for a submitted chunk; how it settled (every event acknowledged or failed)."""
         total = ChunkOutcome()
-        for outcome in outcomes:
+        for future in futures:
+            outcome = future.result()
             total.acknowledged += outcome.acknowledged
             total.failed += outcome.failed
             total.retried += outcome.retried
             if outcome.first_failed is not None:
-                total.first_failed = min(outcome.first_failed, total.first_failed or outcome.first_failed)
+                total.first_failed = outcome.first_failed if total.first_failed is None else \
+                    min(outcome.first_failed, total.first_failed)
                 total.error = outcome.error if total.error is None else f"{total.error}; {outcome.error}"
         return total
+
+    def send(self, chunk: PreparedChunk) -> ChunkOutcome:
+        """Send every batch of ``chunk`` until acknowledged or failed (:meth:`submit` then :meth:`settle`)."""
+        return self.settle(self.submit(chunk))
 
     def _lane(self, partition_id: str | None) -> ThreadPoolExecutor:
         with self._lock:
@@ -592,20 +617,24 @@ class EventHubProducer:
 
     def _send_lane(self, chunk: PreparedChunk, batches: list[PreparedBatch]) -> ChunkOutcome:
         outcome = ChunkOutcome()
+        partition = batches[0].partition_id or "any"
         for number, prepared in enumerate(batches):
-            error = self._send_batch(prepared, chunk, outcome)
+            with self._lock:
+                error = "an earlier batch to this partition failed" if partition in self._failed_partitions \
+                    else None
+            error = error or self._send_batch(prepared, chunk, outcome)
             if error is None:
                 continue
             failed = batches[number:]
             count = sum(b.count for b in failed)
             first = chunk.first_index + min(int(b.indices.min()) for b in failed)
-            partition = prepared.partition_id or "any"
             message = f"{count} events to partition {partition} not delivered (first event #{first}): {error}"
             _LOGGER.error("%s", message)
             outcome.failed += count
             outcome.first_failed = first
             outcome.error = message
             with self._lock:
+                self._failed_partitions.add(partition)
                 self._stats.failed += count
                 self._stats.errors.append(message)
             break

@@ -13,7 +13,8 @@ from iotgen.pipelines.stream import LIVE_TIME_COLUMNS, StreamPlan, StreamSummary
 from iotgen.sinks.eventhubs import EventHubConfigError, error_kind, redact, target_from_config
 
 KEY = "c2VjcmV0LWtleS0xMjM0NTY3ODkw"
-CONNECTION = f"Endpoint=sb://myns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey={KEY};EntityPath=hub1"
+CONNECTION = (f"Endpoint=sb://myns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey={KEY};"
+              "EntityPath=hub1")
 
 
 def test_the_seed_parameters_keep_their_meaning_as_a_drift_free_rate():
@@ -117,8 +118,8 @@ def test_the_cursor_slices_blocks_into_steps_of_any_size_identically():
 
 
 def test_the_summary_says_what_happened_and_how_to_resume():
-    summary = StreamSummary("sb://h/hub (Azure, connection string)", 42, 0, 1000.0, "live", sent=3000,
-                            acknowledged=2500, retried=500, failed=500, batches=6, bytes=3_000_000,
+    summary = StreamSummary(endpoint="sb://h/hub (Azure, connection string)", seed=42, target_rate=1000.0,
+                            sent=3000, acknowledged=2500, retried=500, failed=500, batches=6, bytes=3_000_000,
                             elapsed_sec=3.0, resume_from=2500, stopped_by="failure",
                             partitions={"0": 1500, "1": 1000}, errors=["500 events not delivered"])
     text = str(summary)

@@ -106,10 +106,15 @@ def test_ctrl_c_stops_after_the_batch_in_flight_is_settled(emulator, stream_conf
             interrupted.set()
             os.kill(os.getpid(), signal.SIGINT)  # what Jupyter's Stop button and Ctrl-C do
 
-    summary = stream_events(config, on_progress=progress, progress_interval=0.05)
-    assert summary.stopped_by == "interrupted" and summary.ok
-    assert summary.sent == summary.acknowledged >= 1000 and summary.resume_from == summary.acknowledged
-    assert len(read_back(emulator.connection_string, summary.acknowledged, drain=True)) == summary.acknowledged
+    with EventHubProducer.open(config) as producer:
+        summary = stream_events(config, producer, on_progress=progress, progress_interval=0.05)
+        assert summary.stopped_by == "interrupted" and summary.ok
+        assert summary.sent == summary.acknowledged >= 1000 and summary.resume_from == summary.acknowledged
+        again = stream_events(config.replace(stream_events=500, stream_start_event=summary.resume_from), producer)
+        assert again.ok and again.stopped_by == "events" and again.acknowledged == 500
+    total = summary.acknowledged + 500
+    received = read_back(emulator.connection_string, total, drain=True)
+    assert sorted(r.body["event_id"] for r in received) == sorted(event_ids(config, total))
 
 
 def free_port() -> int:

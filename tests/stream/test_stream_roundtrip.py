@@ -45,6 +45,8 @@ def test_events_come_back_equal_with_their_properties_and_each_device_in_order(h
         assert len({p for p, _, _ in seen}) == 1, f"{sensor} spread over partitions"
         assert [i for _, _, i in sorted(seen)] == sorted(i for _, _, i in seen), f"{sensor} out of order"
 
+    if not fast:
+        return
     partition0 = [r for r in received if r.partition == "0"]  # reading from the start and from a position
     assert [r.sequence_number for r in partition0] == list(range(len(partition0)))
     k = len(partition0) // 2
