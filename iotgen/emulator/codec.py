@@ -96,6 +96,8 @@ __all__ = [
     "UInt",
     "ULong",
     "UShort",
+    "amqp_value",
+    "data_section",
     "decode_frame_body",
     "decode_message",
     "decode_value",

@@ -88,7 +88,10 @@ __all__ = [
     "READY_PREFIX",
     "EventHubsEmulator",
     "SasAuthority",
+    "StartPosition",
+    "TokenCheck",
     "connection_string",
+    "resolve_start",
 ]
 
 _LOGGER = logging.getLogger(__name__)
