@@ -40,17 +40,14 @@ def below(rng: np.random.Generator, bound, m: int) -> np.ndarray:
     if np.ndim(bound) == 0:
         bound = int(bound)
         if bound <= SMALL_BOUND:
-            scaled = words32(rng, m).astype(np.float64)
-            scaled *= bound / _TWO32
-            return scaled.astype(np.int64)
+            return np.multiply(words32(rng, m), bound / _TWO32).astype(np.int64)
         scaled = unit(rng, m)
         scaled *= bound
         return scaled.astype(np.int64)
     bound = np.asarray(bound)
     if len(bound) and int(bound.max()) > SMALL_BOUND:
         return (unit(rng, m) * bound).astype(np.int64)
-    scaled = words32(rng, m).astype(np.float64)
-    scaled *= bound
+    scaled = np.multiply(words32(rng, m), bound, dtype=np.float64)
     scaled *= 1.0 / _TWO32
     return scaled.astype(np.int64)
 
@@ -82,3 +79,38 @@ def weighted(rng: np.random.Generator, cuts: np.ndarray, m: int) -> np.ndarray:
     for cut in cuts:  # a few comparisons beat a binary search per value
         codes += words >= cut
     return codes
+
+
+class AliasTable:
+    """Walker's alias method over a fixed discrete distribution: one 32-bit word per draw, any size.
+
+    A word ``u`` picks column ``c = floor(u * K / 2**32)``; the low 32 bits of ``u * K`` (uniform within the
+    column) keep ``c`` when below ``cuts[c]``, else give ``alias[c]``. Built once (Vose's method) and cached by
+    the caller; probabilities are exact to about ``K / 2**32``.
+    """
+
+    def __init__(self, probabilities) -> None:
+        p = np.asarray(probabilities, dtype=np.float64)
+        k = len(p)
+        scaled = list(p / p.sum() * k)
+        alias = list(range(k))
+        cut = [1.0] * k
+        small = [i for i, s in enumerate(scaled) if s < 1.0]
+        large = [i for i, s in enumerate(scaled) if s >= 1.0]
+        while small and large:
+            s, g = small.pop(), large.pop()
+            cut[s], alias[s] = scaled[s], g
+            scaled[g] -= 1.0 - scaled[s]
+            (small if scaled[g] < 1.0 else large).append(g)
+        self.size = k
+        self.cuts = np.minimum(np.round(np.array(cut) * _TWO32), (1 << 32) - 1).astype(np.uint64)
+        self.cuts[np.array(cut) >= 1.0] = 1 << 32  # always keep
+        self.alias = np.array(alias, dtype=np.int32)
+
+    def draw(self, rng: np.random.Generator, m: int) -> np.ndarray:
+        """``m`` codes in ``[0, size)`` (int32) with the table's probabilities."""
+        product = words32(rng, m).astype(np.uint64)
+        product *= np.uint64(self.size)
+        column = (product >> np.uint64(32)).astype(np.int32)
+        product &= np.uint64(0xFFFFFFFF)
+        return np.where(product < self.cuts[column], column, self.alias[column])

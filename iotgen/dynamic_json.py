@@ -59,6 +59,8 @@ class _Number(_Value):
 
     def draw(self, rng, m):
         drawn = draws.below(rng, self.number.count, m)
+        if not self.number.groups:  # one piece per value: the code is the table's start plus the draw
+            return np.add(drawn, self.number.base, dtype=np.int32, casting="unsafe").reshape(1, m), None
         drawn += self.low
         return self.number.codes(drawn), None
 

@@ -176,17 +176,17 @@ def build_events(spec: GeneratorSpec, rng: np.random.Generator, n: int) -> pa.Re
     ts = spec.window_start_ms + draws.below(rng, spec.window_span_ms, n)
     device_type = _draw(cats.device_types, rng, n)
     firmware = _FIRMWARE.take(draws.below(rng, len(_FIRMWARE), n))
-    battery = _quantise(100 * rng.beta(5.0, 1.5, n), 0, 100, 1)
+    battery = _grid_draw(rng, ("beta", 5.0, 1.5, 100.0), 0, 100, 1, n)
     sensor = 1 + draws.below(rng, spec.num_sensors, n)
-    temperature = _quantise(_normal(rng, 22.0, 8.0, n), -40, 85, 2)
-    humidity = _quantise(_normal(rng, 50.0, 15.0, n), 0, 100, 1)
-    pressure = _quantise(_normal(rng, 1013.25, 8.0, n), 870, 1085, 2)
+    temperature = _grid_draw(rng, ("normal", 22.0, 8.0), -40, 85, 2, n)
+    humidity = _grid_draw(rng, ("normal", 50.0, 15.0), 0, 100, 1, n)
+    pressure = _grid_draw(rng, ("normal", 1013.25, 8.0), 870, 1085, 2, n)
     status = _draw(cats.status_values, rng, n)
     region = _draw(cats.regions, rng, n)
     zone = _draw(cats.zones, rng, n)
     model = _draw(cats.models, rng, n)
     version = (1 + draws.below(rng, 5, n)).astype(np.int32)
-    signal = np.clip(np.rint(_normal(rng, -70.0, 12.0, n)), -120, -30).astype(np.int32)
+    signal = _grid_draw(rng, ("normal", -70.0, 12.0), -120, -30, 0, n).astype(np.int32)
     uptime = _quantise(720.0 * rng.standard_exponential(n, dtype=np.float32), 0, 8760, 2)
     faults = draws.weighted(rng, _FAULT_CUTS, n).astype(np.int32)
     calibration = ts - (DAY_MS + draws.below(rng, 364 * DAY_MS + 1, n))
@@ -223,6 +223,37 @@ def _quantise(x: np.ndarray, low: float, high: float, decimals: int) -> np.ndarr
     x = x.astype(np.float64, copy=False)
     np.clip(x, low, high, out=x)
     return np.round(x, decimals, out=x)
+
+
+def _cdf(distribution: tuple, x: np.ndarray) -> np.ndarray:
+    kind = distribution[0]
+    if kind == "normal":
+        _, mean, sigma = distribution
+        erf = np.frompyfunc(math.erf, 1, 1)
+        return 0.5 * (1.0 + erf((x - mean) / (sigma * math.sqrt(2.0))).astype(np.float64))
+    if kind == "beta" and distribution[1:3] == (5.0, 1.5):  # closed form: with t = sqrt(1 - y) the density is
+        scale = distribution[3]                               # a polynomial, 2 t**2 (1 - t**2)**4 dt
+        t = np.sqrt(1.0 - np.clip(x / scale, 0.0, 1.0))
+        q = t**3 / 3 - 4 * t**5 / 5 + 6 * t**7 / 7 - 4 * t**9 / 9 + t**11 / 11
+        return 1.0 - q / (1 / 3 - 4 / 5 + 6 / 7 - 4 / 9 + 1 / 11)
+    raise ValueError(f"no CDF for {distribution!r}")
+
+
+@functools.lru_cache(maxsize=32)
+def _grid_table(distribution: tuple, low: float, high: float, decimals: int) -> draws.AliasTable:
+    """The exact distribution of ``round(clip(x, low, high), decimals)`` for ``x`` from ``distribution``."""
+    unit = 10**decimals
+    grid = np.arange(round(low * unit), round(high * unit) + 1) / unit
+    edges = _cdf(distribution, (grid[:-1] + grid[1:]) / 2)
+    return draws.AliasTable(np.diff(np.concatenate([[0.0], edges, [1.0]])))
+
+
+def _grid_draw(rng: np.random.Generator, distribution: tuple, low: float, high: float, decimals: int,
+               n: int) -> np.ndarray:
+    """Draws of ``round(clip(x, low, high), decimals)`` (float64) straight from its discrete distribution."""
+    unit = 10**decimals
+    codes = _grid_table(distribution, low, high, decimals).draw(rng, n) + round(low * unit)
+    return codes / unit if decimals else codes.astype(np.float64)
 
 
 @functools.lru_cache(maxsize=64)
@@ -274,17 +305,31 @@ _FAULT_PROBABILITIES = [math.exp(-0.4) * 0.4**k / math.factorial(k) for k in ran
 _FAULT_CUTS = draws.thresholds(_FAULT_PROBABILITIES + [max(0.0, 1.0 - sum(_FAULT_PROBABILITIES))])  # Poisson(0.4), max 50
 
 
-def _sensor_ids(sensor: np.ndarray, num_sensors: int) -> pa.Array:
-    """``sensor-00042``: zero-padded to at least five digits."""
-    width = max(5, len(str(num_sensors)))
-    text = np.empty((len(sensor), 7 + width), dtype=np.uint8)
+SENSOR_TABLE_LIMIT = 1 << 17  # sensor ids come from a cached table up to this many sensors
+
+
+def _sensor_text(number: np.ndarray, width: int) -> np.ndarray:
+    """``sensor-`` and the numbers zero-padded to ``width`` digits, one row of ASCII per id."""
+    text = np.empty((len(number), 7 + width), dtype=np.uint8)
     text[:, :7] = np.frombuffer(b"sensor-", dtype=np.uint8)
-    rest = sensor
     for column in range(6 + width, 6, -1):
-        higher = rest // 10
-        text[:, column] = rest - higher * 10 + 48
-        rest = higher
-    return _fixed_width(text)
+        higher = number // 10
+        text[:, column] = number - higher * 10 + 48
+        number = higher
+    return text
+
+
+@functools.lru_cache(maxsize=4)
+def _sensor_table(num_sensors: int, width: int) -> np.ndarray:
+    return _row_items(_sensor_text(np.arange(1, num_sensors + 1), width), 0, 7 + width)
+
+
+def _sensor_ids(sensor: np.ndarray, num_sensors: int) -> pa.Array:
+    """``sensor-00042``: zero-padded to at least five digits (a fixed-size gather from a cached table)."""
+    width = max(5, len(str(num_sensors)))
+    if num_sensors > SENSOR_TABLE_LIMIT:
+        return _fixed_width(_sensor_text(sensor, width))
+    return _fixed_width(_sensor_table(num_sensors, width)[sensor - 1].view(np.uint8).reshape(len(sensor), 7 + width))
 
 
 # ---- the seed notebook's per-row functions --------------------------------------------------------------------

@@ -122,9 +122,9 @@ def test_value_text(table):
 
 def test_tables_are_reused_across_chunks(table):
     encoding._layout.cache_clear()
-    for start in range(0, 12_000, 3000):
-        ndjson_bytes(table.slice(start, 3000))
-    assert encoding._layout.cache_info().misses <= 2
+    for start in range(0, 12_000, 1000):
+        ndjson_bytes(table.slice(start, 1000))
+    assert encoding._layout.cache_info().misses <= 4  # a few layouts (the tails of uptime), not one per chunk
 
 
 def test_fallback_for_floats_off_the_grid():

@@ -150,3 +150,16 @@ def test_draws_are_a_function_of_the_generator_state():
 def test_retain_freed_memory_is_explicit_and_repeatable():
     first = retain_freed_memory()
     assert isinstance(first, bool) and retain_freed_memory() == first
+
+
+def test_alias_table_reproduces_its_distribution():
+    rng = np.random.default_rng(8)
+    probabilities = np.array([0.0, 0.5, 0.25, 1e-3, 0.249, 0.0])
+    table = draws.AliasTable(probabilities)
+    codes = table.draw(rng, 400_000)
+    shares = np.bincount(codes, minlength=6) / len(codes)
+    assert codes.dtype == np.int32 and shares[0] == 0 and shares[5] == 0
+    assert np.allclose(shares, probabilities, atol=0.003) and 200 < np.bincount(codes)[3] < 600
+    wide = draws.AliasTable(np.arange(1, 20_002, dtype=float))  # a large, skewed table
+    drawn = wide.draw(rng, 200_000)
+    assert drawn.min() >= 0 and drawn.max() < 20_001 and abs(drawn.mean() - 2 * 20_001 / 3) < 60

@@ -50,8 +50,8 @@ class _Raw:
 
 def _canonical(low: int, high: int) -> tuple[int, int]:
     """A wider range that chunks of similar data share, so their tables are cached: ``[0, 2**k)`` or
-    ``[-2**k, 2**k)`` (or ``[-2**k, 0)``) for the smallest ``2**k`` above every magnitude."""
-    top = 1 << max(abs(low), abs(high)).bit_length()
+    ``[-2**k, 2**k)`` (or ``[-2**k, 0)``) for the smallest ``2**k >= 64`` above every magnitude."""
+    top = max(64, 1 << max(abs(low), abs(high)).bit_length())
     return (0 if low >= 0 else -top), (top - 1 if high >= 0 else -1)
 
 
@@ -94,6 +94,22 @@ def _object_part(column: pa.Array):
     return _Raw(pc.fill_null(pc.if_else(is_object, column, _quoted(column)), "null"), False)
 
 
+def _on_grid(values: np.ndarray, decimals: int) -> bool:
+    """Whether every value is the double nearest to a number with ``decimals`` decimals (its text reads back
+    equal) and small enough for exact integer arithmetic."""
+    scaled = np.rint(values * 10.0**decimals)
+    return bool(np.array_equal(scaled / 10.0**decimals, values)) and float(np.abs(scaled).max()) < _GRID_SAFE
+
+
+def _grid_decimals(values: np.ndarray) -> int | None:
+    """The fewest decimals (up to :data:`MAX_DECIMALS`) every value has, or None."""
+    probe = values[:512]
+    for decimals in range(MAX_DECIMALS + 1):
+        if _on_grid(probe, decimals) and (len(values) == len(probe) or _on_grid(values, decimals)):
+            return decimals
+    return None
+
+
 def _number_part(column: pa.Array):
     if column.null_count == 0:
         values = column.to_numpy(zero_copy_only=False)
@@ -102,12 +118,10 @@ def _number_part(column: pa.Array):
             if -(2**62) < low and high < 2**62:
                 return _Table(("number", *_canonical(low, high), 0, False), values.astype(np.int64, copy=False))
         elif np.isfinite(values).all():
-            for decimals in range(MAX_DECIMALS + 1):
-                scaled = np.rint(values * 10.0**decimals)
-                if np.array_equal(scaled / 10.0**decimals, values) and np.abs(scaled).max() < _GRID_SAFE:
-                    scaled = scaled.astype(np.int64)
-                    return _Table(("number", *_canonical(int(scaled.min()), int(scaled.max())), decimals, True),
-                                  scaled)
+            decimals = _grid_decimals(values)
+            if decimals is not None:
+                scaled = np.rint(values * 10.0**decimals).astype(np.int64)
+                return _Table(("number", *_canonical(int(scaled.min()), int(scaled.max())), decimals, True), scaled)
     if pa.types.is_floating(column.type):
         column = pc.if_else(pc.is_finite(column), column, pa.scalar(None, column.type))
     return _Raw(pc.fill_null(pc.cast(column, pa.string()), "null"), False)
@@ -240,18 +254,17 @@ def _encode(batch: pa.RecordBatch, before: str = "", after: str = "") -> pa.Stri
 
 
 def _batches(data: pa.RecordBatch | pa.Table):
-    if isinstance(data, pa.Table):
-        data = data.combine_chunks()
-        batches = data.to_batches() or [pa.RecordBatch.from_pylist([], schema=data.schema)]
-    else:
-        batches = [data]
-    for batch in batches:
-        for start in range(0, max(batch.num_rows, 1), ROWS_PER_TAKE):
-            yield batch.slice(start, ROWS_PER_TAKE)
+    """Record batches of at most :data:`ROWS_PER_TAKE` rows; a table's chunks are combined only that far."""
+    for start in range(0, data.num_rows, ROWS_PER_TAKE):
+        part = data.slice(start, ROWS_PER_TAKE)
+        if isinstance(part, pa.Table):
+            batches = part.to_batches()
+            part = batches[0] if len(batches) == 1 else part.combine_chunks().to_batches()[0]
+        yield part
 
 
 def _text(data: pa.RecordBatch | pa.Table, before: str, after: str) -> list[pa.StringArray]:
-    return [_encode(batch, before, after) for batch in _batches(data) if batch.num_rows]
+    return [_encode(batch, before, after) for batch in _batches(data)]
 
 
 def _joined(arrays: list[pa.StringArray]) -> bytes:
