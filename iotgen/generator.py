@@ -178,15 +178,15 @@ def build_events(spec: GeneratorSpec, rng: np.random.Generator, n: int) -> pa.Re
     firmware = _FIRMWARE.take(draws.below(rng, len(_FIRMWARE), n))
     battery = _grid_draw(rng, ("beta", 5.0, 1.5, 100.0), 0, 100, 1, n)
     sensor = 1 + draws.below(rng, spec.num_sensors, n)
-    temperature = _grid_draw(rng, ("normal", 22.0, 8.0), -40, 85, 2, n)
-    humidity = _grid_draw(rng, ("normal", 50.0, 15.0), 0, 100, 1, n)
-    pressure = _grid_draw(rng, ("normal", 1013.25, 8.0), 870, 1085, 2, n)
+    temperature = _quantise(_normal(rng, 22.0, 8.0, n), -40, 85, 2)
+    humidity = _quantise(_normal(rng, 50.0, 15.0, n), 0, 100, 1)
+    pressure = _quantise(_normal(rng, 1013.25, 8.0, n), 870, 1085, 2)
     status = _draw(cats.status_values, rng, n)
     region = _draw(cats.regions, rng, n)
     zone = _draw(cats.zones, rng, n)
     model = _draw(cats.models, rng, n)
     version = (1 + draws.below(rng, 5, n)).astype(np.int32)
-    signal = _grid_draw(rng, ("normal", -70.0, 12.0), -120, -30, 0, n).astype(np.int32)
+    signal = np.clip(np.rint(_normal(rng, -70.0, 12.0, n)), -120, -30).astype(np.int32)
     uptime = _quantise(720.0 * rng.standard_exponential(n, dtype=np.float32), 0, 8760, 2)
     faults = draws.weighted(rng, _FAULT_CUTS, n).astype(np.int32)
     calibration = ts - (DAY_MS + draws.below(rng, 364 * DAY_MS + 1, n))
@@ -276,7 +276,9 @@ def _fixed_width(text: np.ndarray) -> pa.StringArray:
 @functools.lru_cache(maxsize=1)
 def _hex_quads() -> np.ndarray:
     """The 4 lower-case hex digits of every 16-bit value, as uint32 (their bytes in text order)."""
-    return np.frombuffer("".join(f"{i:04x}" for i in range(65536)).encode(), dtype=np.uint32)
+    value = np.arange(65536)
+    nibbles = np.stack([(value >> shift) & 15 for shift in (12, 8, 4, 0)], axis=1)
+    return np.frombuffer(b"0123456789abcdef", dtype=np.uint8)[nibbles].view(np.uint32).ravel()
 
 
 def _row_items(matrix: np.ndarray, start: int, width: int) -> np.ndarray:

@@ -106,10 +106,23 @@ def _shortest(text: str, decimals: int) -> str:
 
 def fixed_text(scaled: int, decimals: int, shortest: bool = False) -> str:
     """The JSON text of ``scaled / 10**decimals``: all decimals kept, or (``shortest``) as Python's repr."""
-    magnitude = abs(scaled)
-    text = _digits(magnitude, 0, max(len(str(magnitude)) - 1, decimals), decimals, True)
-    text = ("-" if scaled < 0 else "") + text
+    sign = "-" if scaled < 0 else ""
+    whole, fraction = divmod(abs(scaled), 10**decimals)
+    text = f"{sign}{whole}.{fraction:0{decimals}d}" if decimals else f"{sign}{whole}"
     return _shortest(text, decimals) if shortest else text
+
+
+@functools.lru_cache(maxsize=256)
+def _group_texts(group: int, decimals: int, shortest: bool) -> tuple[str, ...]:
+    """The texts of digit group ``group`` (digits 3*group..3*group+2) for values 0..999; then, when the group
+    holds integer digits above the units, the same without leading zeros (for when nothing above is printed)."""
+    low, high = 3 * group, 3 * group + 2
+    texts = [_digits(g, low, high, decimals, False) for g in range(1000)]
+    if high > decimals:
+        texts += [_digits(g, low, high, decimals, True) for g in range(1000)]
+    if shortest and group == 0:
+        texts = [_shortest(t, decimals) for t in texts]
+    return tuple(texts)
 
 
 class NumberPieces:
@@ -158,15 +171,9 @@ class NumberPieces:
         self.group_bases = []
         self.group_variants = []
         for i in range(groups):
-            last = suffix if i == 0 else ""
-            padded = [_digits(g, 3 * i, 3 * i + 2, decimals, False) for g in range(1000)]
-            variants = 3 * i + 2 >= decimals + 1  # holds integer digits above the units: may lose leading zeros
-            leading = [_digits(g, 3 * i, 3 * i + 2, decimals, True) for g in range(1000)] if variants else []
-            if shortest and i == 0:
-                padded = [_shortest(t, decimals) for t in padded]
-                leading = [_shortest(t, decimals) for t in leading]
-            self.group_bases.append(table.add([t + last for t in padded + leading]))
-            self.group_variants.append(variants)
+            texts = _group_texts(i, decimals, shortest and i == 0)
+            self.group_bases.append(table.add([t + suffix for t in texts] if i == 0 and suffix else texts))
+            self.group_variants.append(len(texts) > 1000)
 
     def _head(self, h: int, negative: bool) -> str:
         start = 3 * self.groups
@@ -204,7 +211,8 @@ class NumberPieces:
 
 
 # ---- timestamps -----------------------------------------------------------------------------------------------
-DAY_ALIGN = 64  # day tables cover whole 64-day spans, so consecutive chunks share them
+DAY_ALIGN = 64
+_MINUTES_SECONDS = tuple(f":{s // 60:02d}:{s % 60:02d}." for s in range(3600))  # day tables cover whole 64-day spans, so consecutive chunks share them
 
 
 class TimestampPieces:
@@ -226,7 +234,7 @@ class TimestampPieces:
             self.base = table.add(dates)
             self.hours = table.add([f"{h:02d}" for h in range(24)])
             self.width = 4
-        self.minutes = table.add([f":{s // 60:02d}:{s % 60:02d}." for s in range(3600)])
+        self.minutes = table.add(_MINUTES_SECONDS)
         self.millis = table.add([f"{ms:03d}Z{q}{suffix}" for ms in range(1000)])
 
     def codes(self, epoch_ms: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
