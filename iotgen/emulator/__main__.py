@@ -23,6 +23,7 @@ from .server import (
     DEFAULT_KEY,
     DEFAULT_KEY_NAME,
     DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_PARTITION_BYTES,
     KEY_ENV_VAR,
     READY_PREFIX,
     EventHubsEmulator,
@@ -98,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="persist events in this directory (default: in memory only)")
     parser.add_argument("--max-message-size", default=DEFAULT_MAX_MESSAGE_SIZE, type=_int_in(1024, 256 * 1024 * 1024),
                         help=f"largest accepted message or batch in bytes (default: {DEFAULT_MAX_MESSAGE_SIZE})")
+    parser.add_argument("--max-partition-mb", default=DEFAULT_MAX_PARTITION_BYTES // 2**20,
+                        type=_int_in(1, 1024 * 1024),
+                        help="memory kept per partition in MiB; beyond it the oldest events are dropped, as "
+                             f"with Event Hubs retention (default: {DEFAULT_MAX_PARTITION_BYTES // 2**20})")
     parser.add_argument("--idle-timeout", default=DEFAULT_IDLE_TIMEOUT, type=_positive_float,
                         help=f"close connections silent for this many seconds (default: {DEFAULT_IDLE_TIMEOUT:g})")
     parser.add_argument("--log-level", default="WARNING",
@@ -137,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         emulator = EventHubsEmulator(
             hubs=hubs, partitions=args.partitions, host=args.host, port=args.port, key_name=args.key_name,
-            key=key, data_dir=args.data_dir, max_message_size=args.max_message_size, idle_timeout=args.idle_timeout)
+            key=key, data_dir=args.data_dir, max_message_size=args.max_message_size, idle_timeout=args.idle_timeout,
+            max_partition_bytes=args.max_partition_mb * 2**20)
     except StoreError as exc:
         parser.error(f"argument --partitions: {exc}")
     except OSError as exc:

@@ -84,6 +84,7 @@ __all__ = [
     "DEFAULT_KEY",
     "DEFAULT_KEY_NAME",
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_PARTITION_BYTES",
     "KEY_ENV_VAR",
     "READY_PREFIX",
     "EventHubsEmulator",
@@ -101,6 +102,7 @@ DEFAULT_KEY_NAME = "RootManageSharedAccessKey"
 DEFAULT_KEY = "iotgen-local-development-key-not-a-secret"
 DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
 DEFAULT_MAX_FRAME_SIZE = 256 * 1024
+DEFAULT_MAX_PARTITION_BYTES = 256 * 1024 * 1024
 DEFAULT_IDLE_TIMEOUT = 240.0
 #: Environment variable the command line reads the key from.
 KEY_ENV_VAR = "IOTGEN_EMULATOR_KEY"
@@ -248,9 +250,9 @@ _SELECTOR = re.compile(
 
 @dataclass
 class StartPosition:
-    """Where a consumer starts: an event index, plus an enqueued-time bound for events not yet stored."""
+    """Where a consumer starts: a sequence number, plus an enqueued-time bound for events not yet stored."""
 
-    index: int
+    sequence_number: int
     after_time: int | None = None
     time_inclusive: bool = False
 
@@ -277,13 +279,13 @@ def resolve_start(partition: PartitionLog, expression: str | None) -> StartPosit
     field, operator, value = match.group(1).lower(), match.group(2), match.group(3)
     inclusive = operator == ">="
     if field == "offset" and value == "@latest":
-        return StartPosition(partition.visible)
+        return StartPosition(partition.visible_end)
     try:
         number = int(value)
     except ValueError:
         raise _LinkRefused(_ARGUMENT_ERROR, f"invalid {field} in event position filter: {value!r}") from None
     if field == "enqueued-time":
-        return StartPosition(partition.index_after_time(number, inclusive), number, inclusive)
+        return StartPosition(partition.sequence_after_time(number, inclusive), number, inclusive)
     # Offsets are sequence numbers, so both fields resolve the same way.
     return StartPosition(max(0, number if inclusive else number + 1))
 
@@ -466,7 +468,7 @@ class _EventReceiverLink(_OutgoingLink):
         self.partition = partition
         self.consumer_group = consumer_group
         self.epoch = epoch
-        self.next_index = start.index
+        self.next_sequence = start.sequence_number
         self._after_time = start.after_time
         self._time_inclusive = start.time_inclusive
         self.runtime_metric = RUNTIME_METRIC_CAPABILITY in (attach.desired_capabilities or ())
@@ -480,9 +482,11 @@ class _EventReceiverLink(_OutgoingLink):
 
     def next_message(self) -> bytes | None:
         partition = self.partition
-        while self.next_index < partition.visible:
-            event = partition.events[self.next_index]
-            self.next_index += 1
+        # Events dropped by retention are skipped, as Event Hubs does for expired ones.
+        self.next_sequence = max(self.next_sequence, partition.first_sequence)
+        while self.next_sequence < partition.visible_end:
+            event = partition.event(self.next_sequence)
+            self.next_sequence += 1
             if self._after_time is not None:
                 if event.enqueued_time < self._after_time or (
                         event.enqueued_time == self._after_time and not self._time_inclusive):
@@ -1005,7 +1009,9 @@ class EventHubsEmulator:
     """An in-process Event Hubs emulator listening on ``host:port``.
 
     Use ``async with EventHubsEmulator(...) as emulator`` or :meth:`start` /
-    :meth:`close`; ``port=0`` picks a free port (see :attr:`port`).
+    :meth:`close`; ``port=0`` picks a free port (see :attr:`port`).  Each partition
+    keeps at most about ``max_partition_bytes`` of events in memory (the oldest are
+    dropped beyond it; ``None``: no limit).
     """
 
     def __init__(self, *, hubs: Iterable[str] = ("iot-events",), partitions: int = 4,
@@ -1013,7 +1019,8 @@ class EventHubsEmulator:
                  key: str = DEFAULT_KEY, data_dir: str | Path | None = None,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
                  max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> None:
+                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+                 max_partition_bytes: int | None = DEFAULT_MAX_PARTITION_BYTES) -> None:
         hub_names = list(hubs)
         if not hub_names:
             raise ValueError("at least one event hub is needed")
@@ -1025,6 +1032,8 @@ class EventHubsEmulator:
             raise ValueError(f"max_frame_size must be at least {MIN_MAX_FRAME_SIZE}")
         if max_message_size < 1:
             raise ValueError("max_message_size must be positive")
+        if max_partition_bytes is not None and max_partition_bytes < 1:
+            raise ValueError("max_partition_bytes must be positive (or None for no limit)")
         self.host = host
         self.requested_port = port
         self.key_name = key_name
@@ -1032,7 +1041,7 @@ class EventHubsEmulator:
         self.max_frame_size = max_frame_size
         self.idle_timeout = idle_timeout
         self.data_dir = Path(data_dir) if data_dir is not None else None
-        self.store = EventStore([(name, partitions) for name in hub_names], self.data_dir)
+        self.store = EventStore([(name, partitions) for name in hub_names], self.data_dir, max_partition_bytes)
         self._authority = SasAuthority(key_name, key)
         self._key = key
         self._server: asyncio.base_events.Server | None = None
@@ -1114,8 +1123,8 @@ class EventHubsEmulator:
                 f"'{displaced.epoch}' is getting disconnected.")))
         link = _EventReceiverLink(session, attach, handle, partition, start, consumer_group, epoch)
         self.exclusive_readers.add(link)
-        _LOGGER.debug("consumer attached to %s/%s/%s at event index %d (epoch %s)", hub.name, consumer_group,
-                      partition.partition_id, start.index, epoch)
+        _LOGGER.debug("consumer attached to %s/%s/%s at sequence number %d (epoch %s)", hub.name,
+                      consumer_group, partition.partition_id, start.sequence_number, epoch)
         return link
 
     def _hub_for(self, session: _Session, address: str, segments: list[str]) -> EventHub:

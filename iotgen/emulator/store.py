@@ -7,7 +7,8 @@ encoded AMQP message *already annotated* with ``x-opt-sequence-number``,
 event was routed by key), so delivering an event never re-encodes it.
 
 Offsets are the sequence number written as a decimal string (``"0"``, ``"1"``...),
-not a byte position.
+not a byte position.  Memory is bounded per partition: beyond a budget the oldest
+events are dropped from memory (the data file keeps them).
 
 With a data directory each partition is also an append-only file of records::
 
@@ -243,23 +244,38 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class PartitionLog:
-    """The ordered events of one partition, optionally persisted to a file."""
+#: Bookkeeping bytes counted per retained event on top of its message.
+_EVENT_OVERHEAD = 100
 
-    def __init__(self, hub_name: str, partition_id: str, path: Path | None = None) -> None:
+
+class PartitionLog:
+    """The ordered events of one partition, optionally persisted to a file.
+
+    Events are addressed by sequence number.  With ``max_bytes`` the oldest events
+    are dropped from memory once the retained messages exceed it (like Event Hubs
+    retention): ``first_sequence`` then moves forward.  The file keeps them all.
+    """
+
+    def __init__(self, hub_name: str, partition_id: str, path: Path | None = None,
+                 max_bytes: int | None = None) -> None:
         self.hub_name = hub_name
         self.partition_id = partition_id
-        self.events: list[StoredEvent] = []
-        #: Number of events readers may see (all of them, or the durable ones).
-        self.visible = 0
+        self.max_bytes = max_bytes
+        #: Sequence number of the oldest retained event.
+        self.first_sequence = 0
+        #: Sequence number the next appended event gets.
+        self.next_sequence = 0
+        #: Events before this sequence number are visible to readers (all, or the durable ones).
+        self.visible_end = 0
+        self._events: list[StoredEvent] = []
+        self._retained_bytes = 0
+        self._last_enqueued_time = 0
         self._listeners: set[Callable[[], None]] = set()
-        self._path = path
         self._fd: int | None = None
         self._sync_task: asyncio.Task[None] | None = None
         if path is not None:
             self._load(path)
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            self.visible = len(self.events)
 
     # -- persistence -------------------------------------------------------
 
@@ -275,9 +291,11 @@ class PartitionLog:
             if length < _RECORD_META.size or len(body) != length or zlib.crc32(body) != crc:
                 break
             sequence_number, enqueued_time, header_size = _RECORD_META.unpack_from(body)
-            if sequence_number != len(self.events):
+            if sequence_number != self.next_sequence:
                 break
-            self.events.append(StoredEvent(sequence_number, enqueued_time, body[_RECORD_META.size:], header_size))
+            self._keep([StoredEvent(sequence_number, enqueued_time, body[_RECORD_META.size:], header_size)])
+            self.visible_end = self.next_sequence
+            self._retain()
             pos = body_start + length
         if pos != len(data):
             _LOGGER.warning("partition %s/%s: truncating %d bytes of torn or corrupt records at offset %d",
@@ -293,6 +311,13 @@ class PartitionLog:
 
     # -- readers -----------------------------------------------------------
 
+    def event(self, sequence_number: int) -> StoredEvent:
+        """The retained event with this sequence number (``IndexError`` if dropped or not yet stored)."""
+        index = sequence_number - self.first_sequence
+        if not 0 <= index < len(self._events):
+            raise IndexError(f"event {sequence_number} is not retained in partition {self.partition_id}")
+        return self._events[index]
+
     def add_listener(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` whenever new events become visible."""
         self._listeners.add(listener)
@@ -306,49 +331,74 @@ class PartitionLog:
         return len(self._listeners)
 
     def _publish(self, upto: int) -> None:
-        if upto > self.visible:
-            self.visible = upto
+        if upto > self.visible_end:
+            self.visible_end = upto
+            self._retain()
             for listener in list(self._listeners):
                 listener()
 
-    def index_after_time(self, enqueued_time: int, inclusive: bool) -> int:
-        """Index of the first visible event enqueued after (or at) ``enqueued_time``."""
+    def sequence_after_time(self, enqueued_time: int, inclusive: bool) -> int:
+        """Sequence number of the first visible event enqueued after (or at) ``enqueued_time``."""
         search = bisect.bisect_left if inclusive else bisect.bisect_right
-        return search(self.events, enqueued_time, hi=self.visible, key=lambda e: e.enqueued_time)
+        index = search(self._events, enqueued_time, hi=self.visible_end - self.first_sequence,
+                       key=lambda e: e.enqueued_time)
+        return self.first_sequence + index
 
     @property
     def last_event(self) -> StoredEvent | None:
-        return self.events[self.visible - 1] if self.visible else None
+        """The newest visible event."""
+        return self.event(self.visible_end - 1) if self.visible_end > self.first_sequence else None
 
     # -- writers -----------------------------------------------------------
 
+    def _keep(self, events: list[StoredEvent]) -> None:
+        self._events.extend(events)
+        self._retained_bytes += sum(len(e.message) for e in events) + _EVENT_OVERHEAD * len(events)
+        self.next_sequence += len(events)
+        self._last_enqueued_time = events[-1].enqueued_time
+
+    def _retain(self) -> None:
+        """Drop the oldest visible events while over budget (down to 90 %, keeping the newest)."""
+        if self.max_bytes is None or self._retained_bytes <= self.max_bytes:
+            return
+        target = self.max_bytes * 9 // 10
+        droppable = min(self.visible_end - self.first_sequence, len(self._events) - 1)
+        dropped = 0
+        while dropped < droppable and self._retained_bytes > target:
+            self._retained_bytes -= len(self._events[dropped].message) + _EVENT_OVERHEAD
+            dropped += 1
+        del self._events[:dropped]
+        self.first_sequence += dropped
+
     def append(self, messages: Iterable[bytes], partition_key: str | None) -> None:
         """Append events; in memory they are visible at once, else after :meth:`flush`."""
-        enqueued_time = max(_now_ms(), self.events[-1].enqueued_time if self.events else 0)
-        first = len(self.events)
+        enqueued_time = max(_now_ms(), self._last_enqueued_time)
+        first = self.next_sequence
         key_entry = b"" if partition_key is None else _raw_entry(PARTITION_KEY, partition_key)
         time_entry = _enqueued_time_entry(enqueued_time)
         new_events = [StoredEvent.annotate(raw, first + i, enqueued_time, key_entry, time_entry)
                       for i, raw in enumerate(messages)]
+        if not new_events:
+            return
         if self._fd is not None:
             data = memoryview(b"".join(_encode_record(event) for event in new_events))
             while data:
                 data = data[os.write(self._fd, data):]
-        self.events.extend(new_events)
+        self._keep(new_events)
         if self._fd is None:
-            self._publish(len(self.events))
+            self._publish(self.next_sequence)
 
     async def flush(self) -> None:
         """Return once every event appended so far is durable and visible."""
-        target = len(self.events)
-        while self.visible < target:
+        target = self.next_sequence
+        while self.visible_end < target:
             if self._sync_task is None:
                 self._sync_task = asyncio.ensure_future(self._sync())
             await asyncio.shield(self._sync_task)
 
     async def _sync(self) -> None:
         try:
-            upto = len(self.events)
+            upto = self.next_sequence
             assert self._fd is not None
             await asyncio.to_thread(os.fsync, self._fd)
             self._publish(upto)
@@ -392,10 +442,15 @@ class EventHub:
 
 
 class EventStore:
-    """All Event Hubs of the emulator, in memory or under ``data_dir``."""
+    """All Event Hubs of the emulator, in memory or under ``data_dir``.
 
-    def __init__(self, hubs: Mapping[str, int] | Sequence[tuple[str, int]], data_dir: Path | None = None) -> None:
+    ``max_partition_bytes`` bounds the memory each partition keeps (see :class:`PartitionLog`).
+    """
+
+    def __init__(self, hubs: Mapping[str, int] | Sequence[tuple[str, int]], data_dir: Path | None = None,
+                 max_partition_bytes: int | None = None) -> None:
         self.data_dir = data_dir
+        self.max_partition_bytes = max_partition_bytes
         self._hubs: dict[str, EventHub] = {}
         items = hubs.items() if isinstance(hubs, Mapping) else hubs
         try:
@@ -410,7 +465,8 @@ class EventStore:
 
     def _open_hub(self, name: str, partition_count: int) -> EventHub:
         if self.data_dir is None:
-            partitions = [PartitionLog(name, str(i)) for i in range(partition_count)]
+            partitions = [PartitionLog(name, str(i), max_bytes=self.max_partition_bytes)
+                          for i in range(partition_count)]
             return EventHub(name, _now_ms(), partitions)
         hub_dir = self.data_dir / name.lower()
         hub_dir.mkdir(parents=True, exist_ok=True)
@@ -427,7 +483,8 @@ class EventStore:
             tmp = meta_path.with_suffix(".tmp")
             tmp.write_text(json.dumps({"name": name, "partition_count": partition_count, "created_at": created_at}))
             os.replace(tmp, meta_path)
-        partitions = [PartitionLog(name, str(i), hub_dir / f"partition-{i}.log") for i in range(partition_count)]
+        partitions = [PartitionLog(name, str(i), hub_dir / f"partition-{i}.log", self.max_partition_bytes)
+                      for i in range(partition_count)]
         return EventHub(name, created_at, partitions)
 
     def get(self, name: str) -> EventHub | None:
@@ -451,7 +508,7 @@ def partition_properties(hub: EventHub, partition: PartitionLog) -> dict[str, ob
         "name": hub.name,
         "type": "com.microsoft:partition",
         "partition": partition.partition_id,
-        "begin_sequence_number": Long(0),
+        "begin_sequence_number": Long(partition.first_sequence),
         "last_enqueued_sequence_number": Long(last.sequence_number if last else -1),
         "last_enqueued_offset": last.offset if last else "-1",
         "last_enqueued_time_utc": Timestamp(last.enqueued_time if last else 0),

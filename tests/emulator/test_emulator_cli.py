@@ -20,6 +20,7 @@ pytestmark = pytest.mark.timeout(60)
     (["--hub", "dup", "--hub", "DUP"], "--hub"),
     (["--key", ""], "--key"),
     (["--idle-timeout", "-1"], "--idle-timeout"),
+    (["--max-partition-mb", "0"], "--max-partition-mb"),
     (["--no-such-option"], "--no-such-option"),
 ])
 def test_bad_arguments_print_one_line_naming_the_parameter_and_exit_2(argv, parameter, capsys):

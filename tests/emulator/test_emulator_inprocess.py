@@ -1,4 +1,5 @@
-"""The in-process API, and that disconnects leave no connection, reader or task behind."""
+"""The in-process API: retention by memory budget, and that disconnects leave no
+connection, reader or task behind."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from iotgen.emulator import EventHubsEmulator
 from iotgen.emulator.codec import SASL_HEADER
 
 pytestmark = pytest.mark.timeout(60)
+
+#: A tiny per-partition memory budget, so that retention drops events.
+RETAINED_BYTES = 8 * 1024
 
 
 class LoopThread:
@@ -41,7 +45,8 @@ class LoopThread:
 
 @pytest.fixture
 def served() -> Iterator[LoopThread]:
-    served = LoopThread(EventHubsEmulator(hubs=["iot-events"], partitions=2, port=0))
+    served = LoopThread(EventHubsEmulator(hubs=["iot-events"], partitions=2, port=0,
+                                          max_partition_bytes=RETAINED_BYTES))
     served.start()
     yield served
     served.stop()
@@ -54,14 +59,17 @@ async def _leftovers(emulator: EventHubsEmulator) -> tuple[int, int, int]:
     return len(emulator.connections), readers, len(tasks)
 
 
-def test_disconnects_leave_no_connections_readers_or_tasks(served, receiver):
+def test_retention_and_disconnects_leave_no_connections_readers_or_tasks(served, receiver):
     emulator = served.emulator
     assert emulator.connection_string().endswith(";UseDevelopmentEmulator=true;EntityPath=iot-events")
     with EventHubProducerClient.from_connection_string(emulator.connection_string(), retry_total=0) as producer:
-        producer.send_batch([EventData(f"e{i}") for i in range(20)], partition_id="0")
-        received = receiver.partitions(emulator.connection_string(), ["0", "1"], 20, settle=0,
+        producer.send_batch([EventData(f"e{i:02d}".ljust(1000, ".")) for i in range(20)], partition_id="0")
+        begin = producer.get_partition_properties("0")["beginning_sequence_number"]
+        assert 0 < begin < 20  # 20 KB sent, about 8 KB kept
+        received = receiver.partitions(emulator.connection_string(), ["0", "1"], 20 - begin, settle=0.2,
                                        consumer_group="other")
-        assert len(received["0"]) == 20
+        assert [e.sequence_number for e in received["0"]] == list(range(begin, 20))  # from "-1": the oldest kept
+        assert received["0"][0].body_as_str().startswith(f"e{begin:02d}")
         assert served.run(_leftovers(emulator))[1] == 2  # one reader per consumer link
         receiver.stop_all()
 

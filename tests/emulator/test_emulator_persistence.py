@@ -85,11 +85,10 @@ def test_partition_log_truncates_a_corrupt_tail_and_continues_the_sequence(tmp_p
     reopened = PartitionLog("hub", "0", path)
     try:
         assert path.stat().st_size == good_size
-        assert [e.sequence_number for e in reopened.events] == [0, 1, 2]
-        assert reopened.visible == 3
-        assert [decode_message(e.message).data for e in reopened.events] == [[b"one"], [b"two"], [b"three"]]
+        assert (reopened.first_sequence, reopened.visible_end, reopened.next_sequence) == (0, 3, 3)
+        assert [decode_message(reopened.event(i).message).data for i in range(3)] == [[b"one"], [b"two"], [b"three"]]
         _append(reopened, [b"four"], partition_key="k")
-        stored = decode_message(reopened.events[3].message)
+        stored = decode_message(reopened.event(3).message)
         assert stored.message_annotations[Symbol("x-opt-sequence-number")] == 3
         assert stored.message_annotations[Symbol("x-opt-offset")] == "3"
         assert stored.message_annotations[Symbol("x-opt-partition-key")] == "k"
@@ -97,6 +96,30 @@ def test_partition_log_truncates_a_corrupt_tail_and_continues_the_sequence(tmp_p
         reopened.close()
     body = path.read_bytes()
     assert zlib.crc32(body[good_size + 8:]) == struct.unpack_from(">II", body, good_size)[1]
+
+
+def test_partition_log_drops_the_oldest_events_beyond_its_memory_budget(tmp_path):
+    log = PartitionLog("hub", "0", tmp_path / "partition-0.log", max_bytes=5000)
+    try:
+        for i in range(40):
+            _append(log, [b"%03d" % i + b"x" * 97])
+        assert (log.next_sequence, log.visible_end) == (40, 40)
+        assert 0 < log.first_sequence < 40
+        kept = range(log.first_sequence, 40)
+        assert sum(len(log.event(i).message) + 100 for i in kept) <= 5000
+        assert [decode_message(log.event(i).message).data[0][:3] for i in kept] == [b"%03d" % i for i in kept]
+        with pytest.raises(IndexError):
+            log.event(log.first_sequence - 1)
+        assert log.last_event is not None and log.last_event.sequence_number == 39
+        assert log.sequence_after_time(0, inclusive=True) == log.first_sequence
+    finally:
+        log.close()
+    reloaded = PartitionLog("hub", "0", tmp_path / "partition-0.log", max_bytes=5000)
+    try:  # the file keeps everything; the reload keeps the newest events within the budget
+        assert (reloaded.next_sequence, reloaded.visible_end) == (40, 40)
+        assert 0 < reloaded.first_sequence < 40 and reloaded.event(39).sequence_number == 39
+    finally:
+        reloaded.close()
 
 
 def test_store_refuses_a_data_dir_created_with_another_partition_count(tmp_path: Path):
