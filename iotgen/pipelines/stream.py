@@ -259,6 +259,9 @@ class _Stream:
             self.settle(in_flight)
 
 
+#: A paced STREAM_DURATION_SEC run sends the events due in the duration; when the hub lags, it may finish them
+#: this many seconds late, then stops anyway.
+DURATION_GRACE = 1.0
 #: Steps sent while the next is generated and encoded: a partition's lane sends the next step's batches as soon
 #: as it is done with the previous ones.
 IN_FLIGHT = 2
@@ -287,7 +290,8 @@ def _run(plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer,
             if limit is not None and taken >= limit:
                 state.summary.stopped_by = "events" if limit == plan.max_events else "duration"
                 break
-            if plan.duration is not None and time.monotonic() - state.started >= plan.duration:
+            late = DURATION_GRACE if limit is not None and plan.duration is not None else 0.0
+            if plan.duration is not None and time.monotonic() - state.started >= plan.duration + late:
                 state.summary.stopped_by = "duration"
                 break
             n = plan.batch_size if limit is None else min(plan.batch_size, limit - taken)
