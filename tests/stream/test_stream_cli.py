@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -26,15 +27,18 @@ def iotgen(*args: str, env: dict | None = None, timeout: float = 90) -> subproce
                           env=environment, timeout=timeout)
 
 
-def test_stream_sends_and_prints_the_summary_without_the_key(emulator, read_back):
+def test_stream_sends_and_prints_the_summary_without_the_key(emulator, read_back, monkeypatch, capsys, caplog):
+    caplog.set_level(logging.DEBUG)
+    for name in [n for n in os.environ if n.startswith("IOTGEN_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("EVENTHUB_CONNECTION_STRING", emulator.connection_string)
     key = emulator.connection_string.split("SharedAccessKey=")[1].split(";")[0]
-    done = iotgen("-v", "stream", "--events", "1500", "--sleep", "0", "--batch-size", "500", "--seed", "4",
-                  env={"EVENTHUB_CONNECTION_STRING": emulator.connection_string})
-    assert done.returncode == 0, done.stderr
-    assert "1,500 sent, 1,500 acknowledged, 0 retried, 0 failed" in done.stdout
-    assert "event count reached" in done.stdout and "seed 4" in done.stdout
-    assert "streaming to sb://127.0.0.1" in done.stderr
-    assert key not in done.stdout + done.stderr
+    assert main(["-v", "stream", "--events", "1500", "--sleep", "0", "--batch-size", "500", "--seed", "4"]) == 0
+    out, err = capsys.readouterr()
+    assert "1,500 sent, 1,500 acknowledged, 0 retried, 0 failed" in out
+    assert "event count reached" in out and "seed 4" in out
+    assert "streaming to sb://127.0.0.1" in err
+    assert key not in out + err + caplog.text
     assert len(read_back(emulator.connection_string, 1500)) == 1500
 
 
@@ -104,3 +108,31 @@ def test_emulator_command_passes_only_the_options_given(capsys):
     with pytest.raises(SystemExit):
         main(["emulator", "--help"])
     assert "--data-dir" in capsys.readouterr().out
+
+
+def test_ctrl_c_ends_the_stream_with_its_summary_and_status_130(emulator, read_back):
+    from azure.eventhub import EventHubProducerClient
+
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("IOTGEN_")}
+    environment["EVENTHUB_CONNECTION_STRING"] = emulator.connection_string
+    process = subprocess.Popen([sys.executable, "-m", "iotgen.cli", "stream", "--rate", "2000", "--seed", "8"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=environment)
+    try:
+        with EventHubProducerClient.from_connection_string(emulator.connection_string) as client:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and process.poll() is None:  # until events arrive
+                if any(client.get_partition_properties(p)["last_enqueued_sequence_number"] >= 0 for p in "0123"):
+                    break
+                time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert "interrupted" in out and "Traceback" not in err
+    assert emulator.connection_string.split("SharedAccessKey=")[1].split(";")[0] not in out + err
+    acknowledged = int(re.search(r"([\d,]+) acknowledged", out).group(1).replace(",", ""))
+    assert re.search(rf"{acknowledged:,} sent, {acknowledged:,} acknowledged, 0 retried, 0 failed", out)
+    assert f"STREAM_START_EVENT={acknowledged}" in out
+    assert len(read_back(emulator.connection_string, acknowledged, drain=True)) == acknowledged
