@@ -290,7 +290,7 @@ def _run(plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer,
             if limit is not None and taken >= limit:
                 state.summary.stopped_by = "events" if limit == plan.max_events else "duration"
                 break
-            late = DURATION_GRACE if limit is not None and plan.duration is not None else 0.0
+            late = DURATION_GRACE if events_bucket is not None else 0.0
             if plan.duration is not None and time.monotonic() - state.started >= plan.duration + late:
                 state.summary.stopped_by = "duration"
                 break

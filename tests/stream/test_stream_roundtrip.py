@@ -121,3 +121,15 @@ def test_with_nothing_configured_connect_starts_a_local_emulator_and_stops_it(mo
         assert summary.acknowledged == 500
         assert len(read_back(connection.config.eventhub_connection_string.reveal(), 500)) == 500
     assert not emulator.running
+
+
+def test_a_paced_duration_run_sends_the_events_due_and_an_unpaced_one_stops_on_time(hubs, stream_config, read_back):
+    connection = hubs.connection_string_for("g")
+    paced = stream_events(stream_config(connection, stream_duration_sec=1.0, rate_events_per_sec=2000,
+                                        batch_size=200, ramp_up_sec=0.5))
+    assert paced.stopped_by == "duration" and paced.ok
+    assert paced.acknowledged == 1500  # 2000/s for 1 s, less the half-second ramp's missing half
+    unpaced = stream_events(stream_config(connection, stream_duration_sec=0.5, batch_size=200,
+                                          stream_start_event=1500))
+    assert unpaced.stopped_by == "duration" and unpaced.ok and unpaced.acknowledged == unpaced.sent > 0
+    assert len(read_back(connection, 1500 + unpaced.acknowledged)) == 1500 + unpaced.acknowledged
