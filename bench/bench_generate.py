@@ -1,0 +1,413 @@
+"""Benchmark: events/s per core of ``iotgen`` against per-row generators written the plain-notebook way.
+
+One process, one core, every contender in the same run, so the ratios hold whatever the machine:
+
+* ``iotgen -> Arrow``: :func:`iotgen.generator.generate_events`, json_column included, batches dropped;
+* ``iotgen -> NDJSON bytes``: the same plus :func:`iotgen.sinks.encoding.ndjson_bytes` (no file);
+* ``iotgen -> NDJSON file`` and ``iotgen -> Parquet file``: :func:`iotgen.pipelines.batch.write_files`, the
+  code behind ``iotgen generate`` (atomic publish and fsync included);
+* ``per-row reference -> NDJSON file``: the seed notebook's way, one dict per event with ``random`` (23 fixed
+  columns + a json_column of 5-25 keys incl. nested location/diagnostics/config) and ``json.dumps`` per line;
+* ``Faker per-row -> NDJSON file``: the same shape with Faker providers.
+
+Each contender runs once to warm up, then ``--repeats`` times; the best run counts. "Per core" is events per
+second of process CPU time (user + system: the kernel's page-cache writes count); wall-clock rates are shown
+beside. Single core: BLAS/OpenMP pools are pinned to one thread before numpy loads, Arrow's CPU and I/O pools
+to one thread, and the process to one CPU where the OS allows. ``--workers 2`` adds the 2-process NDJSON
+run (wall clock, against 1 process in the same run). Writes a markdown table and a log-scale bar chart:
+
+    python bench/bench_generate.py [--events 500000] [--repeats 3] [--out bench/results]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from iotgen.allocator import retain_freed_memory  # noqa: E402
+
+ALLOCATOR_TUNED = retain_freed_memory()  # before numpy and pyarrow load, as the CLI does
+
+import argparse  # noqa: E402
+import datetime as dt  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import random  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from collections import OrderedDict  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+from iotgen.catalogs import (  # noqa: E402
+    DEVICE_TYPES, ENVS, IOT_KEY_POOL, MODELS, NESTED_KEYS, REGIONS, SOURCES, STATUS_VALUES, ZONES,
+)
+from iotgen.config import Config  # noqa: E402
+from iotgen.generator import GeneratorSpec, generate_events  # noqa: E402
+from iotgen.pipelines.batch import write_files  # noqa: E402
+from iotgen.sinks.encoding import ndjson_bytes  # noqa: E402
+
+TARGET_PER_CORE = 500_000
+TARGET_RATIO = 25
+ANCHOR = "2026-06-01T00:00:00Z"
+SPREAD_HOURS = 168.0
+
+
+# ---- the per-row contenders ----------------------------------------------------------------------------------
+def _weighted(catalog) -> tuple[list, list | None]:
+    return (list(catalog), list(catalog.values())) if isinstance(catalog, dict) else (list(catalog), None)
+
+
+_CATALOGS = {name: _weighted(cat) for name, cat in (
+    ("device_type", DEVICE_TYPES), ("status", STATUS_VALUES), ("region", REGIONS), ("zone", ZONES),
+    ("model", MODELS), ("source", SOURCES), ("env", ENVS))}
+_KEYS = list(IOT_KEY_POOL)
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class NotebookRows:
+    """The seed notebook's generator: ``random`` per field, one dict per event."""
+
+    def __init__(self, seed: int) -> None:
+        self.rnd = random.Random(seed)
+        self.base = dt.datetime.fromisoformat(ANCHOR.replace("Z", "+00:00")) - dt.timedelta(days=7)
+
+    def pick(self, column: str) -> str:
+        values, weights = _CATALOGS[column]
+        return self.rnd.choices(values, weights)[0] if weights else self.rnd.choice(values)
+
+    def value(self, spec: tuple, nested: dict | None = None):
+        rnd, kind = self.rnd, spec[0]
+        if kind == "float":
+            return round(rnd.uniform(spec[1], spec[2]), spec[3])
+        if kind == "int":
+            return rnd.randint(spec[1], spec[2])
+        if kind == "bool":
+            return rnd.random() < spec[1]
+        if kind == "choice":
+            return rnd.choice(spec[1])
+        if kind == "float_array":
+            return [round(rnd.uniform(spec[3], spec[4]), spec[5]) for _ in range(rnd.randint(spec[1], spec[2]))]
+        if kind == "string_array":
+            return rnd.sample(spec[3], rnd.randint(spec[1], spec[2]))
+        return {sub: self.value(sub_spec) for sub, sub_spec in nested.items()}
+
+    def dynamic_json(self) -> dict:
+        keys = self.rnd.sample(_KEYS, self.rnd.randint(5, 25))
+        return {k: self.value(IOT_KEY_POOL[k], NESTED_KEYS.get(k)) for k in _KEYS if k in keys}
+
+    def event(self) -> dict:
+        rnd = self.rnd
+        ts = self.base + dt.timedelta(milliseconds=rnd.randrange(int(SPREAD_HOURS * 3_600_000)))
+        calibration = ts - dt.timedelta(milliseconds=rnd.randint(86_400_000, 365 * 86_400_000))
+        created = ts + dt.timedelta(milliseconds=min(30_000, round(rnd.lognormvariate(6.685, 1.0))))
+        updated = created + dt.timedelta(milliseconds=rnd.randint(1, 3_600_000) if rnd.random() < 0.2 else 0)
+        return {
+            "event_id": str(uuid.uuid4()),
+            "timestamp": _iso(ts),
+            "device_type": self.pick("device_type"),
+            "firmware_version": f"{rnd.randint(1, 4)}.{rnd.randint(0, 9)}.{rnd.randint(0, 19)}",
+            "battery_level": round(min(100.0, 100 * rnd.betavariate(5.0, 1.5)), 1),
+            "sensor_id": f"sensor-{rnd.randint(1, 1000):05d}",
+            "temperature": round(min(85.0, max(-40.0, rnd.gauss(22.0, 8.0))), 2),
+            "humidity": round(min(100.0, max(0.0, rnd.gauss(50.0, 15.0))), 1),
+            "pressure": round(min(1085.0, max(870.0, rnd.gauss(1013.25, 8.0))), 2),
+            "status": self.pick("status"),
+            "region": self.pick("region"),
+            "zone": self.pick("zone"),
+            "model": self.pick("model"),
+            "version": rnd.randint(1, 5),
+            "signal_strength": int(min(-30, max(-120, round(rnd.gauss(-70, 12))))),
+            "uptime_hours": round(min(8760.0, rnd.expovariate(1 / 720)), 2),
+            "fault_count": min(50, int(rnd.expovariate(2.5))),
+            "last_calibration": _iso(calibration),
+            "maintenance_due": (ts - calibration).days > 180,
+            "created_at": _iso(created),
+            "updated_at": _iso(updated),
+            "source": self.pick("source"),
+            "env": self.pick("env"),
+            "json_column": self.dynamic_json(),
+        }
+
+
+class FakerRows(NotebookRows):
+    """The same events from Faker providers, the other common way."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed)
+        from faker import Faker
+
+        self.fake = Faker()
+        self.fake.seed_instance(seed)
+        self.end = self.base + dt.timedelta(hours=SPREAD_HOURS)
+
+    def pick(self, column: str) -> str:
+        values, weights = _CATALOGS[column]
+        if weights:
+            return self.fake.random_element(OrderedDict(zip(values, weights)))
+        return self.fake.random_element(values)
+
+    def value(self, spec: tuple, nested: dict | None = None):
+        fake, kind = self.fake, spec[0]
+        if kind == "float":
+            return fake.pyfloat(min_value=spec[1], max_value=spec[2], right_digits=spec[3])
+        if kind == "int":
+            return fake.pyint(min_value=spec[1], max_value=spec[2])
+        if kind == "bool":
+            return fake.pybool(truth_probability=round(100 * spec[1]))
+        if kind == "choice":
+            return fake.random_element(spec[1])
+        if kind == "float_array":
+            return [fake.pyfloat(min_value=spec[3], max_value=spec[4], right_digits=spec[5])
+                    for _ in range(fake.pyint(spec[1], spec[2]))]
+        if kind == "string_array":
+            return fake.random_elements(spec[3], length=fake.pyint(spec[1], spec[2]), unique=True)
+        return {sub: self.value(sub_spec) for sub, sub_spec in nested.items()}
+
+    def dynamic_json(self) -> dict:
+        keys = set(self.fake.random_elements(_KEYS, length=self.fake.pyint(5, 25), unique=True))
+        return {k: self.value(IOT_KEY_POOL[k], NESTED_KEYS.get(k)) for k in _KEYS if k in keys}
+
+    def event(self) -> dict:
+        fake = self.fake
+        ts = fake.date_time_between(self.base, self.end, tzinfo=dt.timezone.utc)
+        calibration = ts - dt.timedelta(days=fake.pyint(1, 365))
+        created = ts + dt.timedelta(milliseconds=fake.pyint(0, 30_000))
+        return {
+            "event_id": fake.uuid4(),
+            "timestamp": _iso(ts),
+            "device_type": self.pick("device_type"),
+            "firmware_version": f"{fake.pyint(1, 4)}.{fake.pyint(0, 9)}.{fake.pyint(0, 19)}",
+            "battery_level": fake.pyfloat(min_value=0, max_value=100, right_digits=1),
+            "sensor_id": f"sensor-{fake.pyint(1, 1000):05d}",
+            "temperature": fake.pyfloat(min_value=-40, max_value=85, right_digits=2),
+            "humidity": fake.pyfloat(min_value=0, max_value=100, right_digits=1),
+            "pressure": fake.pyfloat(min_value=870, max_value=1085, right_digits=2),
+            "status": self.pick("status"),
+            "region": self.pick("region"),
+            "zone": self.pick("zone"),
+            "model": self.pick("model"),
+            "version": fake.pyint(1, 5),
+            "signal_strength": fake.pyint(-120, -30),
+            "uptime_hours": fake.pyfloat(min_value=0, max_value=8760, right_digits=2),
+            "fault_count": fake.pyint(0, 3),
+            "last_calibration": _iso(calibration),
+            "maintenance_due": (ts - calibration).days > 180,
+            "created_at": _iso(created),
+            "updated_at": _iso(created + dt.timedelta(milliseconds=fake.pyint(0, 3_600_000))),
+            "source": self.pick("source"),
+            "env": self.pick("env"),
+            "json_column": self.dynamic_json(),
+        }
+
+
+def per_row_file(make: Callable[[int], NotebookRows]) -> Callable[[int, Path], None]:
+    def run(n: int, folder: Path) -> None:
+        rows = make(7)
+        with open(folder / "per_row.ndjson", "w", encoding="utf-8") as out:
+            for _ in range(n):
+                out.write(json.dumps(rows.event()) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+
+    return run
+
+
+# ---- the iotgen contenders -----------------------------------------------------------------------------------
+def _config(n: int, folder: Path, **extra) -> Config:
+    return Config(num_events=n, random_seed=7, anchor_time=ANCHOR, output_dir=str(folder), **extra)
+
+
+def iotgen_arrow(n: int, folder: Path) -> None:
+    for _ in generate_events(GeneratorSpec.from_config(_config(n, folder)), n):
+        pass
+
+
+def iotgen_ndjson_bytes(n: int, folder: Path) -> None:
+    for batch in generate_events(GeneratorSpec.from_config(_config(n, folder)), n):
+        ndjson_bytes(batch)
+
+
+def iotgen_file(fmt: str, workers: int = 1) -> Callable[[int, Path], None]:
+    def run(n: int, folder: Path) -> None:
+        write_files(_config(n, folder, output_format=fmt, workers=workers, events_per_file=max(n, 1)))
+
+    return run
+
+
+# ---- measuring -----------------------------------------------------------------------------------------------
+@dataclass
+class Result:
+    name: str
+    events: int
+    wall: float
+    cpu: float
+    bytes_per_event: float | None = None
+
+    @property
+    def per_core(self) -> float:
+        return self.events / self.cpu
+
+    @property
+    def per_second(self) -> float:
+        return self.events / self.wall
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
+def measure(name: str, run: Callable[[int, Path], None], n: int, repeats: int, scratch: Path,
+            by_wall: bool = False) -> Result:
+    """The best of ``repeats`` runs of ``n`` events (least CPU time, or least wall time) after a warm-up."""
+    best: Result | None = None
+    for attempt in range(repeats + 1):
+        folder = Path(tempfile.mkdtemp(dir=scratch))
+        count = max(1, n // 20) if attempt == 0 else n  # the first run warms up caches and tables
+        wall, cpu = time.perf_counter(), _cpu_seconds()
+        run(count, folder)
+        wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
+        written = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and f.suffix != ".json")
+        shutil.rmtree(folder)
+        if attempt and (best is None or (wall < best.wall if by_wall else cpu < best.cpu)):
+            best = Result(name, count, wall, cpu, written / count if written else None)
+        if attempt:
+            print(f"  {name}: {count / cpu:>12,.0f} events/s per core ({count / wall:,.0f} wall)", flush=True)
+    return best
+
+
+def pin_to_one_cpu() -> str:
+    if hasattr(os, "sched_setaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpus[-1]})
+        return f"pinned to CPU {cpus[-1]} of {len(cpus)}"
+    return "not pinned (no sched_setaffinity)"
+
+
+# ---- reporting -----------------------------------------------------------------------------------------------
+def markdown(results: list[Result], reference: Result, workers: list[Result], notes: list[str]) -> str:
+    lines = [
+        "# Generation benchmark",
+        "",
+        "Events/s per core = events / process CPU seconds (user + system), one process pinned to one core; "
+        "best of the repeats. Wall-clock rates beside. Ratio = per-core rate / the per-row reference's.",
+        "",
+        "| contender | events | events/s per core | events/s (wall) | x per-row reference | bytes/event |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        size = f"{r.bytes_per_event:,.0f}" if r.bytes_per_event else ""
+        lines.append(f"| {r.name} | {r.events:,} | {r.per_core:,.0f} | {r.per_second:,.0f} | "
+                     f"{r.per_core / reference.per_core:,.1f} | {size} |")
+    if workers:
+        lines += ["", "NDJSON file with worker processes (wall clock, same run):", "",
+                  "| workers | events | events/s (wall) | speed-up |", "|---:|---:|---:|---:|"]
+        for r in workers:
+            lines.append(f"| {r.name} | {r.events:,} | {r.per_second:,.0f} | "
+                         f"{r.per_second / workers[0].per_second:.2f} |")
+    lines += ["", *[f"- {note}" for note in notes], ""]
+    return "\n".join(lines)
+
+
+def plot(results: list[Result], reference: Result, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(results) + 1.4))
+    names = [r.name for r in results][::-1]
+    rates = [r.per_core for r in results][::-1]
+    colors = ["#2b6cb0" if name.startswith("iotgen") else "#a0aec0" for name in names]
+    ax.barh(names, rates, color=colors)
+    ax.set_xscale("log")
+    ax.axvline(TARGET_PER_CORE, color="#c53030", linestyle="--", linewidth=1)
+    ax.text(TARGET_PER_CORE, len(names) - 0.4, " target 500k/core", color="#c53030", fontsize=8, va="top")
+    for y, rate in enumerate(rates):
+        ax.text(rate, y, f" {rate:,.0f} ({rate / reference.per_core:,.1f}x)", va="center", fontsize=8)
+    ax.set_xlabel("events/s per core (log scale)")
+    ax.set_xlim(min(rates) / 2, max(rates) * 12)
+    ax.set_title("iotgen vs per-row generation, one core")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=500_000, help="events per iotgen run")
+    parser.add_argument("--reference-events", type=int, default=20_000, help="events per per-row reference run")
+    parser.add_argument("--faker-events", type=int, default=4_000, help="events per Faker run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2, help="also time the NDJSON file with this many workers")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--scratch", type=Path, default=None, help="folder for the files written (default: temp)")
+    args = parser.parse_args(argv)
+
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+    scratch = Path(tempfile.mkdtemp(prefix="iotgen-bench-", dir=args.scratch))
+    pinned = None
+    try:
+        workers = []
+        if args.workers > 1:  # before pinning: worker processes need their own cores
+            print("NDJSON file, worker processes (wall clock):", flush=True)
+            for k in (1, args.workers):
+                r = measure(str(k), iotgen_file("ndjson", workers=k), args.events, args.repeats, scratch, True)
+                workers.append(r)
+        pinned = pin_to_one_cpu()
+        print(f"single core ({pinned}):", flush=True)
+        contenders = [
+            ("iotgen -> Arrow", iotgen_arrow, args.events),
+            ("iotgen -> NDJSON bytes (no file)", iotgen_ndjson_bytes, args.events),
+            ("iotgen -> NDJSON file", iotgen_file("ndjson"), args.events),
+            ("iotgen -> Parquet file", iotgen_file("parquet"), args.events),
+            ("per-row reference -> NDJSON file", per_row_file(NotebookRows), args.reference_events),
+            ("Faker per-row -> NDJSON file", per_row_file(FakerRows), args.faker_events),
+        ]
+        results = [measure(name, run, n, args.repeats, scratch) for name, run, n in contenders]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    reference = next(r for r in results if r.name.startswith("per-row reference"))
+    arrow = results[0]
+    ndjson_file = next(r for r in results if r.name == "iotgen -> NDJSON file")
+    notes = [
+        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, {pinned}; Python {platform.python_version()}, numpy {np.__version__}, "
+        f"pyarrow {pa.__version__}; allocator tuning (iotgen.allocator) {'on' if ALLOCATOR_TUNED else 'unavailable'}.",
+        f"Target 1: {TARGET_PER_CORE:,} events/s per core into Arrow with json_column: "
+        f"{arrow.per_core:,.0f} ({'met' if arrow.per_core >= TARGET_PER_CORE else 'NOT met'}).",
+        f"Target 2: {TARGET_RATIO}x the per-row reference: Arrow {arrow.per_core / reference.per_core:,.0f}x, "
+        f"NDJSON file {ndjson_file.per_core / reference.per_core:,.0f}x "
+        f"({'met' if ndjson_file.per_core >= TARGET_RATIO * reference.per_core else 'NOT met'} for the file).",
+        f"Events per run: iotgen {args.events:,}, per-row {args.reference_events:,}, Faker {args.faker_events:,}; "
+        f"best of {args.repeats} after a warm-up run.",
+    ]
+    text = markdown(results, reference, workers, notes)
+    print()
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "generate.md").write_text(text, encoding="utf-8")
+    plot(results, reference, args.out / "generate.png")
+    print(f"wrote {args.out / 'generate.md'} and {args.out / 'generate.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
