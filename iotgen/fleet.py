@@ -46,11 +46,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from . import keyed_random as kr
+from . import draws, keyed_random as kr
 from .catalogs import Catalogs
-from .generator import BLOCK_SIZE, GeneratorSpec, block_rng, build_events
+from .dynamic_json import build_json_column
+from .generator import BLOCK_SIZE, GeneratorSpec, _uuid4, block_rng  # _uuid4: the generator's UUID text
 from .schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS, TIMESTAMP
 
 SECOND_MS = 1000
@@ -74,8 +74,7 @@ STATUS_ROLES = ("online", "idle", "degraded", "maintenance", "error", "offline")
 BASE_STREAM = 1
 _ATTRIBUTE, _JITTER, _NOISE, _BATTERY, _REBOOT, _FAULT, _CALIBRATION, _IDLE, _ROLLOUT = range(100, 109)
 _READINGS = ("temperature", "humidity", "pressure")
-_WALK = {"temperature": 110, "humidity": 111, "pressure": 112}
-_WEATHER = {"temperature": 113, "humidity": 114, "pressure": 115}
+_WALK, _WEATHER = 110, 111
 
 
 @dataclass(frozen=True)
@@ -181,17 +180,18 @@ class Fleet:
     def build_block(self, spec: GeneratorSpec, block: int) -> pa.RecordBatch:
         """The :data:`~iotgen.generator.BLOCK_SIZE` events numbered ``block * BLOCK_SIZE`` and up."""
         devices = fleet_devices(spec)
-        device, _, t = devices.schedule(block * BLOCK_SIZE, (block + 1) * BLOCK_SIZE)
-        base = build_events(spec, block_rng(spec.seed, block, BASE_STREAM), BLOCK_SIZE)
-        names = ARROW_SCHEMA.names
-        ms = {name: _epoch_ms(base.column(names.index(name))) for name in ("timestamp", "created_at", "updated_at")}
+        n = BLOCK_SIZE
+        device, _, t = devices.schedule(block * n, (block + 1) * n)
         columns = devices.columns(device, t)
-        columns["event_id"] = base.column(names.index("event_id"))
-        columns["json_column"] = base.column(names.index("json_column"))
-        created = t + (ms["created_at"] - ms["timestamp"])
-        columns["created_at"] = _timestamps(created)
-        columns["updated_at"] = _timestamps(created + (ms["updated_at"] - ms["created_at"]))
-        return pa.RecordBatch.from_arrays([columns[name] for name in names], schema=ARROW_SCHEMA)
+        # Per event, as in the independent profile: the id, the payload and the gateway's ingest delays.
+        rng = block_rng(spec.seed, block, BASE_STREAM)
+        columns["event_id"] = _uuid4(rng, n)
+        columns["json_column"] = build_json_column(spec.catalogs.key_pool, spec.min_keys, spec.max_keys, rng, n)
+        delay = np.exp(np.log(800.0) + rng.standard_normal(n, dtype=np.float32))
+        created = t + np.minimum(np.rint(delay), 30_000).astype(np.int64)
+        updated = created + np.where(draws.coin(rng, 0.2, n), 1 + draws.below(rng, HOUR_MS, n), 0)
+        columns["created_at"], columns["updated_at"] = _timestamps(created), _timestamps(updated)
+        return pa.RecordBatch.from_arrays([columns[name] for name in ARROW_SCHEMA.names], schema=ARROW_SCHEMA)
 
     # ---- for scenarios, notebooks and docs ------------------------------------------------------------------
     def columns_at(self, spec: GeneratorSpec, device: np.ndarray, t_ms: np.ndarray) -> dict[str, pa.Array]:
@@ -199,9 +199,10 @@ class Fleet:
         closed-form), as Arrow arrays keyed by column name (all fixed columns but the event's own)."""
         return fleet_devices(spec).columns(np.asarray(device, dtype=np.int64), np.asarray(t_ms, dtype=np.int64))
 
-    def readings_at(self, spec: GeneratorSpec, device: np.ndarray, t_ms: np.ndarray) -> dict[str, np.ndarray]:
-        """The numeric readings (temperature, humidity, pressure, ...) of ``device`` at ``t_ms`` as numpy."""
-        return fleet_devices(spec).readings(np.asarray(device, dtype=np.int64), np.asarray(t_ms, dtype=np.int64))
+    def readings_at(self, spec: GeneratorSpec, device: np.ndarray, t_ms: np.ndarray) -> dict[str, Any]:
+        """Every column that changes over time, of ``device`` at ``t_ms``, by column name: numbers as numpy
+        (times in epoch ms), ``status`` and ``firmware_version`` as Arrow strings."""
+        return fleet_devices(spec).changing(np.asarray(device, dtype=np.int64), np.asarray(t_ms, dtype=np.int64))
 
     def reading_at(self, spec: GeneratorSpec, name: str, device: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
         """One reading (``temperature``, ``humidity`` or ``pressure``) of ``device`` at ``t_ms``."""
@@ -228,10 +229,6 @@ class Fleet:
             if value not in allowed:
                 raise ValueError(f"fleet.status.{role} must be one of STATUS_VALUES ({', '.join(allowed)}), "
                                  f"got {value!r}: map each of {', '.join(STATUS_ROLES)} to a status value")
-
-
-def _epoch_ms(column: pa.Array) -> np.ndarray:
-    return pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False) // 1000
 
 
 def _timestamps(epoch_ms: np.ndarray) -> pa.Array:
@@ -412,24 +409,38 @@ class Devices:
         return device, k, t + self.t0
 
     # ---- readings ---------------------------------------------------------------------------------------
-    def _reading(self, name: str, device: np.ndarray, t: np.ndarray, daily: np.ndarray, noise: np.ndarray):
-        model: Series = getattr(self.fleet, name)
+    def _readings(self, names: tuple[str, ...], device: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
+        """Temperature, humidity and/or pressure: climate, daily cycle, regional weather, device walk, noise."""
         climate = self.climate
-        if name == "temperature":
-            level = climate["temperature_c"][device] + climate["temperature_daily_c"][device] * daily
-        elif name == "humidity":
-            level = climate["humidity_pct"][device] - climate["humidity_daily_pct"][device] * daily
-        else:
-            level = climate["pressure_hpa"][device] + 0.6 * self._cycle(device, t, 12, 10)
-        weather = kr.stationary_walk(self.seed, _WEATHER[name], self.region[device], t,
-                                     max(1, int(model.weather_hours * HOUR_MS)), model.weather_sd, levels=6)
-        walk = kr.stationary_walk(self.seed, _WALK[name], device, t, max(1, int(model.walk_hours * HOUR_MS)),
-                                  model.walk_sd, levels=8)
-        return _quantise(level + self.offset[name][device] + weather + walk + model.noise_sd * noise, name)
+        daily = self._cycle(device, t, 24, 15)
+        noise = kr.keyed(self.seed, _NOISE, device, t)
+        models = {name: getattr(self.fleet, name) for name in names}
+        variation = {name: np.zeros(len(t)) for name in names}
+        region = self.region[device]
+        for stream, key, hours, sd, levels, grid in (
+                (_WEATHER, region, "weather_hours", "weather_sd", 6, True), (_WALK, device, "walk_hours", "walk_sd", 8, False)):
+            by_period: dict[int, list[str]] = {}
+            for name in names:
+                by_period.setdefault(max(1, int(getattr(models[name], hours) * HOUR_MS)), []).append(name)
+            for period, group in by_period.items():  # walks of the same period share their random bits
+                walks = kr.stationary_walks(self.seed, (stream << 40) + period, key, t, period,
+                                            tuple(getattr(models[n], sd) for n in group), levels, on_grid=grid)
+                for name, walk in zip(group, walks):
+                    variation[name] += walk
+        out = {}
+        for name in names:
+            if name == "temperature":
+                level = climate["temperature_c"][device] + climate["temperature_daily_c"][device] * daily
+            elif name == "humidity":
+                level = climate["humidity_pct"][device] - climate["humidity_daily_pct"][device] * daily
+            else:
+                level = climate["pressure_hpa"][device] + 0.6 * self._cycle(device, t, 12, 10)
+            sensor_noise = models[name].noise_sd * kr.to_normal(noise, _READINGS.index(name))
+            out[name] = _quantise(level + self.offset[name][device] + variation[name] + sensor_noise, name)
+        return out
 
     def reading(self, name: str, device: np.ndarray, t: np.ndarray) -> np.ndarray:
-        noise = kr.to_normal(kr.extend(kr.keyed(self.seed, _NOISE, device, t), _READINGS.index(name)))
-        return self._reading(name, device, t, self._cycle(device, t, 24, 15), noise)
+        return self._readings((name,), device, t)[name]
 
     def _cycle(self, device: np.ndarray, t: np.ndarray, period_h: float, peak_h: float) -> np.ndarray:
         local = (t / HOUR_MS + self.climate["utc_offset_h"][device]) % 24
@@ -439,11 +450,9 @@ class Devices:
         """Every time-dependent value of ``device`` at epoch-ms ``t`` (closed form, vectorised)."""
         out: dict[str, Any] = {}
         tf = t.astype(np.float64)
+        out.update(self._readings(_READINGS, device, t))
         noise = kr.keyed(self.seed, _NOISE, device, t)
-        daily = self._cycle(device, t, 24, 15)
-        for i, name in enumerate(_READINGS):
-            out[name] = self._reading(name, device, t, daily, kr.to_normal(kr.extend(noise, i)))
-        out["signal_strength"] = np.clip(np.rint(self.signal_level[device] + 2.5 * kr.to_normal(kr.extend(noise, 3))),
+        out["signal_strength"] = np.clip(np.rint(self.signal_level[device] + 2.5 * kr.to_normal(noise, 3)),
                                          -120, -30).astype(np.int32)
         # Battery: a sawtooth, one drain cycle after another; each cycle starts near full and drains a bit
         # faster or slower than the device's mean.
@@ -521,34 +530,31 @@ class Devices:
         this = at(slot)
         return np.floor(np.where(this < tf, this, at(slot - 1))).astype(np.int64)
 
+    def changing(self, device: np.ndarray, t: np.ndarray) -> dict[str, Any]:
+        """The columns that change over time (see :meth:`Fleet.readings_at`)."""
+        r = self.readings(device, t)
+        r["timestamp"] = t
+        r["status"] = self.status_values.take(pa.array(r["status"]))
+        r["firmware_version"] = self.firmware_values.take(pa.array(r.pop("firmware")))
+        return r
+
     def columns(self, device: np.ndarray, t: np.ndarray) -> dict[str, pa.Array]:
         """Arrow columns of the device's attributes and readings at ``t`` (all fixed columns but event_id,
         created_at and updated_at)."""
-        r = self.readings(device, t)
+        out = {name: _timestamps(v) if name in ("timestamp", "last_calibration") else pa.array(v)
+               for name, v in self.changing(device, t).items()}
         cats = self.catalogs
-        codes = pa.array(device)
-        return {
-            "timestamp": _timestamps(t),
+        out.update({
+            "sensor_id": self.sensor_ids.take(pa.array(device)),
             "device_type": _take(cats.device_types.values, self.type[device]),
-            "firmware_version": self.firmware_values.take(pa.array(r["firmware"])),
-            "battery_level": pa.array(r["battery_level"]),
-            "sensor_id": self.sensor_ids.take(codes),
-            "temperature": pa.array(r["temperature"]),
-            "humidity": pa.array(r["humidity"]),
-            "pressure": pa.array(r["pressure"]),
-            "status": self.status_values.take(pa.array(r["status"])),
             "region": _take(cats.regions.values, self.region[device]),
             "zone": _take(cats.zones.values, self.zone[device]),
             "model": _take(cats.models.values, self.model[device]),
             "version": pa.array(self.version[device]),
-            "signal_strength": pa.array(r["signal_strength"]),
-            "uptime_hours": pa.array(r["uptime_hours"]),
-            "fault_count": pa.array(r["fault_count"]),
-            "last_calibration": _timestamps(r["last_calibration"]),
-            "maintenance_due": pa.array(r["maintenance_due"]),
             "source": _take(cats.sources.values, self.source[device]),
             "env": _take(cats.envs.values, self.env[device]),
-        }
+        })
+        return out
 
     def table(self) -> pa.Table:
         cats = self.catalogs

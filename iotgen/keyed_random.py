@@ -30,7 +30,8 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 
 def _u64(value) -> np.ndarray:
-    return np.asarray(value).astype(np.uint64)
+    value = np.asarray(value)
+    return value.view(np.uint64) if value.dtype == np.int64 else value.astype(np.uint64)
 
 
 def keyed(seed: int, stream: int, *keys) -> np.ndarray:
@@ -57,10 +58,12 @@ def _normal_quantiles() -> np.ndarray:
     return np.array([inverse((i + 0.5) / 65536) for i in range(65536)])
 
 
-def to_normal(h: np.ndarray) -> np.ndarray:
-    """Standard normal floats from hashes: the normal quantile of the top 16 bits (a table lookup; values are
-    on a grid of 65,536 quantiles, so the tails stop at about 4.3 standard deviations)."""
-    return _normal_quantiles()[(h >> np.uint64(48)).astype(np.intp)]
+def to_normal(h: np.ndarray, part: int = 0) -> np.ndarray:
+    """Standard normal floats from hashes: the normal quantile of 16 bits (a table lookup; values are on a grid
+    of 65,536 quantiles, so the tails stop at about 4.3 standard deviations). ``part`` 0-3 picks which 16 bits,
+    so one hash gives up to four independent normals."""
+    bits = (h >> np.uint64(48 - 16 * part)) & np.uint64(0xFFFF)
+    return _normal_quantiles()[bits.astype(np.intp)]
 
 
 def uniform(seed: int, stream: int, *keys) -> np.ndarray:
@@ -78,34 +81,70 @@ def choice(u: np.ndarray, probabilities) -> np.ndarray:
 
 
 def stationary_walk(seed: int, stream: int, key, t_ms: np.ndarray, period_ms: int, sd: float,
-                    levels: int = 8) -> np.ndarray:
+                    levels: int = 8, on_grid: bool = False) -> np.ndarray:
     """A random walk with ``N(0, sd**2)`` values at every time, evaluated at ``t_ms`` with no history.
 
     Anchors every ``period_ms`` are independent ``N(0, sd**2)`` draws keyed by ``(key, anchor)``; between two
     anchors the path is a Brownian bridge whose diffusion (``2 sd**2`` per period) keeps the variance at
-    ``sd**2`` everywhere, refined by midpoint displacement ``levels`` times (so down to ``period / 2**levels``)
-    and linear below that. Nearby times are strongly correlated (it moves like a random walk), times a period
-    or more apart are nearly independent (it does not wander off). The same ``(seed, stream, key, t)`` always
-    gives the same value, whatever else is evaluated with it.
+    ``sd**2`` everywhere, built by Lévy's construction: the straight line between the anchors plus, at each of
+    ``levels`` levels, a keyed normal times a tent over each of the level's ``2**level`` intervals (midpoint
+    displacement), so it is linear between the ``2**levels`` finest grid points. Nearby times are strongly
+    correlated (it moves like a random walk), times a period or more apart nearly independent (it does not
+    wander off). The same ``(seed, stream, key, t)`` always gives the same value, whatever else is evaluated.
+
+    ``on_grid``: evaluate each distinct grid point once and interpolate: much faster when many events share
+    few keys (a region's weather); the values differ from the direct sum only by float rounding, so a
+    quantity must always be evaluated the same way.
     """
-    if sd == 0:
-        return np.zeros(np.shape(t_ms))
+    return stationary_walks(seed, stream, key, t_ms, period_ms, (sd,), levels, on_grid)[0]
+
+
+def stationary_walks(seed: int, stream: int, key, t_ms: np.ndarray, period_ms: int, sds: tuple[float, ...],
+                     levels: int = 8, on_grid: bool = False) -> list[np.ndarray]:
+    """Up to four independent :func:`stationary_walk` s with the same key, period and levels, one per ``sd``,
+    for the price of one (each hash gives four normals)."""
     t_ms = np.asarray(t_ms, dtype=np.int64)
+    key = np.broadcast_to(np.asarray(key, dtype=np.int64), t_ms.shape)
+    if not t_ms.size:
+        return [np.zeros(t_ms.shape) for _ in sds]
+    if on_grid:
+        steps = 1 << levels
+        position = t_ms.astype(np.float64) * (steps / period_ms)
+        point = np.floor(position).astype(np.int64)
+        low = point.min()
+        span = int(point.max() - low) + 2
+        packed = np.concatenate([key * span + (point - low), key * span + (point + 1 - low)])
+        unique, where = np.unique(packed, return_inverse=True)
+        grid_key, grid_point = np.divmod(unique, span)
+        anchor, within = np.divmod(grid_point + low, steps)
+        where = where.reshape(2, -1)
+        fraction = position - point
+        return [sd * (v[where[0]] * (1 - fraction) + v[where[1]] * fraction)
+                for sd, v in zip(sds, _bridges(seed, stream, grid_key, anchor, within / steps, levels, len(sds)))]
     anchor = t_ms // period_ms
     u = (t_ms - anchor * period_ms) / period_ms
+    return [sd * v for sd, v in zip(sds, _bridges(seed, stream, key, anchor, u, levels, len(sds)))]
+
+
+def _bridges(seed: int, stream: int, key: np.ndarray, anchor: np.ndarray, u: np.ndarray, levels: int,
+             count: int) -> list[np.ndarray]:
+    """``count`` unit-variance walks at fraction ``u`` of the way from ``anchor`` to ``anchor + 1``."""
+    if not 1 <= count <= 4:
+        raise ValueError("between 1 and 4 walks share one hash")
     base = keyed(seed, stream, key, anchor)
-    left = to_normal(extend(base, 0))
-    right = to_normal(extend(keyed(seed, stream, key, anchor + 1), 0))
-    low = np.zeros_like(u)
-    width = 1.0
-    index = np.zeros(u.shape, dtype=np.int64)
-    for level in range(levels):
-        half = width / 2
-        mid = (left + right) / 2 + np.sqrt(half) * to_normal(extend(base, ((level + 1) << 32) | index))
-        upper = u >= low + half
-        left = np.where(upper, mid, left)
-        right = np.where(upper, right, mid)
-        low = np.where(upper, low + half, low)
-        index = 2 * index + upper
-        width = half
-    return sd * (left + (right - left) * ((u - low) / width))
+    left, right = extend(base, 0), extend(keyed(seed, stream, key, anchor + 1), 0)
+    walks = []
+    if levels:
+        scale = np.exp2(np.arange(levels))[:, None]  # intervals per period at each level
+        position = u[None, :] * scale
+        index = position.astype(np.int64)
+        weight = (1.0 - np.abs(2.0 * (position - index) - 1.0)) * np.sqrt(0.5 / scale)  # tent * midpoint sd
+        level = (np.arange(1, levels + 1, dtype=np.int64) << 32)[:, None]
+        displacement = extend(base[None, :], level | index)
+    for part in range(count):
+        a, b = to_normal(left, part), to_normal(right, part)
+        value = a + (b - a) * u
+        if levels:
+            value += np.einsum("ij,ij->j", weight, to_normal(displacement, part))
+        walks.append(value)
+    return walks

@@ -36,6 +36,7 @@ filled by ``apply``, or by generating the blocks again).
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections import OrderedDict
@@ -228,7 +229,7 @@ class Scenarios:
             _out_of_range(self.out_of_range, work)
         if self.clock_skew:
             _clock_skew(self.clock_skew, work)
-        drifted = [_schema_drift(change, i, work) for i, change in enumerate(self.schema_drift)]
+        drifted = _schema_drift(self.schema_drift, work)
         if self.malformed_json:
             _malformed(self.malformed_json, work)
         for number, (column, rate) in enumerate(self.nulls):
@@ -255,13 +256,59 @@ class _Strings:
         self.size = len(original)
         self.index = np.arange(len(original))
 
-    def get(self, rows: np.ndarray) -> pa.Array:
-        return pa.chunked_array(self.pieces, pa.string()).take(pa.array(self.index[rows])).combine_chunks()
+    def get(self, rows: np.ndarray | None = None) -> pa.Array:
+        """The current values of ``rows`` (all rows, in order, when None)."""
+        if len(self.pieces) == 1:
+            return self.pieces[0] if rows is None else self.pieces[0].take(pa.array(rows))
+        index = self.index if rows is None else self.index[rows]
+        pieces = pa.chunked_array(self.pieces, pa.string())
+        starts = np.flatnonzero(np.diff(index, prepend=-2) != 1)
+        if len(starts) > 256:  # scattered edits: one take
+            return pieces.take(pa.array(index)).combine_chunks()
+        # few edits: copy runs of consecutive values (a memcpy each) rather than take value by value
+        lengths = np.diff(np.append(starts, len(index)))
+        return pa.concat_arrays([chunk for start, length in zip(index[starts], lengths)
+                                 for chunk in pieces.slice(int(start), int(length)).chunks])
 
     def set(self, rows: np.ndarray, values: pa.Array) -> None:
         self.index[rows] = self.size + np.arange(len(rows))
         self.pieces.append(values.cast(pa.string()))
         self.size += len(values)
+
+
+def _sensor_numbers(sensor: pa.Array) -> np.ndarray:
+    """42 for ``sensor-00042``: straight from the text bytes when every id has the same width."""
+    offsets = np.frombuffer(sensor.buffers()[1], dtype=np.int32, count=len(sensor) + 1, offset=4 * sensor.offset)
+    width = int(offsets[1] - offsets[0]) if len(sensor) else 0
+    if sensor.null_count or width <= 7 or offsets[-1] - offsets[0] != width * len(sensor):
+        return pc.cast(pc.utf8_slice_codeunits(sensor, 7), pa.int64()).to_numpy(zero_copy_only=False)
+    text = np.frombuffer(sensor.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]].reshape(-1, width)
+    digits = text[:, 7:].astype(np.int64) - 48
+    return digits @ (10 ** np.arange(width - 8, -1, -1, dtype=np.int64))
+
+
+def _epoch_ms(column: pa.Array) -> np.ndarray:
+    return pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False) // 1000
+
+
+class _Columns(dict):
+    """The block's columns, each converted on first use: times to epoch-ms and numbers to numpy (writable
+    copies), strings to :class:`_Strings`."""
+
+    def __init__(self, batch: pa.RecordBatch) -> None:
+        super().__init__()
+        self.batch = batch
+
+    def __missing__(self, name: str) -> Any:
+        column = self.batch.column(self.batch.schema.get_field_index(name))
+        if name in _TIMES:
+            value = _epoch_ms(column)
+        elif name in _NUMERIC:
+            value = column.to_numpy(zero_copy_only=False).copy()
+        else:
+            value = _Strings(column)
+        self[name] = value
+        return value
 
 
 class _Work:
@@ -272,21 +319,20 @@ class _Work:
         self.spec, self.block, self.n = spec, block, batch.num_rows
         self.names = batch.schema.names
         self.original = batch
-        self.values: dict[str, Any] = {}
-        for name in self.names:
-            column = batch.column(self.names.index(name))
-            if name in _TIMES:
-                self.values[name] = pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False) // 1000
-            elif name in _NUMERIC:
-                self.values[name] = column.to_numpy(zero_copy_only=False).copy()
-            else:
-                self.values[name] = _Strings(column)
+        self.values = _Columns(batch)  # a column is converted when a scenario first touches it
         self.null: dict[str, np.ndarray] = {}
-        sensor = batch.column(self.names.index("sensor_id"))
-        self.device = pc.cast(pc.utf8_slice_codeunits(sensor, 7), pa.int64()).to_numpy(zero_copy_only=False) - 1
         self.device_count = spec.fleet.device_count if spec.fleet is not None else spec.num_sensors
-        self.time = self.values["timestamp"].copy()  # when each event was measured (before clock skew)
         self.labels: list[tuple[np.ndarray, str, str | None, Any, Any]] = []
+
+    @functools.cached_property
+    def device(self) -> np.ndarray:
+        """Device number of each event (``sensor-00042`` is 41)."""
+        return _sensor_numbers(self.original.column(self.names.index("sensor_id"))) - 1
+
+    @functools.cached_property
+    def time(self) -> np.ndarray:
+        """When each event was measured, epoch ms (the clean timestamp; earlier for late events)."""
+        return _epoch_ms(self.original.column(self.names.index("timestamp")))
 
     def rng(self, stream: int) -> np.random.Generator:
         return block_rng(self.spec.seed, self.block, stream)
@@ -324,16 +370,21 @@ class _Work:
         content = order if copied_from is None else copied_from[order]  # final row -> content slot
         arrays = []
         for f in schema:
-            value, mask = self.values[f.name], self.null.get(f.name)
-            mask = None if mask is None else mask[content]
+            mask = self.null.get(f.name)
+            if f.name not in self.values and mask is None:
+                arrays.append(self.original.column(self.names.index(f.name)))  # untouched
+                continue
+            value = self.values[f.name]
             if f.name in _TIMES:
-                arrays.append(pa.array(value[content] * 1000, TIMESTAMP, mask=mask))
+                arrays.append(pa.array(value * 1000, TIMESTAMP, mask=mask))
             elif f.name in _NUMERIC:
-                arrays.append(pa.array(value[content], ARROW_SCHEMA.field(f.name).type, mask=mask))
+                arrays.append(pa.array(value, ARROW_SCHEMA.field(f.name).type, mask=mask))
             else:
-                array = value.get(content)
+                array = value.get()
                 arrays.append(array if mask is None else pc.if_else(pa.array(mask), pa.scalar(None, pa.string()), array))
         batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
+        if not np.array_equal(content, np.arange(self.n)):
+            batch = batch.take(pa.array(content))  # copies and delays: one take of every column
         labels = self._labels(batch, content, copied_from, copy_kind, order, moved, look_back)
         return batch, BlockTruth(labels, tuple(mask[content] for mask in drifted))
 
@@ -401,9 +452,10 @@ def _overtaken(order: np.ndarray, rows: np.ndarray, window: int) -> tuple[np.nda
     ``max_distance`` after them, now within ``window`` (``max_distance`` plus the delayed events) before them.
     """
     rows = np.sort(rows)
-    counts = np.zeros(len(rows), dtype=np.int64)
-    for i, r in enumerate(rows):  # a few hundred delayed events per block
-        counts[i] = np.count_nonzero(order[max(0, r - window):r] > order[r])
+    window = min(window, len(order))
+    padded = np.concatenate([np.full(window, -1, dtype=order.dtype), order])
+    before = np.lib.stride_tricks.sliding_window_view(padded, window)[rows]  # the ``window`` events before each
+    counts = np.count_nonzero(before > order[rows][:, None], axis=1)
     overtaken = counts > 0
     return rows[overtaken], counts[overtaken]
 
@@ -434,13 +486,11 @@ def _late(late: Lateness, work: _Work) -> None:
     work.time[slots] = measured
     fleet = work.spec.fleet
     if fleet is not None:  # the reading the device took back then, recomputed
-        for name, array in fleet.columns_at(work.spec, work.device[slots], measured).items():
-            if name in _TIMES:
-                work.values[name][slots] = pc.cast(array, pa.int64()).to_numpy(zero_copy_only=False) // 1000
-            elif name in _NUMERIC:
-                work.values[name][slots] = array.to_numpy(zero_copy_only=False)
-            elif name in ("firmware_version", "status"):
-                work.values[name].set(slots, array)
+        for name, values in fleet.readings_at(work.spec, work.device[slots], measured).items():
+            if isinstance(values, pa.Array):
+                work.values[name].set(slots, values)
+            else:
+                work.values[name][slots] = values
     else:  # independent events: the same event, measured earlier
         work.values["timestamp"][slots] = measured
         work.values["last_calibration"][slots] -= lateness
@@ -485,7 +535,9 @@ def _episodes(kind: str, episodes: Episodes, work: _Work) -> None:
         inside = np.zeros(work.n, dtype=bool)
         start = np.zeros(work.n, dtype=np.int64)
         for s in (t // period, t // period - 1):
-            begins = s * period + np.floor(((spread + kr.uniform(spec.seed, stream, s)) % 1.0) * period).astype(np.int64)
+            periods, which = np.unique(s, return_inverse=True)  # a block spans few periods
+            rotation = kr.uniform(spec.seed, stream, periods)[which]
+            begins = s * period + np.floor(((spread + rotation) % 1.0) * period).astype(np.int64)
             now = (t >= begins) & (t < begins + episodes.duration_ms) & ~inside
             start = np.where(now, begins, start)
             inside |= now
@@ -550,42 +602,153 @@ def _clock_skew(skew: ClockSkew, work: _Work) -> None:
     work.label(slots, "clock_skew", "timestamp", amount / 1000.0)
 
 
-_STRING = r'"(?:[^"\\]|\\.)*"'
-_SCALAR = r'-?[0-9][0-9.eE+-]*|true|false|null'
-_VALUE = rf'{_STRING}|\[(?:{_STRING}|[^\]"])*\]|\{{(?:{_STRING}|[^{{}}"])*\}}|{_SCALAR}'
+def _schema_drift(changes: tuple[DriftChange, ...], work: _Work) -> list[np.ndarray]:
+    """Apply each change to the events measured at or after its time; per change, which events it touched.
 
-
-def _schema_drift(change: DriftChange, number: int, work: _Work) -> np.ndarray:
-    """Apply one change to the events measured at or after its time; which events those are."""
-    affected = work.time >= work.spec.window_start_ms + change.at_ms
-    slots = np.flatnonzero(affected)
-    if not len(slots):
-        return affected
-    text = work.values["json_column"].get(slots)
-    key = json.dumps(change.key)
-    if change.operation == "add_key":
-        added = build_json_column(((change.key, change.value),), 1, 1, work.rng(_ADD_KEY + 10 * number), len(slots))
-        body = pc.utf8_slice_codeunits(text, 0, -1)
-        comma = pc.if_else(pc.equal(text, "{}"), "", ",")
-        text = pc.binary_join_element_wise(body, comma, pc.utf8_slice_codeunits(added, 1), "")
-    elif change.operation == "remove_key":
-        pattern = _regex_literal(key) + ":(?:" + _VALUE + ")"
-        text = pc.replace_substring_regex(text, "," + pattern, "")
-        text = pc.replace_substring_regex(text, r"\{" + pattern + ",?", "{")
-    else:
-        head = "(" + _regex_literal(key) + ":)"
-        if change.to == "string":
-            text = pc.replace_substring_regex(text, head + "(" + _SCALAR + ")", r'\1"\2"')
+    Each change cuts the affected rows' JSON text at the member it acts on and re-joins the pieces with what it
+    inserts (:class:`_JsonText`): a couple of whole-column copies, no pattern matching per row.
+    """
+    masks = [work.time >= work.spec.window_start_ms + change.at_ms for change in changes]
+    if not any(mask.any() for mask in masks):
+        return masks
+    column = work.values["json_column"]
+    text = _JsonText(column.get())
+    for number, (change, mask) in enumerate(zip(changes, masks)):
+        if not mask.any():
+            continue
+        if change.operation == "add_key":
+            rows = np.flatnonzero(mask)
+            added = build_json_column(((change.key, change.value),), 1, 1, work.rng(_ADD_KEY + 10 * number), len(rows))
+            text.add_member(rows, added)
+            continue
+        rows, key_at = text.find(json.dumps(change.key) + ":", mask)
+        starts = key_at + len(json.dumps(change.key)) + 1
+        ends = text.value_ends(starts)
+        if change.operation == "remove_key":
+            text.remove(rows, key_at, ends)
+        elif change.to == "string":
+            text.splice(rows, np.stack([starts, ends], 1), [0, b'"', 1, b'"', 2])
         elif change.to == "float":
-            text = pc.replace_substring_regex(text, head + r"(-?[0-9]+)([,}])", r"\1\2.0\3")
+            whole = ~text.contains_any(starts, ends, b".eE")
+            text.splice(rows[whole], ends[whole][:, None], [0, b".0", 1])
         else:
-            text = pc.replace_substring_regex(text, head + "(" + _SCALAR + ")", r'\1{"value":\2}')
-    work.values["json_column"].set(slots, text)
-    return affected
+            text.splice(rows, np.stack([starts, ends], 1), [0, b'{"value":', 1, b"}", 2])
+    column.set(np.arange(work.n), text.array)
+    return masks
 
 
-def _regex_literal(text: str) -> str:
-    return "".join("\\" + c if not c.isalnum() and c != "_" else c for c in text)
+class _JsonText:
+    """A column of JSON objects edited as text: find a member, find where a value ends, and :meth:`splice`."""
+
+    def __init__(self, array: pa.StringArray) -> None:
+        if array.null_count:
+            raise ValueError("json_column has nulls before schema drift")  # nulls come later, by design
+        self.array = array
+
+    def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        array = self.array
+        offsets = np.frombuffer(array.buffers()[1], np.int32, len(array) + 1, 4 * array.offset).astype(np.int64)
+        return np.frombuffer(array.buffers()[2], np.uint8), offsets
+
+    def find(self, needle: str, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows (among ``mask``) holding ``needle``, and the absolute byte position where it first starts.
+
+        One pass over the bytes for the needle's rarest-looking byte (a letter or digit of the key), then
+        the other bytes checked at those candidates only."""
+        data, offsets = self._buffers()
+        data = data[offsets[0]:offsets[-1]]
+        pattern = np.frombuffer(needle.encode(), np.uint8)
+        anchor = next((i for i, c in enumerate(needle) if c.isalnum()), 0)
+        at = np.flatnonzero(data[anchor:len(data) - len(pattern) + anchor + 1] == pattern[anchor])
+        for k in range(len(pattern)):
+            if k != anchor:
+                at = at[data[at + k] == pattern[k]]
+        at += offsets[0]
+        row = np.searchsorted(offsets, at, "right") - 1
+        row, first = np.unique(row, return_index=True)
+        keep = mask[row]
+        return row[keep], at[first][keep]
+
+    def value_ends(self, starts: np.ndarray) -> np.ndarray:
+        """Where each JSON value starting at byte ``starts`` ends (exclusive): after its closing quote,
+        bracket or brace, or at the ``,``/``}`` after a number or literal (nested objects hold scalars).
+        Steps one byte at a time over the values not yet ended: values are short."""
+        data = self._buffers()[0]
+        first = data[starts]
+        closer = np.select([first == ord('"'), first == ord("["), first == ord("{")],
+                           [ord('"'), ord("]"), ord("}")], 0).astype(np.uint8)
+        ends = np.full(len(starts), -1, dtype=np.int64)
+        todo = np.arange(len(starts))
+        for step in range(1, 65_536):
+            if not len(todo):
+                break
+            at = starts[todo] + step
+            byte = data[np.minimum(at, len(data) - 1)]
+            scalar = closer[todo] == 0
+            done = np.where(scalar, (byte == ord(",")) | (byte == ord("}")),
+                            (byte == closer[todo]) & (data[at - 1] != ord("\\")))
+            ends[todo[done]] = at[done] + ~scalar[done]
+            todo = todo[~done]
+        if len(todo):
+            raise ValueError("schema drift: a json_column value does not end")
+        return ends
+
+    def contains_any(self, starts: np.ndarray, ends: np.ndarray, characters: bytes) -> np.ndarray:
+        data = self._buffers()[0]
+        at = np.minimum(starts[:, None] + np.arange(64), len(data) - 1)
+        inside = (at < ends[:, None]) & np.isin(data[at], np.frombuffer(characters, np.uint8))
+        return inside.any(axis=1)
+
+    def splice(self, rows: np.ndarray, cuts: np.ndarray, pattern: list, inserts: pa.Array | None = None) -> None:
+        """Cut each of ``rows`` at its byte positions ``cuts`` (one row of increasing absolute positions per
+        row) into segments 0, 1, ...; rebuild the row as ``pattern``: segment numbers, bytes to insert, or
+        None for the row's value of ``inserts``. One take of all the pieces: its data is the new text."""
+        if not len(rows):
+            return
+        data, offsets = self._buffers()
+        n = len(offsets) - 1
+        points = np.concatenate([offsets, cuts.ravel()])
+        points.sort()
+        views = pa.StringArray.from_buffers(len(points) - 1, pa.py_buffer(points.astype(np.int32)),
+                                            self.array.buffers()[2])
+        constants = [p for p in pattern if isinstance(p, bytes)]
+        sources = [views, pa.array([c.decode() for c in constants], pa.string())]
+        if inserts is not None:
+            sources.append(inserts)
+        counts = np.ones(n, dtype=np.int64)
+        counts[rows] = len(pattern)
+        first = np.cumsum(counts) - counts
+        index = np.empty(int(counts.sum()), dtype=np.int64)
+        index[first] = np.searchsorted(points, offsets[:-1])  # other rows: their whole text, one view
+        starts = np.concatenate([offsets[rows][:, None], cuts], axis=1)  # where each segment starts
+        for slot, piece in enumerate(pattern):
+            if isinstance(piece, bytes):
+                index[first[rows] + slot] = len(views) + constants.index(piece)
+            elif piece is None:
+                index[first[rows] + slot] = len(views) + len(constants) + np.arange(len(rows))
+            else:
+                index[first[rows] + slot] = np.searchsorted(points, starts[:, piece])
+        pieces = pa.concat_arrays(sources).take(pa.array(index))
+        piece_offsets = np.frombuffer(pieces.buffers()[1], np.int32, len(pieces) + 1, 4 * pieces.offset)
+        row_offsets = np.append(piece_offsets[first], piece_offsets[-1]) - piece_offsets[0]
+        body = pieces.buffers()[2][piece_offsets[0]:piece_offsets[-1]] if len(pieces) else pa.py_buffer(b"")
+        self.array = pa.StringArray.from_buffers(n, pa.py_buffer(row_offsets.astype(np.int32)), body)
+
+    def remove(self, rows: np.ndarray, key_at: np.ndarray, ends: np.ndarray) -> None:
+        """Remove the members ``"key":value`` starting at ``key_at``, with the comma that joins them."""
+        data = self._buffers()[0]
+        after_comma = data[key_at - 1] == ord(",")
+        starts = np.where(after_comma, key_at - 1, key_at)
+        stops = np.where(~after_comma & (data[ends] == ord(",")), ends + 1, ends)
+        self.splice(rows, np.stack([starts, stops], 1), [0, 2])
+
+    def add_member(self, rows: np.ndarray, added: pa.StringArray) -> None:
+        """Add the one member of each ``added`` object (``{"k":v}``) at the end of each row's object."""
+        closing = self._buffers()[1][rows + 1] - 1
+        empty = pc.equal(self.array.take(pa.array(rows)), "{}").to_numpy(zero_copy_only=False)
+        member = pc.utf8_slice_codeunits(added, 1, -1)
+        member = pc.if_else(pa.array(empty), member, pc.binary_join_element_wise(",", member, ""))
+        self.splice(rows, closing[:, None], [0, None, 1], member)
 
 
 def _malformed(scenario: MalformedJson, work: _Work) -> None:
@@ -594,19 +757,21 @@ def _malformed(scenario: MalformedJson, work: _Work) -> None:
     kinds = [k for k, _ in scenario.kinds]
     which = kr.choice(rng.random(len(slots)), [w for _, w in scenario.kinds])
     cuts = rng.random(len(slots))
-    texts = work.values["json_column"].get(slots).to_pylist()
-    out = [_break_json(text, kinds[k], cut) for text, k, cut in zip(texts, which, cuts)]
+    texts = work.values["json_column"].get(slots)
+    invalid = pc.replace_substring(pc.replace_substring(pc.utf8_slice_codeunits(texts, 2, -1), '":', "="), ',"', ";")
+    out = [_break_json(text, kinds[k], cut, bad) for text, k, cut, bad in
+           zip(texts.to_pylist(), which, cuts, invalid.to_pylist())]
     work.values["json_column"].set(slots, pa.array(out, pa.string()))
     work.label(slots, "malformed_json", "json_column", note=np.array([kinds[k] for k in which], dtype=object))
 
 
-def _break_json(text: str, kind: str, cut: float) -> str:
+def _break_json(text: str, kind: str, cut: float, invalid: str) -> str:
     """A broken ``json_column``: never a ``{...}`` that the encoders would take for an object."""
     if kind == "truncated":
         broken = text[:max(1, int(cut * (len(text) - 1)))]
         return broken.rstrip("}") or "{"
-    if kind == "invalid":  # key=value pairs, as a device with the wrong encoder sends them
-        return ";".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in json.loads(text).items()) or "="
+    if kind == "invalid":  # key=value;key=value, as a device with the wrong encoder sends them
+        return invalid or "="
     if kind == "double_encoded":
         return json.dumps(text)
     return ""

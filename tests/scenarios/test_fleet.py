@@ -108,12 +108,12 @@ def test_readings_are_random_walks_with_a_daily_cycle():
 
 
 def test_series_continue_whatever_the_chunking_and_restart(busy_fleet):
-    whole = generate_range(busy_fleet, 0, 3 * BLOCK_SIZE + 500)
-    for chunk in (1000, 8192, 9000):
-        pieces = list(generate_events(busy_fleet, 3 * BLOCK_SIZE + 500, chunk_size=chunk))
+    whole = generate_range(busy_fleet, 0, BLOCK_SIZE + 500)  # two blocks
+    for chunk in (1000, 8192, BLOCK_SIZE + 1):
+        pieces = list(generate_events(busy_fleet, BLOCK_SIZE + 500, chunk_size=chunk))
         assert pa.Table.from_batches(pieces).equals(pa.Table.from_batches([whole]))
-    resumed = pa.Table.from_batches(list(generate_events(busy_fleet, 10_000, start=12_345)))
-    assert resumed.equals(pa.Table.from_batches([whole]).slice(12_345, 10_000))
+    resumed = pa.Table.from_batches(list(generate_events(busy_fleet, 2400, start=BLOCK_SIZE - 2000)))
+    assert resumed.equals(pa.Table.from_batches([whole]).slice(BLOCK_SIZE - 2000, 2400))
 
 
 def test_schedule_counts_every_report_once():

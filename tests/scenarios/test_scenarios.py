@@ -15,7 +15,7 @@ from iotgen.schema import ARROW_SCHEMA
 
 from scenario_support import EVEN_INTERVALS, build, clean, ms, rows
 
-N = 2 * BLOCK_SIZE
+N = 20_000
 PROFILES = ("independent", "fleet")
 
 

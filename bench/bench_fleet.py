@@ -1,0 +1,135 @@
+"""Benchmark: events/s of the fleet profile, with and without every data-quality scenario, against the
+independent profile in the same run (issue 6: the fleet must keep at least half the independent speed).
+
+Contenders, each generating the same number of events as Arrow batches (``generate_range``, json_column
+included, batches dropped):
+
+* ``independent``: each event drawn on its own (the reference);
+* ``independent + all scenarios`` and ``fleet``: one of the two additions;
+* ``fleet + all scenarios``: ``docs/example_spec.yaml``'s fleet and scenarios, with its schema-drift
+  changes moved to the start of the time window so that every scenario (all three drift changes included)
+  acts on every measured block: the worst case, not the example's average;
+* ``fleet + all scenarios but schema drift``: the same without the drift changes (what the example costs
+  before its first change).
+
+Rounds interleave the contenders (each round measures every one), so machine noise hits them alike; a
+contender's rate is events per second of process CPU time, single core (BLAS/OpenMP and Arrow pools pinned
+to one thread). The table gives each contender's best and range over the rounds, and its ratio to the
+independent profile's rate *of the same round* (min - max). Writes ``fleet.md`` under ``--out``::
+
+    python bench/bench_fleet.py [--events 262144] [--rounds 5] [--devices 1000] [--out bench/results]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import datetime as dt  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pyarrow as pa  # noqa: E402
+
+from iotgen.config import Config  # noqa: E402
+from iotgen.generator import BLOCK_SIZE, GeneratorSpec, generate_range  # noqa: E402
+from iotgen.spec_file import EXAMPLE_PATH, generator_spec  # noqa: E402
+
+ANCHOR = "2026-01-08T00:00:00Z"
+TARGET_RATIO = 0.5
+
+
+def contenders(devices: int) -> dict[str, GeneratorSpec]:
+    """The specs compared, all from one seed and time window."""
+    config = Config(random_seed=42, anchor_time=ANCHOR, spec_file=str(EXAMPLE_PATH), device_count=devices)
+    full = generator_spec(config)
+    drift = tuple(dataclasses.replace(change, at_ms=0) for change in full.scenarios.schema_drift)
+    full = dataclasses.replace(full, scenarios=dataclasses.replace(full.scenarios, schema_drift=drift))
+    independent = dataclasses.replace(full, fleet=None, scenarios=None)
+    no_drift = dataclasses.replace(full.scenarios, schema_drift=())
+    return {
+        "independent": independent,
+        "independent + all scenarios": dataclasses.replace(full, fleet=None),
+        "fleet": dataclasses.replace(full, scenarios=None),
+        "fleet + all scenarios but schema drift": dataclasses.replace(full, scenarios=no_drift),
+        "fleet + all scenarios": full,
+    }
+
+
+def measure(spec: GeneratorSpec, start: int, events: int) -> float:
+    """Events per CPU second generating ``events`` events from ``start`` (whole blocks, none cached)."""
+    began = time.process_time()
+    position = start
+    while position < start + events:
+        generate_range(spec, position, position + BLOCK_SIZE)
+        position += BLOCK_SIZE
+    return events / (time.process_time() - began)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=8 * BLOCK_SIZE, help="events per contender per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--devices", type=int, default=1000, help="DEVICE_COUNT of the fleet")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = parser.parse_args(argv)
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+    if hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        except OSError:
+            pass
+    events = max(BLOCK_SIZE, args.events // BLOCK_SIZE * BLOCK_SIZE)
+    specs = contenders(args.devices)
+    for spec in specs.values():  # warm up: caches (device tables, piece tables), first epochs
+        generate_range(spec, 0, BLOCK_SIZE)
+    rates: dict[str, list[float]] = {name: [] for name in specs}
+    for round_ in range(args.rounds):
+        start = (1 + round_) * events  # fresh blocks every round: nothing comes from a cache
+        for name, spec in specs.items():
+            rates[name].append(measure(spec, start, events))
+        print(f"round {round_ + 1}: " + ", ".join(f"{n} {r[-1]:,.0f}/s" for n, r in rates.items()), file=sys.stderr)
+    reference = rates["independent"]
+    rows = []
+    for name, values in rates.items():
+        ratios = [v / r for v, r in zip(values, reference)]
+        rows.append(f"| {name} | {max(values):,.0f} | {min(values):,.0f} - {max(values):,.0f} | "
+                    f"{min(ratios):.2f} - {max(ratios):.2f} |")
+    fleet_ratio = min(v / r for v, r in zip(rates["fleet"], reference))
+    all_ratio = min(v / r for v, r in zip(rates["fleet + all scenarios"], reference))
+    text = "\n".join([
+        "# Fleet and scenarios benchmark",
+        "",
+        f"`python bench/bench_fleet.py --events {events} --rounds {args.rounds} --devices {args.devices}` on "
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{dt.date.today().isoformat()}; one core, CPU time, BLOCK_SIZE {BLOCK_SIZE}. Rounds interleave the "
+        "contenders; ratios are to the independent profile of the same round. The fleet + scenarios spec is "
+        "docs/example_spec.yaml with its schema-drift changes moved to the window start (every scenario acts on "
+        "every block: the worst case).",
+        "",
+        "| profile | events/s (best) | events/s (range) | / independent (range) |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        f"Target: the fleet profile at >= {TARGET_RATIO:.0%} of the independent profile's speed: "
+        f"{'met' if fleet_ratio >= TARGET_RATIO else 'NOT met'} (worst round {fleet_ratio:.2f}). "
+        f"With every scenario on: worst round {all_ratio:.2f}.",
+        "",
+    ])
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "fleet.md").write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
