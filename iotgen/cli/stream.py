@@ -25,6 +25,7 @@ FLAGS = {
     "time_mode": "STREAM_TIME_MODE", "seed": "RANDOM_SEED", "start": "STREAM_START_EVENT",
     "eventhub": "EVENTHUB_NAME", "namespace": "EVENTHUB_NAMESPACE", "sensors": "NUM_SENSORS",
     "send_timeout": "SEND_TIMEOUT_SEC", "retries": "SEND_RETRIES",
+    "spec": "SPEC_FILE", "profile": "PROFILE", "devices": "DEVICE_COUNT",
 }
 
 
@@ -44,6 +45,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", metavar="S", help="seed for identical events (RANDOM_SEED)")
     parser.add_argument("--start", metavar="I", help="first event index, to resume (STREAM_START_EVENT)")
     parser.add_argument("--sensors", metavar="N", help="distinct sensor_id values (NUM_SENSORS)")
+    parser.add_argument("--spec", metavar="FILE", help="generation spec: catalogs, fleet, scenarios (SPEC_FILE)")
+    parser.add_argument("--profile", metavar="P", help="independent | fleet (PROFILE; default: the spec's)")
+    parser.add_argument("--devices", metavar="N", help="devices of the fleet profile (DEVICE_COUNT)")
     parser.add_argument("--eventhub", metavar="NAME", help="event hub name (EVENTHUB_NAME)")
     parser.add_argument("--namespace", metavar="NS", help="namespace for Azure AD auth (EVENTHUB_NAMESPACE)")
     parser.add_argument("--send-timeout", metavar="S", help="time-out of a send and of connecting "

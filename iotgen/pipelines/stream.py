@@ -41,6 +41,7 @@ from ..catalogs import Catalogs
 from ..config import Config, Secret
 from ..generator import BLOCK_SIZE, GeneratorSpec, generate_events
 from ..sinks.eventhubs import EventHubProducer, EventHubTarget, SendStats, target_from_config
+from ..spec_file import generator_spec
 from .token_bucket import TokenBucket
 
 MB = 1_000_000
@@ -218,7 +219,7 @@ def stream_events(
     after). Returns the summary; it never raises for a batch that fails (see ``summary.ok``), only for bad
     settings (``ValueError``) and an endpoint that cannot be reached when opening."""
     plan = StreamPlan.from_config(config)
-    spec = GeneratorSpec.from_config(config, catalogs)
+    spec = generator_spec(config, catalogs)  # + SPEC_FILE's catalogs, fleet (PROFILE) and scenarios
     if producer is None:
         with EventHubProducer.open(config) as owned:
             return _run(plan, spec, owned, on_progress, progress_interval)

@@ -4,8 +4,8 @@ Event Hubs through the real azure-eventhub SDK against the local emulator."""
 from __future__ import annotations
 
 import json
+import secrets
 import threading
-import time
 from pathlib import Path
 
 import duckdb
@@ -128,29 +128,29 @@ def test_a_failed_run_leaves_nothing_under_a_final_name(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_event_hubs_carry_scenario_events_intact():
-    """The bodies a stream sends (one JSON event each) through the real SDK and AMQP to the emulator."""
-    from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerClient
+def test_iotgen_stream_sends_scenario_events_intact(tmp_path, monkeypatch, capsys):
+    """``iotgen stream --spec`` through the real SDK and AMQP to the local emulator, read back with the SDK."""
+    from azure.eventhub import EventHubConsumerClient
 
     from iotgen.emulator import start_emulator_process
 
-    spec = generator_spec(Config(random_seed=9, anchor_time=ANCHOR), spec=SPEC)
-    batch = generate_range(spec, 0, 3000)
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(json.dumps(SPEC))
+    spec = generator_spec(Config(random_seed=9, anchor_time=ANCHOR, spec_file=str(spec_path)))
+    expected = [json.loads(line) for line in json_lines(generate_range(spec, 0, 3000)).to_pylist()]
     labels = truth_range(spec, 0, 3000).labels
-    bodies = json_lines(batch).to_pylist()
-    with start_emulator_process(hub="iot-events", partitions=2) as emulator:
-        with EventHubProducerClient.from_connection_string(emulator.connection_string) as producer:
-            for start in range(0, len(bodies), 500):
-                sending = producer.create_batch()
-                for body in bodies[start:start + 500]:
-                    sending.add(EventData(body))
-                producer.send_batch(sending)
+    with start_emulator_process(hub="iot-events", partitions=2, key=secrets.token_urlsafe(24)) as emulator:
+        monkeypatch.setenv("EVENTHUB_CONNECTION_STRING", emulator.connection_string)
+        monkeypatch.setenv("IOTGEN_ANCHOR_TIME", ANCHOR)
+        code = main(["stream", "--spec", str(spec_path), "--seed", "9", "-n", "3000", "--time-mode", "window",
+                     "--sleep", "0", "--no-progress"])
+        assert code == 0, capsys.readouterr().err
         received: list[str] = []
         done = threading.Event()
 
         def on_batch(context, events):
             received.extend(e.body_as_str() for e in events)
-            if len(received) >= len(bodies):
+            if len(received) >= len(expected):
                 done.set()
 
         consumer = EventHubConsumerClient.from_connection_string(emulator.connection_string, consumer_group="$Default")
@@ -158,17 +158,16 @@ def test_event_hubs_carry_scenario_events_intact():
             on_event_batch=on_batch, starting_position="-1", max_wait_time=0.5, max_batch_size=500), daemon=True)
         thread.start()
         try:
-            assert done.wait(60), f"received {len(received)} of {len(bodies)}"
+            assert done.wait(60), f"received {len(received)} of {len(expected)}"
         finally:
             consumer.close()
             thread.join(30)
-    assert sorted(received) == sorted(bodies)
-    decoded = {}
-    for body in received:
-        event = json.loads(body)
-        decoded.setdefault(event["event_id"], event)
-    null_ids = pc.filter(labels["event_id"], pc.and_(pc.equal(labels["kind"], "null"),
-                                                      pc.equal(labels["column"], "temperature"))).to_pylist()
-    assert null_ids and all(decoded[i]["temperature"] is None for i in null_ids if i is not None)
+    events = [json.loads(body) for body in received]  # every body is one valid JSON event
+    canonical = sorted(json.dumps(e, sort_keys=True) for e in events)
+    assert canonical == sorted(json.dumps(e, sort_keys=True) for e in expected)  # duplicates included
+    by_id = {e["event_id"]: e for e in events}
+    nulls = pc.filter(labels["event_id"], pc.and_(pc.equal(labels["kind"], "null"),
+                                                   pc.equal(labels["column"], "temperature"))).to_pylist()
+    assert nulls and all(by_id[i]["temperature"] is None for i in nulls)
     broken = pc.filter(labels["event_id"], pc.equal(labels["kind"], "malformed_json")).to_pylist()
-    assert broken and all(isinstance(decoded[i]["json_column"], str) for i in broken)
+    assert broken and all(isinstance(by_id[i]["json_column"], str) for i in broken)
