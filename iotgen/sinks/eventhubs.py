@@ -188,7 +188,9 @@ def error_kind(exc: BaseException) -> str:
     """``"busy"`` (throttled: retry after a longer pause), ``"retry"`` (transient) or ``"fatal"``."""
     from azure.eventhub.exceptions import AuthenticationError, ClientClosedError, EventDataError, EventHubError
 
-    text = f"{exc} {getattr(getattr(exc, 'error', None), 'condition', '')}".lower()
+    condition = getattr(exc, "error", None)  # the SDK's exceptions keep the AMQP condition, e.g. "server-busy"
+    condition = condition if isinstance(condition, str) else getattr(condition, "condition", "")
+    text = f"{exc} {condition}".lower()
     if "server-busy" in text or "serverbusy" in text:
         return "busy"
     if isinstance(exc, (AuthenticationError, ClientClosedError, EventDataError)):

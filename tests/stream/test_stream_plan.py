@@ -89,6 +89,24 @@ def test_errors_are_classified_for_retry():
     assert error_kind(RuntimeError("a bug")) == "fatal"
 
 
+def test_errors_as_the_sdk_builds_them_from_amqp_conditions():
+    from azure.eventhub._pyamqp.error import AMQPLinkError, MessageException
+    from azure.eventhub.exceptions import ConnectError, EventDataSendError
+
+    def sdk_error(kind, inner):
+        error = kind("", inner)
+        error.args = ("described elsewhere",)  # the condition is kept in .error, not in the text
+        assert str(error) == "described elsewhere"
+        return error
+
+    throttled = MessageException(condition=b"com.microsoft:server-busy", description="Please wait 4 seconds.")
+    assert error_kind(sdk_error(EventDataSendError, throttled)) == "busy"
+    missing = AMQPLinkError(condition=b"amqp:not-found", description="The messaging entity could not be found.")
+    assert error_kind(sdk_error(ConnectError, missing)) == "fatal"
+    detached = AMQPLinkError(condition=b"amqp:link:detach-forced", description="idle link")
+    assert error_kind(sdk_error(ConnectError, detached)) == "retry"
+
+
 @pytest.fixture(scope="module")
 def events() -> pa.RecordBatch:
     return generate_range(GeneratorSpec.from_config(Config(random_seed=3)), 100, 600)
