@@ -348,3 +348,204 @@ def measure_generation(config: Config, events: int = 500_000) -> pd.DataFrame:
         rows.append({"output": label, "events": events, "seconds": round(wall, 2),
                      "events/s": round(events / wall), "events/s per core": round(events / cpu)})
     return pd.DataFrame(rows)
+
+
+# ---- fleet profile and data-quality scenarios (docs/scenarios.md) ----------------------------------------------
+def example_spec_path() -> str:
+    """Path of the documented example spec (``docs/example_spec.yaml``, what ``iotgen spec --example`` prints)."""
+    from iotgen.spec_file import EXAMPLE_PATH
+
+    return str(EXAMPLE_PATH)
+
+
+def spec_mapping(path: str) -> dict:
+    """A spec file as a mapping (to change in a notebook, then pass as ``spec=`` or :func:`save_spec`)."""
+    import yaml
+
+    from iotgen.spec_file import load_spec
+
+    load_spec(path)  # validated first: errors name the field
+    with open(path, encoding="utf-8") as file:
+        return yaml.safe_load(file) or {}
+
+
+def save_spec(spec: Mapping[str, Any], folder: str, name: str = "spec.yaml") -> str:
+    """Validate ``spec`` and write it as a YAML spec file in ``folder``; its path (for ``SPEC_FILE``)."""
+    import yaml
+
+    from iotgen.spec_file import load_spec
+
+    load_spec(spec)
+    path = os.path.join(folder, name)
+    with open(path, "w", encoding="utf-8") as file:
+        yaml.safe_dump(dict(spec), file, sort_keys=False)
+    return path
+
+
+def generator_spec(config: Config, spec: Any = None, catalogs: Catalogs | None = None) -> GeneratorSpec:
+    """The GeneratorSpec of a run with its fleet and scenarios: from ``SPEC_FILE``, or ``spec`` (a path or a
+    mapping shaped like the YAML file). See :func:`iotgen.spec_file.generator_spec`."""
+    from iotgen.spec_file import generator_spec as build
+
+    return build(config, catalogs, spec=spec)
+
+
+def describe_spec(gspec: GeneratorSpec) -> pd.DataFrame:
+    """What a spec will generate: profile, devices, events per hour of event time, scenarios turned on."""
+    from iotgen.spec_file import describe
+
+    info = describe(gspec)
+    rows = {"profile": info["profile"], "RANDOM_SEED": gspec.seed}
+    if gspec.fleet is not None:
+        rows.update({"devices": info["device_count"], "events per hour": round(info["events_per_hour"])})
+    rows["scenarios"] = ", ".join(info.get("scenarios", {})) or "none"
+    return pd.DataFrame({"value": rows})
+
+
+def device_table(gspec: GeneratorSpec) -> pd.DataFrame:
+    """The fleet's devices and their stable attributes (sensor_id, device_type, model, region, ...)."""
+    return gspec.fleet.device_table(gspec).to_pandas()
+
+
+def generate_with_labels(config: Config, spec: Any = None,
+                         catalogs: Catalogs | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``NUM_EVENTS`` events (``json_column`` as JSON text, or a broken text where the scenarios broke it) and
+    their ground-truth labels (one row per injected fault: ``event_index``, ``event_id``, ``kind``, ...)."""
+    import pyarrow as pa
+    from iotgen.scenarios import LABEL_SCHEMA, truth_range
+
+    gspec = generator_spec(config, spec, catalogs)
+    table = pa.Table.from_batches(list(generate_events(gspec, config.num_events)))
+    labels = truth_range(gspec, 0, config.num_events).labels if gspec.scenarios else LABEL_SCHEMA.empty_table()
+    return table.to_pandas(), labels.to_pandas()
+
+
+def scenario_rates(gspec: GeneratorSpec, events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """Per scenario (and column), the configured rate against what the labels show: shares of events, and
+    for stuck/drift the mean share of each device's events, for clock skew the share of devices."""
+    import pyarrow as pa
+    from iotgen.scenarios import LABEL_SCHEMA, rate_table
+
+    table = pa.Table.from_pandas(labels, schema=LABEL_SCHEMA, preserve_index=False)
+    sensors = pa.array(events["sensor_id"].dropna(), pa.string())
+    return pd.DataFrame(rate_table(gspec.scenarios, table, len(events), sensors)).set_index(["scenario", "column"])
+
+
+def drift_timeline(gspec: GeneratorSpec, labels: pd.DataFrame | None = None, events: int | None = None) -> pd.DataFrame:
+    """The schema-drift changes (when, what) and, given ``events``, how many of the first ``events`` each touched."""
+    from iotgen.scenarios import truth_range
+    from iotgen.spec_file import drift_timeline as timeline
+
+    frame = pd.DataFrame(timeline(gspec))
+    if events and len(frame):
+        frame["events"] = truth_range(gspec, 0, events).drift_counts
+    return frame
+
+
+def _pyplot():
+    """pyplot, headless (Agg) outside a notebook kernel; in a kernel its inline backend renders the figures."""
+    import sys
+
+    import matplotlib
+
+    if "ipykernel" not in sys.modules and not os.environ.get("DISPLAY"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _shown(fig):
+    """The figure, closed so the inline backend does not draw it a second time (the cell shows it once)."""
+    _pyplot().close(fig)
+    return fig
+
+
+def plot_device_series(events: pd.DataFrame, labels: pd.DataFrame, sensors: list[str] | None = None,
+                       columns: tuple[str, ...] = ("temperature", "humidity", "pressure")):
+    """Readings of a few devices over time with the injected anomalies marked: spikes, stuck sensors, slow
+    drift, and impossible values (drawn at the edge of the plot). By default the devices with the most stuck,
+    drift and spike labels."""
+    plt = _pyplot()
+    marked = labels[labels["kind"].isin(["spike", "stuck", "drift", "out_of_range"])]
+    if sensors is None:
+        sensors = []
+        for kind in ("stuck", "drift", "spike"):
+            ranked = marked.loc[(marked["kind"] == kind) & ~marked["sensor_id"].isin(sensors), "sensor_id"]
+            if len(ranked):
+                counts = ranked.value_counts()
+                sensors.append(counts[counts == counts.max()].sort_index().index[0])
+    fig, axes = plt.subplots(len(columns), 1, figsize=(14, 3.2 * len(columns)), sharex=True, squeeze=False)
+    styles = {"spike": ("^", "#C44E52"), "stuck": ("s", "#8172B2"), "drift": ("D", "#CCB974"),
+              "out_of_range": ("x", "black")}
+    mine = events[events["sensor_id"].isin(sensors)]
+    for ax, column in zip(axes[:, 0], columns):
+        low, high = mine.loc[~mine.index.isin(marked["event_index"]), column].quantile([0.0, 1.0])
+        pad = 0.15 * (high - low) + 0.5
+        for sensor in sensors:
+            series = mine[mine["sensor_id"] == sensor].sort_values("timestamp")
+            ax.plot(series["timestamp"], series[column].clip(low - pad, high + pad), lw=0.8, label=sensor)
+        for kind, (marker, color) in styles.items():
+            hit = marked[(marked["kind"] == kind) & marked["sensor_id"].isin(sensors) & (marked["column"] == column)]
+            rows = events.iloc[hit["event_index"].to_numpy()]
+            ax.scatter(rows["timestamp"], rows[column].clip(low - pad, high + pad), marker=marker, color=color,
+                       s=24, zorder=3, label=kind)
+        ax.set_ylabel(column)
+        ax.set_ylim(low - pad, high + pad)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    axes[0, 0].legend(handles, names, ncol=4, fontsize=8, loc="upper left")
+    axes[0, 0].set_title("Device time series with injected anomalies (impossible values drawn at the edge)")
+    fig.tight_layout()
+    return _shown(fig)
+
+
+def plot_lateness(events: pd.DataFrame, labels: pd.DataFrame):
+    """Histogram of the injected lateness, and of ``created_at - timestamp`` for late and on-time events."""
+    plt = _pyplot()
+    late = labels[labels["kind"] == "late"]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 3.8))
+    axes[0].hist(late["value"] / 60, bins=40, color="#64B5CD", edgecolor="white")
+    axes[0].set(title=f"Injected lateness ({len(late):,} late events)", xlabel="minutes", ylabel="events")
+    delay = (events["created_at"] - events["timestamp"]).dt.total_seconds() / 60
+    is_late = events.index.isin(late["event_index"])
+    bins = list(range(0, int(max(1, delay[is_late].max())) + 2))
+    axes[1].hist([delay[~is_late].clip(lower=0), delay[is_late]], bins=bins, log=True, label=["on time", "late"],
+                 color=["#55A868", "#64B5CD"])
+    axes[1].set(title="created_at - timestamp, as a consumer sees it", xlabel="minutes", ylabel="events (log)")
+    axes[1].legend()
+    fig.tight_layout()
+    return _shown(fig)
+
+
+def plot_drift_timeline(events: pd.DataFrame, gspec: GeneratorSpec):
+    """Per hour of event time, for each schema-drift change, the share of events showing it: the new key
+    present, the changed key of its new type (among events with that key), the removed key still present."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(14, 3.8))
+    parsed = events["json_column"].map(_json_or_none)
+    hour = events["timestamp"].dt.floor("h")
+    for change in gspec.scenarios.schema_drift:
+        key = change.key
+        if change.operation == "change_type":
+            kind = {"string": str, "float": float, "object": dict}[change.to]
+            has = parsed.map(lambda o: isinstance(o, dict) and key in o)
+            shows = parsed[has].map(lambda o: isinstance(o[key], kind))
+            share, label = shows.groupby(hour[has]).mean(), f"{key} is {change.to} (events with {key})"
+        else:
+            has = parsed.map(lambda o: isinstance(o, dict) and key in o)
+            share, label = has.groupby(hour).mean(), f"events with {key}"
+        line, = ax.plot(share.index, share.values, drawstyle="steps-post", label=f"{label}: {change.describe()}")
+        ax.axvline(pd.Timestamp(gspec.window_start_ms + change.at_ms, unit="ms", tz="UTC"), color=line.get_color(),
+                   ls="--", lw=1)
+    ax.set(title="Schema drift per hour of event time (dashed: when each change starts)", ylabel="share",
+           ylim=(-0.05, 1.05))
+    ax.legend(fontsize=8, loc="center left")
+    fig.tight_layout()
+    return _shown(fig)
+
+
+def _json_or_none(text: Any) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return None

@@ -909,3 +909,49 @@ def label_counts(labels: pa.Table) -> dict[str, int]:
             key = f"{row['kind']}:{row['column']}"
             out[key] = out.get(key, 0) + row["event_index_count"]
     return dict(sorted(out.items()))
+
+
+def rate_table(scenarios: Scenarios, labels: pa.Table, count: int, sensor_ids: pa.Array | None = None
+               ) -> list[dict[str, Any]]:
+    """Per configured scenario (and column): the configured rate against what the labels show. Rates of
+    events are the labelled share of the ``count`` events; given the events' ``sensor_ids``, the per-device
+    scenarios are measured as they are configured: ``stuck``/``drift`` as the mean over devices of the share of
+    a device's events in an episode, ``clock_skew`` as the share of devices. One dict per row."""
+    counts = label_counts(labels)
+    per_device = None
+    if sensor_ids is not None and count:
+        devices = pc.value_counts(sensor_ids)
+        per_device = dict(zip(devices.field("values").to_pylist(), devices.field("counts").to_pylist()))
+    rows = []
+
+    def row(name: str, kind: str, configured: float, column: str | None = None) -> None:
+        n = counts.get(f"{kind}:{column}" if column else kind, 0)
+        measured = n / count if count else 0.0
+        if per_device is not None and kind in ("stuck", "drift", "clock_skew"):
+            mine = labels.filter(pc.equal(labels["kind"], kind))
+            if column:
+                mine = mine.filter(pc.equal(mine["column"], column))
+            hits = pc.value_counts(mine["sensor_id"]) if mine.num_rows else None
+            hit = dict(zip(hits.field("values").to_pylist(), hits.field("counts").to_pylist())) if hits else {}
+            if kind == "clock_skew":
+                measured = len(hit) / len(per_device)
+            else:
+                measured = sum(hit.get(d, 0) / c for d, c in per_device.items()) / len(per_device)
+        rows.append({"scenario": name, "column": column, "configured": configured, "labels": n,
+                     "measured": round(measured, 5)})
+
+    s = scenarios
+    for name, kind in (("late", "late"), ("out_of_order", "out_of_order"), ("duplicates", "duplicate"),
+                       ("replays", "replay"), ("malformed_json", "malformed_json"), ("out_of_range", "out_of_range")):
+        if getattr(s, name):
+            row(name, kind, getattr(s, name).rate)
+    if s.clock_skew:
+        row("clock_skew", "clock_skew", s.clock_skew.device_fraction)
+    if s.spikes:
+        row("spikes", "spike", s.spikes.rate)
+    for name in ("stuck", "drift"):
+        for column in (getattr(s, name).columns if getattr(s, name) else ()):
+            row(name, name, getattr(s, name).rate, column)
+    for column, rate in s.nulls:
+        row("nulls", "null", rate, column)
+    return rows

@@ -275,3 +275,20 @@ def test_labels_and_events_are_the_same_whatever_the_chunking():
     assert truth_range(again, 5000, 15_000).labels.equals(
         labels.filter(pa.compute.and_(pa.compute.greater_equal(labels["event_index"], 5000),
                                       pa.compute.less(labels["event_index"], 15_000))))
+
+
+def test_rate_table_measures_each_scenario_as_configured():
+    from iotgen.scenarios import rate_table
+
+    spec = build({"profile": "fleet", "fleet": {"device_count": 50}, "scenarios": ALL_ON})
+    events = rows(spec, 0, 30_000)
+    table = {(r["scenario"], r["column"]): r for r in
+             rate_table(spec.scenarios, truth_range(spec, 0, 30_000).labels, 30_000, events.column("sensor_id"))}
+    assert table[("late", None)]["measured"] == pytest.approx(0.02, rel=0.1)
+    assert table[("nulls", "temperature")]["configured"] == 0.02
+    assert table[("clock_skew", None)]["measured"] == pytest.approx(0.05, abs=1 / 50)  # a share of devices
+    skewed = {s for s, k in zip(truth_range(spec, 0, 30_000).labels["sensor_id"].to_pylist(),
+                                truth_range(spec, 0, 30_000).labels["kind"].to_pylist()) if k == "clock_skew"}
+    assert table[("clock_skew", None)]["measured"] == len(skewed) / 50
+    assert {key[0] for key in table} == {"late", "out_of_order", "duplicates", "replays", "malformed_json",
+                                         "out_of_range", "clock_skew", "spikes", "stuck", "drift", "nulls"}
