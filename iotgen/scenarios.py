@@ -52,7 +52,7 @@ from .catalogs import ValueSpec
 from .dynamic_json import build_json_column
 from .fleet import DAY_MS, READING_RANGES
 from .generator import BLOCK_SIZE, GeneratorSpec, block_rng, generate_block
-from .schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS, TIMESTAMP
+from .schema import ARROW_SCHEMA, TIMESTAMP
 
 KINDS = ("late", "stuck", "drift", "spike", "out_of_range", "clock_skew", "malformed_json", "null", "duplicate",
          "replay", "out_of_order")
@@ -94,9 +94,12 @@ _STUCK, _DRIFT, _SKEW = 400, 410, 420  # + column number for the episode kinds
 
 # ---- the scenarios' parameters ------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Duplicates:
+class WithinDistance:
+    """A rate of events, each copied from (duplicates) or delivered up to (out of order) ``max_distance``
+    events before or after its slot."""
+
     rate: float
-    max_distance: int = 1000
+    max_distance: int
 
 
 @dataclass(frozen=True)
@@ -118,12 +121,6 @@ class Lateness:
     sigma: float = 1.0
     min_ms: int = 1_000
     max_ms: int = 3_600_000
-
-
-@dataclass(frozen=True)
-class OutOfOrder:
-    rate: float
-    max_distance: int = 100
 
 
 @dataclass(frozen=True)
@@ -194,9 +191,9 @@ class Scenarios:
     schema_drift: tuple[DriftChange, ...] = ()
     malformed_json: MalformedJson | None = None
     nulls: tuple[tuple[str, float], ...] = ()
-    duplicates: Duplicates | None = None
+    duplicates: WithinDistance | None = None
     replays: Replays | None = None
-    out_of_order: OutOfOrder | None = None
+    out_of_order: WithinDistance | None = None
 
     def enabled(self) -> bool:
         return any(getattr(self, f) for f in self.__dataclass_fields__)
@@ -785,7 +782,7 @@ def _nulls(column: str, rate: float, number: int, work: _Work) -> None:
     work.label(slots, "null", column)
 
 
-def _copies(duplicates: Duplicates | None, replays: Replays | None, work: _Work):
+def _copies(duplicates: WithinDistance | None, replays: Replays | None, work: _Work):
     """Copy targets and sources: replayed runs first, then single duplicates; no source is a target."""
     if not duplicates and not replays:
         return None, None
@@ -826,7 +823,7 @@ def _copies(duplicates: Duplicates | None, replays: Replays | None, work: _Work)
     return source, kind
 
 
-def _disorder(disorder: OutOfOrder | None, work: _Work) -> tuple[np.ndarray, np.ndarray]:
+def _disorder(disorder: WithinDistance | None, work: _Work) -> tuple[np.ndarray, np.ndarray]:
     n = work.n
     if not disorder or disorder.rate <= 0:
         return np.arange(n), np.zeros(0, np.int64)

@@ -31,8 +31,7 @@ from .fleet import (DEFAULT_CLIMATES, DEFAULT_INTERVALS_S, DEFAULT_MODELS, DEFAU
 from .generator import GeneratorSpec
 from .scenarios import (ANOMALY_COLUMNS, DEFAULT_DRIFT, DEFAULT_SPIKES, DRIFT_OPERATIONS, DRIFT_TYPES,
                         LATENESS_DISTRIBUTIONS, MALFORMED_KINDS, OUT_OF_RANGE_VALUES, ClockSkew, DriftChange,
-                        Duplicates, Episodes, Lateness, MalformedJson, OutOfOrder, OutOfRange, Replays, Scenarios,
-                        Spikes)
+                        Episodes, Lateness, MalformedJson, OutOfRange, Replays, Scenarios, Spikes, WithinDistance)
 from .schema import COLUMN_NAMES
 
 EXAMPLE_PATH = Path(__file__).resolve().parent.parent / "docs" / "example_spec.yaml"
@@ -429,9 +428,9 @@ def _build_scenarios(data: Mapping[str, Any], catalogs: Catalogs, where: str, wi
     section("clock_skew", lambda f: ClockSkew(
         f.rate("device_fraction"), f.duration_ms("max_offset", 600_000), f.duration_ms("max_drift_per_day", 30_000)))
     section("malformed_json", _malformed)
-    section("duplicates", lambda f: Duplicates(f.rate(), f.integer("max_distance", 1000, 1)))
+    section("duplicates", lambda f: WithinDistance(f.rate(), f.integer("max_distance", 1000, 1)))
     section("replays", _replays)
-    section("out_of_order", lambda f: OutOfOrder(f.rate(), f.integer("max_distance", 100, 1)))
+    section("out_of_order", lambda f: WithinDistance(f.rate(), f.integer("max_distance", 100, 1)))
     nulls = s.section("nulls")
     pairs = []
     for column in nulls.data:
