@@ -245,32 +245,25 @@ _TIMES = ("timestamp", "last_calibration", "created_at", "updated_at")
 
 
 class _Strings:
-    """A string column being edited: its pieces (the original, then replacements) and, per row, the position
-    of its current value in them; read back with one ``take``."""
+    """A string column being edited: replacing some rows' values rewrites the column once (Arrow's
+    ``replace_with_mask``: one pass, whatever the number of rows)."""
 
     def __init__(self, original: pa.Array) -> None:
-        self.pieces = [original]
-        self.size = len(original)
-        self.index = np.arange(len(original))
+        self.current = original
 
     def get(self, rows: np.ndarray | None = None) -> pa.Array:
         """The current values of ``rows`` (all rows, in order, when None)."""
-        if len(self.pieces) == 1:
-            return self.pieces[0] if rows is None else self.pieces[0].take(pa.array(rows))
-        index = self.index if rows is None else self.index[rows]
-        pieces = pa.chunked_array(self.pieces, pa.string())
-        starts = np.flatnonzero(np.diff(index, prepend=-2) != 1)
-        if len(starts) > 256:  # scattered edits: one take
-            return pieces.take(pa.array(index)).combine_chunks()
-        # few edits: copy runs of consecutive values (a memcpy each) rather than take value by value
-        lengths = np.diff(np.append(starts, len(index)))
-        return pa.concat_arrays([chunk for start, length in zip(index[starts], lengths)
-                                 for chunk in pieces.slice(int(start), int(length)).chunks])
+        return self.current if rows is None else self.current.take(pa.array(rows))
 
     def set(self, rows: np.ndarray, values: pa.Array) -> None:
-        self.index[rows] = self.size + np.arange(len(rows))
-        self.pieces.append(values.cast(pa.string()))
-        self.size += len(values)
+        """Give the (increasing) ``rows`` these values."""
+        values = values.cast(pa.string())
+        if len(rows) == len(self.current):
+            self.current = values
+        elif len(rows):
+            mask = np.zeros(len(self.current), dtype=bool)
+            mask[rows] = True
+            self.current = pc.replace_with_mask(self.current, pa.array(mask), values)
 
 
 def _sensor_numbers(sensor: pa.Array) -> np.ndarray:
