@@ -166,59 +166,32 @@ def query_table(target, sql: str) -> pd.DataFrame:
     return target.query(sql).to_pandas()
 
 
-def start_local_eventhub(partitions: int = 4, hub: str = "iot-events"):
-    """A local Event Hubs endpoint (iotgen's emulator in a subprocess, 127.0.0.1); stop it with ``.stop()``."""
-    from iotgen.emulator import start_emulator_process
-
-    return start_emulator_process(hub=hub, partitions=partitions)
-
-
-def send_events(connection_string: str, events: Any) -> int:
-    """Send events (an Arrow table/batch of generated events) with the azure-eventhub producer, one JSON body
-    per event (content type application/json); returns the number sent."""
-    from azure.eventhub import EventData, EventHubProducerClient
-
-    from iotgen.sinks.encoding import json_lines
-
-    sent = 0
-    with EventHubProducerClient.from_connection_string(connection_string) as producer:
-        batch = producer.create_batch()
-        for body in json_lines(events).to_pylist():
-            event = EventData(body)
-            event.content_type = "application/json"
-            try:
-                batch.add(event)
-            except ValueError:
-                producer.send_batch(batch)
-                batch = producer.create_batch()
-                batch.add(event)
-            sent += 1
-        if len(batch):
-            producer.send_batch(batch)
-    return sent
-
-
-def ingest_to_table(config: Config, target, connection_string: str | None = None, until_idle: float = 3.0):
+def ingest_to_table(config: Config, target, connection=None, until_idle: float = 3.0):
     """Run the exactly-once ingest from Event Hubs into ``target`` until ``until_idle`` seconds pass without
-    events; ``connection_string`` (e.g. a local emulator's) overrides ``EVENTHUB_CONNECTION_STRING``.
-    Returns the ``IngestSummary`` (``.lines()`` for a printable summary)."""
+    events. ``connection`` (from :func:`connect_eventhub`, e.g. the local endpoint) supplies the event hub;
+    without it the Config's (``EVENTHUB_CONNECTION_STRING``, secret or Azure AD) is used. Returns the
+    ``IngestSummary`` (``.lines()`` for a printable summary)."""
     from iotgen.pipelines.ingest import IngestOptions, run_ingest
 
-    if connection_string is not None:
-        config = Config.load(params=config.as_params(), env={"EVENTHUB_CONNECTION_STRING": connection_string})
+    if connection is not None:
+        config = config.replace(eventhub_connection_string=connection.config.eventhub_connection_string,
+                                eventhub_name=connection.config.eventhub_name)
     options = IngestOptions(config.ingest_consumer_group, config.ingest_max_batch_events,
                             config.ingest_max_batch_seconds, until_idle)
     return run_ingest(config, target, options)
 
 
-def demo_output_dir(path: str = "") -> str:
-    """``path`` (created if needed), or a fresh temporary folder when empty, so a re-run starts clean."""
+def demo_output_dir(path: str = "", parent: str | None = None) -> str:
+    """``path`` (created if needed); when empty, a fresh folder (under ``parent`` if given, else the system's
+    temporary folder), so a re-run starts clean."""
     import tempfile
 
     if path:
         os.makedirs(path, exist_ok=True)
         return path
-    return tempfile.mkdtemp(prefix="iotgen-lakehouse-")
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    return tempfile.mkdtemp(prefix="lakehouse-", dir=parent)
 
 
 def partition_offsets(target, summary) -> pd.DataFrame:
