@@ -1,0 +1,156 @@
+"""Config-driven Spark pipelines: what the notebooks, helpers and jobs call.
+
+Generate at cluster scale, read the event hub as a stream (Kafka endpoint or the ``eventhubs`` source), parse
+to typed columns with ``json_column`` as VARIANT, and write Delta / Iceberg / Parquet with a checkpoint, all from
+one :class:`~iotgen.config.Config` (``SPARK_*`` parameters, ``DELTA_TABLE_NAME``, ``ICEBERG_TABLE_NAME``,
+``CHECKPOINT_DIR``/``CATALOG_VOLUME_PATH``, ``JSON_COLUMN_MODE``, the Event Hubs connection).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..pipelines.tables import config_target
+from .parse import parse_events
+from .session import on_databricks
+from .source_eventhubs import parse_connection_string
+from .write import StreamTarget, checkpoint_for, parse_trigger, write_stream
+
+SOURCES = ("auto", "eventhubs", "kafka")
+
+
+def _iotgen_options(config: Config, num_partitions: int | None = None) -> dict[str, str]:
+    options = {"minKeys": config.min_keys, "maxKeys": config.max_keys, "numSensors": config.num_sensors,
+               "baseTimeDaysAgo": config.base_time_days_ago, "timeSpreadHours": config.time_spread_hours,
+               "anchorTime": config.resolved_anchor_time().isoformat()}
+    if config.random_seed is not None:
+        options["seed"] = config.random_seed
+    partitions = num_partitions or getattr(config, "spark_num_partitions", 0)
+    if partitions:
+        options["numPartitions"] = partitions
+    return {k: str(v) for k, v in options.items()}
+
+
+def _default_partitions(spark: Any) -> int:
+    try:
+        return max(1, int(spark.sparkContext.defaultParallelism))
+    except Exception:  # noqa: BLE001 - Spark Connect has no sparkContext
+        return 8
+
+
+def generate(spark: Any, config: Config, num_events: int | None = None) -> Any:
+    """``NUM_EVENTS`` events as a Spark DataFrame from the ``iotgen`` source (``SPARK_NUM_PARTITIONS``, or the
+    cluster's default parallelism): the same events the embedded generator gives for the same seed."""
+    from . import register
+
+    register(spark)
+    options = _iotgen_options(config, config.spark_num_partitions or _default_partitions(spark))
+    options["numEvents"] = str(config.num_events if num_events is None else num_events)
+    return spark.read.format("iotgen").options(**options).load()
+
+
+def generate_stream(spark: Any, config: Config, *, rows_per_second: float | None = None,
+                    rows_per_batch: int | None = None, num_events: int | None = None) -> Any:
+    """A streaming DataFrame from the ``iotgen`` source (bounded by ``num_events`` when given)."""
+    from . import register
+
+    register(spark)
+    options = _iotgen_options(config, config.spark_num_partitions or _default_partitions(spark))
+    for key, value in (("rowsPerSecond", rows_per_second), ("rowsPerBatch", rows_per_batch),
+                       ("numEvents", num_events)):
+        if value is not None:
+            options[key] = str(value)
+    return spark.readStream.format("iotgen").options(**options).load()
+
+
+def choose_source(config: Config) -> str:
+    """``kafka`` or ``eventhubs`` for SPARK_SOURCE (``auto``: Kafka on Databricks with a real namespace and a
+    key-based connection string, the ``eventhubs`` source everywhere else)."""
+    source = config.spark_source
+    connection = config.eventhub_connection_string
+    if source != "auto":
+        return source
+    if not on_databricks() or connection is None:
+        return "eventhubs"
+    fields = parse_connection_string(connection.reveal())
+    emulator = fields.get("usedevelopmentemulator", "").lower() == "true"
+    return "eventhubs" if emulator or "sharedaccesskey" not in fields else "kafka"
+
+
+def read_event_stream(spark: Any, config: Config) -> Any:
+    """The event hub as a streaming DataFrame (raw messages), by :func:`choose_source`."""
+    from . import register
+
+    connection = config.eventhub_connection_string
+    source = choose_source(config)
+    if source == "kafka":
+        if connection is None:
+            raise ValueError("SPARK_SOURCE=kafka needs EVENTHUB_CONNECTION_STRING (env var or Databricks secret)")
+        from .kafka import read_kafka_stream
+
+        return read_kafka_stream(spark, connection.reveal(), topic=config.eventhub_name or None,
+                                 starting_offsets=config.spark_starting_position,
+                                 max_offsets_per_trigger=config.spark_max_events_per_trigger)
+    register(spark)
+    reader = spark.readStream.format("eventhubs").option("startingPosition", config.spark_starting_position)
+    if connection is not None:
+        reader = reader.option("connectionString", connection.reveal())
+    elif config.eventhub_namespace:
+        reader = reader.option("fullyQualifiedNamespace", config.eventhub_namespace)
+    else:
+        raise ValueError("reading Event Hubs needs EVENTHUB_CONNECTION_STRING (env var or Databricks secret) or "
+                         "EVENTHUB_NAMESPACE and EVENTHUB_NAME (Azure AD)")
+    if config.eventhub_name:
+        reader = reader.option("eventHubName", config.eventhub_name)
+    if config.spark_max_events_per_trigger:
+        reader = reader.option("maxEventsPerTrigger", str(config.spark_max_events_per_trigger))
+    return reader.load()
+
+
+def target_table(config: Config, target: str | None = None, engine: str = "embedded") -> str:
+    """The table (or path) a target writes to: SPARK_TABLE, else DELTA_TABLE_NAME / ICEBERG_TABLE_NAME /
+    OUTPUT_DIR/parquet/iot_events. For the embedded Delta writer a bare name is a folder under OUTPUT_DIR (as
+    everywhere in iotgen, see :func:`iotgen.pipelines.tables.config_target`)."""
+    kind = (target or config.spark_target).lower()
+    if config.spark_table:
+        return config.spark_table
+    if kind == "parquet":
+        return str(Path(config.output_dir) / "parquet" / "iot_events")
+    if engine == "embedded":
+        return config_target(config, kind).location
+    return config.delta_table_name if kind == "delta" else config.iceberg_table_name
+
+
+def resolve_target(spark: Any, config: Config, target: str | None = None) -> StreamTarget:
+    """The :class:`StreamTarget` a Config describes (checked; engine chosen)."""
+    kind = (target or config.spark_target).lower()
+    engine = config.spark_engine
+    if kind in ("delta", "iceberg") and engine == "auto":
+        from .write import native_support
+
+        engine = "spark" if native_support(spark, kind) else "embedded"
+    table = target_table(config, kind, engine)
+    uri = config.iceberg_catalog_uri or None
+    warehouse = None if uri else str(Path(config.output_dir) / "iceberg")
+    return StreamTarget.resolve(spark, kind, table, bad_records=config.spark_bad_records or None, engine=engine,
+                                json_column_mode=config.json_column_mode, iceberg_catalog_uri=uri,
+                                iceberg_warehouse=warehouse)
+
+
+def write_events(frame: Any, config: Config, target: str | None = None, *, query_name: str | None = None) -> Any:
+    """Start the query writing a (raw or parsed) stream to SPARK_TARGET with trigger SPARK_TRIGGER and a checkpoint
+    of its own under CHECKPOINT_DIR (``<dir>/<target>-<table>``). Returns the ``StreamingQuery``."""
+    trigger = parse_trigger(config.spark_trigger)
+    resolved = resolve_target(frame.sparkSession, config, target)
+    checkpoint = checkpoint_for(config.resolved_checkpoint_dir(), resolved)
+    return write_stream(frame, resolved.kind, resolved.table, checkpoint, trigger=trigger,
+                        bad_records=resolved.bad_records, engine=resolved.engine,
+                        json_column_mode=resolved.json_column_mode,
+                        iceberg_catalog_uri=resolved.iceberg_catalog_uri,
+                        iceberg_warehouse=resolved.iceberg_warehouse, query_name=query_name)
+
+
+__all__ = ["SOURCES", "choose_source", "generate", "generate_stream", "parse_events", "read_event_stream",
+           "resolve_target", "target_table", "write_events"]

@@ -1,0 +1,137 @@
+"""write_stream: Delta and Iceberg through the embedded writers and Parquet, exactly once per micro-batch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from iotgen.spark.kafka import kafka_options
+from iotgen.spark.write import (
+    MicroBatchWriter, StreamTarget, append_parquet, checkpoint_for, parquet_committed, parse_trigger, write_stream,
+)
+
+from spark_support import ANCHOR, duckdb_connection, events, run_query
+
+TOTAL = 9000
+
+
+def _generated_stream(spark, total=TOTAL, per_batch=5000, seed=13):
+    return (spark.readStream.format("iotgen").option("seed", seed).option("anchorTime", ANCHOR)
+            .option("numEvents", total).option("rowsPerBatch", per_batch).option("numPartitions", 2).load())
+
+
+def _app(checkpoint: Path) -> str:
+    return "iotgen-" + json.loads((checkpoint / "metadata").read_text().splitlines()[0])["id"]
+
+
+def test_delta_through_the_embedded_writer_with_variant_and_replays_skipped(spark, tmp_path):
+    table, checkpoint = tmp_path / "delta" / "iot_events", tmp_path / "cp"
+    query = write_stream(_generated_stream(spark), "delta", str(table), str(checkpoint), engine="embedded")
+    run_query(query)
+    assert [entry["events"] for entry in query.iotgen_writer.log] == [5000, 4000]
+    expected = events(TOTAL, seed=13)
+    with duckdb_connection() as con:  # an independent reader of the Delta table
+        rows = con.execute(f"SELECT event_id, json_column::JSON::VARCHAR FROM delta_scan('{table}')").fetchall()
+        types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM delta_scan('{table}')").fetchall()}
+    assert sorted(r[0] for r in rows) == sorted(expected.column("event_id").to_pylist())
+    assert "VARIANT" in types["json_column"].upper()
+    by_id = dict(zip(expected.column("event_id").to_pylist(), expected.column("json_column").to_pylist()))
+    sample = rows[:50]
+    assert all(json.loads(str(j)) == json.loads(by_id[e]) for e, j in sample)
+    from deltalake import DeltaTable
+
+    app = _app(checkpoint)
+    assert DeltaTable(str(table)).transaction_version(app) == 1
+    # a batch replayed after a crash (data written, Spark's commit lost) is skipped, not appended twice
+    writer = MicroBatchWriter(StreamTarget.resolve(spark, "delta", str(table), engine="embedded"), str(checkpoint),
+                              provenance=False)
+    replay = spark.read.format("iotgen").option("seed", 13).option("anchorTime", ANCHOR).option("numEvents", 5000).load()
+    from iotgen.spark.parse import parse_events
+
+    writer(parse_events(replay), 1)
+    assert writer.log == [{"batch_id": 1, "events": -1, "bad_records": 0}]
+    assert DeltaTable(str(table)).to_pyarrow_table(columns=["event_id"]).num_rows == TOTAL
+
+
+def test_iceberg_through_the_embedded_writer(spark, tmp_path):
+    warehouse = tmp_path / "iceberg"
+    query = write_stream(_generated_stream(spark, total=5000, per_batch=5000, seed=3), "iceberg", "iot.events",
+                         str(tmp_path / "cp"), engine="embedded", iceberg_warehouse=str(warehouse))
+    run_query(query)
+    from iotgen.sinks.iceberg import open_catalog
+
+    table = open_catalog(None, str(warehouse)).load_table(("iot", "events"))  # pyiceberg, not Spark
+    data = table.scan(selected_fields=("event_id", "json_column")).to_arrow()
+    assert sorted(data.column("event_id").to_pylist()) == sorted(events(5000, seed=3).column("event_id").to_pylist())
+    assert all(isinstance(json.loads(t), dict) for t in data.column("json_column").to_pylist()[:100])
+    summary = table.current_snapshot().summary.additional_properties
+    assert summary["iotgen.txn." + _app(tmp_path / "cp")] == "0"
+
+
+def test_parquet_replay_removes_the_leftovers_of_an_interrupted_attempt(spark, tmp_path):
+    folder = tmp_path / "out"
+    batch = spark.read.format("iotgen").option("seed", 1).option("numEvents", 500).option("numPartitions", 2).load()
+    folder.mkdir()
+    leftover = folder / "part-000000000007-00009-{}.parquet"
+    from iotgen.spark.write import _short
+
+    leftover = Path(str(leftover).format(_short("app-1")))
+    leftover.write_bytes(b"half a file")  # an attempt of batch 7 that died before its commit marker
+    assert append_parquet(batch, str(folder), "app-1", 7) == 500
+    assert not leftover.exists()
+    assert append_parquet(batch, str(folder), "app-1", 7) == -1  # committed: a replay is skipped
+    assert append_parquet(batch, str(folder), "app-2", 7) == 500  # another query's batch 7 is its own
+    rows = sum(pq.read_metadata(p).num_rows for p in folder.glob("*.parquet"))
+    assert rows == 1000 and set(parquet_committed(folder, "app-1")) == {7}
+    assert not any((folder / "_iotgen_staging").iterdir())
+
+
+def test_targets_and_triggers_are_checked_before_anything_starts(spark, tmp_path):
+    assert parse_trigger("availableNow") == {"availableNow": True}
+    assert parse_trigger("10 seconds") == {"processingTime": "10 seconds"}
+    assert parse_trigger("processingTime=500ms") == {"processingTime": "500 milliseconds"}
+    assert parse_trigger("2 min") == {"processingTime": "2 minutes"}
+    assert parse_trigger("once") == {"once": True}
+    with pytest.raises(ValueError, match="SPARK_TRIGGER must be"):
+        parse_trigger("sometimes")
+    with pytest.raises(ValueError, match="SPARK_TARGET must be one of delta, iceberg, parquet"):
+        StreamTarget.resolve(spark, "csv", "x")
+    with pytest.raises(ValueError, match="SPARK_ENGINE=spark needs delta support.*SPARK_ENGINE=embedded"):
+        StreamTarget.resolve(spark, "delta", "t", engine="spark")
+    with pytest.raises(ValueError, match="parquet target needs a local or mounted folder"):
+        StreamTarget.resolve(spark, "parquet", "abfss://c@a.dfs.core.windows.net/x")
+    with pytest.raises(ValueError, match="ICEBERG_TABLE_NAME must be NAMESPACE.TABLE"):
+        StreamTarget.resolve(spark, "iceberg", "just_a_name", engine="embedded")
+    target = StreamTarget.resolve(spark, "delta", str(tmp_path / "t"))
+    assert (target.engine, target.bad_records) == ("embedded", str(tmp_path / "t") + "_bad_records")
+    assert checkpoint_for("/Volumes/c/s/v/checkpoints/", target).startswith("/Volumes/c/s/v/checkpoints/delta-")
+    with pytest.raises(ValueError, match="needs a streaming frame"):
+        write_stream(spark.range(1), "parquet", str(tmp_path / "p"), str(tmp_path / "cp"))
+    assert not (tmp_path / "p").exists() and not (tmp_path / "cp").exists()
+
+
+def test_kafka_options_for_the_event_hubs_kafka_endpoint():
+    conn = ("Endpoint=sb://myns.servicebus.windows.net/;SharedAccessKeyName=listen;"
+            "SharedAccessKey=TOPSECRET=;EntityPath=iot-events")
+    options = kafka_options(conn, max_offsets_per_trigger=1000)
+    assert options["kafka.bootstrap.servers"] == "myns.servicebus.windows.net:9093"
+    assert options["subscribe"] == "iot-events"
+    assert options["kafka.security.protocol"] == "SASL_SSL" and options["kafka.sasl.mechanism"] == "PLAIN"
+    assert options["kafka.sasl.jaas.config"] == (
+        'kafkashaded.org.apache.kafka.common.security.plain.PlainLoginModule required '
+        f'username="$ConnectionString" password="{conn}";')
+    assert options["maxOffsetsPerTrigger"] == "1000" and options["startingOffsets"] == "earliest"
+    assert kafka_options(conn, shaded=False)["kafka.sasl.jaas.config"].startswith(
+        "org.apache.kafka.common.security.plain.PlainLoginModule required")
+    assert kafka_options(conn.replace(";EntityPath=iot-events", ""), topic="other")["subscribe"] == "other"
+    for bad, message in [
+        (conn.replace(";EntityPath=iot-events", ""), "EVENTHUB_NAME is required"),
+        ("Endpoint=sb://127.0.0.1:5672;SharedAccessKeyName=a;SharedAccessKey=TOPSECRET;UseDevelopmentEmulator=true",
+         "emulator has no Kafka endpoint"),
+    ]:
+        with pytest.raises(ValueError, match=message) as error:
+            kafka_options(bad)
+        assert "TOPSECRET" not in str(error.value)
