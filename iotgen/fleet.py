@@ -409,16 +409,17 @@ class Devices:
         return device, k, t + self.t0
 
     # ---- readings ---------------------------------------------------------------------------------------
-    def _readings(self, names: tuple[str, ...], device: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
+    def _readings(self, names: tuple[str, ...], device: np.ndarray, t: np.ndarray,
+                  noise: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Temperature, humidity and/or pressure: climate, daily cycle, regional weather, device walk, noise."""
         climate = self.climate
         daily = self._cycle(device, t, 24, 15)
-        noise = kr.keyed(self.seed, _NOISE, device, t)
+        noise = kr.keyed(self.seed, _NOISE, device, t) if noise is None else noise
         models = {name: getattr(self.fleet, name) for name in names}
         variation = {name: np.zeros(len(t)) for name in names}
         region = self.region[device]
         for stream, key, hours, sd, levels, grid in (
-                (_WEATHER, region, "weather_hours", "weather_sd", 6, True), (_WALK, device, "walk_hours", "walk_sd", 8, False)):
+                (_WEATHER, region, "weather_hours", "weather_sd", 6, True), (_WALK, device, "walk_hours", "walk_sd", 7, False)):
             by_period: dict[int, list[str]] = {}
             for name in names:
                 by_period.setdefault(max(1, int(getattr(models[name], hours) * HOUR_MS)), []).append(name)
@@ -450,8 +451,8 @@ class Devices:
         """Every time-dependent value of ``device`` at epoch-ms ``t`` (closed form, vectorised)."""
         out: dict[str, Any] = {}
         tf = t.astype(np.float64)
-        out.update(self._readings(_READINGS, device, t))
-        noise = kr.keyed(self.seed, _NOISE, device, t)
+        noise = kr.keyed(self.seed, _NOISE, device, t)  # four normals: three sensors' noise and the signal's
+        out.update(self._readings(_READINGS, device, t, noise))
         out["signal_strength"] = np.clip(np.rint(self.signal_level[device] + 2.5 * kr.to_normal(noise, 3)),
                                          -120, -30).astype(np.int32)
         # Battery: a sawtooth, one drain cycle after another; each cycle starts near full and drains a bit
@@ -460,8 +461,9 @@ class Devices:
         cycle = np.floor(position / self.cycle[device])
         into = position - cycle * self.cycle[device]
         c = cycle.astype(np.int64)
-        pace = 1 + 0.25 * kr.normal(self.seed, _BATTERY, device, c, 0)
-        top = 100 - 2 * kr.uniform(self.seed, _BATTERY, device, c, 1)
+        drawn = kr.keyed(self.seed, _BATTERY, device, c)
+        pace = 1 + 0.25 * kr.to_normal(drawn, 0)
+        top = 100 - 2 * (drawn & np.uint64(0xFFFFFFFF)).astype(np.float64) / 2**32
         battery = top - (100 - self.recharge_at[device]) * (into / self.cycle[device]) * pace
         out["battery_level"] = _quantise(battery, "battery_level")
         battery_changed, next_battery = tf - into, tf - into + self.cycle[device]
