@@ -97,7 +97,8 @@ def test_an_endpoint_gone_for_good_fails_the_batch_reports_it_and_ends_the_run(
     assert set(event_ids(config, summary.resume_from)) <= received
 
 
-def test_ctrl_c_stops_after_the_batch_in_flight_is_settled(emulator, stream_config, read_back):
+def test_ctrl_c_stops_after_the_batch_in_flight_is_settled_and_the_stream_resumes(emulator, stream_config,
+                                                                                    read_back):
     config = stream_config(emulator.connection_string, batch_size=250, rate_events_per_sec=5000)  # no stop set
     interrupted = threading.Event()
 
