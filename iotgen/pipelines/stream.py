@@ -25,6 +25,7 @@ events.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import secrets
 import sys
@@ -44,6 +45,7 @@ from ..sinks.eventhubs import EventHubProducer, EventHubTarget, SendStats, targe
 from ..spec_file import generator_spec
 from .token_bucket import TokenBucket
 
+_LOGGER = logging.getLogger(__name__)
 MB = 1_000_000
 LIVE_TIME_COLUMNS = ("timestamp", "created_at", "updated_at", "last_calibration")
 _UNBOUNDED = 2**62
@@ -165,21 +167,31 @@ class StreamSummary(SendStats):
 def rebase_times(batch: pa.RecordBatch, after_us: int, until_us: int) -> pa.RecordBatch:
     """Events with ``timestamp`` spread evenly over the interval (after_us, until_us] (epoch microseconds; the
     last event at ``until_us``; whole milliseconds) and ``created_at``, ``updated_at``, ``last_calibration``
-    moved by the same amount as their event's ``timestamp``."""
+    moved by the same amount as their event's ``timestamp``. Nulls stay null; an event without a ``timestamp``
+    has its other times moved by the step's mean shift."""
     n = batch.num_rows
     if n == 0:
         return batch
     offsets = np.arange(1, n + 1, dtype=np.float64) * ((until_us - after_us) / n)
     new = (np.floor((after_us + offsets) / 1000) * 1000).astype(np.int64)
-    old = pc.cast(batch.column("timestamp"), pa.int64()).to_numpy()
+    old, known = _micros(batch.column("timestamp"))
     shift = new - old
+    if not known.all():
+        shift[~known] = int(shift[known].mean()) if known.any() else 0
     columns = []
     for name, column in zip(batch.schema.names, batch.columns):
         if name in LIVE_TIME_COLUMNS:
-            values = new if name == "timestamp" else pc.cast(column, pa.int64()).to_numpy() + shift
-            column = pa.array(values, type=pa.int64()).cast(column.type)
+            values, valid = (new, known) if name == "timestamp" else _micros(column)
+            values = values if name == "timestamp" else values + shift
+            column = pa.array(values, type=pa.int64(), mask=None if valid.all() else ~valid).cast(column.type)
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, schema=batch.schema)
+
+
+def _micros(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Epoch microseconds of a timestamp column (0 where null) and where it is not null."""
+    micros = pc.cast(column.cast(pa.timestamp("us", tz="UTC")), pa.int64())
+    return pc.fill_null(micros, 0).to_numpy(), pc.is_valid(micros).to_numpy(zero_copy_only=False)
 
 
 # ---- events in steps ---------------------------------------------------------------------------------------------
@@ -220,6 +232,10 @@ def stream_events(
     settings (``ValueError``) and an endpoint that cannot be reached when opening."""
     plan = StreamPlan.from_config(config)
     spec = generator_spec(config, catalogs)  # + SPEC_FILE's catalogs, fleet (PROFILE) and scenarios
+    if plan.time_mode == "live" and (spec.fleet is not None or spec.scenarios is not None):
+        _LOGGER.warning("STREAM_TIME_MODE=live re-times every event to its send time, which replaces the fleet's "
+                        "schedule and the scenarios' late, skewed or out-of-order times; STREAM_TIME_MODE=window "
+                        "keeps them")
     if producer is None:
         with EventHubProducer.open(config) as owned:
             return _run(plan, spec, owned, on_progress, progress_interval)

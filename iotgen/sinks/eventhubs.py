@@ -537,7 +537,7 @@ class EventHubProducer:
 
     def _route(self, keys: pa.Array) -> np.ndarray:
         """Partition index of each key: the service's hash of the key, as the SDK computes it."""
-        encoded = pc.dictionary_encode(keys)
+        encoded = pc.dictionary_encode(pc.fill_null(keys, ""))  # no key: partition 0 (the hash of "")
         lookup = np.array([self._partition_index(k) for k in encoded.dictionary.to_pylist()], dtype=np.int64)
         return lookup[encoded.indices.to_numpy(zero_copy_only=False)]
 

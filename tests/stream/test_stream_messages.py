@@ -64,6 +64,22 @@ def test_long_values_take_the_32_bit_forms_like_the_sdk(block):
             assert len(expected) + batch_overhead(np.array([len(expected)]))[0] == added
 
 
+def test_nulls_and_empty_keys_encode_as_the_sdk_encodes_none_and_no_key():
+    """Data-quality scenarios null any column: no partition key annotation, AMQP nulls for the properties."""
+    rows = [
+        {"event_id": None, "device_type": None, "sensor_id": None},
+        {"event_id": "e1", "device_type": "thermostat", "sensor_id": ""},
+        {"event_id": "e2", "device_type": None, "sensor_id": "sensor-00002"},
+    ]
+    batch = pa.RecordBatch.from_pylist(rows, schema=pa.schema([(k, pa.string()) for k in rows[0]]))
+    bodies = pa.array(['{"a":1}', '{"b":2}', '{"c":3}'])
+    messages = encode_messages(batch, "sensor_id", bodies=bodies)
+    for i, row in enumerate(rows):
+        expected, added = sdk_encoding(bodies[i].as_py(), row["event_id"], row["device_type"], row["sensor_id"])
+        assert messages[i].as_py() == expected
+        assert len(expected) + batch_overhead(np.array([len(expected)]))[0] == added
+
+
 def test_the_body_is_the_event_as_json(block):
     messages = encode_messages(block.slice(0, 3), None)
     for message, event in zip(messages.to_pylist(), event_dicts(block.slice(0, 3))):

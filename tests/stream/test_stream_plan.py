@@ -126,6 +126,24 @@ def test_live_time_spreads_events_over_the_step_and_keeps_every_delay(events):
     assert live.schema == events.schema
 
 
+def test_live_time_keeps_nulls_from_data_quality_scenarios(events):
+    nullable = pa.schema([f.with_nullable(True) for f in events.schema])
+    timestamp = pc.if_else(pa.array([i % 3 == 0 for i in range(events.num_rows)]),
+                           pa.scalar(None, events.schema.field("timestamp").type), events.column("timestamp"))
+    created = pc.if_else(pa.array([i % 5 == 0 for i in range(events.num_rows)]),
+                         pa.scalar(None, events.schema.field("created_at").type), events.column("created_at"))
+    holed = pa.RecordBatch.from_arrays([timestamp if n == "timestamp" else created if n == "created_at" else c
+                                        for n, c in zip(events.schema.names, events.columns)], schema=nullable)
+    live = rebase_times(holed, 1_800_000_000_000_000, 1_800_000_001_000_000)
+    assert live.column("timestamp").is_null().equals(timestamp.is_null())
+    assert live.column("created_at").is_null().equals(created.is_null())
+    both = pc.and_(timestamp.is_valid(), created.is_valid())
+    delay_before = pc.subtract(pc.filter(created, both).cast(pa.int64()), pc.filter(timestamp, both).cast(pa.int64()))
+    delay_after = pc.subtract(pc.filter(live.column("created_at"), both).cast(pa.int64()),
+                              pc.filter(live.column("timestamp"), both).cast(pa.int64()))
+    assert delay_after.equals(delay_before)
+
+
 def test_the_cursor_slices_blocks_into_steps_of_any_size_identically():
     spec = GeneratorSpec.from_config(Config(random_seed=9))
     cursor = _EventCursor(spec, 8000)
