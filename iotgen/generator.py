@@ -63,8 +63,21 @@ class GeneratorSpec:
     def from_config(
         cls, config: Config | None = None, catalogs: Catalogs | None = None, now: dt.datetime | None = None
     ) -> "GeneratorSpec":
-        """The spec a Config describes. Without ``RANDOM_SEED`` a fresh seed is drawn (and kept in the spec)."""
+        """The spec a Config describes, including the fleet profile and scenarios of ``SPEC_FILE`` /
+        ``PROFILE`` when set (see :mod:`iotgen.spec_file`). Without ``RANDOM_SEED`` a fresh seed is drawn (and
+        kept in the spec)."""
         config = config or Config()
+        if config.spec_file is not None or config.profile is not None:
+            from .spec_file import generator_spec
+
+            return generator_spec(config, catalogs, now)
+        return cls.base_from_config(config, catalogs, now)
+
+    @classmethod
+    def base_from_config(
+        cls, config: Config, catalogs: Catalogs | None = None, now: dt.datetime | None = None
+    ) -> "GeneratorSpec":
+        """The independent-profile spec of a Config, ignoring ``SPEC_FILE`` and ``PROFILE``."""
         anchor = config.resolved_anchor_time(now)
         start = anchor - dt.timedelta(days=config.base_time_days_ago)
         seed = config.random_seed
@@ -165,7 +178,7 @@ def _chunks(spec: GeneratorSpec, start: int, stop: int, chunk_size: int, as_pand
 def generate_table(spec: GeneratorSpec | Config | None = None, num_events: int | None = None, **kwargs) -> pa.Table:
     """All events of a run as one Arrow table."""
     batches = list(generate_events(spec, num_events, **kwargs))
-    return pa.Table.from_batches(batches, schema=ARROW_SCHEMA)
+    return pa.Table.from_batches(batches, schema=batches[0].schema if batches else ARROW_SCHEMA)
 
 
 # ---- one batch of events ------------------------------------------------------------------------------------

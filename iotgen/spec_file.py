@@ -249,7 +249,7 @@ def generator_spec(config: Config | None = None, catalogs: Catalogs | None = Non
     if not isinstance(spec, Spec):
         spec = load_spec(spec if spec is not None else config.spec_file)
     catalogs = catalogs or spec.build_catalogs()
-    base = GeneratorSpec.from_config(config, catalogs, now)
+    base = GeneratorSpec.base_from_config(config, catalogs, now)
     profile = config.profile or spec.profile or "independent"
     fleet = None
     if profile == "fleet":
