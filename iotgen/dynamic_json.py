@@ -20,6 +20,7 @@ import functools
 import itertools
 import json
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,9 +52,15 @@ class _Value:
 
 
 class _Number(_Value):
+    """Uniform on the grid of ``decimals`` decimals inside ``[low, high]``."""
+
     def __init__(self, table: PieceTable, prefix: str, suffix: str, low: float, high: float, decimals: int):
         unit = 10**decimals
-        self.low, self.high = round(low * unit), round(high * unit)
+        self.low, self.high = math.ceil(low * unit - 1e-9), math.floor(high * unit + 1e-9)
+        if self.low > self.high or max(abs(self.low), abs(self.high)) >= 2**62:
+            where = ".".join(re.findall(r'"([^"]*)":', prefix)) or "an array item"
+            raise ValueError(f"IOT_KEY_POOL/NESTED_KEYS value spec of {where}: no number with {decimals} decimals "
+                             f"in [{low}, {high}], or the range is too large for {decimals} decimals")
         self.number = NumberPieces(table, self.low, self.high, decimals, prefix, suffix)
         self.width = self.number.width
 

@@ -206,13 +206,13 @@ class NumberPieces:
             np.add(quotient, self.base, out=out[0], casting="unsafe")
         else:
             out[0] = np.where(negative, quotient + (self.base + self.negative_base),
-                                 quotient + (self.base - self.first_head))
+                              quotient + (self.base - self.first_head))
         return out
 
 
 # ---- timestamps -----------------------------------------------------------------------------------------------
-DAY_ALIGN = 64
-_MINUTES_SECONDS = tuple(f":{s // 60:02d}:{s % 60:02d}." for s in range(3600))  # day tables cover whole 64-day spans, so consecutive chunks share them
+DAY_ALIGN = 64  # day tables cover whole 64-day spans, so consecutive chunks share them
+_MINUTES_SECONDS = tuple(f":{s // 60:02d}:{s % 60:02d}." for s in range(3600))
 
 
 class TimestampPieces:

@@ -177,3 +177,13 @@ def test_compiled_tables_are_cached_and_small():
     assert piece_table(POOL) is compiled
     assert len(compiled.pieces) < 40_000 and compiled.pieces.nbytes < 1_000_000
     assert all(k in NESTED_KEYS or k in IOT_KEY_POOL for k, _ in POOL)
+
+
+def test_number_specs_stay_inside_their_bounds_or_fail_clearly():
+    pool = parse_key_pool({"a": ("float", 0.123, 0.2, 2), "b": ("float", 49.5, 49.6, 2)}, {})
+    objects = [json.loads(t) for t in column(pool, 2, 2, n=3000)]
+    assert min(o["a"] for o in objects) == 0.13 and max(o["a"] for o in objects) == 0.2
+    assert min(o["b"] for o in objects) == 49.5 and max(o["b"] for o in objects) == 49.6
+    for bad, where in (({"x": ("float", 0.121, 0.129, 2)}, "of x:"), ({"y": ("float", -1e10, 1e10, 9)}, "of y:")):
+        with pytest.raises(ValueError, match=where):
+            column(parse_key_pool(bad, {}), 1, 1, n=3)

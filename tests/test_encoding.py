@@ -131,3 +131,12 @@ def test_fallback_for_floats_off_the_grid():
     values = np.random.default_rng(1).random(500) * 100
     rows = [json.loads(t) for t in json_lines(pa.RecordBatch.from_pydict({"x": values})).to_pylist()]
     assert [r["x"] for r in rows] == values.tolist()
+
+
+def test_notebook_helpers_for_speed():
+    import iotgen_helpers as h
+
+    assert isinstance(h.speed_up_generation(), bool)
+    rates = h.measure_generation(Config(random_seed=1), events=2000)
+    assert list(rates["output"]) == ["Arrow record batches", "NDJSON text"]
+    assert (rates["events"] == 2000).all() and (rates["events/s"] > 0).all() and (rates["events/s per core"] > 0).all()
