@@ -89,6 +89,9 @@ class NotebookRows:
         values, weights = _CATALOGS[column]
         return self.rnd.choices(values, weights)[0] if weights else self.rnd.choice(values)
 
+    def picks(self, *columns: str) -> dict:
+        return {column: self.pick(column) for column in columns}
+
     def value(self, spec: tuple, nested: dict | None = None):
         rnd, kind = self.rnd, spec[0]
         if kind == "float":
@@ -125,10 +128,7 @@ class NotebookRows:
             "temperature": round(min(85.0, max(-40.0, rnd.gauss(22.0, 8.0))), 2),
             "humidity": round(min(100.0, max(0.0, rnd.gauss(50.0, 15.0))), 1),
             "pressure": round(min(1085.0, max(870.0, rnd.gauss(1013.25, 8.0))), 2),
-            "status": self.pick("status"),
-            "region": self.pick("region"),
-            "zone": self.pick("zone"),
-            "model": self.pick("model"),
+            **self.picks("status", "region", "zone", "model"),
             "version": rnd.randint(1, 5),
             "signal_strength": int(min(-30, max(-120, round(rnd.gauss(-70, 12))))),
             "uptime_hours": round(min(8760.0, rnd.expovariate(1 / 720)), 2),
@@ -196,10 +196,7 @@ class FakerRows(NotebookRows):
             "temperature": fake.pyfloat(min_value=-40, max_value=85, right_digits=2),
             "humidity": fake.pyfloat(min_value=0, max_value=100, right_digits=1),
             "pressure": fake.pyfloat(min_value=870, max_value=1085, right_digits=2),
-            "status": self.pick("status"),
-            "region": self.pick("region"),
-            "zone": self.pick("zone"),
-            "model": self.pick("model"),
+            **self.picks("status", "region", "zone", "model"),
             "version": fake.pyint(1, 5),
             "signal_strength": fake.pyint(-120, -30),
             "uptime_hours": fake.pyfloat(min_value=0, max_value=8760, right_digits=2),
@@ -290,6 +287,18 @@ def measure(name: str, run: Callable[[int, Path], None], n: int, repeats: int, s
         if attempt:
             print(f"  {name}: {count / cpu:>12,.0f} events/s per core ({count / wall:,.0f} wall)", flush=True)
     return best
+
+
+def machine() -> str:
+    """CPU model, CPU count and load average: what the numbers depend on."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    load = ", load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
+    return f"{model}, {os.cpu_count()} CPUs{load}"
 
 
 def pin_to_one_cpu() -> str:
@@ -388,8 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     arrow = results[0]
     ndjson_file = next(r for r in results if r.name == "iotgen -> NDJSON file")
     notes = [
-        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs, {pinned}; Python {platform.python_version()}, numpy {np.__version__}, "
+        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}; {pinned}; "
+        f"Python {platform.python_version()}, numpy {np.__version__}, "
         f"pyarrow {pa.__version__}; allocator tuning (iotgen.allocator) {'on' if ALLOCATOR_TUNED else 'unavailable'}.",
         f"Target 1: {TARGET_PER_CORE:,} events/s per core into Arrow with json_column: "
         f"{arrow.per_core:,.0f} ({'met' if arrow.per_core >= TARGET_PER_CORE else 'NOT met'}).",

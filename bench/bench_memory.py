@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # kB on Linux
     ok = peak < args.limit * 1e9
     row = (f"| {args.events:,} | {args.format} | {args.workers} | {args.chunk_size:,} | {peak / 1e9:.2f} "
-           f"({peak_processes} processes) | {largest / 1e9:.2f} | {elapsed:,.0f} s | {args.events / elapsed:,.0f} | "
+           f"({peak_processes} process{'es' if peak_processes != 1 else ''}) | {largest / 1e9:.2f} | {elapsed:,.0f} s | {args.events / elapsed:,.0f} | "
            f"{written / 1e9:.1f} GB | {'yes' if ok else 'NO'} |")
     header = ("| events | format | workers | chunk size | peak RSS, all processes (GB) | largest process (GB) | "
               "time | events/s | written | under limit |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
