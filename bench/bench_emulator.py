@@ -90,4 +90,4 @@ def test_ingest_capacity_with_a_prebuilt_batch(emulator_factory):
 if __name__ == "__main__":
     import sys
 
-    sys.exit(pytest.main([__file__, "-s", "-q", "-p", "no:cacheprovider", "-p", "tests.emulator.conftest"]))
+    sys.exit(pytest.main([__file__, "-s", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest", "-p", "tests.emulator.conftest"]))

@@ -28,22 +28,6 @@ from iotgen.emulator import EmulatorProcess
 RECEIVE_TIMEOUT = 30.0
 
 
-@pytest.fixture
-def emulator_factory() -> Iterator[Callable[..., EmulatorProcess]]:
-    """Start emulator subprocesses (keyword arguments of ``EmulatorProcess``); all are stopped at teardown."""
-    started: list[EmulatorProcess] = []
-
-    def start(**kwargs: Any) -> EmulatorProcess:
-        kwargs.setdefault("port", 0)
-        process = EmulatorProcess(**kwargs)
-        started.append(process)
-        return process.start()
-
-    yield start
-    for process in started:
-        process.close()
-
-
 #: Event hubs of the shared emulator: one per test using the ``emulator`` fixture.
 SHARED_HUBS = [f"hub-{i:02d}" for i in range(40)]
 _next_shared_hub = itertools.count()

@@ -23,23 +23,6 @@ from iotgen.emulator import EmulatorProcess
 READ_TIMEOUT = 30.0
 
 
-@pytest.fixture
-def emulator_factory() -> Iterator[Callable[..., EmulatorProcess]]:
-    """Start emulator subprocesses on free ports (``EmulatorProcess`` keyword arguments); stopped at teardown."""
-    started: list[EmulatorProcess] = []
-
-    def start(**kwargs: Any) -> EmulatorProcess:
-        kwargs.setdefault("port", 0)
-        kwargs.setdefault("key", secrets.token_urlsafe(24))
-        process = EmulatorProcess(**kwargs)
-        started.append(process)
-        return process.start()
-
-    yield start
-    for process in started:
-        process.close()
-
-
 @pytest.fixture(scope="module")
 def hubs() -> Iterator[EmulatorProcess]:
     """One emulator per test module with several hubs (``hubs.connection_string_for(name)``), for tests that
