@@ -344,20 +344,26 @@ def _check_names(values: Mapping[str, Any], source: str) -> dict[str, Any]:
     return out
 
 
-def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML config file: a mapping of parameter names to values."""
+def read_yaml_file(path: str | os.PathLike, parameter: str = "CONFIG_FILE") -> Any:
+    """The parsed YAML of a file; a missing file or bad YAML is one ``ValueError`` naming ``parameter``."""
     import yaml
 
+    where = f"{parameter} {os.fspath(path)!r}"
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ValueError(f"CONFIG_FILE {os.fspath(path)!r} cannot be read: {exc.strerror}") from None
+        raise ValueError(f"{where} cannot be read: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ValueError(f"CONFIG_FILE {os.fspath(path)!r} is not valid YAML{where}") from None
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"{where} is not valid YAML{at}") from None
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML config file: a mapping of parameter names to values."""
+    data = read_yaml_file(path)
     if data is None:
         return {}
     if not isinstance(data, dict):

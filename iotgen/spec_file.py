@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .catalogs import Catalogs, ValueSpec
-from .config import Config
+from .config import Config, read_yaml_file
 from .fleet import (DEFAULT_CLIMATES, DEFAULT_INTERVALS_S, DEFAULT_MODELS, DEFAULT_SERIES, DAY_MS, HOUR_MS,
                     STATUS_ROLES, Climate, Fleet, Rollout, Series)
 from .generator import GeneratorSpec
@@ -209,19 +209,8 @@ def load_spec(source: str | os.PathLike | Mapping[str, Any] | None) -> Spec:
     if isinstance(source, Mapping):
         data, where = dict(source), "spec"
     else:
-        import yaml
-
         where = f"SPEC_FILE {os.fspath(source)!r}"
-        try:
-            text = Path(source).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ValueError(f"{where} cannot be read: {exc.strerror or exc}") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ValueError(f"{where} is not valid YAML{at}") from None
+        data = read_yaml_file(source, "SPEC_FILE")
     top = _Fields(data, "", where)
     profile = top.raw("profile")
     if profile is not None and profile not in PROFILES:
