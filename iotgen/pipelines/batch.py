@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 
 import pyarrow as pa
 
+from ..allocator import retain_freed_memory
 from ..catalogs import Catalogs
 from ..config import Config
 from ..generator import GeneratorSpec, generate_range
@@ -78,7 +79,7 @@ def write_files(
     target = folder if not as_folder else Path(tempfile.mkdtemp(dir=folder, prefix=f".{base}.", suffix=".tmp"))
     writers: dict[int, EventFileWriter] = {}
     finished: list[tuple[int, EventFileWriter]] = []
-    pool = ProcessPoolExecutor(config.workers) if config.workers > 1 else None
+    pool = ProcessPoolExecutor(config.workers, initializer=retain_freed_memory) if config.workers > 1 else None
     labels = None
     try:
         if spec.scenarios is not None:
