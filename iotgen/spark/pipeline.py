@@ -79,8 +79,9 @@ def choose_source(config: Config) -> str:
     return "eventhubs" if emulator or "sharedaccesskey" not in fields else "kafka"
 
 
-def read_event_stream(spark: Any, config: Config) -> Any:
-    """The event hub as a streaming DataFrame (raw messages), by :func:`choose_source`."""
+def read_event_stream(spark: Any, config: Config, *, streaming: bool = True) -> Any:
+    """The event hub as a DataFrame of raw messages, by :func:`choose_source`: a stream, or (``streaming=False``)
+    the messages there now."""
     from . import register
 
     connection = config.eventhub_connection_string
@@ -88,25 +89,28 @@ def read_event_stream(spark: Any, config: Config) -> Any:
     if source == "kafka":
         if connection is None:
             raise ValueError("SPARK_SOURCE=kafka needs EVENTHUB_CONNECTION_STRING (env var or Databricks secret)")
-        from .kafka import read_kafka_stream
+        from .kafka import kafka_options
 
-        return read_kafka_stream(spark, connection.reveal(), topic=config.eventhub_name or None,
-                                 starting_offsets=config.spark_starting_position,
-                                 max_offsets_per_trigger=config.spark_max_events_per_trigger)
+        options = kafka_options(connection.reveal(), topic=config.eventhub_name or None,
+                                starting_offsets=config.spark_starting_position,
+                                max_offsets_per_trigger=config.spark_max_events_per_trigger if streaming else None)
+        reader = spark.readStream if streaming else spark.read
+        return reader.format("kafka").options(**options).load()
     register(spark)
-    reader = spark.readStream.format("eventhubs").option("startingPosition", config.spark_starting_position)
+    options = {"startingPosition": config.spark_starting_position}
     if connection is not None:
-        reader = reader.option("connectionString", connection.reveal())
+        options["connectionString"] = connection.reveal()
     elif config.eventhub_namespace:
-        reader = reader.option("fullyQualifiedNamespace", config.eventhub_namespace)
+        options["fullyQualifiedNamespace"] = config.eventhub_namespace
     else:
         raise ValueError("reading Event Hubs needs EVENTHUB_CONNECTION_STRING (env var or Databricks secret) or "
                          "EVENTHUB_NAMESPACE and EVENTHUB_NAME (Azure AD)")
     if config.eventhub_name:
-        reader = reader.option("eventHubName", config.eventhub_name)
-    if config.spark_max_events_per_trigger:
-        reader = reader.option("maxEventsPerTrigger", str(config.spark_max_events_per_trigger))
-    return reader.load()
+        options["eventHubName"] = config.eventhub_name
+    if config.spark_max_events_per_trigger and streaming:
+        options["maxEventsPerTrigger"] = str(config.spark_max_events_per_trigger)
+    reader = spark.readStream if streaming else spark.read
+    return reader.format("eventhubs").options(**options).load()
 
 
 def target_table(config: Config, target: str | None = None, engine: str = "embedded") -> str:
@@ -152,5 +156,65 @@ def write_events(frame: Any, config: Config, target: str | None = None, *, query
                         iceberg_warehouse=resolved.iceberg_warehouse, query_name=query_name)
 
 
-__all__ = ["SOURCES", "choose_source", "generate", "generate_stream", "parse_events", "read_event_stream",
-           "resolve_target", "target_table", "write_events"]
+def await_query(query: Any, timeout: float = 600.0) -> list[dict[str, Any]]:
+    """Wait (at most ``timeout`` seconds) for an ``availableNow``/``once`` query to end, then its micro-batches:
+    batch id, input rows, events written and bad records (-1: a replayed batch, skipped). Raises the query's
+    error, or ``TimeoutError`` (after stopping it) if it did not end in time."""
+    finished = query.awaitTermination(timeout)
+    if not finished:
+        query.stop()
+        raise TimeoutError(f"the streaming query did not finish within {timeout:g} s (a processing-time trigger "
+                           "runs until stopped: use query.stop())")
+    return batch_report(query)
+
+
+def batch_report(query: Any) -> list[dict[str, Any]]:
+    """The micro-batches a query ran: batch id, input rows, events written, bad records."""
+    written = {entry["batch_id"]: entry for entry in getattr(getattr(query, "iotgen_writer", None), "log", [])}
+    rows = []
+    for progress in query.recentProgress:
+        batch = progress["batchId"]
+        if progress["numInputRows"] == 0 and batch not in written:
+            continue
+        entry = written.get(batch, {})
+        rows.append({"batch": batch, "input_rows": progress["numInputRows"],
+                     "events_written": entry.get("events"), "bad_records": entry.get("bad_records")})
+    return rows
+
+
+def table_counts(spark: Any, config: Config, target: str | None = None) -> dict[str, int]:
+    """Rows, distinct event ids and bad records of the table a Config's stream writes (read with Spark where
+    Spark wrote it, else with the embedded readers)."""
+    resolved = resolve_target(spark, config, target)
+    rows, distinct = _rows_and_distinct(spark, resolved, resolved.table, "event_id")
+    bad, _ = _rows_and_distinct(spark, resolved, resolved.bad_records, "reason")
+    return {"rows": rows, "distinct event_id": distinct, "bad records": bad}
+
+
+def _rows_and_distinct(spark: Any, resolved: StreamTarget, table: str, column: str) -> tuple[int, int]:
+    if resolved.engine == "embedded":
+        import pyarrow.compute as pc
+
+        from .write import embedded_table
+
+        handle = embedded_table(resolved, table)
+        if not handle.exists():
+            return 0, 0
+        values = handle.read([column]).column(0)
+        return len(values), pc.count_distinct(values).as_py()
+    from pyspark.sql import functions as F
+
+    if resolved.kind == "parquet" or "/" in table:
+        if resolved.kind == "parquet" and not any(Path(table).glob("*.parquet")):
+            return 0, 0
+        frame = spark.read.parquet(table) if resolved.kind == "parquet" else spark.read.format(resolved.kind).load(table)
+    else:
+        if not spark.catalog.tableExists(table):
+            return 0, 0
+        frame = spark.table(table)
+    row = frame.agg(F.count(F.lit(1)), F.countDistinct(column)).first()
+    return int(row[0]), int(row[1])
+
+
+__all__ = ["SOURCES", "await_query", "batch_report", "choose_source", "generate", "generate_stream", "parse_events",
+           "read_event_stream", "resolve_target", "table_counts", "target_table", "write_events"]

@@ -68,13 +68,21 @@ def local_conf(cores: int = 2, shuffle_partitions: int | None = None, warehouse:
     return conf
 
 
+def log_path() -> Path:
+    """Where a local session started here writes the JVM's (and its Python workers') stdout and stderr."""
+    return Path(tempfile.gettempdir()) / f"iotgen-spark-{os.getpid()}.log"
+
+
 def get_spark(app_name: str = "iotgen", *, cores: int = 2, conf: Mapping[str, str] | None = None,
               warehouse: str | None = None, register_sources: bool = True) -> Any:
     """The active Spark session, or a new quiet local one (never a new one on Databricks).
 
     Locally this sets ``PYSPARK_PYTHON`` to this interpreter and ``SPARK_LOCAL_IP`` to 127.0.0.1 (unless
-    already set), so workers run the same Python and nothing listens beyond the loopback interface.
+    already set), so workers run the same Python and nothing listens beyond the loopback interface. The JVM's
+    console output goes to :func:`log_path` (errors still reach Python as exceptions), so notebook outputs hold
+    only what the notebook prints.
     """
+    from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
     spark = SparkSession.getActiveSession()
@@ -85,8 +93,16 @@ def get_spark(app_name: str = "iotgen", *, cores: int = 2, conf: Mapping[str, st
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        settings = {**local_conf(cores, warehouse=warehouse), **dict(conf or {})}
+        if SparkContext._gateway is None:  # no JVM yet: start it with its console output in the log file
+            from pyspark.java_gateway import launch_gateway
+
+            spark_conf = SparkConf().setAppName(app_name).setAll(list(settings.items()))
+            with open(log_path(), "ab") as log:
+                gateway = launch_gateway(spark_conf, popen_kwargs={"stdout": log, "stderr": log})
+            SparkContext(conf=spark_conf, gateway=gateway)
         builder = SparkSession.builder.appName(app_name)
-        for key, value in {**local_conf(cores, warehouse=warehouse), **dict(conf or {})}.items():
+        for key, value in settings.items():
             builder = builder.config(key, value)
         spark = builder.getOrCreate()
         spark.sparkContext.setLogLevel("ERROR")

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .parse import BODY, EVENT_COLUMNS, PROVENANCE, REASON, bad_records, good_events, has_provenance, parse_events
+from .parse import BODY, EVENT_COLUMNS, GOOD, PROVENANCE, bad_records, good_events, has_provenance, parse_events
 from .session import on_databricks
 
 TARGETS = ("delta", "iceberg", "parquet")
@@ -377,7 +377,7 @@ def write_stream(
     if not isinstance(checkpoint_location, str) or not checkpoint_location.strip():
         raise ValueError("CHECKPOINT_DIR must be a non-empty folder path for the streaming checkpoint")
     trigger_args = parse_trigger(trigger) if isinstance(trigger, str) else dict(trigger)
-    parsed = frame if REASON in frame.columns and BODY in frame.columns else parse_events(frame)
+    parsed = frame if GOOD in frame.columns and BODY in frame.columns else parse_events(frame)
     spark = frame.sparkSession
     resolved = StreamTarget.resolve(spark, target, table, bad_records=bad_records, engine=engine,
                                     json_column_mode=json_column_mode, iceberg_catalog_uri=iceberg_catalog_uri,

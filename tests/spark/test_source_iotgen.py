@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -82,26 +81,29 @@ def _event_ids(folder) -> list[str]:
 
 
 def test_stream_stopped_and_restarted_from_its_checkpoint_has_no_gap_and_no_duplicate(spark, tmp_path):
-    total, per_batch = 12_000, 2_500
+    """No seed given: the query draws one and pins it in its checkpoint, so the restart continues the same
+    sequence of events."""
+    total, per_batch = 12_000, 4_000
     out, checkpoint = tmp_path / "events", str(tmp_path / "checkpoint")
-    # first run: an endless-pace query stopped after two micro-batches
-    query = write_stream(_stream(spark, seed=11, numEvents=total, rowsPerBatch=per_batch), "parquet", str(out),
-                         checkpoint, trigger="0.2 seconds")
+    # first run: a paced query stopped after its first micro-batch
+    query = write_stream(_stream(spark, numEvents=total, rowsPerBatch=per_batch), "parquet", str(out), checkpoint,
+                         trigger="0.5 seconds")
     try:
-        wait_until(lambda: len(committed_offsets(checkpoint)) >= 2, what="two committed micro-batches")
+        wait_until(lambda: len(committed_offsets(checkpoint)) >= 1, what="a committed micro-batch")
     finally:
         query.stop()
     first = _event_ids(out)
-    assert 2 * per_batch <= len(first) < total
+    assert per_batch <= len(first) < total
     # restarted from the same checkpoint: continues where it stopped and ends at numEvents
-    run_query(write_stream(_stream(spark, seed=11, numEvents=total, rowsPerBatch=per_batch), "parquet", str(out),
+    run_query(write_stream(_stream(spark, numEvents=total, rowsPerBatch=per_batch), "parquet", str(out),
                            checkpoint, trigger="availableNow"))
+    offsets = committed_offsets(checkpoint)
+    seed = offsets[0]["seed"]
+    assert {o["seed"] for o in offsets} == {seed}
+    assert [o["event"] for o in offsets] == list(range(per_batch, total + 1, per_batch))
     ids = _event_ids(out)
-    expected = events(total, seed=11).column("event_id").to_pylist()
-    assert sorted(ids) == sorted(expected)  # every event exactly once
-    offsets = [o["event"] for o in committed_offsets(checkpoint)]
-    assert offsets == sorted(offsets) and offsets[-1] == total
-    assert all(entry["rows"] <= per_batch for entry in parquet_committed(out, _app(checkpoint)).values())
+    assert len(ids) == total and sorted(ids) == sorted(events(total, seed=seed).column("event_id").to_pylist())
+    assert all(entry["rows"] == per_batch for entry in parquet_committed(out, _app(checkpoint)).values())
 
 
 def _app(checkpoint) -> str:
@@ -110,16 +112,34 @@ def _app(checkpoint) -> str:
     return "iotgen-" + json.loads(Path(checkpoint, "metadata").read_text().splitlines()[0])["id"]
 
 
-def test_unseeded_stream_keeps_its_seed_in_the_checkpoint(spark, tmp_path):
-    out, checkpoint = tmp_path / "events", str(tmp_path / "checkpoint")
-    run_query(write_stream(_stream(spark, numEvents=BLOCK_SIZE, rowsPerBatch=3000), "parquet", str(out), checkpoint,
-                           trigger="availableNow"))
-    seed = committed_offsets(checkpoint)[0]["seed"]
-    run_query(write_stream(_stream(spark, numEvents=2 * BLOCK_SIZE, rowsPerBatch=5000), "parquet", str(out),
-                           checkpoint, trigger="availableNow"))
-    assert sorted(_event_ids(out)) == sorted(events(2 * BLOCK_SIZE, seed=seed).column("event_id").to_pylist())
-    # an explicit seed that contradicts the checkpoint is refused, not silently mixed in
-    query = write_stream(_stream(spark, seed=seed + 1, numEvents=3 * BLOCK_SIZE, rowsPerBatch=5000), "parquet",
-                         str(out), checkpoint, trigger="availableNow")
-    with pytest.raises(AssertionError, match="differs from the seed"):
-        run_query(query)
+def test_a_seed_that_contradicts_the_checkpoint_is_refused():
+    from iotgen.spark.source_iotgen import IotgenStreamReader
+
+    pinned = IotgenStreamReader(IotgenOptions.parse({"numEvents": "10"}, streaming=True)).initialOffset()
+    unseeded = IotgenStreamReader(IotgenOptions.parse({"numEvents": "10"}, streaming=True))
+    assert unseeded._spec_for(pinned).seed == pinned["seed"]  # the checkpoint's seed wins over a fresh draw
+    seeded = IotgenStreamReader(IotgenOptions.parse({"numEvents": "10", "seed": str(pinned["seed"] + 1)},
+                                                    streaming=True))
+    with pytest.raises(ValueError, match="differs from the seed .* in this query's checkpoint"):
+        seeded._spec_for(pinned)
+
+
+def test_rate_limits_and_available_now_offsets():
+    from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
+
+    from iotgen.spark.source_iotgen import IotgenStreamReader
+
+    bounded = IotgenStreamReader(IotgenOptions.parse({"numEvents": "1000", "rowsPerBatch": "300", "seed": "1"},
+                                                     streaming=True))
+    start = bounded.initialOffset()
+    assert bounded.getDefaultReadLimit() == ReadMaxRows(300)
+    assert bounded.latestOffset(start, ReadMaxRows(300))["event"] == 300
+    assert bounded.latestOffset({**start, "event": 900}, ReadMaxRows(300))["event"] == 1000
+    assert bounded.latestOffset({**start, "event": 1000}, ReadAllAvailable())["event"] == 1000
+    endless = IotgenStreamReader(IotgenOptions.parse({"rowsPerSecond": "100", "seed": "1"}, streaming=True))
+    endless.prepareForTriggerAvailableNow()
+    begin = endless.initialOffset()
+    assert endless.latestOffset(begin, ReadAllAvailable())["event"] == 100  # one second's worth, then it ends
+    assert endless.latestOffset({**begin, "event": 100}, ReadAllAvailable())["event"] == 100
+    parts = bounded.partitions(start, {**start, "event": 1000})
+    assert [(p.start, p.stop) for p in parts] == split_range(0, 1000, bounded.options.num_partitions)
