@@ -522,3 +522,101 @@ def _json_or_none(text: Any) -> Any:
         return json.loads(text)
     except (TypeError, ValueError):
         return None
+
+
+# ---- Spark: generation at cluster scale, Event Hubs -> Spark, json_column as VARIANT, Delta/Iceberg streams --
+# (docs/spark.md). On Databricks these use the existing `spark`, widgets and secrets; locally a quiet local[2].
+def spark_session(app_name: str = "iotgen"):
+    """The active Spark session (Databricks' ``spark``; never a new one there), else a quiet local one bound to
+    127.0.0.1; the ``iotgen`` and ``eventhubs`` data sources are registered either way."""
+    from iotgen.spark.session import get_spark
+
+    return get_spark(app_name)
+
+
+def spark_generate(spark, config: Config):
+    """``NUM_EVENTS`` events as a Spark DataFrame from the ``iotgen`` source in ``SPARK_NUM_PARTITIONS``
+    partitions: the same events :func:`generate_dataframe` gives for the same seed, computed on the cluster."""
+    from iotgen.spark.pipeline import generate
+
+    return generate(spark, config)
+
+
+def spark_read_eventhub(spark, config: Config, connection=None, streaming: bool = True):
+    """The event hub as a DataFrame of raw messages (a stream unless ``streaming=False``): the Kafka endpoint on
+    Databricks, the ``eventhubs`` source elsewhere (``SPARK_SOURCE``). ``connection`` (from
+    :func:`connect_eventhub`, e.g. the local endpoint) supplies the hub; else the Config's."""
+    from iotgen.spark.pipeline import read_event_stream
+
+    if connection is not None:
+        config = config.replace(eventhub_connection_string=connection.config.eventhub_connection_string,
+                                eventhub_name=connection.config.eventhub_name)
+    return read_event_stream(spark, config, streaming=streaming)
+
+
+def spark_parse(raw):
+    """Message bodies -> the 23 typed columns + ``json_column`` as VARIANT, with ``_reason``/``_body`` for the
+    rows that are not events (see :func:`iotgen.spark.parse.parse_events`)."""
+    from iotgen.spark.parse import parse_events
+
+    return parse_events(raw)
+
+
+def spark_good_and_bad(parsed):
+    """(good events, bad records) of a parsed frame: the two outputs a stream writes."""
+    from iotgen.spark.parse import bad_records, good_events
+
+    return good_events(parsed), bad_records(parsed)
+
+
+def spark_typed_projection(events):
+    """Typed values read out of the VARIANT: ``json_column:location.lat::double``, ``variant_get(...)``, ..."""
+    from iotgen.spark.parse import typed_projection
+
+    return typed_projection(events)
+
+
+def spark_write_stream(parsed, config: Config, target: str | None = None):
+    """Start the stream into ``target`` (``SPARK_TARGET``: delta | iceberg | parquet) with trigger
+    ``SPARK_TRIGGER`` and its own checkpoint under ``CHECKPOINT_DIR`` (``CATALOG_VOLUME_PATH/checkpoints`` on
+    Databricks); good events to the table, bad records to ``<table>_bad_records``. Returns the query."""
+    from iotgen.spark.pipeline import write_events
+
+    return write_events(parsed, config, target)
+
+
+def spark_await(query, timeout: float = 600.0) -> pd.DataFrame:
+    """Wait for an ``availableNow`` query to finish; its micro-batches as a table (rows in, events written,
+    bad records; -1 marks a replayed batch that was skipped)."""
+    from iotgen.spark.pipeline import await_query
+
+    return pd.DataFrame(await_query(query, timeout), columns=["batch", "input_rows", "events_written", "bad_records"])
+
+
+def spark_table_counts(spark, config: Config, target: str | None = None) -> pd.DataFrame:
+    """Rows, distinct event ids and bad records in the table the stream wrote."""
+    from iotgen.spark.pipeline import table_counts
+
+    return pd.DataFrame({"value": table_counts(spark, config, target)})
+
+
+def spark_stop_local(spark) -> None:
+    """Stop a local session this notebook started (never the Databricks one)."""
+    if not on_databricks():
+        spark.stop()
+
+
+def spark_send_bad_messages(connection=None) -> int:
+    """Send a few messages that are not events (invalid JSON, an array, a partial event) through ``connection``
+    (default: the last :func:`connect_eventhub`), to watch them land in the bad records. Returns how many."""
+    from azure.eventhub import EventData
+
+    from iotgen.spark.parse import EXAMPLE_BAD_BODIES
+
+    connection = connection or _EVENTHUB
+    with connection.target.producer_client() as producer:
+        batch = producer.create_batch()
+        for body in EXAMPLE_BAD_BODIES:
+            batch.add(EventData(body))
+        producer.send_batch(batch)
+    return len(EXAMPLE_BAD_BODIES)
