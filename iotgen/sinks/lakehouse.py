@@ -30,8 +30,9 @@ INGEST_FIELDS = (
     pa.field("_sequence_number", pa.int64(), nullable=False),
     pa.field("_enqueued_time", TIMESTAMP, nullable=False),
 )
-EVENTS_SCHEMA = pa.schema(list(ARROW_SCHEMA))
-INGESTED_SCHEMA = pa.schema(list(ARROW_SCHEMA) + list(INGEST_FIELDS))
+# Event columns may hold nulls in tables (data-quality scenarios inject them); event_id never does.
+EVENTS_SCHEMA = pa.schema([f.with_nullable(f.name != "event_id") for f in ARROW_SCHEMA])
+INGESTED_SCHEMA = pa.schema(list(EVENTS_SCHEMA) + list(INGEST_FIELDS))
 QUARANTINE_SCHEMA = pa.schema(list(INGEST_FIELDS) + [
     pa.field("reason", pa.string(), nullable=False),
     pa.field("body", pa.binary(), nullable=False),
