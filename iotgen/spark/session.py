@@ -68,6 +68,20 @@ def local_conf(cores: int = 2, shuffle_partitions: int | None = None, warehouse:
     return conf
 
 
+def _notebook_spark() -> Any:
+    """The ``spark`` a Databricks notebook defines (a Spark Connect session on serverless and shared clusters,
+    which the classic ``getActiveSession`` may not see), or None."""
+    if not on_databricks():
+        return None
+    try:
+        import IPython
+
+        shell = IPython.get_ipython()
+    except ImportError:
+        return None
+    return None if shell is None else shell.user_ns.get("spark")
+
+
 def log_path() -> Path:
     """Where a local session started here writes the JVM's (and its Python workers') stdout and stderr."""
     return Path(tempfile.gettempdir()) / f"iotgen-spark-{os.getpid()}.log"
@@ -85,7 +99,7 @@ def get_spark(app_name: str = "iotgen", *, cores: int = 2, conf: Mapping[str, st
     from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
-    spark = SparkSession.getActiveSession()
+    spark = SparkSession.getActiveSession() or _notebook_spark()
     if spark is None and on_databricks():
         raise RuntimeError("no active Spark session on Databricks: run this in a notebook or job attached to a "
                            "cluster (iotgen never creates a session there)")
