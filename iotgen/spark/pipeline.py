@@ -27,7 +27,7 @@ def _iotgen_options(config: Config, num_partitions: int | None = None) -> dict[s
                "anchorTime": config.resolved_anchor_time().isoformat()}
     if config.random_seed is not None:
         options["seed"] = config.random_seed
-    partitions = num_partitions or config.spark_num_partitions
+    partitions = num_partitions or getattr(config, "spark_num_partitions", 0)
     if partitions:
         options["numPartitions"] = partitions
     return {k: str(v) for k, v in options.items()}
