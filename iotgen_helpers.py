@@ -325,7 +325,8 @@ def measure_generation(config: Config, events: int = 500_000) -> pd.DataFrame:
 
 # ---- fleet profile and data-quality scenarios (docs/scenarios.md) ----------------------------------------------
 def example_spec_path() -> str:
-    """Path of the documented example spec (``docs/example_spec.yaml``, what ``iotgen spec --example`` prints)."""
+    """Path of the documented example spec (``iotgen/example_spec.yaml``, package data: what
+    ``iotgen spec --example`` prints)."""
     from iotgen.spec_file import EXAMPLE_PATH
 
     return str(EXAMPLE_PATH)

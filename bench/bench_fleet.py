@@ -6,7 +6,7 @@ included, batches dropped):
 
 * ``independent``: each event drawn on its own (the reference);
 * ``independent + all scenarios`` and ``fleet``: one of the two additions;
-* ``fleet + all scenarios``: ``docs/example_spec.yaml``'s fleet and scenarios, with its schema-drift
+* ``fleet + all scenarios``: ``iotgen/example_spec.yaml``'s fleet and scenarios, with its schema-drift
   changes moved to the start of the time window so that every scenario (all three drift changes included)
   acts on every measured block: the worst case, not the example's average;
 * ``fleet + all scenarios but schema drift``: the same without the drift changes (what the example costs
@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{dt.date.today().isoformat()}; one core, CPU time, BLOCK_SIZE {BLOCK_SIZE}. Rounds interleave the "
         "contenders; ratios are to the independent profile of the same round. The fleet + scenarios spec is "
-        "docs/example_spec.yaml with its schema-drift changes moved to the window start (every scenario acts on "
-        "every block: the worst case).",
+        "iotgen/example_spec.yaml with its schema-drift changes moved to the window start (every scenario acts "
+        "on every block: the worst case).",
         "",
         "| profile | events/s (best) | events/s (range) | / independent (range) |",
         "|---|---|---|---|",

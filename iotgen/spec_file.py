@@ -1,6 +1,7 @@
 """The generation spec file: catalogs, the fleet and the data-quality scenarios in one YAML file.
 
-``iotgen spec --example`` prints a documented example (``docs/example_spec.yaml``, the one copy of that text).
+``iotgen spec --example`` prints a documented example (``iotgen/example_spec.yaml``, package data: the one copy
+of that text, installed with the package).
 Every section and field is optional; a field left out keeps its default. Every value is validated when the
 file is read (or, for what depends on the catalogs, when the GeneratorSpec is built), and a bad one raises
 one ``ValueError`` naming the file and the field (``scenarios.late.rate must be ...``).
@@ -9,7 +10,7 @@ one ``ValueError`` naming the file and the field (``scenarios.late.rate must be 
 :class:`~iotgen.generator.GeneratorSpec` it generates from: ``GeneratorSpec.from_config`` plus the spec file's
 catalogs, and the fleet (``PROFILE=fleet``) and scenarios it describes::
 
-    spec = generator_spec(Config.load(params={"SPEC_FILE": "docs/example_spec.yaml", "NUM_EVENTS": 100_000}))
+    spec = generator_spec(Config.load(params={"SPEC_FILE": "my_spec.yaml", "NUM_EVENTS": 100_000}))
     batches = generate_events(spec, 100_000)
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
+import importlib.resources
 import os
 import re
 from dataclasses import dataclass, field
@@ -34,7 +36,9 @@ from .scenarios import (ANOMALY_COLUMNS, DEFAULT_DRIFT, DEFAULT_SPIKES, DRIFT_OP
                         Episodes, Lateness, MalformedJson, OutOfRange, Replays, Scenarios, Spikes, WithinDistance)
 from .schema import COLUMN_NAMES
 
-EXAMPLE_PATH = Path(__file__).resolve().parent.parent / "docs" / "example_spec.yaml"
+EXAMPLE_NAME = "example_spec.yaml"
+#: The example spec as a file (package data next to this module; a file to pass as SPEC_FILE).
+EXAMPLE_PATH = Path(__file__).resolve().parent / EXAMPLE_NAME
 PROFILES = ("independent", "fleet")
 SECTIONS = ("profile", "catalogs", "fleet", "scenarios")
 CATALOG_KEYS = ("device_types", "status_values", "regions", "zones", "models", "sources", "envs", "iot_key_pool",
@@ -44,12 +48,12 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 
 
 def example_text() -> str:
-    """The documented example spec (``iotgen spec --example``)."""
+    """The documented example spec (``iotgen spec --example``), read as package data."""
     try:
-        return EXAMPLE_PATH.read_text(encoding="utf-8")
+        return importlib.resources.files(__package__).joinpath(EXAMPLE_NAME).read_text(encoding="utf-8")
     except OSError:
-        raise ValueError(f"the example spec {EXAMPLE_PATH} is not there: it ships with the source tree "
-                         "(docs/example_spec.yaml)") from None
+        raise ValueError(f"the example spec {EXAMPLE_NAME} is missing from the installed iotgen package "
+                         "(package data: see [tool.setuptools.package-data] in pyproject.toml)") from None
 
 
 # ---- reading fields with errors that name them ----------------------------------------------------------------

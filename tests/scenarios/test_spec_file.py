@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_example_is_printed_by_the_cli_and_is_valid(capsys):
-    assert EXAMPLE_PATH == ROOT / "docs" / "example_spec.yaml"
+    assert EXAMPLE_PATH == ROOT / "iotgen" / "example_spec.yaml"
     assert main(["spec", "--example"]) == 0
     assert capsys.readouterr().out == EXAMPLE_PATH.read_text()
     spec = generator_spec(Config(spec_file=str(EXAMPLE_PATH), random_seed=1, anchor_time=ANCHOR))
