@@ -15,7 +15,8 @@ included, batches dropped):
 Rounds interleave the contenders (each round measures every one), so machine noise hits them alike; a
 contender's rate is events per second of process CPU time, single core (BLAS/OpenMP and Arrow pools pinned
 to one thread). The table gives each contender's best and range over the rounds, and its ratio to the
-independent profile's rate *of the same round* (min - max). Writes ``fleet.md`` under ``--out``::
+independent profile's rate *of the same round* (min - max). Writes ``fleet.md`` under ``--out`` (or the
+``--out`` file itself when it ends in ``.md``)::
 
     python bench/bench_fleet.py [--events 262144] [--rounds 5] [--devices 1000] [--out bench/results]
 """
@@ -125,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         f"With every scenario on: worst round {all_ratio:.2f}.",
         "",
     ])
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fleet.md").write_text(text, encoding="utf-8")
+    out = args.out if args.out.suffix == ".md" else args.out / "fleet.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
     print(text)
     return 0
 

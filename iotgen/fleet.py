@@ -375,7 +375,7 @@ class Devices:
         starts = np.cumsum(counts) - counts
         k = first[device] + (np.arange(len(device)) - starts[device])
         t = self._report_time(device, k)
-        order = np.argsort(t * self.count + device, kind="stable")
+        order = np.argsort(t * self.count + device)  # the keys are distinct: any sort gives this order
         table = (device[order], k[order], t[order])
         self._epochs[e] = table
         self._before.setdefault(e + 1, self._events_before_epoch(e) + len(device))
@@ -413,7 +413,8 @@ class Devices:
                   noise: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Temperature, humidity and/or pressure: climate, daily cycle, regional weather, device walk, noise."""
         climate = self.climate
-        daily = self._cycle(device, t, 24, 15)
+        local = self._local_hours(device, t)
+        daily = _cycle(local, 24, 15)
         noise = kr.keyed(self.seed, _NOISE, device, t) if noise is None else noise
         models = {name: getattr(self.fleet, name) for name in names}
         variation = {name: np.zeros(len(t)) for name in names}
@@ -435,7 +436,7 @@ class Devices:
             elif name == "humidity":
                 level = climate["humidity_pct"][device] - climate["humidity_daily_pct"][device] * daily
             else:
-                level = climate["pressure_hpa"][device] + 0.6 * self._cycle(device, t, 12, 10)
+                level = climate["pressure_hpa"][device] + 0.6 * _cycle(local, 12, 10)
             sensor_noise = models[name].noise_sd * kr.to_normal(noise, _READINGS.index(name))
             out[name] = _quantise(level + self.offset[name][device] + variation[name] + sensor_noise, name)
         return out
@@ -443,9 +444,9 @@ class Devices:
     def reading(self, name: str, device: np.ndarray, t: np.ndarray) -> np.ndarray:
         return self._readings((name,), device, t)[name]
 
-    def _cycle(self, device: np.ndarray, t: np.ndarray, period_h: float, peak_h: float) -> np.ndarray:
-        local = (t / HOUR_MS + self.climate["utc_offset_h"][device]) % 24
-        return np.cos(2 * np.pi * (local - peak_h) / period_h)
+    def _local_hours(self, device: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """The hour of the day (float) at the device's region at epoch-ms ``t``."""
+        return (t / HOUR_MS + self.climate["utc_offset_h"][device]) % 24
 
     def readings(self, device: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
         """Every time-dependent value of ``device`` at epoch-ms ``t`` (closed form, vectorised)."""
@@ -468,11 +469,18 @@ class Devices:
         out["battery_level"] = _quantise(battery, "battery_level")
         battery_changed, next_battery = tf - into, tf - into + self.cycle[device]
         # Resets: the later of the last reboot (one per reboot slot, at a keyed point) and the last battery change.
-        slot = np.floor((tf - self.reboot_phase[device]) / self.reboot_slot[device]).astype(np.int64)
-        reboots = [self.reboot_phase[device] + (slot + s + kr.uniform(self.seed, _REBOOT, device, slot + s))
-                   * self.reboot_slot[device] for s in (-1, 0, 1)]
-        last_reboot = np.where(reboots[1] <= tf, reboots[1], reboots[0])
-        next_reboot = np.where(reboots[1] <= tf, reboots[2], reboots[1])
+        phase, every = self.reboot_phase[device], self.reboot_slot[device]
+        slot = np.floor((tf - phase) / every).astype(np.int64)
+
+        def reboot(s: int, rows: Any = slice(None)) -> np.ndarray:  # the reboot of slot + s
+            return phase[rows] + (slot[rows] + s + kr.uniform(self.seed, _REBOOT, device[rows], slot[rows] + s)) \
+                * every[rows]
+
+        last_reboot = reboot(0)
+        passed = last_reboot <= tf  # this slot's reboot is the last one, else the previous slot's
+        next_reboot = last_reboot.copy()
+        next_reboot[passed] = reboot(1, passed)
+        last_reboot[~passed] = reboot(-1, ~passed)
         reset = np.maximum(last_reboot, battery_changed)
         next_reset = np.minimum(next_reboot, next_battery)
         out["uptime_hours"] = _quantise((tf - reset) / HOUR_MS, "uptime_hours")
@@ -496,11 +504,19 @@ class Devices:
 
     def _faults(self, device, tf, reset, next_reset) -> tuple[np.ndarray, np.ndarray]:
         """Faults since the reset and the time of the last one: per reset period, a keyed Poisson number of
-        faults (at most 50) at keyed uniform times, so the count only grows until the next reset."""
-        period = kr.keyed(self.seed, _FAULT, device, np.floor(reset).astype(np.int64))
-        mean = self.fault_rate[device] * (next_reset - reset)
+        faults (at most 50) at keyed uniform times, so the count only grows until the next reset.
+
+        A reset period's faults depend only on (device, reset, next reset), which a device's events of one
+        block mostly share: they are drawn once per distinct triple, then each event counts those before it."""
+        n = len(device)
+        if not n:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        group, first = _runs(device, self.count, reset, next_reset)
+        g_device, g_reset, g_next = device[first], reset[first], next_reset[first]
+        period = kr.keyed(self.seed, _FAULT, g_device, np.floor(g_reset).astype(np.int64))
+        mean = self.fault_rate[g_device] * (g_next - g_reset)
         u = kr.to_uniform(period)
-        total = np.zeros(len(device), dtype=np.int64)
+        total = np.zeros(len(first), dtype=np.int64)
         p = np.exp(-mean)
         cumulative = p.copy()
         rows = np.flatnonzero(u >= cumulative)
@@ -511,15 +527,21 @@ class Devices:
             p[rows] *= mean[rows] / k
             cumulative[rows] += p[rows]
             rows = rows[u[rows] >= cumulative[rows]]
-        count = np.zeros(len(device), dtype=np.int64)
-        last = np.full(len(device), -np.inf)
+        most = int(total.max())
+        times = np.full((len(first), most + 1), np.inf)  # each period's fault times, ascending, then inf
         rows = np.flatnonzero(total > 0)
-        for j in range(int(total.max()) if len(total) else 0):
+        for j in range(most):
             rows = rows[total[rows] > j]
-            at = reset[rows] + kr.to_uniform(kr.extend(period[rows], j)) * (next_reset[rows] - reset[rows])
-            happened = at <= tf[rows]
-            count[rows] += happened
-            last[rows] = np.where(happened, np.maximum(last[rows], at), last[rows])
+            times[rows, j] = g_reset[rows] + kr.to_uniform(kr.extend(period[rows], j)) * (g_next[rows] - g_reset[rows])
+        times.sort(axis=1)
+        count = np.zeros(n, dtype=np.int64)
+        rows = np.arange(n)
+        for j in range(most):  # faults at or before each event's time: a prefix of its period's sorted times
+            rows = rows[times[group[rows], j] <= tf[rows]]
+            if not len(rows):
+                break
+            count[rows] += 1
+        last = np.where(count > 0, times[group, np.maximum(count - 1, 0)], -np.inf)
         return count, last
 
     def _last_calibration(self, device: np.ndarray, tf: np.ndarray) -> np.ndarray:
@@ -571,6 +593,28 @@ class Devices:
             "version": pa.array(self.version),
             "interval_s": pa.array(self.interval / SECOND_MS),
         })
+
+
+def _cycle(local_hours: np.ndarray, period_h: float, peak_h: float) -> np.ndarray:
+    """A cosine of the local time with its peak at ``peak_h`` (a daily or semi-daily cycle)."""
+    return np.cos(2 * np.pi * (local_hours - peak_h) / period_h)
+
+
+def _runs(device: np.ndarray, devices: int, *values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group events by device and equal ``values``: (group of each event, first event of each group). A
+    device's events are taken in their order and a group is a run of equal values, so events with equal
+    values may fall in several groups (never one group with different values)."""
+    small = device.astype(np.uint16) if devices <= 1 << 16 else device  # 16-bit keys: a radix sort
+    order = np.argsort(small, kind="stable")
+    ordered = device[order]
+    start = np.ones(len(device), dtype=bool)
+    start[1:] = ordered[1:] != ordered[:-1]
+    for value in values:
+        ordered = value[order]
+        start[1:] |= ordered[1:] != ordered[:-1]
+    group = np.empty(len(device), dtype=np.int64)
+    group[order] = np.cumsum(start) - 1
+    return group, order[start]
 
 
 def _take(values: tuple[str, ...], codes: np.ndarray) -> pa.Array:

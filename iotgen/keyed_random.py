@@ -14,19 +14,26 @@ from __future__ import annotations
 
 import functools
 import statistics
+import sys
 
 import numpy as np
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+#: to_normal reads its 16 bits as a uint16 view of the hash where the machine is little-endian (5x faster).
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
-    """SplitMix64's finaliser on a uint64 array (wrapping arithmetic)."""
-    x = (x ^ (x >> np.uint64(30))) * _M1
-    x = (x ^ (x >> np.uint64(27))) * _M2
-    return x ^ (x >> np.uint64(31))
+    """SplitMix64's finaliser on a uint64 array (wrapping arithmetic), in place: ``x`` must be a fresh array."""
+    x ^= x >> _S30
+    x *= _M1
+    x ^= x >> _S27
+    x *= _M2
+    x ^= x >> _S31
+    return x
 
 
 def _u64(value) -> np.ndarray:
@@ -62,6 +69,9 @@ def to_normal(h: np.ndarray, part: int = 0) -> np.ndarray:
     """Standard normal floats from hashes: the normal quantile of 16 bits (a table lookup; values are on a grid
     of 65,536 quantiles, so the tails stop at about 4.3 standard deviations). ``part`` 0-3 picks which 16 bits,
     so one hash gives up to four independent normals."""
+    if _LITTLE_ENDIAN and isinstance(h, np.ndarray) and h.ndim and h.dtype == np.uint64 and h.flags.c_contiguous:
+        # Bits 48 - 16 * part and up are the uint16 number 3 - part of each hash (indexing by uint16 is fast).
+        return _normal_quantiles()[h.view(np.uint16)[..., 3 - part::4]]
     bits = (h >> np.uint64(48 - 16 * part)) & np.uint64(0xFFFF)
     return _normal_quantiles()[bits.astype(np.intp)]
 
@@ -114,7 +124,7 @@ def stationary_walks(seed: int, stream: int, key, t_ms: np.ndarray, period_ms: i
         low = point.min()
         span = int(point.max() - low) + 2
         packed = np.concatenate([key * span + (point - low), key * span + (point + 1 - low)])
-        unique, where = np.unique(packed, return_inverse=True)
+        unique, where = _unique_inverse(packed)
         grid_key, grid_point = np.divmod(unique, span)
         anchor, within = np.divmod(grid_point + low, steps)
         where = where.reshape(2, -1)
@@ -124,6 +134,19 @@ def stationary_walks(seed: int, stream: int, key, t_ms: np.ndarray, period_ms: i
     anchor = t_ms // period_ms
     u = (t_ms - anchor * period_ms) / period_ms
     return [sd * v for sd, v in zip(sds, _bridges(seed, stream, key, anchor, u, levels, len(sds)))]
+
+
+def _unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` of an int64 array; when the values span a small range (a
+    region's grid points over a block), by marking them in a table of that range instead of sorting."""
+    low, high = int(values.min()), int(values.max())
+    if high - low >= max(4 * len(values), 1 << 16):
+        return np.unique(values, return_inverse=True)
+    offset = values - low
+    present = np.zeros(high - low + 1, dtype=bool)
+    present[offset] = True
+    rank = np.cumsum(present) - 1
+    return np.flatnonzero(present) + low, rank[offset]
 
 
 def _bridges(seed: int, stream: int, key: np.ndarray, anchor: np.ndarray, u: np.ndarray, levels: int,
@@ -136,11 +159,20 @@ def _bridges(seed: int, stream: int, key: np.ndarray, anchor: np.ndarray, u: np.
     walks = []
     if levels:
         scale = np.exp2(np.arange(levels))[:, None]  # intervals per period at each level
-        position = u[None, :] * scale
-        index = position.astype(np.int64)
-        weight = (1.0 - np.abs(2.0 * (position - index) - 1.0)) * np.sqrt(0.5 / scale)  # tent * midpoint sd
+        weight = u[None, :] * scale  # the position in intervals, then (in place) its tent * midpoint sd:
+        index = weight.astype(np.int64)  # (1 - |2 (position - index) - 1|) * sqrt(0.5 / scale)
+        weight -= index
+        weight *= 2.0
+        weight -= 1.0
+        np.abs(weight, out=weight)
+        np.subtract(1.0, weight, out=weight)
+        weight *= np.sqrt(0.5 / scale)
         level = (np.arange(1, levels + 1, dtype=np.int64) << 32)[:, None]
-        displacement = extend(base[None, :], level | index)
+        index |= level  # the displacement's hash is extend(base, level | index), computed in place:
+        displacement = index.view(np.uint64)
+        displacement ^= base
+        displacement += _GOLDEN
+        _mix(displacement)
     for part in range(count):
         a, b = to_normal(left, part), to_normal(right, part)
         value = a + (b - a) * u
