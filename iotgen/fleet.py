@@ -471,16 +471,11 @@ class Devices:
         # Resets: the later of the last reboot (one per reboot slot, at a keyed point) and the last battery change.
         phase, every = self.reboot_phase[device], self.reboot_slot[device]
         slot = np.floor((tf - phase) / every).astype(np.int64)
-
-        def reboot(s: int, rows: Any = slice(None)) -> np.ndarray:  # the reboot of slot + s
-            return phase[rows] + (slot[rows] + s + kr.uniform(self.seed, _REBOOT, device[rows], slot[rows] + s)) \
-                * every[rows]
-
-        last_reboot = reboot(0)
-        passed = last_reboot <= tf  # this slot's reboot is the last one, else the previous slot's
-        next_reboot = last_reboot.copy()
-        next_reboot[passed] = reboot(1, passed)
-        last_reboot[~passed] = reboot(-1, ~passed)
+        this = phase + (slot + kr.uniform(self.seed, _REBOOT, device, slot)) * every  # this slot's reboot
+        passed = this <= tf  # it is the last one and the next slot's is next, else the previous one is last
+        s = np.where(passed, 1, -1)
+        other = phase + (slot + s + kr.uniform(self.seed, _REBOOT, device, slot + s)) * every
+        last_reboot, next_reboot = np.where(passed, this, other), np.where(passed, other, this)
         reset = np.maximum(last_reboot, battery_changed)
         next_reset = np.minimum(next_reboot, next_battery)
         out["uptime_hours"] = _quantise((tf - reset) / HOUR_MS, "uptime_hours")
@@ -535,12 +530,12 @@ class Devices:
             times[rows, j] = g_reset[rows] + kr.to_uniform(kr.extend(period[rows], j)) * (g_next[rows] - g_reset[rows])
         times.sort(axis=1)
         count = np.zeros(n, dtype=np.int64)
-        rows = np.arange(n)
-        for j in range(most):  # faults at or before each event's time: a prefix of its period's sorted times
-            rows = rows[times[group[rows], j] <= tf[rows]]
+        rows = np.flatnonzero(times[group, 0] <= tf)
+        for j in range(1, most + 1):  # faults at or before each event's time: a prefix of its period's times
             if not len(rows):
                 break
             count[rows] += 1
+            rows = rows[times[group[rows], j] <= tf[rows]]
         last = np.where(count > 0, times[group, np.maximum(count - 1, 0)], -np.inf)
         return count, last
 
