@@ -27,6 +27,12 @@ def _iotgen_options(config: Config, num_partitions: int | None = None) -> dict[s
                "anchorTime": config.resolved_anchor_time().isoformat()}
     if config.random_seed is not None:
         options["seed"] = config.random_seed
+    if config.spec_file is not None:  # read by the driver's Python worker: an absolute path where it exists here
+        spec_file = Path(config.spec_file)
+        options["specFile"] = spec_file.resolve() if spec_file.exists() else config.spec_file
+    for key, value in (("profile", config.profile), ("deviceCount", config.device_count)):
+        if value is not None:
+            options[key] = value
     partitions = num_partitions or getattr(config, "spark_num_partitions", 0)
     if partitions:
         options["numPartitions"] = partitions
@@ -42,7 +48,8 @@ def _default_partitions(spark: Any) -> int:
 
 def generate(spark: Any, config: Config, num_events: int | None = None) -> Any:
     """``NUM_EVENTS`` events as a Spark DataFrame from the ``iotgen`` source (``SPARK_NUM_PARTITIONS``, or the
-    cluster's default parallelism): the same events the embedded generator gives for the same seed."""
+    cluster's default parallelism): the same events the embedded generator gives for the same seed, with the
+    fleet and scenarios of ``SPEC_FILE`` / ``PROFILE`` / ``DEVICE_COUNT`` when set."""
     from . import register
 
     register(spark)

@@ -2,7 +2,8 @@
 
 Partitions run the same pure generator as the embedded API, block by block, and hand Spark Arrow record
 batches, so a seed gives exactly the events :func:`iotgen.generator.generate_events` gives, whatever the
-number of partitions (event ``i`` depends only on the seed and its block ``i // 8192``).
+number of partitions (event ``i`` depends only on the seed and its block ``i // BLOCK_SIZE``), with the
+fleet profile and data-quality scenarios of a spec file too (``specFile``).
 
 Batch::
 
@@ -30,8 +31,17 @@ Options (case-insensitive; values are strings as always in Spark):
 ``startEvent``       Streaming: position of the first event of a new query (default 0).
 ``minKeys``,         ``MIN_KEYS``, ``MAX_KEYS``, ``NUM_SENSORS``, ``ANCHOR_TIME``, ``BASE_TIME_DAYS_AGO``,
 ``maxKeys``, ...     ``TIME_SPREAD_HOURS``: the Config parameter of the same name (camelCase or UPPER_CASE).
-``catalogs``         JSON object of catalog overrides, e.g. ``{"DEVICE_TYPES": ["a", "b"], "IOT_KEY_POOL": [...]}``.
+``catalogs``         JSON object of catalog overrides, e.g. ``{"DEVICE_TYPES": ["a", "b"], "IOT_KEY_POOL": [...]}``
+                     (they win over a spec file's catalogs).
+``specFile``         ``SPEC_FILE``: a YAML generation spec (catalogs, the fleet, data-quality scenarios; see
+                     docs/scenarios.md), read on the driver when the query is planned.
+``profile``,         ``PROFILE`` (``independent`` | ``fleet``) and ``DEVICE_COUNT``: they win over the spec file's.
+``deviceCount``
 ===================  ===========================================================================================
+
+With a spec file the source gives the fleet's series and the scenarios' faults (nulls, duplicates, late and
+out-of-order events, malformed ``json_column``...) exactly as the embedded generator does for the same
+parameters; every column of the declared schema is nullable, so the nulls of the ``nulls`` scenario pass.
 
 A streaming query pins its seed and time window in its checkpoint: restarted, it continues the same sequence
 of events with no gap and no duplicate; ``trigger(availableNow=True)`` reads up to ``numEvents`` (or, for an
@@ -41,6 +51,7 @@ endless stream, one batch: ``rowsPerBatch`` or one second of ``rowsPerSecond``) 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import os
 import time
@@ -66,7 +77,7 @@ NAME = "iotgen"
 SPARK_ARROW_SCHEMA = pa.schema([pa.field(f.name, f.type, nullable=True) for f in ARROW_SCHEMA])
 #: Config parameters the source accepts as options (camelCase or UPPER_CASE).
 GENERATOR_PARAMS = ("NUM_EVENTS", "RANDOM_SEED", "MIN_KEYS", "MAX_KEYS", "NUM_SENSORS", "ANCHOR_TIME",
-                    "BASE_TIME_DAYS_AGO", "TIME_SPREAD_HOURS")
+                    "BASE_TIME_DAYS_AGO", "TIME_SPREAD_HOURS", "SPEC_FILE", "PROFILE", "DEVICE_COUNT")
 SOURCE_OPTIONS = ("seed", "numPartitions", "rowsPerSecond", "rowsPerBatch", "startEvent", "catalogs")
 
 
@@ -83,7 +94,7 @@ class IotgenOptions:
     """The source's options, validated (a bad one raises one ``ValueError`` naming the option)."""
 
     config: Config
-    catalogs: Catalogs
+    catalogs: Catalogs | None  # the catalogs option; None: the spec file's, else the defaults
     num_events: int | None
     seed: int | None
     num_partitions: int
@@ -96,21 +107,28 @@ class IotgenOptions:
     def parse(cls, options: Mapping[str, Any], streaming: bool = False) -> "IotgenOptions":
         params: dict[str, Any] = {}
         source: dict[str, str] = {}
+        given: dict[str, str] = {}  # parameter -> the option as the user named it
         for raw_key, value in options.items():
             key = _key(str(raw_key))
             if key in _OPTION_BY_KEY:
                 source[_OPTION_BY_KEY[key]] = value
+                if key == "seed":
+                    given["RANDOM_SEED"] = str(raw_key)
             elif key in _PARAM_BY_KEY:
                 params[_PARAM_BY_KEY[key]] = value
+                given[_PARAM_BY_KEY[key]] = str(raw_key)
             elif key != "path":
-                allowed = ", ".join(list(SOURCE_OPTIONS) + ["numEvents", "minKeys", "maxKeys", "numSensors",
-                                                            "anchorTime", "baseTimeDaysAgo", "timeSpreadHours"])
+                allowed = ", ".join(list(SOURCE_OPTIONS) + [_option_name(p) for p in GENERATOR_PARAMS
+                                                            if p != "RANDOM_SEED"])
                 raise ValueError(f"unknown option {raw_key!r} for the iotgen source; allowed: {allowed}")
         if "seed" in source:
             if "RANDOM_SEED" in params:
                 raise ValueError("give the iotgen source either seed or randomSeed, not both")
             params["RANDOM_SEED"] = source["seed"]
-        config = Config.load(params=params, env={})
+        try:
+            config = Config.load(params=params, env={})
+        except ValueError as exc:  # the message names the parameter; name the option too
+            raise ValueError(f"iotgen source option {_option_of(exc, given)}: {exc}") from None
         num_events = config.num_events if (not streaming or "NUM_EVENTS" in params) else None
         num_partitions = _positive_int("numPartitions", source.get("numPartitions"), max(1, os.cpu_count() or 1))
         rows_per_second = None
@@ -129,9 +147,37 @@ class IotgenOptions:
         return cls(config, catalogs, num_events, config.random_seed, num_partitions, rows_per_second,
                    rows_per_batch, start_event, explicit)
 
-    def spec(self) -> GeneratorSpec:
-        """The generator spec (a fresh seed is drawn here when none was given)."""
-        return GeneratorSpec.from_config(self.config, self.catalogs)
+    def spec(self, seed: int | None = None, window: tuple[int, int] | None = None) -> GeneratorSpec:
+        """The generator spec (a fresh seed is drawn here when none was given), with its fleet and scenarios
+        when ``specFile`` / ``profile`` ask for them. ``seed`` and ``window`` (start ms, span ms: a stream's
+        pinned values) replace the options' before the spec file's points in time are resolved."""
+        config = self.config
+        if seed is not None:
+            config = config.replace(random_seed=seed)
+        if window is not None:
+            start = dt.datetime.fromtimestamp(window[0] / 1000, dt.timezone.utc)
+            config = config.replace(anchor_time=start + dt.timedelta(days=config.base_time_days_ago))
+        try:
+            spec = GeneratorSpec.from_config(config, self.catalogs)
+        except (ValueError, OSError) as exc:
+            if config.spec_file is None:
+                raise
+            raise ValueError(f"iotgen source option specFile ({config.spec_file!r}): {exc}") from None
+        if window is not None:
+            spec = dataclasses.replace(spec, window_start_ms=window[0], window_span_ms=window[1])
+        return spec
+
+
+def _option_name(param: str) -> str:
+    """``TIME_SPREAD_HOURS`` -> ``timeSpreadHours``."""
+    first, *rest = param.lower().split("_")
+    return first + "".join(word.capitalize() for word in rest)
+
+
+def _option_of(error: ValueError, given: Mapping[str, str]) -> str:
+    """The option a Config error is about (its message starts with the parameter's name)."""
+    named = [p for p in given if str(error).startswith(p)]
+    return given[max(named, key=len)] if named else "value"
 
 
 def _positive_int(name: str, value: Any, default: int | None, minimum: int = 1) -> int:
@@ -155,9 +201,9 @@ def _positive_float(name: str, value: Any) -> float:
     return number
 
 
-def _catalogs(text: Any) -> Catalogs:
+def _catalogs(text: Any) -> Catalogs | None:
     if text is None or text == "":
-        return Catalogs.build()
+        return None
     try:
         overrides = json.loads(text) if isinstance(text, str) else text
     except json.JSONDecodeError as exc:
@@ -265,18 +311,27 @@ class IotgenStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._clock: tuple[float, int] | None = None  # (monotonic time, event position) of the first request
         self._target: int | None = None
         self._available_now = False
+        self._pinned: dict[tuple, GeneratorSpec] = {}
 
     def initialOffset(self) -> dict:
         return {"event": self.options.start_event, "seed": self.spec.seed,
                 "windowStartMs": self.spec.window_start_ms, "windowSpanMs": self.spec.window_span_ms}
 
     def _spec_for(self, offset: dict) -> GeneratorSpec:
-        pinned = {"seed": offset["seed"], "window_start_ms": offset["windowStartMs"],
-                  "window_span_ms": offset["windowSpanMs"]}
-        if "RANDOM_SEED" in self.options.explicit and self.spec.seed != pinned["seed"]:
-            raise ValueError(f"seed {self.spec.seed} differs from the seed {pinned['seed']} in this query's "
+        seed, window = offset["seed"], (offset["windowStartMs"], offset["windowSpanMs"])
+        if "RANDOM_SEED" in self.options.explicit and self.spec.seed != seed:
+            raise ValueError(f"seed {self.spec.seed} differs from the seed {seed} in this query's "
                              "checkpoint: use a new checkpoint location to change the seed")
-        return dataclasses.replace(self.spec, **pinned)
+        if (seed, *window) == (self.spec.seed, self.spec.window_start_ms, self.spec.window_span_ms):
+            return self.spec
+        if self.spec.fleet is None and self.spec.scenarios is None:
+            return dataclasses.replace(self.spec, seed=seed, window_start_ms=window[0], window_span_ms=window[1])
+        # A fleet or scenarios hold times resolved against the window (ISO dates of the spec file): rebuild
+        # them for the pinned one.
+        spec = self._pinned.get((seed, window))
+        if spec is None:
+            spec = self._pinned[(seed, window)] = self.options.spec(seed, window)
+        return spec
 
     def _produced(self, start: int) -> int | None:
         """Events available now (None: unbounded)."""

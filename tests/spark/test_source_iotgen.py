@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from iotgen.generator import BLOCK_SIZE
+from collections import Counter
+
+from iotgen.config import Config
+from iotgen.generator import BLOCK_SIZE, GeneratorSpec, generate_range
+from iotgen.spark.pipeline import _iotgen_options
 from iotgen.spark.source_iotgen import IotgenOptions, split_range
 from iotgen.spark.write import parquet_committed, write_stream
 
@@ -143,3 +148,105 @@ def test_rate_limits_and_available_now_offsets():
     assert endless.latestOffset({**begin, "event": 100}, ReadAllAvailable())["event"] == 100
     parts = bounded.partitions(start, {**start, "event": 1000})
     assert [(p.start, p.stop) for p in parts] == split_range(0, 1000, bounded.options.num_partitions)
+
+
+# ---- a spec file: the fleet profile and data-quality scenarios ------------------------------------------------
+SCENARIO_SPEC = """\
+profile: fleet
+catalogs: {regions: [eastus, westeurope]}
+fleet: {device_count: 60, interval_s: {default: 60}}
+scenarios:
+  nulls: {temperature: 0.05, sensor_id: 0.01, json_column: 0.02, timestamp: 0.01}
+  duplicates: {rate: 0.02, max_distance: 500}
+  late: {rate: 0.03}
+  out_of_order: {rate: 0.02, max_distance: 50}
+  malformed_json: {rate: 0.01}
+  schema_drift: [{at: 2026-01-01T02:00:00Z, add_key: firmware_channel, value: [choice, [stable, beta]]}]
+"""
+NULLED = ("timestamp", "sensor_id", "temperature", "json_column")  # in schema order
+
+
+@pytest.fixture
+def spec_file(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(SCENARIO_SPEC)
+    return str(path)
+
+
+def _embedded(spec_file: str, seed: int, start: int, stop: int):
+    spec = GeneratorSpec.from_config(Config(spec_file=spec_file, random_seed=seed, anchor_time=ANCHOR))
+    assert spec.fleet is not None and spec.scenarios is not None
+    return pa.Table.from_batches([generate_range(spec, start, stop)])
+
+
+@pytest.mark.parametrize("partitions", [1, 2])
+def test_a_spec_file_gives_the_embedded_fleet_and_scenarios(spark, spec_file, partitions):
+    df = _load(spark, numEvents=N, seed=7, numPartitions=partitions, specFile=spec_file)
+    assert all(field.nullable for field in df.schema.fields)  # the scenarios' nulls fit the declared schema
+    got = df.toArrow()
+    expected = _embedded(spec_file, 7, 0, N)
+    assert got.num_rows == N
+    assert [f.name for f in expected.schema if f.nullable] == list(NULLED)
+    got = got.cast(expected.schema)
+    differing = [name for name in expected.schema.names if not got.column(name).equals(expected.column(name))]
+    assert differing == []  # same values, nulls, copies and order, every column
+    assert all(got.column(name).null_count > 0 for name in NULLED)
+    ids = Counter(got.column("event_id").drop_null().to_pylist())
+    assert sum(count - 1 for count in ids.values()) > 0.01 * N  # the duplicates are there
+    assert len(got.column("sensor_id").drop_null().unique()) == 60  # the fleet's devices
+
+
+def _rows(table) -> Counter:
+    return Counter(zip(*(table.column(name).to_pylist() for name in table.column_names)))
+
+
+def test_a_stream_with_a_spec_file_continues_every_device_series_across_a_restart(spark, spec_file, tmp_path):
+    """No seed: the first run draws one and pins it in the checkpoint; the restart (a new reader, a new draw)
+    rebuilds the fleet for the pinned seed and goes on with the same series: together the two runs hold the
+    embedded generator's events 0 .. total exactly once (copies the scenarios made included). Spark's own
+    Parquet file sink keeps every row as generated (nulls and malformed JSON included)."""
+    first_end, total, per_batch = 10_000, 25_000, 6_000
+    out, checkpoint = str(tmp_path / "events"), str(tmp_path / "checkpoint")
+    for end in (first_end, total):
+        stream = _stream(spark, specFile=spec_file, numEvents=end, rowsPerBatch=per_batch)
+        run_query(stream.writeStream.format("parquet").option("path", out).option("checkpointLocation", checkpoint)
+                  .trigger(availableNow=True).start())
+        if end == first_end:
+            first = spark.read.parquet(out).count()
+    offsets = committed_offsets(checkpoint)
+    seed = offsets[0]["seed"]
+    assert {o["seed"] for o in offsets} == {seed}
+    assert [o["event"] for o in offsets] == [6_000, 10_000, 16_000, 22_000, 25_000]
+    got = spark.read.parquet(out).toArrow()
+    assert first == first_end and got.num_rows == total
+    expected = _embedded(spec_file, seed, 0, total)
+    assert _rows(got.select(expected.schema.names).cast(expected.schema)) == _rows(expected)
+    # every device's series runs across the restart: each device reports in both runs
+    assert set(expected.column("sensor_id").slice(0, first_end).drop_null().to_pylist()) \
+        == set(expected.column("sensor_id").slice(first_end).drop_null().to_pylist())
+
+
+def test_a_bad_spec_file_is_one_error_naming_the_option(spark, tmp_path):
+    missing = str(tmp_path / "missing.yaml")
+    with pytest.raises(ValueError, match=r"iotgen source option specFile \(.*missing.yaml'\): SPEC_FILE .* "
+                                         r"cannot be read"):
+        IotgenOptions.parse({"specFile": missing}).spec()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scenarios: {late: {rate: 1.5}}\n")
+    with pytest.raises(ValueError, match=r"option specFile .*scenarios.late.rate must be a number >= 0.0 and <= 1.0"):
+        IotgenOptions.parse({"specFile": str(bad), "numEvents": "5"}, streaming=True).spec()
+    with pytest.raises(ValueError, match="iotgen source option profile: PROFILE must be one of independent, fleet"):
+        IotgenOptions.parse({"profile": "fleets"})
+    with pytest.raises(Exception, match=r"option specFile .*scenarios.late.rate must be"):  # at load time
+        _load(spark, numEvents=10, specFile=str(bad)).collect()
+
+
+def test_the_config_passes_its_spec_file_profile_and_device_count(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(SCENARIO_SPEC)
+    options = _iotgen_options(Config(spec_file=str(path), device_count=9, profile="fleet", random_seed=1))
+    assert options["specFile"] == str(path.resolve())
+    assert options["deviceCount"] == "9" and options["profile"] == "fleet"
+    parsed = IotgenOptions.parse(options)
+    assert parsed.spec().fleet.device_count == 9
+    assert "specFile" not in _iotgen_options(Config(random_seed=1))
