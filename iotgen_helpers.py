@@ -537,7 +537,8 @@ def spark_session(app_name: str = "iotgen"):
 
 def spark_generate(spark, config: Config):
     """``NUM_EVENTS`` events as a Spark DataFrame from the ``iotgen`` source in ``SPARK_NUM_PARTITIONS``
-    partitions: the same events :func:`generate_dataframe` gives for the same seed, computed on the cluster."""
+    partitions: the same events :func:`generate_dataframe` gives for the same seed, computed on the cluster
+    (with the fleet and data-quality scenarios of ``SPEC_FILE`` / ``PROFILE`` / ``DEVICE_COUNT`` when set)."""
     from iotgen.spark.pipeline import generate
 
     return generate(spark, config)
