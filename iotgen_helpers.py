@@ -166,10 +166,11 @@ def query_table(target, sql: str) -> pd.DataFrame:
     return target.query(sql).to_pandas()
 
 
-def ingest_to_table(config: Config, target, connection=None, until_idle: float = 3.0):
-    """Run the exactly-once ingest from Event Hubs into ``target`` until ``until_idle`` seconds pass without
-    events. ``connection`` (from :func:`connect_eventhub`, e.g. the local endpoint) supplies the event hub;
-    without it the Config's (``EVENTHUB_CONNECTION_STRING``, secret or Azure AD) is used. Returns the
+def ingest_to_table(config: Config, target, connection=None, until_idle: float | None = None):
+    """Run the exactly-once ingest from Event Hubs into ``target``: by default it ingests what the event hub
+    holds when it starts and stops (available now); with ``until_idle`` it runs until that many seconds pass
+    without events. ``connection`` (from :func:`connect_eventhub`, e.g. the local endpoint) supplies the event
+    hub; without it the Config's (``EVENTHUB_CONNECTION_STRING``, secret or Azure AD) is used. Returns the
     ``IngestSummary`` (``.lines()`` for a printable summary)."""
     from iotgen.pipelines.ingest import IngestOptions, run_ingest
 
@@ -177,7 +178,7 @@ def ingest_to_table(config: Config, target, connection=None, until_idle: float =
         config = config.replace(eventhub_connection_string=connection.config.eventhub_connection_string,
                                 eventhub_name=connection.config.eventhub_name)
     options = IngestOptions(config.ingest_consumer_group, config.ingest_max_batch_events,
-                            config.ingest_max_batch_seconds, until_idle)
+                            config.ingest_max_batch_seconds, until_idle, available_now=until_idle is None)
     return run_ingest(config, target, options)
 
 

@@ -187,6 +187,8 @@ class Config:
     ingest_until_idle: float | None = _param(
         None, _optional(lambda n, v: _float(n, v, 0.0, strict=True)),
         "Stop the ingest after this many seconds without events; None runs until Ctrl-C.")
+    ingest_available_now: bool = _param(
+        False, _bool, "Ingest what the event hub holds at start, then stop (like Spark's availableNow trigger).")
 
     # Streaming (Event Hubs)
     stream_events: int | None = _param(

@@ -17,6 +17,7 @@ HELP = "ingest events from Event Hubs into a Delta or Iceberg table, exactly onc
 FLAGS = {
     "consumer_group": "INGEST_CONSUMER_GROUP", "max_batch_events": "INGEST_MAX_BATCH_EVENTS",
     "max_batch_seconds": "INGEST_MAX_BATCH_SECONDS", "until_idle": "INGEST_UNTIL_IDLE",
+    "available_now": "INGEST_AVAILABLE_NOW",
     "json_column_mode": "JSON_COLUMN_MODE", "catalog": "ICEBERG_CATALOG_URI", "output": "OUTPUT_DIR",
     "eventhub_name": "EVENTHUB_NAME",
 }
@@ -36,6 +37,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch-seconds", metavar="S",
                         help="commit buffered events at least this often (INGEST_MAX_BATCH_SECONDS)")
     parser.add_argument("--until-idle", metavar="S", help="stop after S seconds without events (INGEST_UNTIL_IDLE)")
+    parser.add_argument("--available-now", action="store_const", const=True, default=None,
+                        help="ingest what the event hub holds at the start, then stop (INGEST_AVAILABLE_NOW)")
     parser.add_argument("--json-column-mode", metavar="M", help="Delta json_column: variant | string "
                                                                 "(JSON_COLUMN_MODE)")
     parser.add_argument("--eventhub-name", metavar="HUB", help="event hub, if the connection string has no "

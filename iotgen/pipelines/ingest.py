@@ -17,7 +17,8 @@ the ingest.
 
 The SDK receives on its own thread into a bounded buffer (the receive callback waits when the buffer holds two
 batches); the calling thread parses and commits. It stops when ``stop`` is set (Ctrl-C in the CLI) or after
-``until_idle`` seconds without events, commits what it holds, and returns an :class:`IngestSummary`.
+``until_idle`` seconds without events, or (``available_now``) once every partition has been read up to the last
+event it held when the run started; it commits what it holds and returns an :class:`IngestSummary`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import logging
 import re
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -36,7 +38,6 @@ from ..config import Config
 from ..schema import TIMESTAMP
 from ..sinks.decoding import decode_bodies
 from ..sinks.lakehouse import INGEST_FIELDS, QUARANTINE_SCHEMA, CommitConflict
-from ..sinks.variant import VARIANT_TYPE, try_json_to_variant
 from .tables import TableTarget
 
 _LOGGER = logging.getLogger(__name__)
@@ -59,17 +60,19 @@ class IngestOptions:
     max_batch_events: int = 10_000
     max_batch_seconds: float = 5.0
     until_idle: float | None = None
+    available_now: bool = False
 
     def __post_init__(self) -> None:
         config = Config(ingest_consumer_group=self.consumer_group, ingest_max_batch_events=self.max_batch_events,
-                        ingest_max_batch_seconds=self.max_batch_seconds, ingest_until_idle=self.until_idle)
-        for name in ("consumer_group", "max_batch_events", "max_batch_seconds", "until_idle"):
+                        ingest_max_batch_seconds=self.max_batch_seconds, ingest_until_idle=self.until_idle,
+                        ingest_available_now=self.available_now)
+        for name in ("consumer_group", "max_batch_events", "max_batch_seconds", "until_idle", "available_now"):
             object.__setattr__(self, name, getattr(config, "ingest_" + name))
 
     @classmethod
     def from_config(cls, config: Config) -> "IngestOptions":
         return cls(config.ingest_consumer_group, config.ingest_max_batch_events, config.ingest_max_batch_seconds,
-                   config.ingest_until_idle)
+                   config.ingest_until_idle, config.ingest_available_now)
 
 
 @dataclass
@@ -118,6 +121,11 @@ def quarantine_target(target: TableTarget) -> TableTarget:
     return target.sibling(QUARANTINE_SUFFIX)
 
 
+# Event Hubs message annotations (AMQP): every received event has both.
+_SEQUENCE_NUMBER = b"x-opt-sequence-number"
+_ENQUEUED_TIME = b"x-opt-enqueued-time"
+
+
 # ---- the receive buffer -------------------------------------------------------------------------------------
 class _Buffer:
     """Events per partition in arrival order, bounded: :meth:`put` waits while it is full."""
@@ -143,14 +151,16 @@ class _Buffer:
             bodies, seqs, times = self.parts.setdefault(partition, ([], [], []))
             last = self.last_seen.get(partition, -1)
             for event in events:
-                seq = event.sequence_number
+                message = event.raw_amqp_message  # the AMQP fields directly: no datetime per event
+                annotations = message.annotations
+                seq = annotations[_SEQUENCE_NUMBER]
                 if seq <= last:
                     self.redelivered += 1
                     continue
-                body = event.body
+                body = message.body
                 bodies.append(body if isinstance(body, bytes) else b"".join(body))
                 seqs.append(seq)
-                times.append(int(event.enqueued_time.timestamp() * 1_000_000))
+                times.append(annotations[_ENQUEUED_TIME] * 1000)  # ms -> us
                 last = seq
             self.last_seen[partition] = last
             self.count = sum(len(p[1]) for p in self.parts.values())
@@ -199,32 +209,15 @@ def _arrays(taken: dict[str, tuple[list[bytes], list[int], list[int]]]) -> tuple
 def build_batch(bodies: pa.Array, partitions: pa.Array, seqs: pa.Array, enqueued: pa.Array,
                 json_column_mode: str) -> tuple[pa.Table, pa.Table]:
     """(ingested events, quarantined bodies) of one micro-batch; every input row is in exactly one of them."""
-    decoded = decode_bodies(bodies)
-    events = decoded.events
-    indices = decoded.indices
-    rejected = list(decoded.rejected)
-    if json_column_mode == "variant" and events.num_rows:
-        encoded, failed = try_json_to_variant(events.column("json_column"))
-        if failed:
-            from ..sinks.variant import variant_error
-
-            texts = events.column("json_column")
-            rejected += [(int(indices[i]), f"json_column cannot be stored as VARIANT: {variant_error(texts[i].as_py())}")
-                         for i in failed]
-            keep = np.ones(events.num_rows, dtype=bool)
-            keep[failed] = False
-            events, indices, encoded = events.filter(pa.array(keep)), indices[keep], encoded.filter(pa.array(keep))
-        events = events.set_column(events.schema.get_field_index("json_column"),
-                                   pa.field("json_column", VARIANT_TYPE, nullable=False), encoded)
-    take = pa.array(indices, pa.int64())
-    ingested = events
+    decoded = decode_bodies(bodies, "variant" if json_column_mode == "variant" else "text")
+    take = pa.array(decoded.indices, pa.int64())
+    ingested = decoded.events
     for f, column in zip(INGEST_FIELDS, (partitions, seqs, enqueued)):
         ingested = ingested.append_column(f, column.take(take))
-    rejected.sort()
-    rows = pa.array([i for i, _ in rejected], pa.int64())
+    rows = pa.array([i for i, _ in decoded.rejected], pa.int64())
     quarantine = pa.Table.from_arrays(
         [partitions.take(rows), seqs.take(rows), enqueued.take(rows),
-         pa.array([r for _, r in rejected], pa.string()), bodies.take(rows)], schema=QUARANTINE_SCHEMA)
+         pa.array([r for _, r in decoded.rejected], pa.string()), bodies.take(rows)], schema=QUARANTINE_SCHEMA)
     return ingested, quarantine
 
 
@@ -301,7 +294,8 @@ def run_ingest(
     quarantine: TableTarget | None = None,
 ) -> IngestSummary:
     """Ingest the Event Hubs stream the Config names (connection string from ``EVENTHUB_CONNECTION_STRING`` or
-    Azure AD) into ``target`` until ``stop`` is set or the stream is idle for ``options.until_idle`` s."""
+    Azure AD) into ``target`` until ``stop`` is set, the stream is idle for ``options.until_idle`` s, or (with
+    ``options.available_now``) every partition is read up to the last event it held at the start."""
     from ..sinks.eventhubs import EventHubConfigError, target_from_config
 
     options = options or IngestOptions.from_config(config)
@@ -319,9 +313,10 @@ def run_ingest(
     try:
         partitions = _partition_ids(client, source)
         committer = _Committer(target, quarantine, source, partitions)
+        ends = _PartitionEnds(client, source, partitions) if options.available_now else None
         buffer = _Buffer(2 * options.max_batch_events)
         receiver = _start_receiver(client, committer.offsets, options, buffer)
-        summary.stopped_by = _loop(buffer, committer, options, stop, summary, on_commit)
+        summary.stopped_by = _loop(buffer, committer, options, stop, summary, on_commit, ends)
         summary.lag = _lag(client, partitions, committer.offsets)
     finally:
         if "buffer" in locals():
@@ -347,6 +342,52 @@ def _partition_ids(client, source: "EventHubTarget") -> list[str]:
         if error_kind(exc) == "fatal":
             raise EventHubConfigError(message) from None
         raise ConnectionError(message) from None
+
+
+def _partition_properties(client, partitions: list[str]) -> dict[str, Future]:
+    """``get_partition_properties`` of every partition, called concurrently (each SDK management call opens its
+    own AMQP link and mostly waits, about 0.35 s even on loopback)."""
+    pool = ThreadPoolExecutor(max_workers=max(1, len(partitions)), thread_name_prefix="iotgen-ingest-properties")
+    futures = {p: pool.submit(client.get_partition_properties, p) for p in partitions}
+    pool.shutdown(wait=False)
+    return futures
+
+
+class _PartitionEnds:
+    """The sequence number of the last event each partition holds at the start (None: empty), read in the
+    background while the receiver starts."""
+
+    def __init__(self, client, source: "EventHubTarget", partitions: list[str]) -> None:
+        self.source = source
+        self.futures = _partition_properties(client, partitions)
+
+    def get(self) -> dict[str, int | None] | None:
+        """The ends once all are read (None before); ``ConnectionError`` if one could not be read."""
+        if not all(f.done() for f in self.futures.values()):
+            return None
+        ends = {}
+        for partition, future in self.futures.items():
+            if future.exception() is not None:
+                raise ConnectionError(f"cannot read partition {partition} of {self.source.description}: "
+                                      f"{_one_line(future.exception())}")
+            properties = future.result()
+            ends[partition] = None if properties["is_empty"] else properties["last_enqueued_sequence_number"]
+        return ends
+
+
+def _caught_up(buffer: _Buffer, committed: dict[str, int | None], partition_ends: _PartitionEnds) -> bool:
+    """Whether every partition has been received (or committed) up to its end; call holding ``buffer.cond``."""
+    ends = partition_ends.get()
+    if ends is None:
+        return False
+    for partition, end in ends.items():
+        if end is None:
+            continue
+        done = committed.get(partition)
+        seen = max(buffer.last_seen.get(partition, -1), -1 if done is None else done)
+        if seen < end:
+            return False
+    return True
 
 
 def _one_line(exc: BaseException) -> str:
@@ -389,7 +430,7 @@ def _start_receiver(client, offsets: dict[str, int | None], options: IngestOptio
 
 
 def _loop(buffer: _Buffer, committer: _Committer, options: IngestOptions, stop: threading.Event,
-          summary: IngestSummary, on_commit) -> str:
+          summary: IngestSummary, on_commit, ends: _PartitionEnds | None = None) -> str:
     while True:
         with buffer.cond:
             now = time.monotonic()
@@ -397,11 +438,12 @@ def _loop(buffer: _Buffer, committer: _Committer, options: IngestOptions, stop: 
             old = buffer.count and buffer.first_buffered is not None \
                 and now - buffer.first_buffered >= options.max_batch_seconds
             idle = options.until_idle is not None and now - buffer.last_event >= options.until_idle
+            caught_up = ends is not None and _caught_up(buffer, committer.offsets, ends)
             ending = stop.is_set() or buffer.closed
-            if not (full or old or idle or ending):
+            if not (full or old or idle or caught_up or ending):
                 buffer.cond.wait(0.1)
                 continue
-        if stop.is_set() or buffer.closed or idle:
+        if stop.is_set() or buffer.closed or idle or caught_up:
             buffer.close()  # stop receiving; commit what is held
         while buffer.count:
             committer.commit(buffer.take(options.max_batch_events), summary)
@@ -413,6 +455,8 @@ def _loop(buffer: _Buffer, committer: _Committer, options: IngestOptions, stop: 
             return "error"
         if stop.is_set():
             return "stop request"
+        if caught_up:
+            return "available now (every partition read to its last event at the start)"
         if idle:
             return f"idle ({options.until_idle:g} s without events)"
         if buffer.closed:
@@ -421,9 +465,9 @@ def _loop(buffer: _Buffer, committer: _Committer, options: IngestOptions, stop: 
 
 def _lag(client, partitions: list[str], offsets: dict[str, int | None]) -> dict[str, int | None]:
     lag: dict[str, int | None] = {}
-    for partition in partitions:
+    for partition, future in _partition_properties(client, partitions).items():
         try:
-            last = client.get_partition_properties(partition)["last_enqueued_sequence_number"]
+            last = future.result(timeout=JOIN_TIMEOUT)["last_enqueued_sequence_number"]
         except Exception:  # noqa: BLE001 - lag is informative only
             lag[partition] = None
             continue

@@ -3,15 +3,15 @@
 The inverse of :mod:`iotgen.sinks.encoding`: each body is one JSON object with the 23 fixed columns and
 ``json_column`` as a nested object. The common case costs two C++ passes over the whole batch: pyarrow's JSON
 reader parses the fixed columns with the exact schema (so a string where a number belongs fails instead of being
-coerced), and DuckDB cuts out ``json_column`` as JSON text. Only when a chunk fails is it split in halves until
-the failing rows are found; those rows alone are examined one by one to say why. Nothing is dropped: every
+coerced), and DuckDB cuts out ``json_column``, as JSON text or straight into the Parquet VARIANT encoding (for a
+Delta ``VARIANT`` column). Only when a chunk fails is it split in halves until the failing rows are found; those
+rows alone are examined one by one to say why. Nothing is dropped: every
 body ends up either as an event row or as a rejected row with a reason. Unknown extra top-level fields are
 ignored (like Spark's ``from_json``).
 """
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from typing import Sequence
@@ -22,6 +22,8 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from ..schema import ARROW_SCHEMA, COLUMNS, TIMESTAMP
+from .duckdb_local import select_over
+from .variant import VARIANT_TYPE, try_field_to_variant, variant_error
 
 _PARSE_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type) if c.name != "json_column"
                            else pa.field("json_column", pa.struct([])) for c in COLUMNS])
@@ -31,7 +33,8 @@ _INT32 = (-(2**31), 2**31 - 1)
 
 @dataclass(frozen=True)
 class DecodedBodies:
-    """``events``: the good bodies as rows of :data:`iotgen.schema.ARROW_SCHEMA`, in input order;
+    """``events``: the good bodies as rows of :data:`iotgen.schema.ARROW_SCHEMA` (``json_column`` as JSON text,
+    or as :data:`iotgen.sinks.variant.VARIANT_TYPE` when decoded for VARIANT), in input order;
     ``indices``: the input position of each event row; ``rejected``: ``(input position, reason)`` of the rest,
     in input order."""
 
@@ -40,8 +43,12 @@ class DecodedBodies:
     rejected: list[tuple[int, str]]
 
 
-def decode_bodies(bodies: pa.Array | Sequence[bytes]) -> DecodedBodies:
-    """Parse event bodies (bytes) into typed events; bodies that are not events are rejected with a reason."""
+def decode_bodies(bodies: pa.Array | Sequence[bytes], json_column: str = "text") -> DecodedBodies:
+    """Parse event bodies (bytes) into typed events; bodies that are not events are rejected with a reason.
+    ``json_column``: ``"text"`` (JSON text) or ``"variant"`` (Parquet VARIANT encoded; a body whose
+    ``json_column`` cannot be a VARIANT is rejected)."""
+    if json_column not in ("text", "variant"):
+        raise ValueError(f"json_column must be 'text' or 'variant', got {json_column!r}")
     if not isinstance(bodies, (pa.Array, pa.ChunkedArray)):
         bodies = pa.array(bodies, pa.binary())
     if isinstance(bodies, pa.ChunkedArray):
@@ -77,15 +84,23 @@ def decode_bodies(bodies: pa.Array | Sequence[bytes]) -> DecodedBodies:
                 continue
         reasons[i] = reason
     indices, fixed = _merge(good_parts)
-    json_text = _json_column_text(text.take(pa.array(indices)))
-    bad_json = pc.is_null(json_text)
-    if pc.any(bad_json).as_py():
-        for position in pc.indices_nonzero(bad_json).to_pylist():
-            reasons[int(indices[position])] = "json_column cannot be read as JSON"
-        keep = pc.invert(bad_json)
-        indices, fixed, json_text = indices[np.asarray(keep)], fixed.filter(keep), json_text.filter(keep)
-    columns = [fixed.column(c.name) if c.name != "json_column" else json_text for c in COLUMNS]
-    events = pa.Table.from_arrays([col.cast(f.type) for col, f in zip(columns, ARROW_SCHEMA)], schema=ARROW_SCHEMA)
+    objects = text.take(pa.array(indices))
+    if json_column == "variant":
+        values, failed_rows = try_field_to_variant(objects, "json_column")
+        schema = ARROW_SCHEMA.set(ARROW_SCHEMA.get_field_index("json_column"),
+                                  pa.field("json_column", VARIANT_TYPE, nullable=False))
+    else:
+        values = _json_column_text(objects)
+        failed_rows = pc.indices_nonzero(pc.is_null(values)).to_pylist() if values.null_count else []
+        schema = ARROW_SCHEMA
+    if failed_rows:
+        for position in failed_rows:
+            reasons[int(indices[position])] = _json_column_reason(objects[position].as_py())
+        keep = np.ones(len(indices), dtype=bool)
+        keep[failed_rows] = False
+        indices, fixed, values = indices[keep], fixed.filter(pa.array(keep)), values.filter(pa.array(keep))
+    columns = [fixed.column(c.name) if c.name != "json_column" else values for c in COLUMNS]
+    events = pa.Table.from_arrays([col.cast(f.type) for col, f in zip(columns, schema)], schema=schema)
     return DecodedBodies(events, indices, sorted(reasons.items()))
 
 
@@ -109,7 +124,7 @@ def _parse(text: pa.Array) -> pa.Table | str:
     longest = pc.max(pc.binary_length(text)).as_py() or 0
     try:
         table = pajson.read_json(
-            io.BytesIO(data),
+            pa.BufferReader(data),
             read_options=pajson.ReadOptions(block_size=max(1 << 20, 2 * longest + 2)),
             parse_options=pajson.ParseOptions(explicit_schema=_PARSE_SCHEMA, unexpected_field_behavior="ignore",
                                               newlines_in_values=False))
@@ -120,17 +135,13 @@ def _parse(text: pa.Array) -> pa.Table | str:
     return table
 
 
-def _lines(text: pa.Array) -> bytes:
-    """The values of a string array, each followed by a newline, as one buffer (two numpy passes)."""
-    n = len(text)
-    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32, count=n + 1, offset=4 * text.offset)
-    data = np.frombuffer(text.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]] if n else np.empty(0, np.uint8)
-    newline = np.zeros(len(data) + n, dtype=bool)
-    newline[offsets[1:] - offsets[0] + np.arange(n)] = True
-    out = np.empty(len(data) + n, dtype=np.uint8)
-    out[newline] = ord("\n")
-    out[~newline] = data
-    return out.tobytes()
+def _lines(text: pa.Array) -> pa.Buffer:
+    """The values of a string array, each followed by a newline, as one buffer (one C++ pass, no copy out)."""
+    if len(text) == 0:
+        return pa.py_buffer(b"")
+    joined = pc.binary_join_element_wise(pc.fill_null(text, ""), "", "\n")
+    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32, count=len(joined) + 1, offset=4 * joined.offset)
+    return joined.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
 
 
 def _parse_chunks(text: pa.Array, positions: np.ndarray, good: list[tuple[np.ndarray, pa.Table]]) -> list[int]:
@@ -183,13 +194,15 @@ def _json_column_text(text: pa.Array) -> pa.Array:
     read the body."""
     if len(text) == 0:
         return pa.array([], pa.string())
-    import duckdb
+    return select_over(text, "TRY(json_extract(j, '$.\"json_column\"'))::VARCHAR").cast(pa.string())
 
-    with duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}) as con:
-        con.register("bodies", pa.table({"b": text}))
-        result = con.execute("SELECT TRY(json_extract(b, '$.\"json_column\"'))::VARCHAR AS j FROM bodies"
-                             ).to_arrow_table()
-    return result.column(0).combine_chunks().cast(pa.string())
+
+def _json_column_reason(body: str) -> str:
+    """Why DuckDB could not take ``json_column`` out of a body pyarrow parsed (as text, or as a VARIANT)."""
+    text = _json_column_text(pa.array([body], pa.string()))[0].as_py()
+    if text is None:
+        return "json_column cannot be read as JSON"
+    return f"json_column cannot be stored as VARIANT: {variant_error(text)}"
 
 
 # ---- one row: why it is not an event ------------------------------------------------------------------------

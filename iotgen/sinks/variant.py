@@ -1,17 +1,21 @@
-"""JSON text -> the Parquet VARIANT encoding, vectorised (for Delta's ``VARIANT`` column type).
+"""JSON -> the Parquet VARIANT encoding, vectorised (for Delta's ``VARIANT`` column type).
 
 A Parquet variant value is ``struct<metadata: binary not null, value: binary not null>``: ``metadata`` holds
 the dictionary of object keys and ``value`` the self-describing binary value that refers to it (see
 https://github.com/apache/parquet-format/blob/master/VariantEncoding.md). DuckDB's
-``variant_to_parquet_variant(text::JSON::VARIANT)`` encodes a whole column in C++; integers become int64,
-other numbers double, so a value's JSON reads back equal to the original. The tests decode the result with
-PySpark's independent pure-Python decoder (``pyspark.sql.types.VariantVal``) and read tables back in DuckDB.
+``variant_to_parquet_variant(json::VARIANT)`` encodes a whole column in C++; integers become int64, other
+numbers double, so a value's JSON reads back equal to the original. :func:`try_json_to_variant` encodes JSON
+text; :func:`try_field_to_variant` encodes one field of JSON object texts (an event body's ``json_column``)
+without cutting it out as text first. The tests decode the results with PySpark's independent pure-Python
+decoder (``pyspark.sql.types.VariantVal``) and read tables back in DuckDB.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from .duckdb_local import connection, select_over
 
 VARIANT_TYPE = pa.struct([
     pa.field("metadata", pa.binary(), nullable=False),
@@ -33,43 +37,55 @@ def json_to_variant(text: pa.Array | pa.ChunkedArray, name: str = "json_column")
 def try_json_to_variant(text: pa.Array | pa.ChunkedArray, name: str = "json_column") -> tuple[pa.Array, list[int]]:
     """Like :func:`json_to_variant`, but rows that cannot be encoded come back null and their indices are
     returned (so a caller can quarantine them instead of failing the batch)."""
-    if isinstance(text, pa.ChunkedArray):
-        text = text.combine_chunks()
-    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
-        raise ValueError(f"{name} must be JSON text (a string column), got {text.type}")
-    if len(text) == 0:
-        return pa.array([], VARIANT_TYPE), []
-    with _connect() as con:
-        con.register("source", pa.table({"j": text}))
-        result = con.execute(
-            "SELECT CASE WHEN json_valid(j) THEN TRY(variant_to_parquet_variant(j::JSON::VARIANT)) END AS v "
-            "FROM source"
-        ).to_arrow_table()
-    encoded = result.column(0).combine_chunks()
-    if len(encoded) != len(text):  # guards the row order/count contract of the query
-        raise AssertionError("variant encoding changed the number of rows")
-    failed_mask = pc.and_(encoded.is_null(), text.is_valid())
-    failed = pc.indices_nonzero(failed_mask).to_pylist() if pc.any(failed_mask).as_py() else []
-    nulls = encoded.is_null() if encoded.null_count else None  # DuckDB encodes SQL NULL as a variant null: keep NULL
-    if text.null_count:
-        nulls = pc.or_(nulls, text.is_null()) if nulls is not None else text.is_null()
-    fields = [encoded.field(0).fill_null(b""), encoded.field(1).fill_null(b"")]
-    return pa.StructArray.from_arrays(fields, fields=list(VARIANT_TYPE), mask=nulls), failed
+    text = _string_array(text, name)
+    encoded = _encode(text, "CASE WHEN json_valid(j) THEN TRY(variant_to_parquet_variant(j::JSON::VARIANT)) END")
+    return _variant_array(encoded, text.is_valid())
+
+
+def try_field_to_variant(objects: pa.Array | pa.ChunkedArray, field: str) -> tuple[pa.Array, list[int]]:
+    """The Parquet variant encoding of ``field`` of each JSON object text (one C++ pass: the field is not cut
+    out as text first). A missing field is encoded as a variant null, as JSON ``null`` is; rows that are not
+    JSON or whose field cannot be encoded come back null, with their indices returned. Null texts stay null."""
+    objects = _string_array(objects, "the JSON objects")
+    path = '$."' + field.replace('"', '\\"') + '"'
+    encoded = _encode(objects, "TRY(variant_to_parquet_variant(json_extract(j, ?)::VARIANT))", [path])
+    return _variant_array(encoded, objects.is_valid())
 
 
 def variant_error(text: str) -> str:
     """Why one JSON text cannot be encoded (DuckDB's message, first line)."""
     import duckdb
 
-    with _connect() as con:
-        try:
-            con.execute("SELECT variant_to_parquet_variant(?::JSON::VARIANT)", [text]).fetchall()
-        except duckdb.Error as exc:
-            return str(exc).splitlines()[0]
+    try:
+        connection().execute("SELECT variant_to_parquet_variant(?::JSON::VARIANT)", [text]).fetchall()
+    except duckdb.Error as exc:
+        return str(exc).splitlines()[0]
     return "unknown error"
 
 
-def _connect():
-    import duckdb
+def _string_array(text: pa.Array | pa.ChunkedArray, name: str) -> pa.Array:
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
+        raise ValueError(f"{name} must be JSON text (a string column), got {text.type}")
+    return text
 
-    return duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+
+def _encode(text: pa.Array, expression: str, params: list | None = None) -> pa.Array:
+    if len(text) == 0:
+        return pa.array([], pa.struct([pa.field("metadata", pa.binary()), pa.field("value", pa.binary())]))
+    return select_over(text, expression, params)
+
+
+def _variant_array(encoded: pa.Array, wanted: pa.Array) -> tuple[pa.Array, list[int]]:
+    """DuckDB's result as :data:`VARIANT_TYPE` (null where it is null) and the rows where ``wanted`` but null."""
+    if len(encoded) == 0:
+        return pa.array([], VARIANT_TYPE), []
+    failed_mask = pc.and_(encoded.is_null(), wanted)
+    failed = pc.indices_nonzero(failed_mask).to_pylist() if pc.any(failed_mask).as_py() else []
+    nulls = encoded.is_null() if encoded.null_count else None  # DuckDB encodes SQL NULL as a variant null: keep NULL
+    if not pc.all(wanted).as_py():
+        unwanted = pc.invert(wanted)
+        nulls = pc.or_(nulls, unwanted) if nulls is not None else unwanted
+    fields = [encoded.field(0).fill_null(b""), encoded.field(1).fill_null(b"")]
+    return pa.StructArray.from_arrays(fields, fields=list(VARIANT_TYPE), mask=nulls), failed

@@ -79,6 +79,34 @@ def test_malformed_events_are_quarantined_with_reasons_the_rest_land(tmp_path, e
     assert sum(v + 1 for v in offsets.values() if v is not None) == len(mixed)
 
 
+def test_available_now_ingests_what_the_hub_holds_then_stops(tmp_path, emulator, duck):
+    conn = emulator.connection_string_for("available-now")
+    data = events(2500, seed=23)
+    send(conn, bodies_of(data) + [b"{broken"])
+    target = parse_target(f"delta:{tmp_path / 'events'}")
+    summary = _run(conn, target, max_batch_events=1000, max_batch_seconds=600.0, available_now=True)
+    # no idle wait, no latency timer: it stopped because every partition was read to its end at the start
+    assert summary.stopped_by.startswith("available now"), summary.stopped_by
+    assert (summary.events, summary.quarantined, summary.batches) == (2500, 1, 3)
+    assert set(summary.lag.values()) == {0}
+    ids = duck.sql(f"SELECT event_id FROM delta_scan('{tmp_path / 'events'}')").arrow().read_all()
+    assert sorted(ids.column("event_id").to_pylist()) == sorted(data.column("event_id").to_pylist())
+    # events sent later are the next run's: it takes exactly those, and a run with nothing new commits nothing
+    more = events(300, seed=24)
+    send(conn, bodies_of(more))
+    again = _run(conn, target, available_now=True)
+    assert (again.events, again.quarantined, again.batches) == (300, 0, 1)
+    nothing = _run(conn, target, available_now=True)
+    assert (nothing.events, nothing.batches) == (0, 0) and nothing.stopped_by.startswith("available now")
+
+
+def test_available_now_on_an_empty_hub_stops_at_once_and_writes_nothing(tmp_path, emulator):
+    target = parse_target(f"delta:{tmp_path / 'events'}")
+    summary = _run(emulator.connection_string_for("available-empty"), target, available_now=True)
+    assert (summary.events, summary.batches) == (0, 0) and summary.stopped_by.startswith("available now")
+    assert not target.exists()
+
+
 def _kill_and_restart(conn: str, target_arg: str, extra: list[str], tmp_path: Path, kills: int, seed: int) -> int:
     """Start the ingest CLI, SIGKILL it at a random moment, ``kills`` times; then run it to idle."""
     rng = random.Random(seed)
@@ -93,9 +121,10 @@ def _kill_and_restart(conn: str, target_arg: str, extra: list[str], tmp_path: Pa
             process.send_signal(signal.SIGKILL)
             landed += 1
         process.wait(30)
-    final = subprocess.run(ingest_command(*args, "--until-idle", "2"), env=env, cwd=ROOT, capture_output=True,
+    final = subprocess.run(ingest_command(*args, "--available-now"), env=env, cwd=ROOT, capture_output=True,
                            text=True, timeout=120)
     assert final.returncode == 0, final.stderr
+    assert "stopped by available now" in final.stderr
     return landed
 
 
