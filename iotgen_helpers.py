@@ -16,7 +16,7 @@ import pandas as pd
 from iotgen.catalogs import (  # noqa: F401  (re-exported for the Data catalogs cell)
     DEVICE_TYPES, ENVS, IOT_KEY_POOL, MODELS, NESTED_KEYS, REGIONS, SOURCES, STATUS_VALUES, ZONES, Catalogs,
 )
-from iotgen.config import PARAMETERS, Config, Secret  # noqa: F401
+from iotgen.config import PARAMETERS, Config, Secret, parameter_docs  # noqa: F401
 from iotgen.generator import (  # noqa: F401
     GeneratorSpec, event_dicts, generate_dynamic_json, generate_events, generate_fixed_row, generate_table,
 )
@@ -68,6 +68,16 @@ def load_config(params: Mapping[str, Any], config_file: str | None = None) -> Co
     config = Config.load(config_file=config_file, params=chosen)
     secret = _databricks_secret(dbutils, config.eventhub_secret_scope, config.eventhub_secret_key)
     return Config.load(config_file=config_file, params=chosen, secrets=secret) if secret else config
+
+
+def config_table(config: Config, changed_only: bool = True) -> pd.DataFrame:
+    """The Config as a table (parameter, value, default, description), by default only the parameters that
+    differ from their defaults. Secrets show as ``Secret('***')``, never their value."""
+    rows = [{"parameter": name, "value": repr(getattr(config, name.lower())), "default": repr(default),
+             "description": doc}
+            for name, default, doc in parameter_docs()
+            if not (changed_only and getattr(config, name.lower()) == default)]
+    return pd.DataFrame(rows, columns=["parameter", "value", "default", "description"]).set_index("parameter")
 
 
 def catalogs(**overrides: Any) -> Catalogs:

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from iotgen.config import PARAMETERS, Config, Secret
+from iotgen.config import PARAMETERS, Config, Secret, parameter_docs
 
 SEED_PARAMETERS = (
     "NUM_EVENTS MIN_KEYS MAX_KEYS OUTPUT_DIR SAVE_JSON OUTPUT_FILENAME_PREFIX RANDOM_SEED BASE_TIME_DAYS_AGO "
@@ -126,3 +126,19 @@ def test_checkpoint_dir_defaults():
 def test_anchor_defaults_to_start_of_utc_day():
     now = dt.datetime(2026, 3, 4, 15, 16, 17, tzinfo=dt.timezone.utc)
     assert Config().resolved_anchor_time(now) == dt.datetime(2026, 3, 4, tzinfo=dt.timezone.utc)
+
+
+def test_config_table_shows_what_differs_from_the_defaults_and_hides_the_secret():
+    import iotgen_helpers as h
+
+    key = "s3cr3tKeyValue"
+    config = Config.load(params={"NUM_EVENTS": 10, "INGEST_AVAILABLE_NOW": "yes"},
+                         env={"EVENTHUB_CONNECTION_STRING": f"Endpoint=sb://x/;SharedAccessKeyName=a;"
+                                                            f"SharedAccessKey={key};EntityPath=h"})
+    table = h.config_table(config)
+    assert list(table.index) == ["NUM_EVENTS", "EVENTHUB_CONNECTION_STRING", "INGEST_AVAILABLE_NOW"]
+    assert table.loc["NUM_EVENTS", "value"] == "10" and table.loc["NUM_EVENTS", "default"] == "1000"
+    assert table.loc["INGEST_AVAILABLE_NOW", "value"] == "True"
+    assert key not in table.to_string() and key not in table.to_html()
+    everything = h.config_table(config, changed_only=False)
+    assert list(everything.index) == [name for name, _, _ in parameter_docs()]
