@@ -6,7 +6,7 @@ when its callback has counted N, the ingest (``available_now``) when its last co
 over the time from starting the client to that moment (the ingest's includes reading the table's offsets and
 each partition's end, parsing, VARIANT encoding and the Delta commits).
 
-    python bench/bench_lakehouse.py [--events 50000] [--ingest-events 20000] [--repeat 2] [--out bench/results/lakehouse.md]
+    python bench/bench_lakehouse.py [--events 50000] [--ingest-events 100000] [--repeat 2] [--out bench/results/lakehouse.md]
 
 Rates are ratios against references measured in the same run (the generator alone; a bare SDK consumer
 draining the same hub), so a busy machine moves both sides. Run it more than once and read the ranges.
@@ -108,7 +108,7 @@ def ingest_rate(connection_string: str, n: int, folder: Path) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
-    parser.add_argument("--ingest-events", type=int, default=50_000)
+    parser.add_argument("--ingest-events", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--out", default=None, help="write the Markdown results here")
     args = parser.parse_args()

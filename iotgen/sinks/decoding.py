@@ -43,10 +43,12 @@ class DecodedBodies:
     rejected: list[tuple[int, str]]
 
 
-def decode_bodies(bodies: pa.Array | Sequence[bytes], json_column: str = "text") -> DecodedBodies:
+def decode_bodies(bodies: pa.Array | Sequence[bytes], json_column: str = "text",
+                  use_threads: bool = True) -> DecodedBodies:
     """Parse event bodies (bytes) into typed events; bodies that are not events are rejected with a reason.
     ``json_column``: ``"text"`` (JSON text) or ``"variant"`` (Parquet VARIANT encoded; a body whose
-    ``json_column`` cannot be a VARIANT is rejected)."""
+    ``json_column`` cannot be a VARIANT is rejected). ``use_threads=False`` keeps the work on one core (the
+    ingest leaves the other to the Event Hubs receiver)."""
     if json_column not in ("text", "variant"):
         raise ValueError(f"json_column must be 'text' or 'variant', got {json_column!r}")
     if not isinstance(bodies, (pa.Array, pa.ChunkedArray)):
@@ -73,7 +75,7 @@ def decode_bodies(bodies: pa.Array | Sequence[bytes], json_column: str = "text")
     else:
         candidates = np.arange(n, dtype=np.int64)
     good_parts: list[tuple[np.ndarray, pa.Table]] = []
-    failed = _parse_chunks(text, candidates, good_parts)
+    failed = _parse_chunks(text, candidates, good_parts, use_threads)
     for i in sorted(slow.union(failed)):
         reason = _row_reason(text[i].as_py())
         if reason is None:
@@ -86,11 +88,11 @@ def decode_bodies(bodies: pa.Array | Sequence[bytes], json_column: str = "text")
     indices, fixed = _merge(good_parts)
     objects = text.take(pa.array(indices))
     if json_column == "variant":
-        values, failed_rows = try_field_to_variant(objects, "json_column")
+        values, failed_rows = try_field_to_variant(objects, "json_column", use_threads)
         schema = ARROW_SCHEMA.set(ARROW_SCHEMA.get_field_index("json_column"),
                                   pa.field("json_column", VARIANT_TYPE, nullable=False))
     else:
-        values = _json_column_text(objects)
+        values = _json_column_text(objects, use_threads)
         failed_rows = pc.indices_nonzero(pc.is_null(values)).to_pylist() if values.null_count else []
         schema = ARROW_SCHEMA
     if failed_rows:
@@ -118,14 +120,14 @@ def _as_text(bodies: pa.Array) -> tuple[pa.Array, list[int]]:
         return pa.array(values, pa.string()), invalid
 
 
-def _parse(text: pa.Array) -> pa.Table | str:
+def _parse(text: pa.Array, use_threads: bool = True) -> pa.Table | str:
     """The fixed columns (and an empty struct for json_column) of JSON lines, or pyarrow's error message."""
     data = _lines(text)
     longest = pc.max(pc.binary_length(text)).as_py() or 0
     try:
         table = pajson.read_json(
             pa.BufferReader(data),
-            read_options=pajson.ReadOptions(block_size=max(1 << 20, 2 * longest + 2)),
+            read_options=pajson.ReadOptions(use_threads=use_threads, block_size=max(1 << 20, 2 * longest + 2)),
             parse_options=pajson.ParseOptions(explicit_schema=_PARSE_SCHEMA, unexpected_field_behavior="ignore",
                                               newlines_in_values=False))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -144,12 +146,13 @@ def _lines(text: pa.Array) -> pa.Buffer:
     return joined.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
 
 
-def _parse_chunks(text: pa.Array, positions: np.ndarray, good: list[tuple[np.ndarray, pa.Table]]) -> list[int]:
+def _parse_chunks(text: pa.Array, positions: np.ndarray, good: list[tuple[np.ndarray, pa.Table]],
+                  use_threads: bool = True) -> list[int]:
     """Parse the rows at ``positions``; good rows are appended to ``good``; returns the rows that failed
     (a failing chunk is split in halves down to a few rows)."""
     if len(positions) == 0:
         return []
-    parsed = _parse(text.take(pa.array(positions)))
+    parsed = _parse(text.take(pa.array(positions)), use_threads)
     if not isinstance(parsed, str):
         nulls = _rows_with_nulls(parsed)
         if not nulls.any():
@@ -160,7 +163,8 @@ def _parse_chunks(text: pa.Array, positions: np.ndarray, good: list[tuple[np.nda
     if len(positions) <= _SMALLEST_CHUNK:
         return positions.tolist()
     middle = len(positions) // 2
-    return _parse_chunks(text, positions[:middle], good) + _parse_chunks(text, positions[middle:], good)
+    return (_parse_chunks(text, positions[:middle], good, use_threads)
+            + _parse_chunks(text, positions[middle:], good, use_threads))
 
 
 def _rows_with_nulls(table: pa.Table) -> np.ndarray:
@@ -189,12 +193,13 @@ def _merge(parts: list[tuple[np.ndarray, pa.Table]]) -> tuple[np.ndarray, pa.Tab
     return indices, table
 
 
-def _json_column_text(text: pa.Array) -> pa.Array:
+def _json_column_text(text: pa.Array, use_threads: bool = True) -> pa.Array:
     """``json_column`` of each body (already known to be a JSON object) as JSON text; null where DuckDB cannot
     read the body."""
     if len(text) == 0:
         return pa.array([], pa.string())
-    return select_over(text, "TRY(json_extract(j, '$.\"json_column\"'))::VARCHAR").cast(pa.string())
+    return select_over(text, "TRY(json_extract(j, '$.\"json_column\"'))::VARCHAR",
+                       use_threads=use_threads).cast(pa.string())
 
 
 def _json_column_reason(body: str) -> str:

@@ -27,14 +27,20 @@ def connection():
     return con
 
 
-def select_over(column: pa.Array, expression: str, params: Sequence[Any] | None = None) -> pa.Array:
-    """DuckDB's ``expression`` over ``column`` (named ``j`` in it) for each row, in row order, as one array."""
+def select_over(column: pa.Array, expression: str, params: Sequence[Any] | None = None, *,
+                use_threads: bool = True) -> pa.Array:
+    """DuckDB's ``expression`` over ``column`` (named ``j`` in it) for each row, in row order, as one array;
+    ``use_threads=False`` runs it on one core."""
     con = connection()
     con.register(_SOURCE, pa.table({"j": column}))
+    if not use_threads:
+        con.execute("SET threads = 1")
     try:
         result = con.execute(f"SELECT {expression} AS v FROM {_SOURCE}", params).to_arrow_table()
     finally:
         con.unregister(_SOURCE)
+        if not use_threads:
+            con.execute("RESET threads")
     out = result.column(0).combine_chunks()
     if len(out) != len(column):  # guards the row order/count contract of the query
         raise AssertionError("the DuckDB query changed the number of rows")

@@ -42,13 +42,15 @@ def try_json_to_variant(text: pa.Array | pa.ChunkedArray, name: str = "json_colu
     return _variant_array(encoded, text.is_valid())
 
 
-def try_field_to_variant(objects: pa.Array | pa.ChunkedArray, field: str) -> tuple[pa.Array, list[int]]:
+def try_field_to_variant(objects: pa.Array | pa.ChunkedArray, field: str, use_threads: bool = True
+                         ) -> tuple[pa.Array, list[int]]:
     """The Parquet variant encoding of ``field`` of each JSON object text (one C++ pass: the field is not cut
     out as text first). A missing field is encoded as a variant null, as JSON ``null`` is; rows that are not
-    JSON or whose field cannot be encoded come back null, with their indices returned. Null texts stay null."""
+    JSON or whose field cannot be encoded come back null, with their indices returned. Null texts stay null.
+    ``use_threads=False``: DuckDB works on one core."""
     objects = _string_array(objects, "the JSON objects")
     path = '$."' + field.replace('"', '\\"') + '"'
-    encoded = _encode(objects, "TRY(variant_to_parquet_variant(json_extract(j, ?)::VARIANT))", [path])
+    encoded = _encode(objects, "TRY(variant_to_parquet_variant(json_extract(j, ?)::VARIANT))", [path], use_threads)
     return _variant_array(encoded, objects.is_valid())
 
 
@@ -71,10 +73,10 @@ def _string_array(text: pa.Array | pa.ChunkedArray, name: str) -> pa.Array:
     return text
 
 
-def _encode(text: pa.Array, expression: str, params: list | None = None) -> pa.Array:
+def _encode(text: pa.Array, expression: str, params: list | None = None, use_threads: bool = True) -> pa.Array:
     if len(text) == 0:
         return pa.array([], pa.struct([pa.field("metadata", pa.binary()), pa.field("value", pa.binary())]))
-    return select_over(text, expression, params)
+    return select_over(text, expression, params, use_threads=use_threads)
 
 
 def _variant_array(encoded: pa.Array, wanted: pa.Array) -> tuple[pa.Array, list[int]]:
