@@ -15,8 +15,9 @@ wrong types, a ``json_column`` that cannot be a VARIANT) go to a quarantine tabl
 same partition numbers, so a replayed batch does not quarantine an event twice. Nothing is dropped silently and a
 bad event never stops the ingest.
 
-The SDK receives on its own thread into a bounded buffer (the receive callback waits when the buffer holds two
-batches); the calling thread parses and commits. It stops when ``stop`` is set (Ctrl-C in the CLI) or after
+The SDK receives in a child process (:mod:`iotgen.pipelines.receiver`, so its pure-Python loop never waits for
+this process's GIL) into a bounded buffer (the receiving waits when the buffer holds two batches); the calling
+thread parses and commits. It stops when ``stop`` is set (Ctrl-C in the CLI) or after
 ``until_idle`` seconds without events, or (``available_now``) once every partition has been read up to the last
 event it held when the run started; it commits what it holds and returns an :class:`IngestSummary`.
 """
@@ -29,6 +30,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -38,6 +40,7 @@ from ..config import Config
 from ..schema import TIMESTAMP
 from ..sinks.decoding import decode_bodies
 from ..sinks.lakehouse import INGEST_FIELDS, QUARANTINE_SCHEMA, CommitConflict
+from .receiver import Receiver, ReceiveRequest
 from .tables import TableTarget
 
 _LOGGER = logging.getLogger(__name__)
@@ -121,11 +124,6 @@ def quarantine_target(target: TableTarget) -> TableTarget:
     return target.sibling(QUARANTINE_SUFFIX)
 
 
-# Event Hubs message annotations (AMQP): every received event has both.
-_SEQUENCE_NUMBER = b"x-opt-sequence-number"
-_ENQUEUED_TIME = b"x-opt-enqueued-time"
-
-
 # ---- the receive buffer -------------------------------------------------------------------------------------
 class _Buffer:
     """Events per partition in arrival order, bounded: :meth:`put` waits while it is full."""
@@ -140,28 +138,31 @@ class _Buffer:
         self.first_buffered: float | None = None
         self.last_seen: dict[str, int] = {}
         self.redelivered = 0
-        self.error: BaseException | None = None
+        self.error: str | None = None
 
-    def put(self, partition: str, events: list) -> None:
+    def put(self, partition: str, bodies: list[bytes], seqs: list[int], times: list[int]) -> None:
+        """Add one received batch of a partition (events at or before the last one seen are redeliveries)."""
         with self.cond:
             while self.count >= self.capacity and not self.closed:
                 self.cond.wait(0.5)
             if self.closed:
                 return  # not committed: read again on the next start
-            bodies, seqs, times = self.parts.setdefault(partition, ([], [], []))
+            held_bodies, held_seqs, held_times = self.parts.setdefault(partition, ([], [], []))
             last = self.last_seen.get(partition, -1)
-            for event in events:
-                message = event.raw_amqp_message  # the AMQP fields directly: no datetime per event
-                annotations = message.annotations
-                seq = annotations[_SEQUENCE_NUMBER]
-                if seq <= last:
-                    self.redelivered += 1
-                    continue
-                body = message.body
-                bodies.append(body if isinstance(body, bytes) else b"".join(body))
-                seqs.append(seq)
-                times.append(annotations[_ENQUEUED_TIME] * 1000)  # ms -> us
-                last = seq
+            if seqs and seqs[0] > last and all(a < b for a, b in zip(seqs, seqs[1:])):
+                held_bodies += bodies
+                held_seqs += seqs
+                held_times += times
+                last = seqs[-1]
+            else:
+                for body, seq, enqueued in zip(bodies, seqs, times):
+                    if seq <= last:
+                        self.redelivered += 1
+                        continue
+                    held_bodies.append(body)
+                    held_seqs.append(seq)
+                    held_times.append(enqueued)
+                    last = seq
             self.last_seen[partition] = last
             self.count = sum(len(p[1]) for p in self.parts.values())
             self.last_event = time.monotonic()
@@ -311,27 +312,36 @@ def run_ingest(
     quarantine.check()
     started = time.monotonic()
     summary = IngestSummary(str(target))
+    buffer = _Buffer(2 * options.max_batch_events)
+    receiver = Receiver(buffer.put, partial(_receive_error, buffer)).start()  # imports the SDK meanwhile
     client = source.consumer_client(options.consumer_group, retry_total=3, retry_backoff_factor=0.5)
     try:
         partitions = _partition_ids(client, source)
         committer = _Committer(target, quarantine, source, partitions)
         ends = _PartitionEnds(client, source, partitions) if options.available_now else None
-        buffer = _Buffer(2 * options.max_batch_events)
-        receiver = _start_receiver(client, committer.offsets, options, buffer)
+        positions = {p: ("-1" if v is None else v) for p, v in committer.offsets.items()}
+        receiver.receive(ReceiveRequest(source, options.consumer_group, positions,
+                                        prefetch=min(max(300, options.max_batch_events // 4), 2000)))
         summary.stopped_by = _loop(buffer, committer, options, stop, summary, on_commit, ends)
         summary.lag = _lag(client, partitions, committer.offsets)
     finally:
-        if "buffer" in locals():
-            buffer.close()
+        buffer.close()
+        receiver.stop()
         client.close()
-        if "receiver" in locals():
-            receiver.join(JOIN_TIMEOUT)
     summary.offsets = dict(committer.offsets)
     summary.redelivered = buffer.redelivered
     summary.elapsed = time.monotonic() - started
     if buffer.error is not None and summary.stopped_by == "error":
-        raise ConnectionError(f"receiving from {source.description} failed: {_one_line(buffer.error)}")
+        raise ConnectionError(f"receiving from {source.description} failed: {buffer.error}")
     return summary
+
+
+def _receive_error(buffer: _Buffer, partition: str | None, fatal: bool, message: str) -> None:
+    """An error the receiver reported (already one line, secrets redacted): fatal ones stop the ingest."""
+    if fatal:
+        buffer.error = message
+        buffer.close()
+    _LOGGER.warning("receiving from partition %s: %s", partition, message)
 
 
 def _partition_ids(client, source: "EventHubTarget") -> list[str]:
@@ -393,42 +403,9 @@ def _caught_up(buffer: _Buffer, committed: dict[str, int | None], partition_ends
 
 
 def _one_line(exc: BaseException) -> str:
-    """The SDK's multi-line, repetitive error text as one line, secrets redacted."""
-    from ..sinks.eventhubs import redact
+    from ..sinks.eventhubs import one_line
 
-    lines = (line.strip() for line in redact(exc).splitlines())
-    return "; ".join(dict.fromkeys(line for line in lines if line)) or type(exc).__name__
-
-
-def _start_receiver(client, offsets: dict[str, int | None], options: IngestOptions, buffer: _Buffer
-                    ) -> threading.Thread:
-    from ..sinks.eventhubs import error_kind, redact
-
-    positions = {p: ("-1" if v is None else v) for p, v in offsets.items()}
-
-    def on_event_batch(context, events) -> None:
-        if events:
-            buffer.put(context.partition_id, events)
-
-    def on_error(context, error) -> None:
-        partition = getattr(context, "partition_id", None)
-        if error_kind(error) == "fatal":
-            buffer.error = error
-            buffer.close()
-        _LOGGER.warning("receiving from partition %s: %s", partition, redact(error))
-
-    def receive() -> None:
-        try:
-            client.receive_batch(on_event_batch=on_event_batch, on_error=on_error, starting_position=positions,
-                                 starting_position_inclusive=False, max_batch_size=1000,
-                                 prefetch=min(max(300, options.max_batch_events // 4), 2000))
-        except Exception as exc:  # noqa: BLE001 - reported by the loop
-            buffer.error = exc
-            buffer.close()
-
-    thread = threading.Thread(target=receive, name="iotgen-ingest-receive", daemon=True)
-    thread.start()
-    return thread
+    return one_line(exc)
 
 
 def _loop(buffer: _Buffer, committer: _Committer, options: IngestOptions, stop: threading.Event,

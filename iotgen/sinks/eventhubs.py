@@ -68,6 +68,12 @@ def redact(text: object) -> str:
     return text
 
 
+def one_line(exc: BaseException) -> str:
+    """The SDK's multi-line, repetitive error text as one line, secrets redacted."""
+    lines = (line.strip() for line in redact(exc).splitlines())
+    return "; ".join(dict.fromkeys(line for line in lines if line)) or type(exc).__name__
+
+
 class EventHubConfigError(ValueError):
     """The Event Hubs settings are wrong: missing, rejected credentials, unknown event hub, bad limits."""
 

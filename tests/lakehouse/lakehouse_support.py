@@ -14,7 +14,7 @@ from iotgen.config import Config
 from iotgen.generator import generate_table
 from iotgen.sinks.encoding import json_lines
 
-HUBS = ("kill-delta", "kill-iceberg", "malformed", "sigint", "errors", "available-now", "available-empty")
+HUBS = ("kill-delta", "kill-iceberg", "malformed", "sigint", "errors", "available-now", "available-empty", "idle")
 ROOT = Path(__file__).resolve().parents[2]
 
 

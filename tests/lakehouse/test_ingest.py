@@ -159,6 +159,41 @@ def test_sigkill_at_random_moments_ten_times_keeps_every_event_exactly_once(tmp_
     assert row == (expected["temperature"], expected["sensor_id"])
 
 
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the receiver process through /proc (Linux)")
+def test_the_receiver_process_ends_when_the_ingest_is_killed(tmp_path, emulator):
+    conn = emulator.connection_string_for("idle")  # no events: the receiver has nothing to send, it must notice
+    process = subprocess.Popen(ingest_command("--target", f"delta:{tmp_path / 't'}"), env=ingest_env(conn),
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not _children(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        children = _children(process.pid)
+        assert any("iotgen.pipelines.receiver" in Path(f"/proc/{c}/cmdline").read_text() for c in children)
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+        deadline = time.monotonic() + 10
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(c) for c in children), "a child process outlived the killed ingest"
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 def test_ctrl_c_commits_what_is_buffered_and_prints_a_summary(tmp_path, emulator, duck):
     conn = emulator.connection_string_for("sigint")
     send(conn, bodies_of(events(800, seed=41)))
@@ -170,7 +205,7 @@ def test_ctrl_c_commits_what_is_buffered_and_prints_a_summary(tmp_path, emulator
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
     assert process.returncode == 0, stderr
-    assert "stopped by stop request" in stderr
+    assert "stopped by stop request" in stderr and "Traceback" not in stderr
     # whatever had arrived is committed, and the summary accounts for every event: in the table or as lag
     import re
 
