@@ -8,7 +8,8 @@ by iotgen). Modules:
 - :mod:`~iotgen.spark.kafka`: Event Hubs' Kafka endpoint through Spark's built-in Kafka source (Databricks);
 - :mod:`~iotgen.spark.parse`: message body -> 23 typed columns + ``json_column`` VARIANT, bad records apart;
 - :mod:`~iotgen.spark.write`: one streaming writer for Delta, Iceberg and Parquet, exactly once with checkpoints;
-- :mod:`~iotgen.spark.session`: a quiet local session (never a new one on Databricks).
+- :mod:`~iotgen.spark.session`: a quiet local session (never a new one on Databricks);
+- :mod:`~iotgen.spark.pipeline`: the same, driven by a Config (what notebooks, helpers and jobs call).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ def _iotgen_options(config: Config, num_partitions: int | None = None) -> dict[s
     for key, value in (("profile", config.profile), ("deviceCount", config.device_count)):
         if value is not None:
             options[key] = value
-    partitions = num_partitions or getattr(config, "spark_num_partitions", 0)
+    partitions = num_partitions or config.spark_num_partitions
     if partitions:
         options["numPartitions"] = partitions
     return {k: str(v) for k, v in options.items()}

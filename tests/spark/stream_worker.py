@@ -33,7 +33,7 @@ def main() -> int:
 
     out = sys.argv[1]
     spark = get_spark("iotgen-stream-worker", cores=2)
-    running = queries(spark, out, os.environ["EVENTHUB_CONNECTION_STRING"], "0.5 seconds", max_events=100)
+    running = queries(spark, out, os.environ["EVENTHUB_CONNECTION_STRING"], "1 second", max_events=60)
     print("started", flush=True)
     spark.streams.awaitAnyTermination(300)
     for query in running:
