@@ -86,24 +86,19 @@ def choose_source(config: Config) -> str:
     return "eventhubs" if emulator or "sharedaccesskey" not in fields else "kafka"
 
 
-def read_event_stream(spark: Any, config: Config, *, streaming: bool = True) -> Any:
-    """The event hub as a DataFrame of raw messages, by :func:`choose_source`: a stream, or (``streaming=False``)
-    the messages there now."""
-    from . import register
-
+def event_source(config: Config, *, streaming: bool = True) -> tuple[str, dict[str, str]]:
+    """(format, options) of the reader for the configured event hub, by :func:`choose_source`: ``kafka`` with
+    :func:`~iotgen.spark.kafka.kafka_options`, or the ``eventhubs`` source. The options hold the connection
+    string: pass them to Spark, never print them."""
     connection = config.eventhub_connection_string
-    source = choose_source(config)
-    if source == "kafka":
+    if choose_source(config) == "kafka":
         if connection is None:
             raise ValueError("SPARK_SOURCE=kafka needs EVENTHUB_CONNECTION_STRING (env var or Databricks secret)")
         from .kafka import kafka_options
 
-        options = kafka_options(connection.reveal(), topic=config.eventhub_name or None,
-                                starting_offsets=config.spark_starting_position,
-                                max_offsets_per_trigger=config.spark_max_events_per_trigger if streaming else None)
-        reader = spark.readStream if streaming else spark.read
-        return reader.format("kafka").options(**options).load()
-    register(spark)
+        return "kafka", kafka_options(
+            connection.reveal(), topic=config.eventhub_name or None, starting_offsets=config.spark_starting_position,
+            max_offsets_per_trigger=config.spark_max_events_per_trigger if streaming else None)
     options = {"startingPosition": config.spark_starting_position}
     if connection is not None:
         options["connectionString"] = connection.reveal()
@@ -116,8 +111,19 @@ def read_event_stream(spark: Any, config: Config, *, streaming: bool = True) -> 
         options["eventHubName"] = config.eventhub_name
     if config.spark_max_events_per_trigger and streaming:
         options["maxEventsPerTrigger"] = str(config.spark_max_events_per_trigger)
+    return "eventhubs", options
+
+
+def read_event_stream(spark: Any, config: Config, *, streaming: bool = True) -> Any:
+    """The event hub as a DataFrame of raw messages (see :func:`event_source`): a stream, or
+    (``streaming=False``) the messages there now."""
+    from . import register
+
+    fmt, options = event_source(config, streaming=streaming)
+    if fmt == "eventhubs":
+        register(spark)
     reader = spark.readStream if streaming else spark.read
-    return reader.format("eventhubs").options(**options).load()
+    return reader.format(fmt).options(**options).load()
 
 
 def target_table(config: Config, target: str | None = None, engine: str = "embedded") -> str:
@@ -223,5 +229,5 @@ def _rows_and_distinct(spark: Any, resolved: StreamTarget, table: str, column: s
     return int(row[0]), int(row[1])
 
 
-__all__ = ["SOURCES", "await_query", "batch_report", "choose_source", "generate", "generate_stream", "parse_events",
+__all__ = ["SOURCES", "await_query", "batch_report", "choose_source", "event_source", "generate", "generate_stream", "parse_events",
            "read_event_stream", "resolve_target", "table_counts", "target_table", "write_events"]
