@@ -229,5 +229,5 @@ def _rows_and_distinct(spark: Any, resolved: StreamTarget, table: str, column: s
     return int(row[0]), int(row[1])
 
 
-__all__ = ["SOURCES", "await_query", "batch_report", "choose_source", "event_source", "generate", "generate_stream", "parse_events",
-           "read_event_stream", "resolve_target", "table_counts", "target_table", "write_events"]
+__all__ = ["SOURCES", "await_query", "batch_report", "choose_source", "event_source", "generate", "generate_stream",
+           "parse_events", "read_event_stream", "resolve_target", "table_counts", "target_table", "write_events"]
