@@ -10,6 +10,7 @@ anything is written.
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -79,7 +80,10 @@ def write_files(
     target = folder if not as_folder else Path(tempfile.mkdtemp(dir=folder, prefix=f".{base}.", suffix=".tmp"))
     writers: dict[int, EventFileWriter] = {}
     finished: list[tuple[int, EventFileWriter]] = []
-    pool = ProcessPoolExecutor(config.workers, initializer=retain_freed_memory) if config.workers > 1 else None
+    # spawn, not fork: the caller may have threads (DuckDB's pool, the SDK, Spark's py4j), and a forked copy of a
+    # threaded process can crash or hang in the first lock one of those threads held
+    pool = ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=retain_freed_memory) if config.workers > 1 else None
     labels = None
     try:
         if spec.scenarios is not None:
