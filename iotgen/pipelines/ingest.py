@@ -149,20 +149,14 @@ class _Buffer:
                 return  # not committed: read again on the next start
             held_bodies, held_seqs, held_times = self.parts.setdefault(partition, ([], [], []))
             last = self.last_seen.get(partition, -1)
-            if seqs and seqs[0] > last and all(a < b for a, b in zip(seqs, seqs[1:])):
-                held_bodies += bodies
-                held_seqs += seqs
-                held_times += times
-                last = seqs[-1]
-            else:
-                for body, seq, enqueued in zip(bodies, seqs, times):
-                    if seq <= last:
-                        self.redelivered += 1
-                        continue
-                    held_bodies.append(body)
-                    held_seqs.append(seq)
-                    held_times.append(enqueued)
-                    last = seq
+            for body, seq, enqueued in zip(bodies, seqs, times):
+                if seq <= last:
+                    self.redelivered += 1
+                    continue
+                held_bodies.append(body)
+                held_seqs.append(seq)
+                held_times.append(enqueued)
+                last = seq
             self.last_seen[partition] = last
             self.count = sum(len(p[1]) for p in self.parts.values())
             self.last_event = time.monotonic()
@@ -313,8 +307,8 @@ def run_ingest(
     started = time.monotonic()
     summary = IngestSummary(str(target))
     buffer = _Buffer(2 * options.max_batch_events)
-    receiver = Receiver(buffer.put, partial(_receive_error, buffer)).start()  # imports the SDK meanwhile
     client = source.consumer_client(options.consumer_group, retry_total=3, retry_backoff_factor=0.5)
+    receiver = Receiver(buffer.put, partial(_receive_error, buffer)).start()  # imports the SDK meanwhile
     try:
         partitions = _partition_ids(client, source)
         committer = _Committer(target, quarantine, source, partitions)
@@ -345,12 +339,12 @@ def _receive_error(buffer: _Buffer, partition: str | None, fatal: bool, message:
 
 
 def _partition_ids(client, source: "EventHubTarget") -> list[str]:
-    from ..sinks.eventhubs import EventHubConfigError, error_kind
+    from ..sinks.eventhubs import EventHubConfigError, error_kind, one_line
 
     try:
         return list(client.get_partition_ids())
     except Exception as exc:  # noqa: BLE001 - the SDK raises many kinds; say which endpoint and why
-        message = f"cannot read the partitions of {source.description}: {_one_line(exc)}"
+        message = f"cannot read the partitions of {source.description}: {one_line(exc)}"
         if error_kind(exc) == "fatal":
             raise EventHubConfigError(message) from None
         raise ConnectionError(message) from None
@@ -377,11 +371,13 @@ class _PartitionEnds:
         """The ends once all are read (None before); ``ConnectionError`` if one could not be read."""
         if not all(f.done() for f in self.futures.values()):
             return None
+        from ..sinks.eventhubs import one_line
+
         ends = {}
         for partition, future in self.futures.items():
             if future.exception() is not None:
                 raise ConnectionError(f"cannot read partition {partition} of {self.source.description}: "
-                                      f"{_one_line(future.exception())}")
+                                      f"{one_line(future.exception())}")
             properties = future.result()
             ends[partition] = None if properties["is_empty"] else properties["last_enqueued_sequence_number"]
         return ends
@@ -400,12 +396,6 @@ def _caught_up(buffer: _Buffer, committed: dict[str, int | None], partition_ends
         if seen < end:
             return False
     return True
-
-
-def _one_line(exc: BaseException) -> str:
-    from ..sinks.eventhubs import one_line
-
-    return one_line(exc)
 
 
 def _loop(buffer: _Buffer, committer: _Committer, options: IngestOptions, stop: threading.Event,

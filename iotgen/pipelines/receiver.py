@@ -67,6 +67,8 @@ class Receiver:
         self._on_events = on_events
         self._on_error = on_error
         self._process: subprocess.Popen | None = None
+        self._requests: Connection | None = None
+        self._conn: Connection | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._stderr = tempfile.TemporaryFile()
@@ -132,7 +134,7 @@ class Receiver:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait(_STOP_TIMEOUT)
-        for conn in (getattr(self, "_conn", None), getattr(self, "_requests", None)):
+        for conn in (self._conn, self._requests):
             if conn is not None:
                 conn.close()
         if self._thread is not None:
