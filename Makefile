@@ -9,7 +9,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-current-env
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean jars
+
+# JVM artifacts for the tests (deps/maven/<bundle>/pom.xml -> .jars/<bundle>/*.jar), from Maven Central.
+JARS := .jars
+BUNDLES := $(patsubst deps/maven/%/pom.xml,$(JARS)/%/.done,$(wildcard deps/maven/*/pom.xml))
+$(JARS)/%/.done: deps/maven/%/pom.xml
+	rm -rf $(JARS)/$*
+	mvn -q -B -f $< dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(abspath $(JARS)/$*)
+	touch $@
+jars: $(BUNDLES)
 
 $(STAMP): pyproject.toml requirements.txt requirements-dev.txt requirements-lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +34,7 @@ demo: $(STAMP)
 # outputs must not depend on the day or the time of day they were produced (tests/faked_clock.py).
 CLOCK := $(BIN)/python tests/faked_clock.py 2031-07-14T23:59:00Z --
 
-test: $(STAMP)
+test: $(STAMP) jars
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests
 	PATH="$(abspath $(BIN)):$$PATH" $(CLOCK) $(BIN)/python -m pytest iot_data_generation.ipynb notebooks $(NBVAL)
 
@@ -33,4 +42,4 @@ bench: $(STAMP)
 	for b in bench/bench_*.py; do PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) output/iot_events_* output/*.ipynb
+	rm -rf $(VENV) $(JARS) output/iot_events_* output/*.ipynb
