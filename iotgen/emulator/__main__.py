@@ -1,8 +1,8 @@
 """Command line entry point: ``python -m iotgen.emulator`` (also ``iotgen emulator``).
 
-Prints one ready line (with the key redacted) once it accepts connections::
+Prints one ready line (with the key redacted) once it accepts connections (AMQP and Kafka)::
 
-    iotgen emulator ready: port=5672 hubs=iot-events connection-string=Endpoint=sb://...;SharedAccessKey=<redacted>;...
+    iotgen emulator ready: port=5672 kafka-port=9092 hubs=iot-events connection-string=Endpoint=sb://...;SharedAccessKey=<redacted>;...
 
 SIGTERM and SIGINT shut it down cleanly (pending writes are made durable first).
 """
@@ -20,6 +20,7 @@ from typing import NoReturn
 
 from .server import (
     DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_KAFKA_PORT,
     DEFAULT_KEY,
     DEFAULT_KEY_NAME,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -53,6 +54,14 @@ def _int_in(low: int, high: int) -> type[int]:
     return parse  # type: ignore[return-value]
 
 
+def _kafka_port(text: str) -> int | None:
+    """``--kafka-port``: a port, 0 (no Kafka endpoint) or ``any`` (a free port; the ready line tells which)."""
+    if text.strip().lower() == "any":
+        return 0
+    port = _int_in(0, 65535)(text)
+    return None if port == 0 else port
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -79,7 +88,8 @@ def _non_empty(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog=PROG,
-        description="Run a local Azure Event Hubs emulator (AMQP 1.0, for the azure-eventhub SDK).",
+        description="Run a local Azure Event Hubs emulator: AMQP 1.0 (for the azure-eventhub SDK) and Kafka "
+                    "(for Kafka clients), over the same events.",
         epilog=f"The key may also be given in the {KEY_ENV_VAR} environment variable. Without one, a fixed "
                "public development key is used: it is for local use only.",
     )
@@ -87,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", default=5672, type=_int_in(0, 65535),
                         help="port to listen on, 0 for any free port (default: 5672)")
+    parser.add_argument("--kafka-port", default=DEFAULT_KAFKA_PORT, type=_kafka_port, metavar="PORT",
+                        help="port of the Kafka endpoint (SASL_PLAINTEXT, PLAIN with user $ConnectionString and the "
+                             f"connection string as password); 0: none; any: a free port (default: {DEFAULT_KAFKA_PORT})")
     parser.add_argument("--hub", action="append", type=_hub_name, metavar="NAME",
                         help="event hub name; repeat for several hubs (default: iot-events)")
     parser.add_argument("--partitions", default=4, type=_int_in(1, 1024),
@@ -117,7 +130,8 @@ async def _serve(emulator: EventHubsEmulator, hubs: Sequence[str]) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        print(f"{READY_PREFIX} port={emulator.port} hubs={','.join(hubs)} "
+        kafka = "" if emulator.kafka_port is None else f" kafka-port={emulator.kafka_port}"
+        print(f"{READY_PREFIX} port={emulator.port}{kafka} hubs={','.join(hubs)} "
               f"connection-string={emulator.connection_string(hubs[0], redact_key=True)}", flush=True)
         await stop.wait()
     finally:
@@ -143,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         emulator = EventHubsEmulator(
             hubs=hubs, partitions=args.partitions, host=args.host, port=args.port, key_name=args.key_name,
             key=key, data_dir=args.data_dir, max_message_size=args.max_message_size, idle_timeout=args.idle_timeout,
-            max_partition_bytes=args.max_partition_mb * 2**20)
+            max_partition_bytes=args.max_partition_mb * 2**20, kafka_port=args.kafka_port)
     except StoreError as exc:
         parser.error(f"argument --partitions: {exc}")
     except OSError as exc:
@@ -151,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         asyncio.run(_serve(emulator, hubs))
     except OSError as exc:
-        print(f"{PROG}: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        ports = f"{args.port}" if args.kafka_port is None else f"{args.port} (AMQP) and {args.kafka_port} (Kafka)"
+        print(f"{PROG}: error: cannot listen on {args.host}:{ports}: {exc.strerror or exc}", file=sys.stderr)
         emulator.store.close()
         return 1
     return 0

@@ -18,7 +18,7 @@ from .server import DEFAULT_KEY, DEFAULT_KEY_NAME, KEY_ENV_VAR, READY_PREFIX, co
 
 __all__ = ["EmulatorProcess", "start_emulator_process"]
 
-_READY_PORT = re.compile(re.escape(READY_PREFIX) + r" port=(\d+)")
+_READY_PORT = re.compile(re.escape(READY_PREFIX) + r" port=(\d+)(?: kafka-port=(\d+))?")
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -33,7 +33,7 @@ class EmulatorProcess:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, hub: str | Iterable[str] = "iot-events",
                  partitions: int = 4, key_name: str = DEFAULT_KEY_NAME, key: str = DEFAULT_KEY,
                  data_dir: str | Path | None = None, startup_timeout: float = 30.0,
-                 extra_args: Iterable[str] = ()) -> None:
+                 extra_args: Iterable[str] = (), kafka_port: int | str | None = None) -> None:
         self.host = host
         self.hubs = [hub] if isinstance(hub, str) else list(hub)
         self.partitions = partitions
@@ -42,6 +42,9 @@ class EmulatorProcess:
         self.startup_timeout = startup_timeout
         self._key = key
         self._requested_port = port
+        #: None or 0: no Kafka endpoint; "any": a free port (kept across restarts); else that port.
+        self._requested_kafka_port = kafka_port
+        self._kafka_port: int | None = None
         self._extra_args = list(extra_args)
         self._port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -56,6 +59,17 @@ class EmulatorProcess:
         if self._port is None:
             raise RuntimeError("the emulator process has not been started")
         return self._port
+
+    @property
+    def kafka_port(self) -> int:
+        if self._kafka_port is None:
+            raise RuntimeError("the emulator process has no Kafka endpoint (start it with kafka_port)")
+        return self._kafka_port
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """``host:port`` of the Kafka endpoint (Kafka's bootstrap.servers)."""
+        return f"{self.host}:{self.kafka_port}"
 
     @property
     def pid(self) -> int:
@@ -86,8 +100,9 @@ class EmulatorProcess:
     # -- lifecycle ---------------------------------------------------------------
 
     def _command(self, port: int) -> list[str]:
+        kafka = self._kafka_port if self._kafka_port is not None else self._requested_kafka_port
         command = [sys.executable, "-m", "iotgen.emulator", "--host", self.host, "--port", str(port),
-                   "--partitions", str(self.partitions), "--key-name", self.key_name]
+                   "--kafka-port", str(kafka or 0), "--partitions", str(self.partitions), "--key-name", self.key_name]
         for hub in self.hubs:
             command += ["--hub", hub]
         if self.data_dir is not None:
@@ -126,6 +141,8 @@ class EmulatorProcess:
                 text = log.read().decode(errors="replace")
             match = _READY_PORT.search(text)
             if match and self._accepts_connections(int(match.group(1))):
+                if match.group(2):
+                    self._kafka_port = int(match.group(2))
                 return int(match.group(1))
             if self._process.poll() is not None:
                 raise RuntimeError(f"the emulator exited with status {self._process.returncode}: {text.strip()}")

@@ -78,10 +78,12 @@ from .codec import (
     encode_value,
     parse_frame_header,
 )
+from .kafka_server import KafkaEndpoint
 from .store import EventHub, EventStore, PartitionLog, StoredEvent, parse_transfer, partition_properties
 
 __all__ = [
     "DEFAULT_KEY",
+    "DEFAULT_KAFKA_PORT",
     "DEFAULT_KEY_NAME",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_PARTITION_BYTES",
@@ -104,6 +106,8 @@ DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
 DEFAULT_MAX_FRAME_SIZE = 256 * 1024
 DEFAULT_MAX_PARTITION_BYTES = 256 * 1024 * 1024
 DEFAULT_IDLE_TIMEOUT = 240.0
+#: Port of the Kafka endpoint (Microsoft's emulator uses it too; Azure's is 9093 with TLS).
+DEFAULT_KAFKA_PORT = 9092
 #: Environment variable the command line reads the key from.
 KEY_ENV_VAR = "IOTGEN_EMULATOR_KEY"
 #: Start of the line the command line prints once it accepts connections.
@@ -1020,7 +1024,8 @@ class EventHubsEmulator:
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
                  max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
                  idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-                 max_partition_bytes: int | None = DEFAULT_MAX_PARTITION_BYTES) -> None:
+                 max_partition_bytes: int | None = DEFAULT_MAX_PARTITION_BYTES,
+                 kafka_port: int | None = None) -> None:
         hub_names = list(hubs)
         if not hub_names:
             raise ValueError("at least one event hub is needed")
@@ -1047,6 +1052,11 @@ class EventHubsEmulator:
         self._server: asyncio.base_events.Server | None = None
         self.connections: set[_AmqpConnection] = set()
         self.exclusive_readers = _ExclusiveReaders()
+        self.kafka: KafkaEndpoint | None = None
+        if kafka_port is not None:
+            self.kafka = KafkaEndpoint(self.store, self._authority, key_name=key_name, key=key, host=host,
+                                       port=kafka_port, idle_timeout=idle_timeout, max_message_size=max_message_size,
+                                       data_dir=self.data_dir)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -1055,9 +1065,20 @@ class EventHubsEmulator:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _AmqpConnection(self), self.host, self.requested_port)
         _LOGGER.info("event hubs emulator listening on %s:%d", self.host, self.port)
+        if self.kafka is not None:
+            try:
+                await self.kafka.start()
+            except BaseException:
+                self._server.close()
+                raise
         if self.host not in ("127.0.0.1", "localhost", "::1"):
             _LOGGER.warning("listening on %s, not only on loopback: anyone who can reach it and knows the key "
                             "can use it (the default key is public)", self.host)
+
+    @property
+    def kafka_port(self) -> int | None:
+        """The port of the Kafka endpoint (None: not served)."""
+        return None if self.kafka is None else self.kafka.port
 
     @property
     def port(self) -> int:
@@ -1076,6 +1097,8 @@ class EventHubsEmulator:
         """Stop listening, close every connection and the store."""
         if self._server is not None:
             self._server.close()
+        if self.kafka is not None:
+            await self.kafka.close()
         for connection in list(self.connections):
             connection.close(Error("amqp:connection:forced", "the emulator is shutting down"), log_level=logging.INFO)
         if self._server is not None:

@@ -196,7 +196,7 @@ def parse_transfer(payload: bytes, message_format: int) -> tuple[list[bytes], st
 class StoredEvent:
     """One event of a partition, its message ready to deliver."""
 
-    __slots__ = ("enqueued_time", "header_size", "message", "sequence_number")
+    __slots__ = ("enqueued_time", "header_size", "kafka_tail", "message", "sequence_number")
 
     def __init__(self, sequence_number: int, enqueued_time: int, message: bytes, header_size: int) -> None:
         self.sequence_number = sequence_number
@@ -205,6 +205,8 @@ class StoredEvent:
         self.message = message
         #: Size of the leading header section, where delivery annotations may be inserted.
         self.header_size = header_size
+        #: The event as a Kafka consumer sees it (key, value, headers), once the Kafka endpoint has built it.
+        self.kafka_tail: bytes | None = None
 
     @property
     def offset(self) -> str:
@@ -349,6 +351,12 @@ class PartitionLog:
         """The newest visible event."""
         return self.event(self.visible_end - 1) if self.visible_end > self.first_sequence else None
 
+    def cache_kafka_tail(self, event: StoredEvent, tail: bytes) -> None:
+        """Keep the Kafka form of a retained event (counted in the memory budget like its message)."""
+        if event.kafka_tail is None:
+            event.kafka_tail = tail
+            self._retained_bytes += len(tail)
+
     # -- writers -----------------------------------------------------------
 
     def _keep(self, events: list[StoredEvent]) -> None:
@@ -365,7 +373,8 @@ class PartitionLog:
         droppable = min(self.visible_end - self.first_sequence, len(self._events) - 1)
         dropped = 0
         while dropped < droppable and self._retained_bytes > target:
-            self._retained_bytes -= len(self._events[dropped].message) + _EVENT_OVERHEAD
+            event = self._events[dropped]
+            self._retained_bytes -= len(event.message) + len(event.kafka_tail or b"") + _EVENT_OVERHEAD
             dropped += 1
         del self._events[:dropped]
         self.first_sequence += dropped

@@ -1,0 +1,85 @@
+"""What an event looks like to the other protocol: Kafka records <-> the AMQP messages the store keeps.
+
+Azure Event Hubs' rules (the "exchange events between consumers and producers that use different protocols"
+guide, and the service team's word on partition keys), which the emulator follows:
+
+* the body is the value, bytes for bytes (a data section; a Kafka ``null`` value is kept as an ``amqp-value``
+  ``null`` body, so a Kafka consumer sees ``null`` again);
+* Kafka headers become application properties whose values are AMQP *binary* (an AMQP consumer sees the raw
+  bytes); application properties reach a Kafka consumer as headers holding the AMQP encoding of the value,
+  type constructor included (Azure's ``AmqpDeserializer`` reads them). A *binary* property (what a Kafka header
+  became) goes back as its raw bytes, so a Kafka producer's headers reach a Kafka consumer unchanged;
+* the AMQP properties ``message-id``, ``user-id``, ``to``, ``reply-to``, ``content-type`` and
+  ``content-encoding`` reach a Kafka consumer as headers of those names holding UTF-8 strings;
+* the AMQP partition key reaches a Kafka consumer as the ``x-opt-partition-key`` header (UTF-8); the Kafka key
+  is kept in the ``x-opt-kafka-key`` message annotation (binary) and is never turned into a partition key, nor
+  the reverse;
+* the record timestamp is the enqueued time, the offset is the sequence number (the store assigns both).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .codec import Described, Section, Symbol, ULong, data_section, decode_message, encode_value
+from .kafka_codec import KafkaRecord, encode_record_tail
+
+__all__ = ["KAFKA_KEY", "PARTITION_KEY_HEADER", "PROPERTY_HEADERS", "amqp_to_kafka", "kafka_to_amqp"]
+
+KAFKA_KEY = "x-opt-kafka-key"
+PARTITION_KEY_HEADER = "x-opt-partition-key"
+#: AMQP properties fields shown to Kafka consumers as UTF-8 string headers: (Properties attribute, header name).
+PROPERTY_HEADERS = (("message_id", "message-id"), ("user_id", "user-id"), ("to", "to"), ("reply_to", "reply-to"),
+                    ("content_type", "content-type"), ("content_encoding", "content-encoding"))
+_NULL_BODY = bytes(encode_value(Described(ULong(Section.AMQP_VALUE), None)))
+
+
+def kafka_to_amqp(record: KafkaRecord) -> bytes:
+    """The AMQP message a Kafka record is stored as (the store adds the service annotations)."""
+    out = bytearray()
+    if record.key is not None:
+        encode_value(Described(ULong(Section.MESSAGE_ANNOTATIONS), {Symbol(KAFKA_KEY): record.key}), out)
+    if record.headers:
+        encode_value(Described(ULong(Section.APPLICATION_PROPERTIES), dict(record.headers)), out)
+    if record.value is None:
+        out += _NULL_BODY
+    else:
+        encode_value(data_section(record.value), out)
+    return bytes(out)
+
+
+def _text(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8")
+
+
+def amqp_to_kafka(message: bytes) -> bytes:
+    """The key, value and headers (encoded as the tail of a Kafka record) of a stored AMQP message."""
+    decoded = decode_message(message)
+    annotations = decoded.message_annotations or {}
+    key = annotations.get(KAFKA_KEY)
+    if key is not None and not isinstance(key, bytes):
+        key = _text(key)
+    headers: list[tuple[str, bytes | None]] = []
+    for name, value in (decoded.application_properties or {}).items():
+        if value is None or isinstance(value, bytes):
+            headers.append((str(name), value))
+        else:
+            headers.append((str(name), bytes(encode_value(value))))
+    if decoded.properties is not None:
+        for attribute, header in PROPERTY_HEADERS:
+            value = getattr(decoded.properties, attribute)
+            if value is not None:
+                headers.append((header, _text(value)))
+    partition_key = annotations.get(PARTITION_KEY_HEADER)
+    if partition_key is not None:
+        headers.append((PARTITION_KEY_HEADER, _text(partition_key)))
+    value: bytes | None
+    data = decoded.data
+    if data:
+        value = b"".join(data)
+    else:
+        body = decoded.value
+        value = None if body is None else body if isinstance(body, bytes) else bytes(encode_value(body))
+    return encode_record_tail(key, value, headers)
