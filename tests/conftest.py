@@ -25,3 +25,22 @@ def emulator_factory() -> Iterator[Callable[..., Any]]:
     yield start
     for process in started:
         process.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[Any]:
+    """A real Apache Kafka broker (KRaft, Java 17, jars from deps/maven/kafka-broker) for the session: PLAINTEXT
+    on ``kafka_broker.bootstrap``, SASL_PLAINTEXT (PLAIN, user ``$ConnectionString``, password
+    ``kafka_broker.password``) on ``kafka_broker.sasl_bootstrap``; stopped by PID at the end."""
+    import secrets
+
+    from kafka_broker import KafkaBroker
+
+    password = ("Endpoint=sb://127.0.0.1/;SharedAccessKeyName=RootManageSharedAccessKey;"
+                f"SharedAccessKey={secrets.token_urlsafe(24)}")
+    broker = KafkaBroker(password)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.close()
