@@ -21,7 +21,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from .codec import Described, Section, Symbol, ULong, data_section, decode_message, encode_value
+from .codec import (
+    CodecError,
+    Described,
+    Section,
+    Symbol,
+    ULong,
+    data_section,
+    decode_message,
+    decode_value,
+    encode_value,
+    iter_sections,
+    value_end,
+)
 from .kafka_codec import KafkaRecord, encode_record_tail
 
 __all__ = ["KAFKA_KEY", "PARTITION_KEY_HEADER", "PROPERTY_HEADERS", "amqp_to_kafka", "kafka_to_amqp"]
@@ -54,6 +66,39 @@ def _text(value: Any) -> bytes:
     return str(value).encode("utf-8")
 
 
+def _property_headers(message: bytes) -> list[tuple[str, bytes | None]]:
+    """The application properties as headers: each value's AMQP encoding as it was sent (type constructor
+    included), binary values as their bytes, null as a null header."""
+    for code, _start, value_start, end in iter_sections(message):
+        if code != Section.APPLICATION_PROPERTIES:
+            continue
+        constructor = message[value_start]
+        if constructor == 0xC1:
+            pos, count = value_start + 3, message[value_start + 2]
+        elif constructor == 0xD1:
+            pos, count = value_start + 9, int.from_bytes(message[value_start + 5:value_start + 9], "big")
+        else:
+            raise CodecError("application-properties is not a map")
+        headers = []
+        for _ in range(count // 2):
+            name, pos = decode_value(message, pos)
+            stop = value_end(message, pos)
+            raw = bytes(message[pos:stop])
+            if raw[0] == 0x40:
+                headers.append((str(name), None))
+            elif raw[0] == 0xA0:
+                headers.append((str(name), raw[2:]))
+            elif raw[0] == 0xB0:
+                headers.append((str(name), raw[5:]))
+            else:
+                headers.append((str(name), raw))
+            pos = stop
+        if pos != end:
+            raise CodecError("application-properties size mismatch")
+        return headers
+    return []
+
+
 def amqp_to_kafka(message: bytes) -> bytes:
     """The key, value and headers (encoded as the tail of a Kafka record) of a stored AMQP message."""
     decoded = decode_message(message)
@@ -61,12 +106,7 @@ def amqp_to_kafka(message: bytes) -> bytes:
     key = annotations.get(KAFKA_KEY)
     if key is not None and not isinstance(key, bytes):
         key = _text(key)
-    headers: list[tuple[str, bytes | None]] = []
-    for name, value in (decoded.application_properties or {}).items():
-        if value is None or isinstance(value, bytes):
-            headers.append((str(name), value))
-        else:
-            headers.append((str(name), bytes(encode_value(value))))
+    headers = _property_headers(message) if decoded.application_properties else []
     if decoded.properties is not None:
         for attribute, header in PROPERTY_HEADERS:
             value = getattr(decoded.properties, attribute)
