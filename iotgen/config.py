@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 ENV_PREFIX = "IOTGEN_"
-SECRET_PARAMS = ("EVENTHUB_CONNECTION_STRING",)
+SECRET_PARAMS = ("EVENTHUB_CONNECTION_STRING", "KAFKA_SASL_PASSWORD")
 FILE_FORMATS = ("ndjson", "json", "parquet", "csv")
 TABLE_FORMATS = ("delta", "iceberg")
 
@@ -212,6 +212,29 @@ class Config:
         30.0, lambda n, v: _float(n, v, 0.0, strict=True), "Time-out of one send (and of connecting), seconds.")
     send_retries: int = _param(8, _int, "Retries of a batch (exponential back-off) before it counts as failed.")
     stream_start_event: int = _param(0, _int, "Index of the first event to stream (resume a stopped stream).")
+    stream_protocol: str = _param(
+        "amqp", _choice("amqp", "kafka"),
+        "amqp: the azure-eventhub SDK; kafka: Event Hubs' Kafka endpoint or any Kafka (librdkafka, see KAFKA_*).")
+    # Kafka (issue 12): Event Hubs' Kafka endpoint from the connection string, or any Kafka cluster
+    kafka_bootstrap_servers: str = _param(
+        "", _text, "Kafka bootstrap servers; empty: from EVENTHUB_CONNECTION_STRING (<namespace>:9093, or the "
+        "local emulator's host:9092).")
+    kafka_topic: str = _param("", _text, "Kafka topic; empty: the event hub (EntityPath or EVENTHUB_NAME).")
+    kafka_security_protocol: str = _param(
+        "auto", _choice("auto", "plaintext", "ssl", "sasl_plaintext", "sasl_ssl"),
+        "auto: SASL_SSL for Event Hubs (SASL_PLAINTEXT for the local emulator), SASL_SSL with "
+        "KAFKA_SASL_USERNAME, else PLAINTEXT.")
+    kafka_sasl_mechanism: str = _param(
+        "plain", _choice("plain", "scram-sha-256", "scram-sha-512"), "SASL mechanism (Event Hubs: PLAIN).")
+    kafka_sasl_username: str = _param(
+        "", _text, "SASL user; empty: $ConnectionString with an Event Hubs connection string.")
+    kafka_sasl_password: Secret | None = _param(
+        None, _optional(lambda n, v: v if isinstance(v, Secret) else Secret(_text(n, v, False))),
+        "Secret: only from the KAFKA_SASL_PASSWORD env var; empty: the Event Hubs connection string.", secret=True)
+    kafka_ssl_ca_location: str = _param("", _text, "CA certificates file (PEM) for TLS; empty: the system's.")
+    kafka_compression: str = _param(
+        "none", _choice("none", "gzip", "snappy", "lz4", "zstd"),
+        "Kafka producer compression (Event Hubs Standard takes none; gzip needs Premium/Dedicated).")
     # Fleet and scenarios (issue 6)
     profile: str | None = _param(
         None, _optional(_choice("independent", "fleet")),
@@ -277,9 +300,10 @@ class Config:
             "environment (IOTGEN_*)"))
         values.update(_check_names({k: v for k, v in (params or {}).items() if v is not None}, "notebook parameters"))
         values.update(_check_names({k: v for k, v in (cli or {}).items() if v is not None}, "command line"))
-        connection = (secrets or {}).get("EVENTHUB_CONNECTION_STRING") or env.get("EVENTHUB_CONNECTION_STRING")
-        if connection:
-            values["EVENTHUB_CONNECTION_STRING"] = Secret(connection)
+        for name in SECRET_PARAMS:
+            secret = (secrets or {}).get(name) or env.get(name)
+            if secret:
+                values[name] = Secret(secret)
         return cls(**{k.lower(): v for k, v in values.items()})
 
     def replace(self, **changes: Any) -> "Config":
@@ -336,8 +360,8 @@ def _check_names(values: Mapping[str, Any], source: str) -> dict[str, Any]:
         name = str(key).upper()
         if name in SECRET_PARAMS:
             raise ValueError(
-                f"{name} must not be set in the {source}: secrets come from the EVENTHUB_CONNECTION_STRING "
-                "environment variable or a Databricks secret (EVENTHUB_SECRET_SCOPE / EVENTHUB_SECRET_KEY)")
+                f"{name} must not be set in the {source}: secrets come from the {name} environment variable "
+                "or a Databricks secret (EVENTHUB_SECRET_SCOPE / EVENTHUB_SECRET_KEY)")
         if name not in PARAMETERS:
             close = difflib.get_close_matches(name, PARAMETERS, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""

@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..pipelines.stream import ProgressLine, stream_events
-from ..sinks.eventhubs import EventHubProducer, EventHubUnavailable
+from ..pipelines.stream import ProgressLine, open_producer, stream_events
 from .options import add_config_option, load_config
 
-HELP = "stream events to Azure Event Hubs (connection from EVENTHUB_CONNECTION_STRING or Azure AD)"
+HELP = ("stream events to Azure Event Hubs (AMQP, or its Kafka endpoint) or any Kafka (connection from "
+        "EVENTHUB_CONNECTION_STRING, Azure AD, or --bootstrap-servers)")
 
 FLAGS = {
     "events": "STREAM_EVENTS", "duration": "STREAM_DURATION_SEC", "rate": "RATE_EVENTS_PER_SEC",
@@ -26,6 +26,10 @@ FLAGS = {
     "eventhub": "EVENTHUB_NAME", "namespace": "EVENTHUB_NAMESPACE", "sensors": "NUM_SENSORS",
     "send_timeout": "SEND_TIMEOUT_SEC", "retries": "SEND_RETRIES",
     "spec": "SPEC_FILE", "profile": "PROFILE", "devices": "DEVICE_COUNT",
+    "protocol": "STREAM_PROTOCOL", "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS", "topic": "KAFKA_TOPIC",
+    "security_protocol": "KAFKA_SECURITY_PROTOCOL", "sasl_mechanism": "KAFKA_SASL_MECHANISM",
+    "sasl_username": "KAFKA_SASL_USERNAME", "ssl_ca_location": "KAFKA_SSL_CA_LOCATION",
+    "compression": "KAFKA_COMPRESSION",
 }
 
 
@@ -53,6 +57,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--send-timeout", metavar="S", help="time-out of a send and of connecting "
                                                             "(SEND_TIMEOUT_SEC, default 30)")
     parser.add_argument("--retries", metavar="R", help="retries of a failing batch (SEND_RETRIES, default 8)")
+    kafka = parser.add_argument_group("Kafka (--protocol kafka)")
+    kafka.add_argument("--protocol", metavar="amqp|kafka", help="amqp: the azure-eventhub SDK; kafka: librdkafka "
+                                                                "(STREAM_PROTOCOL, default amqp)")
+    kafka.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="any Kafka; default: Event Hubs' Kafka "
+                                                                        "endpoint (KAFKA_BOOTSTRAP_SERVERS)")
+    kafka.add_argument("--topic", metavar="T", help="topic; default: the event hub (KAFKA_TOPIC)")
+    kafka.add_argument("--security-protocol", metavar="P", help="plaintext | ssl | sasl_plaintext | sasl_ssl "
+                                                                "(KAFKA_SECURITY_PROTOCOL, default auto)")
+    kafka.add_argument("--sasl-mechanism", metavar="M", help="plain | scram-sha-256 | scram-sha-512 "
+                                                             "(KAFKA_SASL_MECHANISM); password: KAFKA_SASL_PASSWORD")
+    kafka.add_argument("--sasl-username", metavar="U", help="SASL user (KAFKA_SASL_USERNAME)")
+    kafka.add_argument("--ssl-ca-location", metavar="FILE", help="CA certificates, PEM (KAFKA_SSL_CA_LOCATION)")
+    kafka.add_argument("--compression", metavar="C", help="none | gzip | snappy | lz4 | zstd (KAFKA_COMPRESSION)")
     parser.add_argument("--no-progress", action="store_true", help="no progress line even on a terminal")
     add_config_option(parser)
 
@@ -61,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args, FLAGS)
     progress = ProgressLine(sys.stderr) if sys.stderr.isatty() and not args.no_progress else None
     try:
-        producer = EventHubProducer.open(config)
-    except EventHubUnavailable as exc:
+        producer = open_producer(config)
+    except ConnectionError as exc:  # EventHubUnavailable, KafkaUnavailable: nothing answers
         print(f"iotgen stream: error: {exc}", file=sys.stderr)
         return 1
     with producer:

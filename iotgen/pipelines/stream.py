@@ -237,7 +237,7 @@ def stream_events(
                         "schedule and the scenarios' late, skewed or out-of-order times; STREAM_TIME_MODE=window "
                         "keeps them")
     if producer is None:
-        with EventHubProducer.open(config) as owned:
+        with open_producer(config) as owned:
             return _run(plan, spec, owned, on_progress, progress_interval)
     return _run(plan, spec, producer, on_progress, progress_interval)
 
@@ -345,16 +345,27 @@ def _run(plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer,
 
 
 # ---- the endpoint ------------------------------------------------------------------------------------------------
+def open_producer(config: Config) -> Any:
+    """The producer ``STREAM_PROTOCOL`` names, connected and checked: the azure-eventhub SDK (``amqp``) or
+    librdkafka (``kafka``: Event Hubs' Kafka endpoint, the local emulator's, or any Kafka)."""
+    if config.stream_protocol == "kafka":
+        from ..sinks.kafka import KafkaProducer
+
+        return KafkaProducer.open(config)
+    return EventHubProducer.open(config)
+
+
 @dataclass
 class EventHubConnection:
-    """An open producer, and the local emulator it streams to when no Azure Event Hub is configured."""
+    """An open producer (AMQP or Kafka), and the local emulator it streams to when nothing is configured."""
 
-    producer: EventHubProducer
+    producer: Any
     config: Config
     emulator: Any = None
 
     @property
-    def target(self) -> EventHubTarget:
+    def target(self) -> Any:
+        """The producer's target (an EventHubTarget or a KafkaTarget; both have ``description``)."""
         return self.producer.target
 
     @property
@@ -383,14 +394,18 @@ def connect(config: Config, *, local_fallback: bool = True, partitions: int = 4)
     random key, in memory) and stream to it. The returned connection's ``config`` holds the connection string
     used (as a Secret)."""
     emulator = None
-    if target_from_config(config) is None and local_fallback:
+    kafka = config.stream_protocol == "kafka"
+    configured = target_from_config(config) is not None or (kafka and config.kafka_bootstrap_servers)
+    if not configured and local_fallback:
         from ..emulator import start_emulator_process
 
         emulator = start_emulator_process(hub=config.eventhub_name or "iot-events", partitions=partitions,
-                                          key=secrets.token_urlsafe(32))
+                                          key=secrets.token_urlsafe(32), kafka_port="any" if kafka else None)
         config = config.replace(eventhub_connection_string=Secret(emulator.connection_string))
+        if kafka:
+            config = config.replace(kafka_bootstrap_servers=emulator.kafka_bootstrap)
     try:
-        return EventHubConnection(EventHubProducer.open(config), config, emulator)
+        return EventHubConnection(open_producer(config), config, emulator)
     except BaseException:
         if emulator is not None:
             emulator.close()
