@@ -12,21 +12,26 @@ from ..pipelines.ingest import SOURCES, IngestOptions, run_ingest
 from ..pipelines.tables import TARGET_HELP, parse_target
 from .options import add_config_option, load_config
 
-HELP = "ingest events from Event Hubs into a Delta or Iceberg table, exactly once (resumes from the table)"
+HELP = ("ingest events from Event Hubs (AMQP or Kafka) or Kafka into a Delta or Iceberg table, exactly once "
+        "(resumes from the table)")
 
 FLAGS = {
     "consumer_group": "INGEST_CONSUMER_GROUP", "max_batch_events": "INGEST_MAX_BATCH_EVENTS",
     "max_batch_seconds": "INGEST_MAX_BATCH_SECONDS", "until_idle": "INGEST_UNTIL_IDLE",
     "available_now": "INGEST_AVAILABLE_NOW",
     "json_column_mode": "JSON_COLUMN_MODE", "catalog": "ICEBERG_CATALOG_URI", "output": "OUTPUT_DIR",
-    "eventhub_name": "EVENTHUB_NAME",
+    "eventhub_name": "EVENTHUB_NAME", "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS", "topic": "KAFKA_TOPIC",
 }
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", default="eventhub", metavar="SRC",
-                        help="where events come from: eventhub (EVENTHUB_CONNECTION_STRING env var, or "
-                             "EVENTHUB_NAMESPACE + EVENTHUB_NAME with Azure AD)")
+                        help="where events come from: eventhub (AMQP: EVENTHUB_CONNECTION_STRING env var, or "
+                             "EVENTHUB_NAMESPACE + EVENTHUB_NAME with Azure AD) or kafka (Event Hubs' Kafka "
+                             "endpoint from the connection string, or --bootstrap-servers)")
+    parser.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="with --source kafka: any Kafka "
+                                                                         "(KAFKA_BOOTSTRAP_SERVERS)")
+    parser.add_argument("--topic", metavar="T", help="with --source kafka: the topic (KAFKA_TOPIC)")
     parser.add_argument("--target", required=True, metavar="T", help=f"{TARGET_HELP}")
     parser.add_argument("--catalog", metavar="URI", help="Iceberg SQL catalog: sqlite:///path/catalog.db or a "
                                                          "folder (ICEBERG_CATALOG_URI; default OUTPUT_DIR/iceberg)")
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, request_stop)
     try:
-        summary = run_ingest(config, target, options, stop=stop, quarantine=quarantine)
+        summary = run_ingest(config, target, options, stop=stop, quarantine=quarantine, source=args.source)
     except ConnectionError as exc:
         print(f"iotgen ingest: error: {exc}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""Event Hubs -> Delta / Iceberg table, exactly once, even when killed at any moment.
+"""Event Hubs (AMQP, or Kafka) -> Delta / Iceberg table, exactly once, even when killed at any moment.
 
 The design is delta-io/kafka-delta-ingest's: the table is the only checkpoint. Every micro-batch is one atomic
 table commit that holds the events *and*, for each Event Hubs partition in the batch, the sequence number of
@@ -15,9 +15,12 @@ wrong types, a ``json_column`` that cannot be a VARIANT) go to a quarantine tabl
 same partition numbers, so a replayed batch does not quarantine an event twice. Nothing is dropped silently and a
 bad event never stops the ingest.
 
-The SDK receives in a child process (:mod:`iotgen.pipelines.receiver`, so its pure-Python loop never waits for
-this process's GIL) into a bounded buffer (the receiving waits when the buffer holds two batches); the calling
-thread parses and commits. It stops when ``stop`` is set (Ctrl-C in the CLI) or after
+Through AMQP the SDK receives in a child process (:mod:`iotgen.pipelines.receiver`, so its pure-Python loop never
+waits for this process's GIL); through Kafka (``source="kafka"``: Event Hubs' Kafka endpoint, where the offset
+is the sequence number, or any Kafka) librdkafka fetches in its own threads (:mod:`iotgen.pipelines.kafka_receiver`).
+The table offsets of an event hub are the same whichever protocol reads it, so a table can switch between the
+two. Either feeds a bounded buffer (the receiving waits when the buffer holds two batches); the calling thread
+parses and commits. It stops when ``stop`` is set (Ctrl-C in the CLI) or after
 ``until_idle`` seconds without events, or (``available_now``) once every partition has been read up to the last
 event it held when the run started; it commits what it holds and returns an :class:`IngestSummary`.
 """
@@ -48,7 +51,7 @@ _LOGGER = logging.getLogger(__name__)
 if TYPE_CHECKING:  # the Event Hubs sink is imported when an ingest runs (it pulls in the azure SDK)
     from ..sinks.eventhubs import EventHubTarget
 
-SOURCES = ("eventhub",)
+SOURCES = ("eventhub", "kafka")
 QUARANTINE_SUFFIX = "_quarantine"
 APP_ID_PREFIX = "iotgen-ingest"
 COMMIT_ATTEMPTS = 5
@@ -289,44 +292,38 @@ def run_ingest(
     stop: threading.Event | None = None,
     on_commit: Callable[[IngestSummary], None] | None = None,
     quarantine: TableTarget | None = None,
+    source: str = "eventhub",
 ) -> IngestSummary:
-    """Ingest the Event Hubs stream the Config names (connection string from ``EVENTHUB_CONNECTION_STRING`` or
-    Azure AD) into ``target`` until ``stop`` is set, the stream is idle for ``options.until_idle`` s, or (with
-    ``options.available_now``) every partition is read up to the last event it held at the start."""
-    from ..sinks.eventhubs import EventHubConfigError, target_from_config
-
+    """Ingest the stream the Config names into ``target`` until ``stop`` is set, the stream is idle for
+    ``options.until_idle`` s, or (with ``options.available_now``) every partition is read up to the last event it
+    held at the start. ``source``: ``eventhub`` (AMQP: ``EVENTHUB_CONNECTION_STRING`` or Azure AD) or ``kafka``
+    (Event Hubs' Kafka endpoint from the connection string, or any Kafka: ``KAFKA_*``)."""
+    if source not in SOURCES:
+        raise ValueError(f"the ingest source must be one of {', '.join(SOURCES)}, got {source!r}")
     options = options or IngestOptions.from_config(config)
     stop = stop or threading.Event()
-    source = target_from_config(config)
-    if source is None:
-        raise EventHubConfigError("the ingest needs the EVENTHUB_CONNECTION_STRING environment variable (or a "
-                                  "Databricks secret), or EVENTHUB_NAMESPACE + EVENTHUB_NAME for Azure AD")
     quarantine = quarantine or quarantine_target(target)
-    target.check()
-    quarantine.check()
+    reader = _KafkaReader.open(config, options) if source == "kafka" else _EventHubReader.open(config, options)
     started = time.monotonic()
     summary = IngestSummary(str(target))
     buffer = _Buffer(2 * options.max_batch_events)
-    client = source.consumer_client(options.consumer_group, retry_total=3, retry_backoff_factor=0.5)
-    receiver = Receiver(buffer.put, partial(_receive_error, buffer)).start()  # imports the SDK meanwhile
     try:
-        partitions = _partition_ids(client, source)
-        committer = _Committer(target, quarantine, source, partitions)
-        ends = _PartitionEnds(client, source, partitions) if options.available_now else None
-        positions = {p: ("-1" if v is None else v) for p, v in committer.offsets.items()}
-        receiver.receive(ReceiveRequest(source, options.consumer_group, positions,
-                                        prefetch=min(max(300, options.max_batch_events // 4), 2000)))
+        target.check()
+        quarantine.check()
+        partitions = reader.partitions()
+        committer = _Committer(target, quarantine, reader.target, partitions)
+        ends = reader.ends(partitions) if options.available_now else None
+        reader.receive(committer.offsets, buffer, options)
         summary.stopped_by = _loop(buffer, committer, options, stop, summary, on_commit, ends)
-        summary.lag = _lag(client, partitions, committer.offsets)
+        summary.lag = reader.lag(partitions, committer.offsets)
     finally:
         buffer.close()
-        receiver.stop()
-        client.close()
+        reader.close()
     summary.offsets = dict(committer.offsets)
     summary.redelivered = buffer.redelivered
     summary.elapsed = time.monotonic() - started
     if buffer.error is not None and summary.stopped_by == "error":
-        raise ConnectionError(f"receiving from {source.description} failed: {buffer.error}")
+        raise ConnectionError(f"receiving from {reader.description} failed: {buffer.error}")
     return summary
 
 
@@ -336,6 +333,107 @@ def _receive_error(buffer: _Buffer, partition: str | None, fatal: bool, message:
         buffer.error = message
         buffer.close()
     _LOGGER.warning("receiving from partition %s: %s", partition, message)
+
+
+class _EventHubReader:
+    """Event Hubs over AMQP: the SDK receives in a child process (:mod:`.receiver`); management calls here."""
+
+    def __init__(self, source: "EventHubTarget", consumer_group: str) -> None:
+        self.target = source
+        self.consumer_group = consumer_group
+        self.client = source.consumer_client(consumer_group, retry_total=3, retry_backoff_factor=0.5)
+        self.receiver: Receiver | None = None
+        self._buffer: _Buffer | None = None
+
+    @classmethod
+    def open(cls, config: Config, options: IngestOptions) -> "_EventHubReader":
+        from ..sinks.eventhubs import EventHubConfigError, target_from_config
+
+        source = target_from_config(config)
+        if source is None:
+            raise EventHubConfigError("the ingest needs the EVENTHUB_CONNECTION_STRING environment variable (or a "
+                                      "Databricks secret), or EVENTHUB_NAMESPACE + EVENTHUB_NAME for Azure AD")
+        reader = cls(source, options.consumer_group)
+        # The child starts at once and imports the SDK while this process reads the table.
+        reader.receiver = Receiver(reader._on_events, reader._on_error).start()
+        return reader
+
+    @property
+    def description(self) -> str:
+        return self.target.description
+
+    def _on_events(self, *args) -> None:
+        if self._buffer is not None:
+            self._buffer.put(*args)
+
+    def _on_error(self, *args) -> None:
+        if self._buffer is not None:
+            _receive_error(self._buffer, *args)
+
+    def partitions(self) -> list[str]:
+        return _partition_ids(self.client, self.target)
+
+    def ends(self, partitions: list[str]) -> "_PartitionEnds":
+        return _PartitionEnds(self.client, self.target, partitions)
+
+    def receive(self, offsets: dict[str, int | None], buffer: _Buffer, options: IngestOptions) -> None:
+        self._buffer = buffer
+        positions = {p: ("-1" if v is None else v) for p, v in offsets.items()}
+        assert self.receiver is not None
+        self.receiver.receive(ReceiveRequest(self.target, self.consumer_group, positions,
+                                             prefetch=min(max(300, options.max_batch_events // 4), 2000)))
+
+    def lag(self, partitions: list[str], offsets: dict[str, int | None]) -> dict[str, int | None]:
+        return _lag(self.client, partitions, offsets)
+
+    def close(self) -> None:
+        if self.receiver is not None:
+            self.receiver.stop()
+        self.client.close()
+
+
+class _KafkaReader:
+    """Kafka (Event Hubs' Kafka endpoint or any Kafka): librdkafka in this process (:mod:`.kafka_receiver`)."""
+
+    def __init__(self, source) -> None:
+        self.source = source
+        self.target = source.target
+
+    @classmethod
+    def open(cls, config: Config, options: IngestOptions) -> "_KafkaReader":
+        from ..sinks.kafka import kafka_target_from_config
+        from .kafka_receiver import KafkaSource
+
+        return cls(KafkaSource(kafka_target_from_config(config), options.consumer_group, config.send_timeout_sec))
+
+    @property
+    def description(self) -> str:
+        return self.source.description
+
+    def partitions(self) -> list[str]:
+        return self.source.partitions()
+
+    def ends(self, partitions: list[str]) -> "_Ends":
+        return _Ends(self.source.ends(partitions))
+
+    def receive(self, offsets: dict[str, int | None], buffer: _Buffer, options: IngestOptions) -> None:
+        self.source.receive(dict(offsets), buffer.put, partial(_receive_error, buffer))
+
+    def lag(self, partitions: list[str], offsets: dict[str, int | None]) -> dict[str, int | None]:
+        return self.source.lag(partitions, offsets)
+
+    def close(self) -> None:
+        self.source.close()
+
+
+@dataclass
+class _Ends:
+    """Partition ends known at once."""
+
+    values: dict[str, int | None]
+
+    def get(self) -> dict[str, int | None]:
+        return self.values
 
 
 def _partition_ids(client, source: "EventHubTarget") -> list[str]:
@@ -383,7 +481,7 @@ class _PartitionEnds:
         return ends
 
 
-def _caught_up(buffer: _Buffer, committed: dict[str, int | None], partition_ends: _PartitionEnds) -> bool:
+def _caught_up(buffer: _Buffer, committed: dict[str, int | None], partition_ends: Any) -> bool:
     """Whether every partition has been received (or committed) up to its end; call holding ``buffer.cond``."""
     ends = partition_ends.get()
     if ends is None:
@@ -399,7 +497,7 @@ def _caught_up(buffer: _Buffer, committed: dict[str, int | None], partition_ends
 
 
 def _loop(buffer: _Buffer, committer: _Committer, options: IngestOptions, stop: threading.Event,
-          summary: IngestSummary, on_commit, ends: _PartitionEnds | None = None) -> str:
+          summary: IngestSummary, on_commit, ends: Any = None) -> str:
     while True:
         with buffer.cond:
             now = time.monotonic()

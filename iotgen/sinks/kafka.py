@@ -55,7 +55,7 @@ class KafkaUnavailable(ConnectionError):
     """The Kafka endpoint cannot be reached."""
 
 
-def _kafka():
+def kafka_module():
     try:
         import confluent_kafka
     except ImportError:
@@ -84,10 +84,16 @@ class KafkaTarget:
         return f"kafka://{self.bootstrap}/{self.topic} ({self.kind}, {auth})"
 
     @property
-    def host(self) -> str:
-        """The first bootstrap server's host (the Event Hubs namespace host for Event Hubs)."""
-        first = self.bootstrap.split(",")[0].strip()
-        return re.sub(r":\d+$", "", first)
+    def namespace(self) -> str:
+        """The first bootstrap server (``<namespace>.servicebus.windows.net:9093`` for Event Hubs). With
+        :attr:`eventhub`, what identifies the stream in the ingest's table offsets: an event hub read through
+        Kafka has the same identity (host and name) as read through AMQP, and offset = sequence number."""
+        return self.bootstrap.split(",")[0].strip()
+
+    @property
+    def eventhub(self) -> str:
+        """The topic (the event hub, on Event Hubs)."""
+        return self.topic
 
     def client_settings(self, **extra: Any) -> dict[str, Any]:
         """librdkafka settings to connect (contains the password: never print them)."""
@@ -150,9 +156,9 @@ def kafka_target_from_config(config: Config) -> KafkaTarget:
                        config.kafka_ssl_ca_location, kind)
 
 
-def _check_topic(client: Any, target: KafkaTarget, timeout: float, errors: list) -> list[int]:
+def check_topic(client: Any, target: KafkaTarget, timeout: float, errors: list) -> list[int]:
     """The topic's partitions; a clear error for rejected credentials, an unknown topic or no answer."""
-    kafka = _kafka()
+    kafka = kafka_module()
     try:
         metadata = client.list_topics(target.topic, timeout=timeout)
     except kafka.KafkaException as exc:
@@ -256,7 +262,7 @@ class KafkaProducer:
         Raises :class:`KafkaConfigError` (a ``ValueError``) for wrong settings and :class:`KafkaUnavailable`
         when the endpoint does not answer within ``SEND_TIMEOUT_SEC``.
         """
-        kafka = _kafka()
+        kafka = kafka_module()
         target = target or kafka_target_from_config(config)
         partition_key = None if config.partition_key == "none" else config.partition_key
         request_ms = int(config.send_timeout_sec * 1000)
@@ -275,7 +281,7 @@ class KafkaProducer:
         except kafka.KafkaException as exc:
             raise KafkaConfigError(f"Kafka producer settings for {target.description}: {redact(exc)}") from None
         try:
-            partitions = _check_topic(client, target, config.send_timeout_sec, errors)
+            partitions = check_topic(client, target, config.send_timeout_sec, errors)
         except BaseException:
             client.flush(0)
             raise
