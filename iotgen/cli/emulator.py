@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-HELP = "run a local Azure Event Hubs emulator (AMQP 1.0 on 127.0.0.1) for the SDK, notebooks and tests"
+HELP = ("run a local Azure Event Hubs emulator (AMQP 1.0 and Kafka on 127.0.0.1) for the SDK, Kafka clients, "
+        "notebooks and tests")
 
 
 def _emulator_parser() -> argparse.ArgumentParser:

@@ -54,12 +54,17 @@ def _int_in(low: int, high: int) -> type[int]:
     return parse  # type: ignore[return-value]
 
 
-def _kafka_port(text: str) -> int | None:
-    """``--kafka-port``: a port, 0 (no Kafka endpoint) or ``any`` (a free port; the ready line tells which)."""
-    if text.strip().lower() == "any":
-        return 0
-    port = _int_in(0, 65535)(text)
-    return None if port == 0 else port
+def _kafka_port(text: str) -> str:
+    """``--kafka-port``: a port, 0 (no Kafka endpoint) or ``any`` (a free port; the ready line tells which).
+    Kept as text (``iotgen emulator`` passes it on); :func:`kafka_listen_port` turns it into a port."""
+    text = str(text).strip().lower()
+    return text if text == "any" else str(_int_in(0, 65535)(text))
+
+
+def kafka_listen_port(value: str | int) -> int | None:
+    """The port to listen on for a ``--kafka-port`` value: None for no Kafka endpoint, 0 for any free port."""
+    value = str(value)
+    return 0 if value == "any" else (int(value) or None)
 
 
 def _positive_float(text: str) -> float:
@@ -97,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", default=5672, type=_int_in(0, 65535),
                         help="port to listen on, 0 for any free port (default: 5672)")
-    parser.add_argument("--kafka-port", default=DEFAULT_KAFKA_PORT, type=_kafka_port, metavar="PORT",
+    parser.add_argument("--kafka-port", default=str(DEFAULT_KAFKA_PORT), type=_kafka_port, metavar="PORT",
                         help="port of the Kafka endpoint (SASL_PLAINTEXT, PLAIN with user $ConnectionString and the "
                              f"connection string as password); 0: none; any: a free port (default: {DEFAULT_KAFKA_PORT})")
     parser.add_argument("--hub", action="append", type=_hub_name, metavar="NAME",
@@ -157,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         emulator = EventHubsEmulator(
             hubs=hubs, partitions=args.partitions, host=args.host, port=args.port, key_name=args.key_name,
             key=key, data_dir=args.data_dir, max_message_size=args.max_message_size, idle_timeout=args.idle_timeout,
-            max_partition_bytes=args.max_partition_mb * 2**20, kafka_port=args.kafka_port)
+            max_partition_bytes=args.max_partition_mb * 2**20, kafka_port=kafka_listen_port(args.kafka_port))
     except StoreError as exc:
         parser.error(f"argument --partitions: {exc}")
     except OSError as exc:
@@ -165,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         asyncio.run(_serve(emulator, hubs))
     except OSError as exc:
-        ports = f"{args.port}" if args.kafka_port is None else f"{args.port} (AMQP) and {args.kafka_port} (Kafka)"
+        ports = f"{args.port}" if kafka_listen_port(args.kafka_port) is None else \
+            f"{args.port} (AMQP) and {args.kafka_port} (Kafka)"
         print(f"{PROG}: error: cannot listen on {args.host}:{ports}: {exc.strerror or exc}", file=sys.stderr)
         emulator.store.close()
         return 1

@@ -17,7 +17,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..sinks.kafka import KafkaConfigError, KafkaTarget, KafkaUnavailable, check_topic, kafka_module
+from ..sinks.kafka import (
+    LIBRDKAFKA_LOG,
+    KafkaConfigError,
+    KafkaTarget,
+    KafkaUnavailable,
+    check_topic,
+    kafka_module,
+)
 from ..sinks.eventhubs import redact
 
 _LOGGER = logging.getLogger(__name__)
@@ -43,10 +50,10 @@ class KafkaSource:
             "auto.offset.reset": "earliest", "enable.partition.eof": False,
             "queued.max.messages.kbytes": PREFETCH_KBYTES, "fetch.max.bytes": 16 * 1024 * 1024,
             "max.partition.fetch.bytes": 4 * 1024 * 1024, "fetch.wait.max.ms": 100,
-            "error_cb": self._errors.append, "log_level": 3,
+            "error_cb": self._errors.append,
         })
         try:
-            self.consumer = kafka.Consumer(settings)
+            self.consumer = kafka.Consumer(settings, logger=LIBRDKAFKA_LOG)
         except kafka.KafkaException as exc:
             raise KafkaConfigError(f"Kafka consumer settings for {target.description}: {redact(exc)}") from None
         self._thread: threading.Thread | None = None

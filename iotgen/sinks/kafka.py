@@ -157,26 +157,46 @@ def kafka_target_from_config(config: Config) -> KafkaTarget:
 
 
 def check_topic(client: Any, target: KafkaTarget, timeout: float, errors: list) -> list[int]:
-    """The topic's partitions; a clear error for rejected credentials, an unknown topic or no answer."""
+    """The topic's partitions; a clear error for rejected credentials (at once), an unknown topic, or no answer
+    within ``timeout`` seconds. ``errors`` is the list the client's ``error_cb`` appends to."""
     kafka = kafka_module()
-    try:
-        metadata = client.list_topics(target.topic, timeout=timeout)
-    except kafka.KafkaException as exc:
-        auth = [e for e in errors if e.code() in (kafka.KafkaError._AUTHENTICATION,
-                                                  kafka.KafkaError.SASL_AUTHENTICATION_FAILED)]
-        if auth:
-            what = "EVENTHUB_CONNECTION_STRING" if target.sasl_username == CONNECTION_STRING_USER else \
-                "KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD"
-            raise KafkaConfigError(f"{what}: authentication to {target.description} failed "
-                                   f"({redact(auth[0].str())})") from None
-        detail = redact(errors[-1].str()) if errors else redact(exc)
-        raise KafkaUnavailable(f"cannot reach the Kafka endpoint {target.description} within {timeout:g} s: "
-                               f"{detail}") from None
+    deadline = time.monotonic() + timeout
+    auth_codes = (kafka.KafkaError._AUTHENTICATION, kafka.KafkaError.SASL_AUTHENTICATION_FAILED)
+    while True:
+        try:
+            metadata = client.list_topics(target.topic, timeout=min(1.0, max(0.1, deadline - time.monotonic())))
+            break
+        except kafka.KafkaException as exc:
+            client.poll(0.1)  # serves error_cb
+            auth = [e for e in errors if e.code() in auth_codes]
+            if auth:
+                what = "EVENTHUB_CONNECTION_STRING" if target.sasl_username == CONNECTION_STRING_USER else \
+                    "KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD"
+                raise KafkaConfigError(f"{what}: authentication to {target.description} failed "
+                                       f"({redact(auth[0].str())})") from None
+            if time.monotonic() >= deadline:
+                detail = redact(errors[-1].str()) if errors else redact(exc)
+                raise KafkaUnavailable(f"cannot reach the Kafka endpoint {target.description} within {timeout:g} s: "
+                                       f"{detail}") from None
     topic = metadata.topics.get(target.topic)
     if topic is None or topic.error is not None:
         reason = topic.error.str() if topic is not None and topic.error is not None else "not found"
         raise KafkaConfigError(f"KAFKA_TOPIC: topic {target.topic!r} at {target.bootstrap}: {reason}")
     return sorted(topic.partitions)
+
+
+class _QuietLog:
+    """librdkafka's own log lines go to Python logging at DEBUG (``iotgen -v`` shows them); errors reach the
+    user once, through the checks and the delivery reports, not as a stream of lines on stderr."""
+
+    def __init__(self, name: str) -> None:
+        self._logger = logging.getLogger(name)
+
+    def log(self, level: int, message: str, *args: Any) -> None:
+        self._logger.debug(message, *args)
+
+
+LIBRDKAFKA_LOG = _QuietLog("iotgen.librdkafka")
 
 
 # ---- what is sent ---------------------------------------------------------------------------------------------
@@ -274,10 +294,10 @@ class KafkaProducer:
             "queue.buffering.max.messages": QUEUE_MESSAGES, "queue.buffering.max.kbytes": 1_048_576,
             "request.timeout.ms": request_ms, "retries": config.send_retries,
             "message.timeout.ms": min(2**31 - 1, request_ms * (config.send_retries + 1)),
-            "error_cb": errors.append, "log_level": 3,
+            "error_cb": errors.append,
         })
         try:
-            client = kafka.Producer(settings)
+            client = kafka.Producer(settings, logger=LIBRDKAFKA_LOG)
         except kafka.KafkaException as exc:
             raise KafkaConfigError(f"Kafka producer settings for {target.description}: {redact(exc)}") from None
         try:

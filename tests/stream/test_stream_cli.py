@@ -74,7 +74,7 @@ def test_stream_errors_have_the_documented_status(emulator, monkeypatch, capsys)
 def test_emulator_command_runs_the_local_endpoint_until_sigterm(tmp_path):
     environment = {**os.environ, "IOTGEN_EMULATOR_KEY": "test-key-123456789"}
     process = subprocess.Popen([sys.executable, "-m", "iotgen.cli", "emulator", "--port", "0", "--hub", "cli-hub",
-                                "--partitions", "2", "--data-dir", str(tmp_path / "data")],
+                                "--partitions", "2", "--data-dir", str(tmp_path / "data"), "--kafka-port", "any"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
                                env=environment)
     try:
@@ -91,6 +91,12 @@ def test_emulator_command_runs_the_local_endpoint_until_sigterm(tmp_path):
                 "SharedAccessKey=test-key-123456789;UseDevelopmentEmulator=true;EntityPath=cli-hub")
         with EventHubProducerClient.from_connection_string(conn) as client:
             assert client.get_partition_ids() == ["0", "1"]
+        from confluent_kafka.admin import AdminClient  # the same hub through the Kafka endpoint
+
+        kafka_port = int(re.search(r"kafka-port=(\d+)", line).group(1))
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{kafka_port}", "security.protocol": "SASL_PLAINTEXT",
+                             "sasl.mechanism": "PLAIN", "sasl.username": "$ConnectionString", "sasl.password": conn})
+        assert sorted(admin.list_topics(timeout=30).topics["cli-hub"].partitions) == [0, 1]
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
@@ -101,6 +107,8 @@ def test_emulator_command_passes_only_the_options_given(capsys):
     parser = build_parser()
     args = parser.parse_args(["emulator", "--port", "0", "--hub", "a", "--hub", "b", "--idle-timeout", "5"])
     assert emulator_argv(args) == ["--port", "0", "--hub", "a", "--hub", "b", "--idle-timeout", "5.0"]
+    for kafka in ("0", "any", "9093"):  # off, a free port, a port: passed on as given
+        assert emulator_argv(parser.parse_args(["emulator", "--kafka-port", kafka])) == ["--kafka-port", kafka]
     assert emulator_argv(parser.parse_args(["emulator"])) == []
     with pytest.raises(SystemExit) as info:
         main(["emulator", "--partitions", "0"])
