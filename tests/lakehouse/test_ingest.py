@@ -225,7 +225,7 @@ def test_ctrl_c_commits_what_is_buffered_and_prints_a_summary(tmp_path, emulator
     (["--target", "delta:{out}", "--max-batch-events", "0"], "INGEST_MAX_BATCH_EVENTS must be an integer >= 1"),
     (["--target", "delta:{out}", "--until-idle", "-1"], "INGEST_UNTIL_IDLE must be a finite number > 0"),
     (["--target", "delta:{out}", "--json-column-mode", "blob"], "JSON_COLUMN_MODE must be one of variant, string"),
-    (["--target", "delta:{out}", "--source", "kafka"], "--source must be one of eventhub, got 'kafka'"),
+    (["--target", "delta:{out}", "--source", "pulsar"], "--source must be one of eventhub, kafka, got 'pulsar'"),
     (["--target", "delta:{blocker}"], "is a non-empty folder that is not a Delta table"),
     (["--target", "delta:{out}", "--no-connection"], "the ingest needs the EVENTHUB_CONNECTION_STRING"),
 ])
