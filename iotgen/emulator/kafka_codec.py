@@ -577,6 +577,8 @@ class KafkaRecord:
     value: bytes | None
     headers: list[tuple[str, bytes | None]]
     timestamp: int
+    #: The record's key, value and headers as they were encoded (set when read from a batch).
+    tail: bytes | None = None
 
 
 @dataclass
@@ -633,6 +635,7 @@ def _read_records(data: bytes, count: int, base_timestamp: int) -> list[KafkaRec
         record.int8()  # attributes (unused)
         timestamp = base_timestamp + record.varint()
         record.varint()  # offset delta
+        tail_start = record.pos
         key_length = record.varint()
         key = None if key_length < 0 else record.raw(key_length)
         value_length = record.varint()
@@ -650,7 +653,7 @@ def _read_records(data: bytes, count: int, base_timestamp: int) -> list[KafkaRec
             headers.append((name, None if header_length < 0 else record.raw(header_length)))
         if record.pos != end:
             raise BatchError(ErrorCode.CORRUPT_MESSAGE, "a record's length does not match its fields")
-        records.append(KafkaRecord(key, value, headers, timestamp))
+        records.append(KafkaRecord(key, value, headers, timestamp, bytes(data[tail_start:end])))
         reader.pos = end
     if reader.remaining:
         raise BatchError(ErrorCode.CORRUPT_MESSAGE, "bytes after the last record of a batch")

@@ -582,7 +582,9 @@ class KafkaEndpoint:
                     event = partition.event(first + i)
                 except IndexError:  # dropped at once by the memory budget
                     continue
-                partition.cache_kafka_tail(event, encode_record_tail(record.key, record.value, record.headers))
+                tail = record.tail if record.tail is not None else \
+                    encode_record_tail(record.key, record.value, record.headers)
+                partition.cache_kafka_tail(event, tail)
                 when = event.enqueued_time
             if idempotent:
                 self.producers.record(partition, batch.producer_id, batch.producer_epoch, batch.base_sequence,

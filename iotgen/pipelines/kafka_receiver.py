@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from ..sinks.kafka import (
     LIBRDKAFKA_LOG,

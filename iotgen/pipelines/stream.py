@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 from ..catalogs import Catalogs
 from ..config import Config, Secret
 from ..generator import BLOCK_SIZE, GeneratorSpec, generate_events
-from ..sinks.eventhubs import EventHubProducer, EventHubTarget, SendStats, target_from_config
+from ..sinks.eventhubs import EventHubProducer, SendStats, target_from_config
 from ..spec_file import generator_spec
 from .token_bucket import TokenBucket
 

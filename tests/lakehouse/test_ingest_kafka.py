@@ -79,7 +79,7 @@ def test_kafka_ingest_from_a_kafka_broker(tmp_path, kafka_broker, duck):
         producer.poll(0)
     assert producer.flush(TIMEOUT) == 0
     config = Config(kafka_bootstrap_servers=kafka_broker.bootstrap, kafka_topic=topic)
-    target = parse_target(f"iceberg:iot.k", catalog=str(tmp_path / "wh"))
+    target = parse_target("iceberg:iot.k", catalog=str(tmp_path / "wh"))
     summary = run_ingest(config, target, IngestOptions(max_batch_events=700, available_now=True), source="kafka")
     assert (summary.events, summary.quarantined) == (2000, 0)
     assert summary.offsets and sum(v + 1 for v in summary.offsets.values()) == 2000
