@@ -323,7 +323,7 @@ def _run(plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer,
             chunk = producer.prepare(events, first)
             if bytes_bucket is not None:
                 bytes_bucket.acquire(chunk.size)
-            while len(in_flight) >= IN_FLIGHT:
+            while len(in_flight) >= getattr(producer, "in_flight", IN_FLIGHT):
                 if not state.settle(in_flight):
                     break
             if state.summary.stopped_by == "failure":
