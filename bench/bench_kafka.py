@@ -20,6 +20,7 @@ import argparse
 import datetime as dt
 import os
 import platform
+import resource
 import secrets
 import statistics
 import sys
@@ -49,10 +50,21 @@ def generate_rate(n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def stream_rate(config: Config, n: int, start_event: int) -> float:
+CPU_PER_EVENT: dict[str, list[float]] = {}
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # this process, all its threads
+    return usage.ru_utime + usage.ru_stime
+
+
+def stream_rate(config: Config, n: int, start_event: int, label: str = "") -> float:
+    cpu = _cpu_seconds()
     summary = stream_events(config.replace(stream_events=n, stream_start_event=start_event, batch_size=BATCH,
                                            sleep_interval_sec=0, random_seed=1))
     assert summary.acknowledged == n and summary.failed == 0, str(summary)
+    if label:
+        CPU_PER_EVENT.setdefault(label, []).append((_cpu_seconds() - cpu) / n * 1e6)
     return summary.events_per_sec
 
 
@@ -97,10 +109,13 @@ def main() -> int:
             offset = round_ * max(args.events, args.local_events)
             for label, call in (
                 ("generate + encode only (reference)", lambda: generate_rate(args.events)),
-                ("Kafka producer -> Apache Kafka broker", lambda: stream_rate(to_broker, args.events, offset)),
+                ("Kafka producer -> Apache Kafka broker",
+                 lambda: stream_rate(to_broker, args.events, offset, "Kafka producer -> Apache Kafka broker")),
                 ("Kafka producer -> emulator (Kafka endpoint)",
-                 lambda: stream_rate(to_emulator_kafka, args.local_events, offset)),
-                ("AMQP producer -> emulator (AMQP)", lambda: stream_rate(to_emulator_amqp, args.local_events, offset)),
+                 lambda: stream_rate(to_emulator_kafka, args.local_events, offset,
+                                     "Kafka producer -> emulator (Kafka endpoint)")),
+                ("AMQP producer -> emulator (AMQP)", lambda: stream_rate(to_emulator_amqp, args.local_events, offset,
+                                                                         "AMQP producer -> emulator (AMQP)")),
             ):
                 produce.setdefault(label, []).append(call())
             print(f"round {round_ + 1}: " + ", ".join(f"{k}: {v[-1]:,.0f}/s" for k, v in produce.items()),
@@ -146,8 +161,11 @@ def main() -> int:
         f"the producer or ingest, the broker (Java 17, Apache Kafka 4.1.1, KRaft) and the emulator (pure Python), "
         f"Python {platform.python_version()}, {dt.date.today()}. Ranges over {args.rounds} rounds.", "",
         "## Producers (one process, `iotgen stream` loop)", "",
-        "| contender | events/s, median | range |", "|---|---|---|",
-        *[f"| {label} | {cell(values)} |" for label, values in produce.items()], "",
+        "| contender | events/s, median | range | producer CPU per event (all threads), median | events/s on a "
+        "core of its own (1 s / CPU per event) |", "|---|---|---|---|---|",
+        *[f"| {label} | {cell(values)} | " + (
+            f"{statistics.median(CPU_PER_EVENT[label]):.1f} us | {1e6 / statistics.median(CPU_PER_EVENT[label]):,.0f}"
+            if label in CPU_PER_EVENT else "- | -") + " |" for label, values in produce.items()], "",
         "## Ingest into Delta (VARIANT), available-now", "",
         "| contender | events/s, median | range | x AMQP ingest (same round) |", "|---|---|---|---|",
     ]
