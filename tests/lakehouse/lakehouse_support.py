@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -73,3 +77,25 @@ def ingest_command(*args: str) -> list[str]:
 
 def as_json(value) -> object:
     return json.loads(value) if isinstance(value, str) else value
+
+
+def kill_and_restart(conn: str, target_arg: str, extra: list[str], kills: int, seed: int) -> int:
+    """Start the ingest CLI, SIGKILL it at a random moment (1-3 s in), ``kills`` times; then run it with
+    ``--available-now`` to the end. Returns how many kills landed on a running ingest."""
+    rng = random.Random(seed)
+    env = ingest_env(conn)
+    args = ["--target", target_arg, "--max-batch-events", "300", "--max-batch-seconds", "0.3", *extra]
+    landed = 0
+    for _ in range(kills):
+        process = subprocess.Popen(ingest_command(*args), env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(1.0, 3.0))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            landed += 1
+        process.wait(30)
+    final = subprocess.run(ingest_command(*args, "--available-now"), env=env, cwd=ROOT, capture_output=True,
+                           text=True, timeout=120)
+    assert final.returncode == 0, final.stderr
+    assert "stopped by available now" in final.stderr
+    return landed

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 import signal
 import subprocess
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from lakehouse_support import ROOT, bodies_of, events, ingest_command, ingest_env, send
+from lakehouse_support import ROOT, bodies_of, events, ingest_command, ingest_env, kill_and_restart, send
 
 from iotgen.config import Config
 from iotgen.pipelines.ingest import IngestOptions, offsets_app_id, run_ingest
@@ -107,27 +106,6 @@ def test_available_now_on_an_empty_hub_stops_at_once_and_writes_nothing(tmp_path
     assert not target.exists()
 
 
-def _kill_and_restart(conn: str, target_arg: str, extra: list[str], tmp_path: Path, kills: int, seed: int) -> int:
-    """Start the ingest CLI, SIGKILL it at a random moment, ``kills`` times; then run it to idle."""
-    rng = random.Random(seed)
-    env = ingest_env(conn)
-    args = ["--target", target_arg, "--max-batch-events", "300", "--max-batch-seconds", "0.3", *extra]
-    landed = 0
-    for _ in range(kills):
-        process = subprocess.Popen(ingest_command(*args), env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.0, 3.0))
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            landed += 1
-        process.wait(30)
-    final = subprocess.run(ingest_command(*args, "--available-now"), env=env, cwd=ROOT, capture_output=True,
-                           text=True, timeout=120)
-    assert final.returncode == 0, final.stderr
-    assert "stopped by available now" in final.stderr
-    return landed
-
-
 @pytest.mark.parametrize("fmt", ["delta", "iceberg"])
 def test_sigkill_at_random_moments_ten_times_keeps_every_event_exactly_once(tmp_path, emulator, duck, fmt):
     hub = f"kill-{fmt}"
@@ -138,7 +116,7 @@ def test_sigkill_at_random_moments_ten_times_keeps_every_event_exactly_once(tmp_
         target_arg, extra = f"delta:{tmp_path / 't'}", []
     else:
         target_arg, extra = "iceberg:iot.t", ["--catalog", str(tmp_path / "wh")]
-    landed = _kill_and_restart(conn, target_arg, extra, tmp_path, kills=10, seed=len(fmt))
+    landed = kill_and_restart(conn, target_arg, extra, kills=10, seed=len(fmt))
     assert landed >= 10
     if fmt == "delta":
         table = f"delta_scan('{tmp_path / 't'}')"

@@ -3,15 +3,11 @@ endpoint (events sent with AMQP, as on Event Hubs) and from a real Kafka broker.
 
 from __future__ import annotations
 
-import random
 import secrets
-import signal
-import subprocess
-import time
 
 import pytest
 from confluent_kafka import Producer
-from lakehouse_support import ROOT, bodies_of, events, ingest_command, ingest_env, send
+from lakehouse_support import bodies_of, events, kill_and_restart, send
 
 from iotgen.config import Config
 from iotgen.pipelines.ingest import IngestOptions, offsets_app_id, run_ingest
@@ -91,24 +87,9 @@ def test_sigkill_at_random_moments_keeps_every_event_exactly_once(tmp_path, kafk
     conn = kafka_hubs.connection_string_for("k-kill")
     data = events(4000, seed=54)
     send(conn, bodies_of(data) + [b"{broken"])
-    env = ingest_env(conn)
-    args = ["--source", "kafka", "--bootstrap-servers", kafka_hubs.kafka_bootstrap, "--target",
-            f"delta:{tmp_path / 't'}", "--max-batch-events", "300", "--max-batch-seconds", "0.3"]
-    rng = random.Random(12)
-    landed = 0
-    for _ in range(8):
-        process = subprocess.Popen(ingest_command(*args), env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.0, 2.5))
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            landed += 1
-        process.wait(30)
+    extra = ["--source", "kafka", "--bootstrap-servers", kafka_hubs.kafka_bootstrap]
+    landed = kill_and_restart(conn, f"delta:{tmp_path / 't'}", extra, kills=8, seed=12)
     assert landed >= 8
-    final = subprocess.run(ingest_command(*args, "--available-now"), env=env, cwd=ROOT, capture_output=True,
-                           text=True, timeout=120)
-    assert final.returncode == 0, final.stderr
-    assert "stopped by available now" in final.stderr
     ids = duck.sql(f"SELECT event_id FROM delta_scan('{tmp_path / 't'}')").arrow().read_all()
     ids = ids.column("event_id").to_pylist()
     assert len(ids) == len(set(ids)) == 4000 and set(ids) == set(data.column("event_id").to_pylist())
