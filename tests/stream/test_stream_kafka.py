@@ -148,3 +148,18 @@ def test_lost_endpoint_counts_every_event_and_names_the_resume_point(emulator_fa
     assert summary.failed > 0 and summary.errors
     assert 1000 <= summary.resume_from < 40_000
     assert re.search(r"STREAM_START_EVENT=\d+", str(summary))
+
+
+def test_with_nothing_configured_a_local_emulator_with_a_kafka_endpoint_is_started(monkeypatch):
+    from iotgen.pipelines.stream import connect
+
+    monkeypatch.delenv("EVENTHUB_CONNECTION_STRING", raising=False)
+    config = Config(stream_protocol="kafka", random_seed=2, stream_events=300, sleep_interval_sec=0)
+    with connect(config) as connection:
+        assert connection.local and connection.target.kind == "local emulator"
+        summary = stream_events(connection.config, connection.producer)
+        assert (summary.acknowledged, summary.failed) == (300, 0)
+        emulator = connection.emulator
+        got = read_kafka(_emulator_settings(emulator), "iot-events", 300)
+        assert len(got) == 300
+    assert not emulator.running  # stopped with the connection
