@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from conftest import PARTITIONS, TIMEOUT, consume
+from kafka_support import PARTITIONS, TIMEOUT, consume
 
 
 def _produce(endpoint, topic: str, n: int, **settings) -> list:

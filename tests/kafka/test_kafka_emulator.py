@@ -15,7 +15,7 @@ from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerCl
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from conftest import TIMEOUT, consume, namespace_connection_string
+from kafka_support import TIMEOUT, consume, namespace_connection_string, next_emulator_topic
 from iotgen.emulator import EmulatorProcess
 from iotgen.emulator.codec import Int, decode_value
 from iotgen.emulator.kafka_codec import (
@@ -59,11 +59,7 @@ def _amqp_receive(connection_string: str, count: int) -> list:
 
 @pytest.fixture
 def hub(kafka_emulator):
-    from conftest import EMULATOR_TOPICS, _next_topic
-
-    index = next(_next_topic)
-    assert index < len(EMULATOR_TOPICS)
-    return EMULATOR_TOPICS[index]
+    return next_emulator_topic()
 
 
 # ---- across protocols -----------------------------------------------------------------------------------------
