@@ -345,13 +345,11 @@ def example_spec_path() -> str:
 
 def spec_mapping(path: str) -> dict:
     """A spec file as a mapping (to change in a notebook, then pass as ``spec=`` or :func:`save_spec`)."""
-    import yaml
-
+    from iotgen.config import read_yaml_file
     from iotgen.spec_file import load_spec
 
     load_spec(path)  # validated first: errors name the field
-    with open(path, encoding="utf-8") as file:
-        return yaml.safe_load(file) or {}
+    return read_yaml_file(path, "SPEC_FILE") or {}
 
 
 def save_spec(spec: Mapping[str, Any], folder: str, name: str = "spec.yaml") -> str:

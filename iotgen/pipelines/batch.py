@@ -13,7 +13,6 @@ import datetime as dt
 import multiprocessing
 import os
 import shutil
-import tempfile
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -28,11 +27,12 @@ from ..config import Config
 from ..generator import GeneratorSpec, generate_range
 from ..schema import SCHEMA_VERSION
 from ..sinks.files import EXTENSIONS, EventFileWriter, check_output_dir, encode_chunk, publish, run_name, \
-    write_manifest
+    temporary_folder, write_manifest
 from ..sinks.labels import LabelsWriter
 from ..scenarios import truth_range
 from ..spec_file import describe, drift_timeline, generator_spec
 from .. import __version__
+from .parent_watch import exit_with_parent
 
 
 @dataclass
@@ -43,6 +43,11 @@ class BatchResult:
     count: int
     seed: int
     manifest: dict = field(default_factory=dict)
+
+
+def _worker_start(parent_pid: int) -> None:
+    retain_freed_memory()
+    exit_with_parent(parent_pid)  # a killed `iotgen generate` takes its workers (hundreds of MB each) with it
 
 
 def _chunk_job(spec: GeneratorSpec, start: int, stop: int, fmt: str, first: bool):
@@ -77,13 +82,13 @@ def write_files(
     parts = max(1, -(-count // config.events_per_file))
     base = run_name(config.output_filename_prefix, now)
     as_folder = parts > 1 or spec.scenarios is not None  # scenarios: events, _labels and _manifest.json together
-    target = folder if not as_folder else Path(tempfile.mkdtemp(dir=folder, prefix=f".{base}.", suffix=".tmp"))
+    target = folder if not as_folder else temporary_folder(folder, base)
     writers: dict[int, EventFileWriter] = {}
     finished: list[tuple[int, EventFileWriter]] = []
     # spawn, not fork: the caller may have threads (DuckDB's pool, the SDK, Spark's py4j), and a forked copy of a
     # threaded process can crash or hang in the first lock one of those threads held
     pool = ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=retain_freed_memory) if config.workers > 1 else None
+                               initializer=_worker_start, initargs=(os.getpid(),)) if config.workers > 1 else None
     labels = None
     try:
         if spec.scenarios is not None:
