@@ -87,7 +87,8 @@ class EmulatorProcess:
 
     def _command(self, port: int) -> list[str]:
         command = [sys.executable, "-m", "iotgen.emulator", "--host", self.host, "--port", str(port),
-                   "--partitions", str(self.partitions), "--key-name", self.key_name]
+                   "--partitions", str(self.partitions), "--key-name", self.key_name,
+                   "--parent-pid", str(os.getpid())]  # it stops when this process dies, however it dies
         for hub in self.hubs:
             command += ["--hub", hub]
         if self.data_dir is not None:
