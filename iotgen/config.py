@@ -223,6 +223,9 @@ class Config:
         1_000_000, _integer(1, 10**12), "Larger runs are split into parts with a manifest.")
     chunk_size: int = _param(65_536, _integer(1, 4_194_304), "Events generated per chunk (bounds memory).")
     workers: int = _param(1, _integer(1, 256), "Worker processes for generation.")
+    preview_events: int = _param(
+        100_000, _integer(0, 10_000_000),
+        "A notebook's batch preview holds every event up to this many, else an even sample of this many.")
     # Event Hubs
     eventhub_namespace: str = _param("", _text, "Event Hubs namespace (for Azure AD auth), e.g. myns.")
     eventhub_name: str = _param("", _text, "Event hub (entity) name.")

@@ -24,7 +24,7 @@ import pyarrow as pa
 from ..allocator import retain_freed_memory
 from ..catalogs import Catalogs
 from ..config import Config
-from ..generator import GeneratorSpec, generate_range
+from ..generator import GeneratorSpec, generate_events, generate_range
 from ..schema import SCHEMA_VERSION
 from ..sinks.files import EXTENSIONS, EventFileWriter, check_output_dir, encode_chunk, publish, run_name, \
     temporary_folder, write_manifest
@@ -32,6 +32,7 @@ from ..sinks.labels import LabelsWriter
 from ..scenarios import truth_range
 from ..spec_file import describe, drift_timeline, generator_spec
 from .. import __version__
+from .batch_stats import BatchStats, ChunkStats, bucket_us, chunk_stats
 from .parent_watch import exit_with_parent
 
 
@@ -50,11 +51,24 @@ def _worker_start(parent_pid: int) -> None:
     exit_with_parent(parent_pid)  # a killed `iotgen generate` takes its workers (hundreds of MB each) with it
 
 
-def _chunk_job(spec: GeneratorSpec, start: int, stop: int, fmt: str, first: bool):
+@dataclass
+class _Chunk:
+    """What one chunk job hands back: the encoded events (a RecordBatch for Parquet), the ground truth of the
+    scenarios (if any) and the chunk's statistics (if asked for)."""
+
+    data: bytes | pa.RecordBatch
+    truth: pa.Table | None = None
+    stats: ChunkStats | None = None
+
+
+def _chunk_job(spec: GeneratorSpec, start: int, stop: int, fmt: str, first: bool,
+               sampling: tuple[int, int] | None = None) -> _Chunk:
     batch = generate_range(spec, start, stop)
-    result = batch if fmt == "parquet" else encode_chunk(batch, fmt, first)
-    # With scenarios, the chunk's ground truth too (from the same process's cache: no second generation).
-    return result if spec.scenarios is None else (result, truth_range(spec, start, stop))
+    return _Chunk(
+        batch if fmt == "parquet" else encode_chunk(batch, fmt, first),
+        # the scenarios' ground truth from the same process's cache: no second generation
+        None if spec.scenarios is None else truth_range(spec, start, stop),
+        None if sampling is None else chunk_stats(batch, start, *sampling))
 
 
 def _chunk_bounds(count: int, chunk_size: int, events_per_file: int) -> Iterator[tuple[int, int, int, bool]]:
@@ -73,8 +87,10 @@ def write_files(
     *,
     now: dt.datetime | None = None,
     on_progress: Callable[[int], None] | None = None,
+    stats: BatchStats | None = None,
 ) -> BatchResult:
-    """Generate ``NUM_EVENTS`` events and write them under ``OUTPUT_DIR`` as ``OUTPUT_FORMAT``."""
+    """Generate ``NUM_EVENTS`` events and write them under ``OUTPUT_DIR`` as ``OUTPUT_FORMAT``; with ``stats``,
+    gather the run's statistics and preview from the same chunks (see :mod:`iotgen.pipelines.batch_stats`)."""
     spec = generator_spec(config, catalogs, now)  # + SPEC_FILE's catalogs, fleet (PROFILE) and scenarios
     folder = check_output_dir(config.output_dir)
     fmt = config.output_format
@@ -97,10 +113,12 @@ def write_files(
 
         def drain_one() -> None:
             part, start, stop, job = window.popleft()
-            result = job.result() if isinstance(job, Future) else job
+            chunk = job.result() if isinstance(job, Future) else job
             if labels is not None:
-                result, truth = result
-                labels.add(truth)
+                labels.add(chunk.truth)
+            if stats is not None:
+                stats.add(chunk.stats)
+            result = chunk.data
             writer = writers.get(part)
             if writer is None:
                 for done_part in sorted(writers):
@@ -113,11 +131,12 @@ def write_files(
             if on_progress:
                 on_progress(stop - start)
 
+        sampling = None if stats is None else (stats.every, bucket_us(spec.window_span_ms))
         for part, start, stop, first in _chunk_bounds(count, config.chunk_size, config.events_per_file):
             if pool is None:
-                window.append((part, start, stop, _chunk_job(spec, start, stop, fmt, first)))
+                window.append((part, start, stop, _chunk_job(spec, start, stop, fmt, first, sampling)))
             else:
-                window.append((part, start, stop, pool.submit(_chunk_job, spec, start, stop, fmt, first)))
+                window.append((part, start, stop, pool.submit(_chunk_job, spec, start, stop, fmt, first, sampling)))
             while len(window) > (2 * config.workers if pool else 0):
                 drain_one()
         while window:
@@ -178,3 +197,19 @@ def _publish(finished, folder: Path, target: Path, base: str, fmt: str, spec: Ge
     write_manifest(target, manifest)
     final = publish(target, folder, base, "")
     return BatchResult([final], count, spec.seed, manifest)
+
+
+def gather_stats(config: Config, catalogs: Catalogs | None = None, *, now: dt.datetime | None = None,
+                 on_progress: Callable[[int], None] | None = None) -> BatchStats:
+    """The statistics and preview of the run ``config`` describes, generated chunk by chunk and written nowhere
+    (what a notebook shows when ``SAVE_JSON`` is false); the same numbers :func:`write_files` gathers."""
+    spec = generator_spec(config, catalogs, now)
+    stats = BatchStats(config.num_events, config.preview_events)
+    every, bucket = stats.every, bucket_us(spec.window_span_ms)
+    start = 0
+    for batch in generate_events(spec, config.num_events, chunk_size=config.chunk_size):
+        stats.add(chunk_stats(batch, start, every, bucket))
+        start += batch.num_rows
+        if on_progress:
+            on_progress(batch.num_rows)
+    return stats
