@@ -72,6 +72,27 @@ def test_bytes_identical_across_workers_and_chunk_sizes(tmp_path, fmt):
     assert len(contents) == 1
 
 
+@pytest.mark.parametrize("fmt", ["ndjson", "parquet"])
+def test_parts_written_by_workers_equal_those_of_one_process_with_labels_and_manifest(tmp_path, fmt):
+    """With several parts, each worker writes whole parts (no event bytes through the parent): the folder is the
+    same, part for part, labels and manifest included."""
+    from pathlib import Path as P
+
+    spec = P(__file__).resolve().parents[1] / "iotgen" / "example_spec.yaml"
+    runs = []
+    for i, (workers, chunk) in enumerate([(1, 4_000), (2, 3_000), (3, 9_999)]):
+        cfg = config(tmp_path / str(i), output_format=fmt, num_events=25_000, events_per_file=6_000,
+                     workers=workers, chunk_size=chunk, spec_file=str(spec), device_count=50)
+        (folder,) = write_files(cfg, now=NOW).paths
+        manifest = json.loads((folder / "_manifest.json").read_text())
+        manifest.pop("created_at")
+        files = {p.name: (pq.read_table(p).to_pylist() if p.suffix == ".parquet" else p.read_bytes())
+                 for p in sorted(folder.iterdir()) if p.name != "_manifest.json"}
+        runs.append((manifest, files))
+        assert [p["count"] for p in manifest["parts"]] == [6_000] * 4 + [1_000]
+    assert runs[0] == runs[1] == runs[2]
+
+
 def test_never_overwrites_an_existing_file(tmp_path):
     first = write_files(config(tmp_path, num_events=10), now=NOW).paths[0]
     before = first.read_bytes()

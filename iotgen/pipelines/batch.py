@@ -71,6 +71,40 @@ def _chunk_job(spec: GeneratorSpec, start: int, stop: int, fmt: str, first: bool
         None if sampling is None else chunk_stats(batch, start, *sampling))
 
 
+@dataclass
+class _Part:
+    """A part file a worker wrote (under a temporary name in the run's folder), with what its chunks gave."""
+
+    path: Path
+    count: int
+    truths: list = field(default_factory=list)
+    stats: list = field(default_factory=list)
+
+
+def _part_job(spec: GeneratorSpec, folder: Path, part_start: int, part_stop: int, chunk_size: int, fmt: str,
+              sampling: tuple[int, int] | None = None) -> _Part:
+    """Generate and write one whole part in this (worker) process: the parent only renames it and lists it in the
+    manifest, so K workers write K parts at a time with no bytes passing through the parent."""
+    writer = EventFileWriter(folder, fmt)
+    try:
+        result = _Part(writer.path, 0)
+        for start in range(part_start, max(part_stop, part_start + 1), chunk_size):
+            stop = min(part_stop, start + chunk_size)
+            chunk = _chunk_job(spec, start, stop, fmt, start == part_start, sampling)
+            if isinstance(chunk.data, pa.RecordBatch):
+                writer.write_batch(chunk.data)
+            else:
+                writer.write_encoded(chunk.data, stop - start)
+            result.truths.append(chunk.truth)
+            result.stats.append(chunk.stats)
+        writer.close()
+        result.count = writer.count
+        return result
+    except BaseException:
+        writer.discard()
+        raise
+
+
 def _chunk_bounds(count: int, chunk_size: int, events_per_file: int) -> Iterator[tuple[int, int, int, bool]]:
     """(part, start, stop, first-in-part) for every chunk; chunks never straddle parts."""
     for part, part_start in enumerate(range(0, max(count, 1), events_per_file)):
@@ -132,6 +166,12 @@ def write_files(
                 on_progress(stop - start)
 
         sampling = None if stats is None else (stats.every, bucket_us(spec.window_span_ms))
+        if pool is not None and parts > 1:  # each worker writes whole parts
+            finished.extend(_parts_by_workers(pool, config.workers, spec, target, count, config, fmt, sampling,
+                                              labels, stats, on_progress))
+            if labels is not None:
+                labels.close()
+            return _publish(finished, folder, target, base, fmt, spec, config, count, parts, labels)
         for part, start, stop, first in _chunk_bounds(count, config.chunk_size, config.events_per_file):
             if pool is None:
                 window.append((part, start, stop, _chunk_job(spec, start, stop, fmt, first, sampling)))
@@ -159,6 +199,62 @@ def write_files(
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+
+
+def _parts_by_workers(pool: ProcessPoolExecutor, workers: int, spec: GeneratorSpec, target: Path, count: int,
+                      config: Config, fmt: str, sampling, labels: LabelsWriter | None, stats: BatchStats | None,
+                      on_progress: Callable[[int], None] | None) -> list[tuple[int, "_PartFile"]]:
+    """Every part written by a worker, at most two per worker in flight; labels, statistics and progress are
+    taken in part order. Returns (part, file) in order; on failure the parts written so far are removed."""
+    bounds = [(part, start, min(count, start + config.events_per_file))
+              for part, start in enumerate(range(0, count, config.events_per_file))]
+    window: deque[tuple[int, Future]] = deque()
+    done: list[tuple[int, _PartFile]] = []
+    try:
+        for part, start, stop in bounds:
+            window.append((part, pool.submit(_part_job, spec, target, start, stop, config.chunk_size, fmt, sampling)))
+            while len(window) > 2 * workers:
+                done.append(_take_part(window.popleft(), labels, stats, on_progress))
+        while window:
+            done.append(_take_part(window.popleft(), labels, stats, on_progress))
+    except BaseException:
+        for _, future in window:
+            future.cancel()
+        for _, future in window:  # parts still being written: wait, so that their files can be removed
+            if not future.cancelled():
+                try:
+                    future.result()
+                except BaseException:  # noqa: BLE001 - the first error is the one raised
+                    pass
+        for _, part_file in done:
+            part_file.discard()
+        raise
+    return done
+
+
+@dataclass
+class _PartFile:
+    """A finished part file as ``_publish`` needs it (what an :class:`EventFileWriter` offers)."""
+
+    path: Path
+    count: int
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _take_part(item: tuple[int, Future], labels: LabelsWriter | None, stats: BatchStats | None,
+               on_progress: Callable[[int], None] | None) -> tuple[int, _PartFile]:
+    part, future = item
+    result: _Part = future.result()
+    for truth, chunk_stats_ in zip(result.truths, result.stats):
+        if labels is not None:
+            labels.add(truth)
+        if stats is not None:
+            stats.add(chunk_stats_)
+    if on_progress:
+        on_progress(result.count)
+    return part, _PartFile(result.path, result.count)
 
 
 def _closed(writer: EventFileWriter) -> EventFileWriter:
