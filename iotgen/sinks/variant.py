@@ -14,6 +14,7 @@ decoder (``pyspark.sql.types.VariantVal``) and read tables back in DuckDB.
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -35,6 +36,23 @@ def json_to_variant(text: pa.Array | pa.ChunkedArray, name: str = "json_column")
         raise ValueError(f"{name} row {row} cannot be stored as VARIANT ({len(failed)} such rows): "
                          f"{variant_error(text[row].as_py())}")
     return encoded
+
+
+def json_or_text_to_variant(text: pa.Array | pa.ChunkedArray, name: str = "json_column") -> pa.Array:
+    """Like :func:`json_to_variant`, but a value that cannot be a VARIANT (not JSON, out of bounds) is kept as a
+    VARIANT *string* holding its text, as a JSON file holds it (``"json_column": "<the text>"``): what the
+    batch writer does with the malformed-JSON scenario's values, so that no generated event stops a write."""
+    encoded, failed = try_json_to_variant(text, name)
+    if not failed:
+        return encoded
+    text = _string_array(text, name)
+    strings = _encode(text.take(pa.array(failed, pa.int64())), "variant_to_parquet_variant(j::VARIANT)")
+    replaced = np.zeros(len(text), dtype=bool)
+    replaced[failed] = True
+    mask = pa.array(replaced)
+    fields = [pc.replace_with_mask(encoded.field(i).fill_null(b""), mask, strings.field(i)) for i in range(2)]
+    return pa.StructArray.from_arrays(fields, fields=list(VARIANT_TYPE),
+                                      mask=text.is_null() if text.null_count else None)
 
 
 def try_json_to_variant(text: pa.Array | pa.ChunkedArray, name: str = "json_column") -> tuple[pa.Array, list[int]]:
