@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import pandas as pd
@@ -21,6 +22,7 @@ from iotgen.generator import (  # noqa: F401
     GeneratorSpec, event_dicts, generate_dynamic_json, generate_events, generate_fixed_row, generate_table,
 )
 from iotgen.pipelines.batch import BatchResult, write_files
+from iotgen.pipelines.batch_stats import BatchStats
 from iotgen.schema import COLUMN_NAMES, markdown_table  # noqa: F401
 
 
@@ -85,9 +87,57 @@ def catalogs(**overrides: Any) -> Catalogs:
     return Catalogs.build(**{k.lower(): v for k, v in overrides.items()})
 
 
-# ---- batch --------------------------------------------------------------------------------------------------
+# ---- batch ----------------------------------------------------------------------------------------------------
+PROGRESS_FROM_EVENTS = 1_000_000  # longer runs show a progress bar (tqdm.auto: a widget in Jupyter and Databricks)
+
+
+@dataclass
+class BatchRun:
+    """A batch generated once: ``df`` (every event up to ``PREVIEW_EVENTS``, else an even sample), the
+    statistics of every event (``stats``, see :mod:`iotgen.pipelines.batch_stats`) and the files written
+    (``saved``: a ``BatchResult``, or None when ``SAVE_JSON`` is false)."""
+
+    df: pd.DataFrame
+    stats: BatchStats
+    saved: BatchResult | None
+
+    def describe(self) -> str:
+        """One line: how many events, what ``df`` holds, and where they were written."""
+        held = (f"df holds an even sample of {len(self.df):,} (every {self.stats.every:,}th event; "
+                f"PREVIEW_EVENTS={self.stats.preview_events:,})" if self.stats.sampled
+                else f"df holds all {len(self.df):,} x {self.df.shape[1]} columns")
+        saved = "" if self.saved is None else "; saved " + ", ".join(os.path.relpath(p) for p in self.saved.paths)
+        return f"{self.stats.count:,} events generated once; {held}{saved}"
+
+
+def generate_batch(config: Config, catalogs: Catalogs | None = None) -> BatchRun:
+    """Generate ``NUM_EVENTS`` events once, chunk by chunk: written under ``OUTPUT_DIR`` as ``OUTPUT_FORMAT``
+    when ``SAVE_JSON`` (with ``WORKERS`` processes), while the preview DataFrame and the statistics are gathered
+    from the same chunks. Memory stays flat whatever ``NUM_EVENTS`` (bounded by ``CHUNK_SIZE`` and
+    ``PREVIEW_EVENTS``); runs of a million events or more show a progress bar."""
+    from iotgen.pipelines.batch import gather_stats
+
+    bar = None
+    if config.num_events >= PROGRESS_FROM_EVENTS:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.num_events, unit="ev", unit_scale=True, desc="generating", leave=False)
+    try:
+        progress = bar.update if bar is not None else None
+        if config.save_json:
+            stats = BatchStats(config.num_events, config.preview_events)
+            saved = write_files(config, catalogs, stats=stats, on_progress=progress)
+        else:
+            stats, saved = gather_stats(config, catalogs, on_progress=progress), None
+    finally:
+        if bar is not None:
+            bar.close()
+    return BatchRun(stats.preview().to_pandas(), stats, saved)
+
+
 def generate_dataframe(config: Config, catalogs: Catalogs | None = None) -> pd.DataFrame:
-    """``NUM_EVENTS`` events as a pandas DataFrame (``json_column`` as JSON text)."""
+    """``NUM_EVENTS`` events as a pandas DataFrame (``json_column`` as JSON text): all in memory, for modest
+    sizes; :func:`generate_batch` bounds memory at any size."""
     return generate_table(config, catalogs=catalogs).to_pandas()
 
 
@@ -97,49 +147,68 @@ def save_events(config: Config, catalogs: Catalogs | None = None) -> BatchResult
     return write_files(config, catalogs)
 
 
-def key_counts(df: pd.DataFrame) -> pd.Series:
-    """Number of top-level keys in each event's ``json_column``."""
-    return df["json_column"].map(lambda text: len(json.loads(text)))
+def _stats(data: BatchRun | pd.DataFrame) -> BatchStats:
+    """The statistics of a batch run, or of a DataFrame of events (reduced the same way, as one chunk)."""
+    if isinstance(data, BatchRun):
+        return data.stats
+    import pyarrow as pa
+
+    from iotgen.pipelines.batch_stats import chunk_stats
+    from iotgen.schema import ARROW_SCHEMA
+
+    stats = BatchStats(len(data), len(data))
+    stats.add(chunk_stats(pa.RecordBatch.from_pandas(data, schema=ARROW_SCHEMA, preserve_index=False), 0, 1))
+    return stats
 
 
-def preview(df: pd.DataFrame, rows: int = 5) -> pd.DataFrame:
+def preview(df: pd.DataFrame | BatchRun, rows: int = 5) -> pd.DataFrame:
     """The first rows, with ``json_column`` shortened for display."""
+    df = df.df if isinstance(df, BatchRun) else df
     shown = df.head(rows).copy()
     shown["json_column"] = shown["json_column"].str.slice(0, 80) + "..."
     return shown
 
 
-def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per check that matters for the data: ranges and consistency."""
-    keys = key_counts(df)
+def summary(data: BatchRun | pd.DataFrame) -> pd.DataFrame:
+    """One row per check that matters for the data, over every event of the run (``json_column`` keys: over
+    ``df``, which is every event up to ``PREVIEW_EVENTS``, else an even sample)."""
+    stats = _stats(data)
+    keys = stats.key_counts()
+    keys = keys[keys >= 0]
+    on = " (sample)" if stats.sampled else ""
     checks = {
-        "events": len(df),
-        "distinct event_id": df["event_id"].nunique(),
-        "timestamp min": str(df["timestamp"].min()),
-        "timestamp max": str(df["timestamp"].max()),
-        "json_column keys min": int(keys.min()),
-        "json_column keys max": int(keys.max()),
-        "updated_at >= created_at": bool((df["updated_at"] >= df["created_at"]).all()),
-        "last_calibration < timestamp": bool((df["last_calibration"] < df["timestamp"]).all()),
+        "events": stats.count,
+        "timestamp min": str(pd.Timestamp(stats.timestamp_min_us, unit="us", tz="UTC")),
+        "timestamp max": str(pd.Timestamp(stats.timestamp_max_us, unit="us", tz="UTC")),
+        f"distinct event_id in df{on}": stats.preview().column("event_id").unique().__len__(),
+        f"json_column keys min{on}": int(keys.min()) if len(keys) else None,
+        f"json_column keys max{on}": int(keys.max()) if len(keys) else None,
+        "updated_at >= created_at": stats.updated_after_created,
+        "last_calibration < timestamp": stats.calibrated_before,
     }
     return pd.DataFrame({"value": checks})
 
 
-def plot_overview(df: pd.DataFrame):
-    """Key-count histogram, device-type mix and temperature over time, in one figure (shown once when it is
-    a cell's last expression; not registered with pyplot, so nothing else displays it)."""
+def plot_overview(data: BatchRun | pd.DataFrame):
+    """Key-count histogram (over ``df``), device-type mix and mean temperature over time (over every event), in
+    one figure (shown once when it is a cell's last expression; not registered with pyplot, so nothing else
+    displays it)."""
     from matplotlib.figure import Figure
 
+    stats = _stats(data)
     fig = Figure(figsize=(15, 3.8))
     axes = fig.subplots(1, 3)
-    keys = key_counts(df)
-    axes[0].hist(keys, bins=range(int(keys.min()), int(keys.max()) + 2), color="#4C72B0", edgecolor="white")
-    axes[0].set(title="json_column: keys per event", xlabel="keys", ylabel="events")
-    df["device_type"].value_counts().sort_values().plot.barh(ax=axes[1], color="#55A868")
+    keys = stats.key_counts()
+    keys = keys[keys >= 0]
+    if len(keys):
+        axes[0].hist(keys, bins=range(int(keys.min()), int(keys.max()) + 2), color="#4C72B0", edgecolor="white")
+    axes[0].set(title="json_column: keys per event" + (" (sample)" if stats.sampled else ""), xlabel="keys",
+                ylabel="events")
+    pd.Series(stats.device_types).sort_values().plot.barh(ax=axes[1], color="#55A868")
     axes[1].set(title="device_type mix", xlabel="events")
-    hourly = df.set_index("timestamp")["temperature"].resample("1h").mean()
-    axes[2].plot(hourly.index, hourly.values, color="#C44E52")
-    axes[2].set(title="mean temperature per hour", ylabel="degC")
+    times, means = stats.mean_temperature()
+    axes[2].plot(pd.to_datetime(times, unit="us", utc=True), means, color="#C44E52")
+    axes[2].set(title="mean temperature over time", ylabel="degC")
     axes[2].tick_params(axis="x", labelrotation=30)
     fig.tight_layout()
     return fig
@@ -345,13 +414,11 @@ def example_spec_path() -> str:
 
 def spec_mapping(path: str) -> dict:
     """A spec file as a mapping (to change in a notebook, then pass as ``spec=`` or :func:`save_spec`)."""
-    import yaml
-
+    from iotgen.config import read_yaml_file
     from iotgen.spec_file import load_spec
 
     load_spec(path)  # validated first: errors name the field
-    with open(path, encoding="utf-8") as file:
-        return yaml.safe_load(file) or {}
+    return read_yaml_file(path, "SPEC_FILE") or {}
 
 
 def save_spec(spec: Mapping[str, Any], folder: str, name: str = "spec.yaml") -> str:

@@ -48,15 +48,21 @@ def test_config_file_env_and_flags(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--events", "-5"], "NUM_EVENTS must be an integer >= 0, got -5"),
-    (["--events", "ten"], "NUM_EVENTS must be an integer >= 0, got 'ten'"),
+    (["--events", "-5"], "NUM_EVENTS must be an integer from 0 to 10^12, got -5"),
+    (["--events", "ten"], "NUM_EVENTS must be an integer from 0 to 10^12, got 'ten'"),
     (["--min-keys", "9", "--max-keys", "3"], "MIN_KEYS must be <= MAX_KEYS"),
     (["--max-keys", "99"], "MAX_KEYS must be <= the number of keys in IOT_KEY_POOL (38), got 99"),
     (["--format", "xml"], "OUTPUT_FORMAT must be one of ndjson, json, parquet, csv, delta, iceberg, got 'xml'"),
-    (["--workers", "0"], "WORKERS must be an integer >= 1, got 0"),
-    (["--seed", "-1"], "RANDOM_SEED must be an integer >= 0, got -1"),
+    (["--workers", "0"], "WORKERS must be an integer from 1 to 256, got 0"),
+    (["--seed", "-1"], "RANDOM_SEED must be an integer from 0 to 2^64 - 1, got -1"),
     (["--anchor-time", "soon"], "ANCHOR_TIME must be an ISO 8601 date-time"),
     (["--bogus"], "unrecognized arguments: --bogus"),
+    # values no run could honour (issue 13)
+    (["--anchor-time", "0001-01-01T00:00:00Z"], "ANCHOR_TIME must be from 1971-01-01 to 9998-01-01 (UTC)"),
+    (["--anchor-time", "9999-12-31T23:59:59Z"], "ANCHOR_TIME must be from 1971-01-01 to 9998-01-01 (UTC)"),
+    (["--events", str(10**30)], "NUM_EVENTS must be an integer from 0 to 10^12"),
+    (["--sensors", str(10**30)], "NUM_SENSORS must be an integer from 1 to 10^9"),
+    (["--format", "delta", "--output", "/proc/no-such-dir"], "OUTPUT_DIR '/proc/no-such-dir' is not writable"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
     out = run("generate", "--output", str(tmp_path / "out"), *args)
@@ -91,3 +97,72 @@ def test_schema_forms():
     arrow = run("schema", "--format", "arrow").stdout
     assert "timestamp: timestamp[us, tz=UTC] not null" in arrow
     assert run("schema", "--format", "xml").returncode == 2
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"IOTGEN_BASE_TIME_DAYS_AGO": "1e300"}, "BASE_TIME_DAYS_AGO must be a number >= 0 and <= 36500, got 1e+300"),
+    ({"IOTGEN_TIME_SPREAD_HOURS": "1e300"}, "TIME_SPREAD_HOURS must be a number > 0 and <= 876000"),
+    ({"IOTGEN_BASE_TIME_DAYS_AGO": "30000"}, "puts the event-time window's start before 1971-01-01"),
+])
+def test_environment_values_out_of_range_exit_2(tmp_path, env, message):
+    out = run("generate", "--output", str(tmp_path / "out"), "-n", "5", env=env)
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_tables_in_a_file_or_unwritable_place_fail_naming_output_dir(tmp_path):
+    blocker = tmp_path / "plain-file"
+    blocker.write_text("")
+    for fmt in ("delta", "iceberg"):
+        out = run("generate", "--format", fmt, "--output", str(blocker), "-n", "5")
+        assert out.returncode == 2 and f"OUTPUT_DIR '{blocker}" in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def _deep(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+def _aliases() -> str:  # a billion laughs: 9^9 values from a few lines
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        previous, name = chr(96 + i), chr(97 + i)
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("NUM_EVENTS: " + _deep(3000) + "\n", "nests deeper than 32 levels"),
+    ("NUM_EVENTS: " + _deep(40) + "\n", "nests deeper than 32 levels"),
+    (_aliases(), "holds more than 100,000 values"),
+    ("# padding\n" * 150_000, "is larger than 1,000,000 bytes"),
+], ids=["deep-3000", "deep-40", "aliases", "large"])
+def test_hostile_yaml_files_fail_fast_with_one_line(tmp_path, text, message):
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    for args, parameter in ((["generate", "--config", str(path), "-o", str(tmp_path / "o")], "CONFIG_FILE"),
+                            (["spec", str(path)], "SPEC_FILE"),
+                            (["generate", "--spec", str(path), "-o", str(tmp_path / "o")], "SPEC_FILE")):
+        out = run(*args)
+        assert out.returncode == 2 and f"{parameter} '{path}' {message}" in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_variables_of_other_faces_do_not_break_this_one(tmp_path):
+    out = run("generate", "-n", "3", "-o", str(tmp_path), env={"IOTGEN_EMULATOR_KEY": "my-local-key"})
+    assert out.returncode == 0, out.stderr
+
+
+def test_help_states_the_range_of_numeric_flags():
+    out = run("generate", "--help")
+    assert "(NUM_EVENTS: 0 - 10^12)" in out.stdout and "(WORKERS: 1 - 256)" in out.stdout
+    stream = run("stream", "--help").stdout
+    assert "RATE_EVENTS_PER_SEC: > 0, <= 10^8" in " ".join(stream.split())
+
+
+def test_ramp_up_without_a_rate_exits_2_before_connecting():
+    out = run("stream", "--ramp-up", "10", "-n", "5",
+              env={"EVENTHUB_CONNECTION_STRING": "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=k;"
+                                                 "SharedAccessKey=abc;UseDevelopmentEmulator=true;EntityPath=h"})
+    assert out.returncode == 2 and "RAMP_UP_SEC=10 needs RATE_EVENTS_PER_SEC" in out.stderr, out.stderr

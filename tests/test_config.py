@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+import re
+
 import pytest
 
 from iotgen.config import PARAMETERS, Config, Secret, parameter_docs
@@ -46,25 +48,41 @@ def test_env_values_are_parsed():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"num_events": -1}, "NUM_EVENTS must be an integer >= 0, got -1"),
+    ({"num_events": -1}, "NUM_EVENTS must be an integer from 0 to 10^12, got -1"),
     ({"num_events": 2.5}, "NUM_EVENTS must be an integer"),
     ({"num_events": True}, "NUM_EVENTS must be an integer"),
     ({"num_events": "many"}, "NUM_EVENTS must be an integer"),
     ({"min_keys": 9, "max_keys": 3}, "MIN_KEYS must be <= MAX_KEYS"),
-    ({"min_keys": 0}, "MIN_KEYS must be an integer >= 1"),
+    ({"min_keys": 0}, "MIN_KEYS must be an integer from 1 to 1000"),
     ({"output_format": "xml"}, "OUTPUT_FORMAT must be one of ndjson, json, parquet, csv, delta, iceberg"),
     ({"output_dir": ""}, "OUTPUT_DIR must be a non-empty string"),
     ({"output_filename_prefix": "../x"}, "OUTPUT_FILENAME_PREFIX must be a plain file-name prefix"),
-    ({"time_spread_hours": 0}, "TIME_SPREAD_HOURS must be a finite number > 0"),
-    ({"base_time_days_ago": -2}, "BASE_TIME_DAYS_AGO must be a finite number >= 0"),
-    ({"batch_size": 0}, "BATCH_SIZE must be an integer >= 1"),
-    ({"workers": 0}, "WORKERS must be an integer >= 1"),
-    ({"random_seed": -3}, "RANDOM_SEED must be an integer >= 0"),
+    ({"time_spread_hours": 0}, "TIME_SPREAD_HOURS must be a number > 0 and <= 876000"),
+    ({"base_time_days_ago": -2}, "BASE_TIME_DAYS_AGO must be a number >= 0 and <= 36500"),
+    ({"batch_size": 0}, "BATCH_SIZE must be an integer from 1 to 10^6"),
+    ({"workers": 0}, "WORKERS must be an integer from 1 to 256"),
+    ({"random_seed": -3}, "RANDOM_SEED must be an integer from 0 to 2^64 - 1"),
     ({"save_json": "maybe"}, "SAVE_JSON must be true or false"),
     ({"anchor_time": "yesterday"}, "ANCHOR_TIME must be an ISO 8601 date-time"),
+    # every number has a range the code can honour (issue 13)
+    ({"num_events": 10**30}, "NUM_EVENTS must be an integer from 0 to 10^12, got 10000000000"),
+    ({"num_sensors": 10**30}, "NUM_SENSORS must be an integer from 1 to 10^9"),
+    ({"device_count": 10**8}, "DEVICE_COUNT must be an integer from 1 to 10^7"),
+    ({"time_spread_hours": 1e300}, "TIME_SPREAD_HOURS must be a number > 0 and <= 876000, got 1e+300"),
+    ({"base_time_days_ago": "1e300"}, "BASE_TIME_DAYS_AGO must be a number >= 0 and <= 36500"),
+    ({"base_time_days_ago": float("nan")}, "BASE_TIME_DAYS_AGO must be a number"),
+    ({"rate_events_per_sec": float("inf")}, "RATE_EVENTS_PER_SEC must be a number > 0 and <= 10^8"),
+    ({"chunk_size": 10**9}, "CHUNK_SIZE must be an integer from 1 to 4194304"),
+    ({"anchor_time": "0001-01-01T00:00:00Z"}, "ANCHOR_TIME must be from 1971-01-01 to 9998-01-01 (UTC)"),
+    ({"anchor_time": "9999-12-31T23:59:59Z"}, "ANCHOR_TIME must be from 1971-01-01 to 9998-01-01 (UTC)"),
+    ({"anchor_time": "0001-01-01T00:00:00+05:00"}, "ANCHOR_TIME must be from 1971-01-01"),
+    ({"anchor_time": "1980-01-01T00:00:00Z", "base_time_days_ago": 5000},
+     "BASE_TIME_DAYS_AGO=5000 puts the event-time window's start before 1971-01-01"),
+    ({"anchor_time": "9990-01-01T00:00:00Z", "time_spread_hours": 800_000},
+     "TIME_SPREAD_HOURS=800000 puts the event-time window's end after 9998-01-01"),
 ])
 def test_bad_values_name_the_parameter(changes, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         Config(**changes)
 
 
@@ -142,3 +160,18 @@ def test_config_table_shows_what_differs_from_the_defaults_and_hides_the_secret(
     assert key not in table.to_string() and key not in table.to_html()
     everything = h.config_table(config, changed_only=False)
     assert list(everything.index) == [name for name, _, _ in parameter_docs()]
+
+
+def test_every_parameter_states_what_it_accepts_and_numbers_have_both_bounds():
+    from iotgen.config import PARAMETERS, allowed
+
+    for name in PARAMETERS:
+        text = allowed(name)
+        assert text, name
+        if PARAMETERS[name].type in ("int", "float", "int | None", "float | None"):
+            assert " - " in text or "<=" in text, f"{name}: {text}"
+
+
+def test_the_variables_of_other_faces_do_not_break_config():
+    config = Config.load(env={"IOTGEN_EMULATOR_KEY": "k", "IOTGEN_CONFIG": "", "IOTGEN_NUM_EVENTS": "7"})
+    assert config.num_events == 7

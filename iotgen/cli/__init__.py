@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 from typing import Sequence
 
@@ -40,8 +41,27 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(module_name)
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.configure(command)
+        _show_allowed(command)
         command.set_defaults(_run=module.run)
     return parser
+
+
+def _show_allowed(command: argparse.ArgumentParser) -> None:
+    """Every flag whose help names a numeric or time Config parameter, ``(NUM_EVENTS)``, also says its range:
+    ``(NUM_EVENTS: 0 - 10^12)``, from the parameter's own definition (``iotgen.config.allowed``); choices are
+    already listed in the help texts."""
+    import re
+
+    from ..config import PARAMETERS, allowed
+
+    def with_range(match: re.Match) -> str:
+        name = match.group(1)
+        shown = name in PARAMETERS and any(c.isdigit() for c in allowed(name))
+        return f"({name}: {allowed(name)}" if shown else match.group(0)
+
+    for action in command._actions:
+        if action.help and action.help is not argparse.SUPPRESS:
+            action.help = re.sub(r"\(([A-Z][A-Z0-9_]+)(?=[),;])", with_range, action.help, count=1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _terminated)  # clean up as on Ctrl-C (a subcommand may handle it itself)
     try:
         return int(args._run(args) or 0)
     except ValueError as exc:
@@ -60,6 +81,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"iotgen {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"iotgen {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 143
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so temporary files are removed and workers stopped."""
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated
 
 
 if __name__ == "__main__":  # pragma: no cover

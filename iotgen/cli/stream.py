@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..pipelines.stream import ProgressLine, open_producer, stream_events
+from ..pipelines.stream import ProgressLine, StreamPlan, open_producer, stream_events
 from .options import add_config_option, load_config
 
 HELP = ("stream events to Azure Event Hubs (AMQP, or its Kafka endpoint) or any Kafka (connection from "
@@ -76,6 +76,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args, FLAGS)
+    StreamPlan.from_config(config)  # a bad combination fails here, before connecting
     progress = ProgressLine(sys.stderr) if sys.stderr.isatty() and not args.no_progress else None
     try:
         producer = open_producer(config)

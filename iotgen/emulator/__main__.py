@@ -13,8 +13,11 @@ import argparse
 import asyncio
 import logging
 import os
+import math
 import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -23,13 +26,15 @@ from .server import (
     DEFAULT_KAFKA_PORT,
     DEFAULT_KEY,
     DEFAULT_KEY_NAME,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_PARTITION_BYTES,
     KEY_ENV_VAR,
+    MAX_IDLE_TIMEOUT,
     READY_PREFIX,
     EventHubsEmulator,
 )
-from .store import StoreError, validate_hub_name
+from .store import DataDirInUse, StoreError, validate_hub_name
 
 PROG = "iotgen emulator"
 
@@ -67,13 +72,14 @@ def kafka_listen_port(value: str | int) -> int | None:
     return 0 if value == "any" else (int(value) or None)
 
 
-def _positive_float(text: str) -> float:
+def _idle_timeout(text: str) -> float:
+    """Seconds, > 0 and small enough for the AMQP idle-time-out field (a uint of milliseconds)."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or not 0 < value <= MAX_IDLE_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0 and <= {MAX_IDLE_TIMEOUT}, got {text!r}")
     return value
 
 
@@ -121,19 +127,37 @@ def build_parser() -> argparse.ArgumentParser:
                         type=_int_in(1, 1024 * 1024),
                         help="memory kept per partition in MiB; beyond it the oldest events are dropped, as "
                              f"with Event Hubs retention (default: {DEFAULT_MAX_PARTITION_BYTES // 2**20})")
-    parser.add_argument("--idle-timeout", default=DEFAULT_IDLE_TIMEOUT, type=_positive_float,
-                        help=f"close connections silent for this many seconds (default: {DEFAULT_IDLE_TIMEOUT:g})")
+    parser.add_argument("--idle-timeout", default=DEFAULT_IDLE_TIMEOUT, type=_idle_timeout,
+                        help=f"close connections silent for this many seconds, at most {MAX_IDLE_TIMEOUT} "
+                             f"(default: {DEFAULT_IDLE_TIMEOUT:g})")
+    parser.add_argument("--max-connections", default=DEFAULT_MAX_CONNECTIONS, type=_int_in(1, 100_000),
+                        help=f"connections open at once; more are refused (default: {DEFAULT_MAX_CONNECTIONS})")
+    parser.add_argument("--parent-pid", type=_int_in(1, 2**31 - 1), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--log-level", default="WARNING",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level (default: WARNING)")
     return parser
 
 
-async def _serve(emulator: EventHubsEmulator, hubs: Sequence[str]) -> None:
+def _stop_with_parent(parent_pid: int) -> None:
+    """SIGTERM ourselves (a clean stop: pending writes made durable) once ``parent_pid`` is gone: a notebook
+    kernel or a test run that dies takes its local endpoint with it."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="emulator-parent-watch", daemon=True).start()
+
+
+async def _serve(emulator: EventHubsEmulator, hubs: Sequence[str], parent_pid: int | None = None) -> None:
     await emulator.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if parent_pid is not None:
+        _stop_with_parent(parent_pid)
     try:
         kafka = "" if emulator.kafka_port is None else f" kafka-port={emulator.kafka_port}"
         print(f"{READY_PREFIX} port={emulator.port}{kafka} hubs={','.join(hubs)} "
@@ -162,13 +186,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         emulator = EventHubsEmulator(
             hubs=hubs, partitions=args.partitions, host=args.host, port=args.port, key_name=args.key_name,
             key=key, data_dir=args.data_dir, max_message_size=args.max_message_size, idle_timeout=args.idle_timeout,
-            max_partition_bytes=args.max_partition_mb * 2**20, kafka_port=kafka_listen_port(args.kafka_port))
+            max_partition_bytes=args.max_partition_mb * 2**20, max_connections=args.max_connections,
+            kafka_port=kafka_listen_port(args.kafka_port))
+    except DataDirInUse as exc:
+        print(f"{PROG}: error: argument --data-dir: {exc}", file=sys.stderr)
+        return 1
     except StoreError as exc:
         parser.error(f"argument --partitions: {exc}")
     except OSError as exc:
         parser.error(f"argument --data-dir: cannot use {args.data_dir!r}: {exc.strerror or exc}")
     try:
-        asyncio.run(_serve(emulator, hubs))
+        asyncio.run(_serve(emulator, hubs, args.parent_pid))
     except OSError as exc:
         ports = f"{args.port}" if kafka_listen_port(args.kafka_port) is None else \
             f"{args.port} (AMQP) and {args.kafka_port} (Kafka)"

@@ -956,7 +956,7 @@ def _list_decoder(wide: bool) -> _Decoder:
         count, cursor, end = _compound_header(buf, pos, wide)
         items = []
         for _ in range(count):
-            item, cursor = decode_value(buf, cursor)
+            item, cursor = _decode_value(buf, cursor)
             items.append(item)
         if cursor != end:
             raise CodecError("list size does not match its elements")
@@ -972,8 +972,8 @@ def _map_decoder(wide: bool) -> _Decoder:
             raise CodecError("map with an odd number of elements")
         result: dict[Any, Any] = {}
         for _ in range(count // 2):
-            key, cursor = decode_value(buf, cursor)
-            result[key], cursor = decode_value(buf, cursor)
+            key, cursor = _decode_value(buf, cursor)
+            result[key], cursor = _decode_value(buf, cursor)
         if cursor != end:
             raise CodecError("map size does not match its elements")
         return result, end
@@ -999,7 +999,7 @@ def _array_decoder(wide: bool) -> _Decoder:
         cursor += 1
         descriptor = None
         if constructor == 0x00:
-            descriptor, cursor = decode_value(buf, cursor)
+            descriptor, cursor = _decode_value(buf, cursor)
             _need(buf, cursor + 1)
             constructor = buf[cursor]
             cursor += 1
@@ -1036,13 +1036,16 @@ def _described(descriptor: Any, value: Any) -> Any:
 
 
 def _decode_described(buf: Buffer, pos: int) -> tuple[Any, int]:
-    descriptor, pos = decode_value(buf, pos)
-    value, pos = decode_value(buf, pos)
+    descriptor, pos = _decode_value(buf, pos)
+    value, pos = _decode_value(buf, pos)
     return _described(descriptor, value), pos
 
 
 def _decode_char(buf: Buffer, pos: int) -> Char:
-    return Char(chr(_I.unpack_from(buf, pos)[0]))
+    code = _I.unpack_from(buf, pos)[0]
+    if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+        raise CodecError(f"char 0x{code:x} is not a Unicode scalar value")
+    return Char(chr(code))
 
 
 def _decode_uuid(buf: Buffer, pos: int) -> uuid.UUID:
@@ -1101,7 +1104,15 @@ _DECODERS[0xF0] = _array_decoder(wide=True)
 
 
 def decode_value(buf: Buffer, pos: int = 0) -> tuple[Any, int]:
-    """Decode one AMQP value at ``pos``; return it and the position after it."""
+    """Decode one AMQP value at ``pos``; return it and the position after it. Malformed input, nesting as deep as
+    Python's stack included, raises :class:`CodecError` (a peer cannot make the decoder fail otherwise)."""
+    try:
+        return _decode_value(buf, pos)
+    except RecursionError:
+        raise CodecError("AMQP value nests too deeply") from None
+
+
+def _decode_value(buf: Buffer, pos: int = 0) -> tuple[Any, int]:
     _need(buf, pos + 1)
     decoder = _DECODERS[buf[pos]]
     if decoder is None:
@@ -1121,12 +1132,19 @@ _FIXED_WIDTH = {
 
 
 def value_end(buf: Buffer, pos: int) -> int:
-    """Return the position just after the value at ``pos`` without decoding it."""
+    """Return the position just after the value at ``pos`` without decoding it (``CodecError`` if malformed)."""
+    try:
+        return _value_end(buf, pos)
+    except RecursionError:
+        raise CodecError("AMQP value nests too deeply") from None
+
+
+def _value_end(buf: Buffer, pos: int) -> int:
     _need(buf, pos + 1)
     constructor = buf[pos]
     pos += 1
     if constructor == 0x00:
-        return value_end(buf, value_end(buf, pos))
+        return _value_end(buf, _value_end(buf, pos))
     width = _FIXED_WIDTH.get(constructor)
     if width is not None:
         end = pos + width

@@ -15,7 +15,8 @@ Event Hubs' Kafka endpoint, locally (what Azure's Kafka guides describe, and Mic
   and rebalance time-outs) and committed offsets (OffsetCommit/OffsetFetch, kept under ``--data-dir``);
 * every connection handles one request at a time in order (like a broker); a frame that breaks the protocol or
   exceeds :data:`MAX_REQUEST_BYTES` closes that connection only; a connection silent for ``idle_timeout``
-  seconds (also mid-frame: half-open) is closed.
+  seconds (also mid-frame: half-open), or not authenticated within ``handshake_timeout`` seconds, is closed;
+  beyond ``max_connections`` open Kafka connections a new one is closed at once (as the AMQP side does).
 
 Not served (clients do without them): transactions, fetch sessions, topic creation and the admin APIs; see
 ``docs/emulator.md``.
@@ -311,6 +312,7 @@ class _Connection:
     authenticated: bool = False
     handshake_done: bool = False
     scope: str = ""  # the event hub the credentials are limited to ("" : the namespace)
+    deadline: float = 0.0  # when an unauthenticated connection is closed (time.monotonic)
 
 
 class KafkaEndpoint:
@@ -318,14 +320,17 @@ class KafkaEndpoint:
 
     def __init__(self, store: EventStore, authority: "SasAuthority", *, key_name: str, key: str,
                  host: str = "127.0.0.1", port: int = 9092, idle_timeout: float = 240.0,
-                 max_message_size: int = 1024 * 1024, data_dir: Path | None = None) -> None:
+                 max_message_size: int = 1024 * 1024, data_dir: Path | None = None,
+                 max_connections: int = 1000, handshake_timeout: float = 10.0) -> None:
         self.store = store
         self.authority = authority
         self.key_name = key_name
         self._key = key
         self.host = host
         self.requested_port = port
-        self.idle_timeout = idle_timeout
+        self.idle_timeout = idle_timeout or None  # 0: no idle time-out
+        self.max_connections = max_connections
+        self.handshake_timeout = handshake_timeout
         self.max_message_size = max_message_size
         self.producers = _Producers()
         self.groups: dict[str, _Group] = {}
@@ -377,6 +382,8 @@ class KafkaEndpoint:
         peer = writer.get_extra_info("peername")
         connection = _Connection(f"{peer[0]}:{peer[1]}" if peer else "?")
         try:
+            if len(self._tasks) > self.max_connections:
+                raise _Close(f"{len(self._tasks) - 1} Kafka connections are open (the limit)", level=logging.WARNING)
             await self._requests(connection, reader, writer)
         except _Close as exc:
             _LOGGER.log(exc.level, "kafka connection %s closed: %s", connection.peer, exc)
@@ -396,10 +403,19 @@ class KafkaEndpoint:
             self._tasks.discard(task)
             writer.close()
 
-    async def _read(self, reader: asyncio.StreamReader, n: int) -> bytes:
+    async def _read(self, connection: _Connection, reader: asyncio.StreamReader, n: int) -> bytes:
+        """``n`` bytes; a silent peer is closed after the idle time-out, or, before it has authenticated, at the
+        handshake deadline (both hold from the first byte of a frame to its last: a half-open frame times out)."""
+        timeout = self.idle_timeout
+        if not connection.authenticated:
+            left = max(0.0, connection.deadline - time.monotonic())
+            timeout = left if timeout is None else min(timeout, left)
         try:
-            return await asyncio.wait_for(reader.readexactly(n), self.idle_timeout)
+            return await asyncio.wait_for(reader.readexactly(n), timeout)
         except asyncio.TimeoutError:
+            if not connection.authenticated:
+                raise _Close(f"no SASL authentication within {self.handshake_timeout:g} s",
+                             level=logging.WARNING) from None
             raise _Close(f"idle for {self.idle_timeout:g} s") from None
         except asyncio.IncompleteReadError as exc:
             if exc.partial:
@@ -408,11 +424,12 @@ class KafkaEndpoint:
 
     async def _requests(self, connection: _Connection, reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter) -> None:
+        connection.deadline = time.monotonic() + self.handshake_timeout
         while True:
-            size = int.from_bytes(await self._read(reader, 4), "big", signed=True)
+            size = int.from_bytes(await self._read(connection, reader, 4), "big", signed=True)
             if not 8 <= size <= MAX_REQUEST_BYTES:
                 raise _Close(f"invalid request size {size} (at most {MAX_REQUEST_BYTES} bytes)", level=logging.WARNING)
-            frame = await self._read(reader, size)
+            frame = await self._read(connection, reader, size)
             try:
                 request = parse_request(frame)
             except CodecError as exc:
@@ -421,9 +438,9 @@ class KafkaEndpoint:
             if response is not None:
                 writer.write(response)
                 try:
-                    await asyncio.wait_for(writer.drain(), self.idle_timeout)
+                    await asyncio.wait_for(writer.drain(), self.idle_timeout or self.handshake_timeout * 6)
                 except asyncio.TimeoutError:
-                    raise _Close(f"the client read nothing for {self.idle_timeout:g} s") from None
+                    raise _Close("the client reads nothing of its responses") from None
 
     async def _dispatch(self, connection: _Connection, request: Request) -> bytes | None:
         api = request.api

@@ -102,7 +102,8 @@ class EmulatorProcess:
     def _command(self, port: int) -> list[str]:
         kafka = self._kafka_port if self._kafka_port is not None else self._requested_kafka_port
         command = [sys.executable, "-m", "iotgen.emulator", "--host", self.host, "--port", str(port),
-                   "--kafka-port", str(kafka or 0), "--partitions", str(self.partitions), "--key-name", self.key_name]
+                   "--kafka-port", str(kafka or 0), "--partitions", str(self.partitions), "--key-name", self.key_name,
+                   "--parent-pid", str(os.getpid())]  # it stops when this process dies, however it dies
         for hub in self.hubs:
             command += ["--hub", hub]
         if self.data_dir is not None:

@@ -6,7 +6,12 @@ It speaks enough of AMQP 1.0 and of the Event Hubs conventions for the unmodifie
 * SASL ANONYMOUS, then open/begin/attach (pipelined), flow, transfer (multi-frame),
   disposition, detach, end, close and heartbeats (idle time-out both ways);
 * ``$cbs`` put-token with SAS tokens validated against the configured key
-  (401 for a bad or expired token, 404 for an unknown event hub);
+  (401 for a bad or expired token, 404 for an unknown event hub); links are
+  detached when their token expires, and nothing says which hubs exist to a
+  client without a valid token;
+* limits against bad peers: a handshake deadline, an idle time-out from the first
+  byte (closed with ``amqp:connection:forced`` as Event Hubs does), a cap on open
+  connections, and one rate-limited log line per misbehaving connection;
 * ``$management`` READ of ``com.microsoft:eventhub`` and ``com.microsoft:partition``;
 * producers on ``<hub>`` or ``<hub>/Partitions/<id>``: single messages and batches
   (message-format ``0x80013700``), routed by partition key hash or round-robin,
@@ -108,6 +113,11 @@ DEFAULT_MAX_PARTITION_BYTES = 256 * 1024 * 1024
 DEFAULT_IDLE_TIMEOUT = 240.0
 #: Port of the Kafka endpoint (Microsoft's emulator uses it too; Azure's is 9093 with TLS).
 DEFAULT_KAFKA_PORT = 9092
+#: The AMQP idle-time-out field is a uint of milliseconds: the longest time-out it can carry, in seconds.
+MAX_IDLE_TIMEOUT = (2**32 - 1) // 1000
+#: Seconds a new connection has to complete its handshake (protocol headers, SASL, open).
+HANDSHAKE_TIMEOUT = 10.0
+DEFAULT_MAX_CONNECTIONS = 1000
 #: Environment variable the command line reads the key from.
 KEY_ENV_VAR = "IOTGEN_EMULATOR_KEY"
 #: Start of the line the command line prints once it accepts connections.
@@ -146,6 +156,7 @@ _INTERNAL_ERROR = "amqp:internal-error"
 _ARGUMENT_ERROR = "com.microsoft:argument-error"
 _OUT_OF_RANGE = "com.microsoft:argument-out-of-range"
 _LINK_STOLEN = "amqp:link:stolen"
+_FORCED = "amqp:connection:forced"
 _EPOCH_PROPERTY = "com.microsoft:epoch"
 
 
@@ -317,6 +328,7 @@ class _Link:
         self.remote_handle = int(attach.handle)
         self.source = attach.source
         self.target = attach.target
+        self.entity_path: str | None = None  # an event hub's link: its CBS token must stay valid
 
     def reply_attach(self, **overrides: Any) -> Attach:
         raise NotImplementedError
@@ -713,6 +725,7 @@ class _AmqpConnection(asyncio.Protocol):
         self._last_received = 0.0
         self._last_sent = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._started = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._peer = "?"
 
@@ -723,9 +736,15 @@ class _AmqpConnection(asyncio.Protocol):
         self._transport = transport
         transport.set_write_buffer_limits(high=_HIGH_WATER)
         self._peer = str(transport.get_extra_info("peername"))
-        self._last_received = self._last_sent = self._now()
+        self._last_received = self._last_sent = self._started = self._now()
+        if len(self.server.connections) >= self.server.max_connections:
+            self.server.bad_connection("refused connection from %s: %d connections are open (the limit)",
+                                       self._peer, len(self.server.connections))
+            self._shutdown()
+            return
         self.server.connections.add(self)
         _LOGGER.debug("connection from %s", self._peer)
+        self._schedule_timer()  # the handshake deadline and the idle time-out hold from the first byte
 
     def connection_lost(self, exc: Exception | None) -> None:
         _LOGGER.debug("connection from %s closed (%s)", self._peer, exc or "clean")
@@ -759,9 +778,11 @@ class _AmqpConnection(asyncio.Protocol):
             self.close(failure.error)
         except CodecError as exc:
             self.close(Error(_DECODE_ERROR, str(exc)))
-        except Exception:  # a bug must not take the server down: drop this connection only
-            _LOGGER.exception("internal error on connection from %s", self._peer)
-            self.close(Error(_INTERNAL_ERROR, "internal emulator error"))
+        except Exception as exc:  # a bug must not take the server down: drop this connection only
+            self.server.bad_connection("internal error on connection from %s: %s: %s", self._peer,
+                                       type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+            _LOGGER.debug("internal error on connection from %s", self._peer, exc_info=True)
+            self.close(Error(_INTERNAL_ERROR, "internal emulator error"), log_level=logging.DEBUG)
 
     # -- framing --------------------------------------------------------------
 
@@ -840,6 +861,8 @@ class _AmqpConnection(asyncio.Protocol):
         else:
             self.remote_max_frame_size = 0xFFFFFFFF
         self._remote_idle_timeout = (frame.idle_time_out or 0) / 1000.0
+        if self._timer is not None:
+            self._timer.cancel()
         self.write(encode_frame(Open(
             container_id=f"iotgen-eventhubs-emulator-{id(self.server):x}",
             hostname=None,
@@ -922,8 +945,12 @@ class _AmqpConnection(asyncio.Protocol):
         if self._phase == _Phase.CLOSED:
             return
         if error is not None:
-            _LOGGER.log(log_level, "closing connection from %s: %s: %s", self._peer, error.condition,
-                        error.description)
+            if log_level >= logging.WARNING:  # a misbehaving peer: one line, rate-limited
+                self.server.bad_connection("closing connection from %s: %s: %s", self._peer, error.condition,
+                                           error.description)
+            else:
+                _LOGGER.log(log_level, "closing connection from %s: %s: %s", self._peer, error.condition,
+                            error.description)
         if self._opened:
             self.write(encode_frame(Close(error)))
         self._shutdown()
@@ -958,14 +985,26 @@ class _AmqpConnection(asyncio.Protocol):
         self._timer = asyncio.get_running_loop().call_later(max(0.05, min(intervals)), self._on_timer)
 
     def _on_timer(self) -> None:
+        if self._phase == _Phase.CLOSED:
+            return
         now = self._now()
+        if not self._opened and now - self._started > HANDSHAKE_TIMEOUT:
+            self.server.bad_connection("closing connection from %s: no AMQP open within %g s of connecting",
+                                       self._peer, HANDSHAKE_TIMEOUT)
+            self._shutdown()
+            return
         idle_timeout = self.server.idle_timeout
         if idle_timeout and now - self._last_received > idle_timeout:
-            self.close(Error(_RESOURCE_LIMIT, f"no frame received for {idle_timeout:g} s (idle time-out)"),
-                       log_level=logging.INFO)
+            # Event Hubs' own condition and words: the SDK reconnects by itself on amqp:connection:forced
+            self.close(Error(_FORCED, f"The connection was inactive for more than the allowed "
+                                      f"{int(idle_timeout * 1000)} milliseconds and is closed by container "
+                                      "'LinkTracker'."), log_level=logging.INFO)
             return
         if self._remote_idle_timeout and now - self._last_sent >= self._remote_idle_timeout / 2:
             self.write(EMPTY_FRAME)
+        for session in list(self._sessions.values()):  # links whose token expired are detached
+            for link in list(session.links.values()):
+                self.check_token(link)
         self._schedule_timer()
 
     # -- CBS state ------------------------------------------------------------------
@@ -976,6 +1015,15 @@ class _AmqpConnection(asyncio.Protocol):
     def is_authorised(self, path: str) -> bool:
         now = time.time()
         return any(expiry > now and _covers(scope, path) for scope, expiry in self._tokens.items())
+
+    def check_token(self, link: _Link) -> bool:
+        """Whether ``link`` may still be used: an event hub link whose token expired (and was not renewed with
+        a put-token) is detached with ``amqp:unauthorized-access``, as Event Hubs does."""
+        if link.entity_path is None or self.is_authorised(link.entity_path):
+            return True
+        link.session.detach(link, Error(_UNAUTHORIZED, f"ExpiredToken: the token for '{link.entity_path}' has "
+                                                       "expired; put a new token on $cbs to go on"))
+        return False
 
     def run_task(self, coroutine: Any) -> None:
         """Run a coroutine tied to this connection (cancelled when it closes)."""
@@ -1009,6 +1057,32 @@ def _app_property(message: Message, name: str) -> Any:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
 
+class _RateLimitedLog:
+    """Warnings about peers, at most ``per_interval`` lines per ``interval`` seconds: a flood of malformed
+    connections cannot flood the log (what is held back is counted in the next line written)."""
+
+    def __init__(self, logger: logging.Logger, per_interval: int, interval: float) -> None:
+        self._logger = logger
+        self._per_interval = per_interval
+        self._interval = interval
+        self._window_start = -interval
+        self._written = 0
+        self._suppressed = 0
+
+    def warning(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._window_start >= self._interval:
+            if self._suppressed:
+                self._logger.warning("%d more such lines suppressed in the last %g s", self._suppressed,
+                                     self._interval)
+            self._window_start, self._written, self._suppressed = now, 0, 0
+        if self._written < self._per_interval:
+            self._written += 1
+            self._logger.warning(message, *args)
+        else:
+            self._suppressed += 1
+
+
 class EventHubsEmulator:
     """An in-process Event Hubs emulator listening on ``host:port``.
 
@@ -1025,6 +1099,7 @@ class EventHubsEmulator:
                  max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
                  idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
                  max_partition_bytes: int | None = DEFAULT_MAX_PARTITION_BYTES,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS,
                  kafka_port: int | None = None) -> None:
         hub_names = list(hubs)
         if not hub_names:
@@ -1039,12 +1114,19 @@ class EventHubsEmulator:
             raise ValueError("max_message_size must be positive")
         if max_partition_bytes is not None and max_partition_bytes < 1:
             raise ValueError("max_partition_bytes must be positive (or None for no limit)")
+        if not (isinstance(idle_timeout, (int, float)) and 0 <= idle_timeout <= MAX_IDLE_TIMEOUT):
+            raise ValueError(f"idle_timeout must be a number of seconds from 0 (off) to {MAX_IDLE_TIMEOUT}, "
+                             f"got {idle_timeout!r}")
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
         self.host = host
         self.requested_port = port
         self.key_name = key_name
         self.max_message_size = max_message_size
         self.max_frame_size = max_frame_size
         self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self._bad_log = _RateLimitedLog(_LOGGER, per_interval=10, interval=10.0)
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.store = EventStore([(name, partitions) for name in hub_names], self.data_dir, max_partition_bytes)
         self._authority = SasAuthority(key_name, key)
@@ -1056,7 +1138,12 @@ class EventHubsEmulator:
         if kafka_port is not None:
             self.kafka = KafkaEndpoint(self.store, self._authority, key_name=key_name, key=key, host=host,
                                        port=kafka_port, idle_timeout=idle_timeout, max_message_size=max_message_size,
-                                       data_dir=self.data_dir)
+                                       data_dir=self.data_dir, max_connections=max_connections,
+                                       handshake_timeout=HANDSHAKE_TIMEOUT)
+
+    def bad_connection(self, message: str, *args: Any) -> None:
+        """Log one line about a misbehaving connection (at most 10 such lines per 10 s, then a count)."""
+        self._bad_log.warning(message, *args)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -1133,7 +1220,9 @@ class EventHubsEmulator:
             if address == MANAGEMENT_NODE:
                 return _IncomingLink(session, attach, handle, self._on_management_request, self.max_message_size)
             hub, partition = self._producer_target(session, address)
-            return _IncomingLink(session, attach, handle, self._on_events, self.max_message_size, partition, hub)
+            link = _IncomingLink(session, attach, handle, self._on_events, self.max_message_size, partition, hub)
+            link.entity_path = _entity_path(address)
+            return link
         address = _terminus_address(attach.source)
         if address in (CBS_NODE, MANAGEMENT_NODE):
             return _ReplyLink(session, attach, handle)
@@ -1145,6 +1234,7 @@ class EventHubsEmulator:
                 f"New receiver with higher epoch of '{epoch}' is created hence current receiver with epoch "
                 f"'{displaced.epoch}' is getting disconnected.")))
         link = _EventReceiverLink(session, attach, handle, partition, start, consumer_group, epoch)
+        link.entity_path = _entity_path(address)
         self.exclusive_readers.add(link)
         _LOGGER.debug("consumer attached to %s/%s/%s at sequence number %d (epoch %s)", hub.name,
                       consumer_group, partition.partition_id, start.sequence_number, epoch)
@@ -1153,12 +1243,13 @@ class EventHubsEmulator:
     def _hub_for(self, session: _Session, address: str, segments: list[str]) -> EventHub:
         if not segments:
             raise _LinkRefused(_NOT_FOUND, f"no entity in address {address!r}")
-        hub = self.store.get(segments[0])
-        if hub is None:
-            raise _LinkRefused(_NOT_FOUND, f"The messaging entity '{segments[0]}' could not be found.")
+        # Authorisation first: without a token, an existing and an unknown hub answer alike (no enumeration).
         if not session.connection.is_authorised(_entity_path(address)):
             raise _LinkRefused(_UNAUTHORIZED, f"Unauthorized access to '{'/'.join(segments)}': put a valid "
                                               "SAS token on $cbs for this entity first.")
+        hub = self.store.get(segments[0])
+        if hub is None:
+            raise _LinkRefused(_NOT_FOUND, f"The messaging entity '{segments[0]}' could not be found.")
         return hub
 
     def _partition(self, hub: EventHub, partition_id: str) -> PartitionLog:
@@ -1190,6 +1281,8 @@ class EventHubsEmulator:
 
     def _on_events(self, link: _IncomingLink, delivery: _Delivery) -> None:
         session = link.session
+        if not session.connection.check_token(link):
+            return  # detached: the token expired (a send on it is not accepted)
         try:
             events, partition_key = parse_transfer(delivery.payload, delivery.message_format)
         except CodecError as exc:
@@ -1276,9 +1369,8 @@ class EventHubsEmulator:
             return check
         path = _entity_path(audience)
         hub_name = path.split("/", 1)[0]
-        if hub_name and self.store.get(hub_name) is None:
-            return TokenCheck(404, f"The messaging entity '{audience}' could not be found "
-                                   f"(known event hubs: {', '.join(h.name for h in self.store.hubs)}).")
+        if hub_name and self.store.get(hub_name) is None:  # the token is valid: saying so reveals nothing
+            return TokenCheck(404, f"The messaging entity '{audience}' could not be found.")
         return check
 
     def _on_management_request(self, link: _IncomingLink, delivery: _Delivery) -> None:
@@ -1305,11 +1397,11 @@ class EventHubsEmulator:
             if check.status != 200:
                 return check.status, check.description, None
             authorised = True
+        if not authorised:  # before looking the hub up: an unknown and an existing hub answer alike
+            return 401, "Unauthorized: put a valid SAS token on $cbs or pass security_token.", None
         hub = self.store.get(name)
         if hub is None:
             return 404, f"The messaging entity '{name}' could not be found.", None
-        if not authorised:
-            return 401, "Unauthorized: put a valid SAS token on $cbs or pass security_token.", None
         if entity_type == "com.microsoft:eventhub":
             return 200, "OK", {
                 "name": hub.name,

@@ -56,6 +56,7 @@ __all__ = [
     "EventStore",
     "PartitionLog",
     "StoreError",
+    "DataDirInUse",
     "StoredEvent",
     "parse_transfer",
     "partition_properties",
@@ -461,7 +462,10 @@ class EventStore:
         self.data_dir = data_dir
         self.max_partition_bytes = max_partition_bytes
         self._hubs: dict[str, EventHub] = {}
+        self._lock: int | None = None
         items = hubs.items() if isinstance(hubs, Mapping) else hubs
+        if data_dir is not None:
+            self._lock = _lock_data_dir(data_dir)
         try:
             for name, partition_count in items:
                 validate_hub_name(name)
@@ -508,6 +512,35 @@ class EventStore:
         for hub in self._hubs.values():
             for partition in hub.partitions:
                 partition.close()
+        if self._lock is not None:
+            os.close(self._lock)  # releases the lock
+            self._lock = None
+
+
+LOCK_FILE = "emulator.lock"
+
+
+class DataDirInUse(StoreError):
+    """Another emulator process has the data directory open: two writers would corrupt its logs."""
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    """Hold an exclusive ``flock`` on ``data_dir/emulator.lock`` while the store is open (released by the OS
+    when the process ends, however it ends); :class:`DataDirInUse` if another process holds it."""
+    import fcntl
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise DataDirInUse(f"{data_dir} is in use by another emulator (pid {holder}); two emulators on one data "
+                           "directory would corrupt it") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def partition_properties(hub: EventHub, partition: PartitionLog) -> dict[str, object]:

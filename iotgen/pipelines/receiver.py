@@ -22,10 +22,11 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-from multiprocessing.connection import Connection
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Callable
+
+from .parent_watch import exit_with_parent
 
 if TYPE_CHECKING:
     from ..sinks.eventhubs import EventHubTarget
@@ -157,7 +158,7 @@ def _widen(fd: int) -> None:
 
 def _child_main(requests: Connection, conn: Connection, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+    exit_with_parent(parent_pid)
     import logging
 
     logging.getLogger("azure").setLevel(logging.CRITICAL)  # errors reach the parent as messages instead
@@ -201,12 +202,6 @@ def _child_main(requests: Connection, conn: Connection, parent_pid: int) -> None
         send(("error", None, True, one_line(exc)))
     finally:
         client.close()
-
-
-def _exit_with_parent(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
-        time.sleep(0.5)
-    os._exit(0)
 
 
 if __name__ == "__main__":  # python -m iotgen.pipelines.receiver REQUEST_FD DATA_FD PARENT_PID

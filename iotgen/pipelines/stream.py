@@ -67,11 +67,12 @@ class StreamPlan:
 
     @classmethod
     def from_config(cls, config: Config) -> "StreamPlan":
+        if config.ramp_up_sec > 0 and config.rate_events_per_sec is None:
+            raise ValueError(f"RAMP_UP_SEC={config.ramp_up_sec:g} needs RATE_EVENTS_PER_SEC (--rate), the rate to "
+                             "climb to")
         rate = config.rate_events_per_sec
         if rate is None and config.sleep_interval_sec > 0:
             rate = config.batch_size / config.sleep_interval_sec
-        if config.ramp_up_sec > 0 and rate is None:
-            raise ValueError("RAMP_UP_SEC needs a rate: set RATE_EVENTS_PER_SEC (or SLEEP_INTERVAL_SEC > 0)")
         return cls(
             batch_size=config.batch_size,
             rate=rate,

@@ -21,6 +21,7 @@ from ..catalogs import Catalogs
 from ..config import TABLE_FORMATS, Config
 from ..generator import GeneratorSpec, generate_events
 from ..sinks import delta, iceberg
+from ..sinks.files import check_output_dir
 from ..sinks.lakehouse import TableCommit, check_json_column_mode
 
 TARGET_HELP = "delta:PATH or iceberg:NAMESPACE.TABLE"
@@ -36,6 +37,7 @@ class TableTarget:
     json_column_mode: str = "variant"
     catalog_uri: str | None = None
     warehouse: str | None = None
+    named_by: str = field(default="the target", compare=False, repr=False)  # the parameter errors name
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -72,12 +74,20 @@ class TableTarget:
         return self._cache["catalog"]
 
     def check(self) -> None:
-        """Raise ``ValueError`` now if the target cannot be written (e.g. a non-Delta folder), writing nothing."""
+        """Raise ``ValueError`` naming the parameter now if the target cannot be written (a file, an unwritable or
+        non-Delta folder), before any event is generated; only its (empty) folders may be created."""
         if self.format == "delta":
+            uri = delta.table_uri(self.location)
+            if "://" not in uri:
+                check_output_dir(Path(uri).parent, self.named_by)
             table = delta.open_delta_table(self.location)
             if table is not None:
                 self._cache["delta"] = table
         else:
+            sql_uri, warehouse = iceberg.catalog_location(self.catalog_uri, self.warehouse)
+            if sql_uri.startswith("sqlite:///"):
+                check_output_dir(Path(sql_uri[len("sqlite:///"):]).parent, self.named_by)
+            check_output_dir(warehouse, self.named_by)
             self.catalog()
 
     def exists(self) -> bool:
@@ -156,7 +166,8 @@ class TableTarget:
     def sibling(self, suffix: str) -> "TableTarget":
         """The table next to this one named with ``suffix`` (e.g. the ingest's ``_quarantine`` table)."""
         location = self.location.rstrip("/") + suffix
-        return TableTarget(self.format, location, self.json_column_mode, self.catalog_uri, self.warehouse)
+        return TableTarget(self.format, location, self.json_column_mode, self.catalog_uri, self.warehouse,
+                           self.named_by)
 
 
 def duckdb_with_lakehouse_extensions():
@@ -194,8 +205,9 @@ def parse_target(text: str, *, catalog: str | None = None, output_dir: str = "ou
         raise ValueError("--catalog only applies to iceberg: targets")
     if kind == "iceberg":
         return TableTarget("iceberg", location.strip(), "string", catalog or None,
-                           None if catalog else str(Path(output_dir) / "iceberg"))
-    return TableTarget("delta", location, json_column_mode)
+                           None if catalog else str(Path(output_dir) / "iceberg"),
+                           named_by="--catalog" if catalog else "--output")
+    return TableTarget("delta", location, json_column_mode, named_by="--target")
 
 
 def config_target(config: Config, fmt: str | None = None) -> TableTarget:
@@ -208,12 +220,13 @@ def config_target(config: Config, fmt: str | None = None) -> TableTarget:
             raise ValueError("DELTA_TABLE_NAME must not be empty")
         is_path = "://" in name or "/" in name or os.sep in name
         return TableTarget("delta", name if is_path else str(Path(config.output_dir) / name),
-                           config.json_column_mode)
+                           config.json_column_mode, named_by="DELTA_TABLE_NAME" if is_path else "OUTPUT_DIR")
     if fmt == "iceberg":
         iceberg.check_identifier(config.iceberg_table_name, "ICEBERG_TABLE_NAME")
         uri = config.iceberg_catalog_uri or None
         return TableTarget("iceberg", config.iceberg_table_name, "string", uri,
-                           None if uri else str(Path(config.output_dir) / "iceberg"))
+                           None if uri else str(Path(config.output_dir) / "iceberg"),
+                           named_by="ICEBERG_CATALOG_URI" if uri else "OUTPUT_DIR")
     raise ValueError(f"OUTPUT_FORMAT must be one of {', '.join(TABLE_FORMATS)} for a table, got {fmt!r}")
 
 

@@ -5,8 +5,10 @@ The inverse of :mod:`iotgen.sinks.encoding`: each body is one JSON object with t
 reader parses the fixed columns with the exact schema (so a string where a number belongs fails instead of being
 coerced), and DuckDB cuts out ``json_column``, as JSON text or straight into the Parquet VARIANT encoding (for a
 Delta ``VARIANT`` column). Only when a chunk fails is it split in halves until the failing rows are found; those
-rows alone are examined one by one to say why. Nothing is dropped: every
-body ends up either as an event row or as a rejected row with a reason. Unknown extra top-level fields are
+rows alone are examined one by one to say why. Bodies out of the bounds of :mod:`iotgen.sinks.json_bounds`
+(nesting over 64 levels, an integer beyond int64, a number beyond a double) are rejected first, whatever the
+``json_column`` mode. Nothing is dropped: every body ends up either as an event row or as a rejected row with a
+reason. Unknown extra top-level fields are
 ignored (like Spark's ``from_json``).
 """
 
@@ -23,6 +25,7 @@ import pyarrow.json as pajson
 
 from ..schema import ARROW_SCHEMA, COLUMNS, TIMESTAMP
 from .duckdb_local import select_over
+from .json_bounds import out_of_bounds
 from .variant import VARIANT_TYPE, try_field_to_variant, variant_error
 
 _PARSE_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type) if c.name != "json_column"
@@ -62,6 +65,8 @@ def decode_bodies(bodies: pa.Array | Sequence[bytes], json_column: str = "text",
     text, invalid_utf8 = _as_text(bodies)
     for i in invalid_utf8:
         reasons[i] = "body is not valid UTF-8"
+    for i, reason in out_of_bounds(text).items():  # before any recursive parser sees it
+        reasons.setdefault(i, reason)
     # Fast path: bodies that start with "{" and end with "}". Every such line gives pyarrow at least one row, so
     # a chunk whose row count differs from its line count holds a body with several values and is split.
     filled = pc.fill_null(text, "")

@@ -29,7 +29,7 @@ from .lakehouse import (
     LAYOUTS, CommitConflict, TableCommit, already_recorded, check_app_transactions, check_json_column_mode,
     conform, layout_of, record_batches,
 )
-from .variant import VARIANT_TYPE, json_to_variant
+from .variant import VARIANT_TYPE, json_or_text_to_variant
 
 PARTITION_COLUMN = "event_date"
 COMMIT_INFO_KEY = "iotgen.app_transactions"
@@ -96,7 +96,7 @@ def prepare_batch(batch: pa.RecordBatch, layout: str, json_column_mode: str) -> 
     names = batch.schema.names
     if "json_column" in names and json_column_mode == "variant" and not encoded:
         i = names.index("json_column")
-        columns[i] = json_to_variant(columns[i])
+        columns[i] = json_or_text_to_variant(columns[i])
     if "timestamp" in names:
         columns.append(event_date(batch.column(names.index("timestamp"))))
     return pa.RecordBatch.from_arrays(columns, schema=target)

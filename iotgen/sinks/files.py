@@ -2,7 +2,9 @@
 
 A file is written under a hidden temporary name in its final folder and published with a hard link (which
 fails rather than overwrite), falling back to a checked rename where the file system has no hard links (some
-FUSE mounts): a crash leaves nothing under a final name. Text formats are produced chunk by chunk as bytes
+FUSE mounts): a crash leaves nothing under a final name. Temporary names carry their owner
+(``.iotgen-<host>-<pid>-...``), so a run killed with SIGKILL leaves files that the next run in the same folder
+removes once that process is provably gone (same host, PID no longer alive): :func:`remove_abandoned`. Text formats are produced chunk by chunk as bytes
 (so worker processes can encode them); Parquet buffers rows into fixed-size row groups, so the file is the
 same whatever the chunk size.
 """
@@ -11,9 +13,14 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import hashlib
 import io
 import json
+import logging
 import os
+import re
+import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
@@ -31,18 +38,83 @@ EXTENSIONS = {"ndjson": ".ndjson", "json": ".json", "parquet": ".parquet", "csv"
 PARQUET_ROW_GROUP = 131_072
 
 
+_LOGGER = logging.getLogger(__name__)
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]  # a shared folder (NFS, a Volume) may
+_TEMPORARY = re.compile(r"^\.iotgen-([0-9a-f]{8})-(\d+)-")              # hold several hosts' runs
+MANIFEST = "_manifest.json"
+
+
+def temporary_prefix() -> str:
+    """The start of this process's temporary names: ``.iotgen-<host hash>-<pid>-``."""
+    return f".iotgen-{_HOST}-{os.getpid()}-"
+
+
 def check_output_dir(path: str | os.PathLike, parameter: str = "OUTPUT_DIR") -> Path:
-    """Create the folder if needed and prove it writable; else one ``ValueError`` naming ``parameter``."""
+    """Create the folder if needed and prove it writable; else one ``ValueError`` naming ``parameter``. A folder
+    inside a published run (a folder holding ``_manifest.json``) is refused. Temporary files left there by
+    killed runs are removed (:func:`remove_abandoned`)."""
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{parameter} {os.fspath(path)!r} exists and is not a folder")
+    run = next((p for p in (folder.absolute(), *folder.absolute().parents) if (p / MANIFEST).is_file()), None)
+    if run is not None:
+        raise ValueError(f"{parameter} {os.fspath(path)!r} is inside the published run {os.fspath(run)!r} (it holds "
+                         f"{MANIFEST}); choose a folder outside it")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".iotgen-probe-"):
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=temporary_prefix() + "probe-"):
             pass
     except OSError as exc:
         raise ValueError(f"{parameter} {os.fspath(path)!r} is not writable: {exc.strerror or exc}") from None
+    remove_abandoned(folder)
     return folder
+
+
+def remove_abandoned(folder: Path) -> list[Path]:
+    """Remove the temporary files and folders in ``folder`` whose owner is provably gone: made on this host by a
+    process that no longer exists. Anything else (another host's, a live process's) is left alone."""
+    removed = []
+    for entry in folder.iterdir():
+        match = _TEMPORARY.match(entry.name)
+        if match is None or match.group(1) != _HOST or _alive(int(match.group(2))):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except FileNotFoundError:
+            continue  # another run cleaned it first
+        except OSError as exc:
+            _LOGGER.warning("cannot remove %s, left by a killed run: %s", entry, exc.strerror or exc)
+            continue
+        removed.append(entry)
+    if removed:
+        _LOGGER.info("removed %d temporary item(s) left in %s by killed runs", len(removed), folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid < 2**31  # another user's live process (or a nonsense PID: not ours to judge)
+    return True
+
+
+def temporary_folder(folder: Path, base: str) -> Path:
+    """A new hidden folder for a run's parts, owned by this process, with the usual mode (umask), not 0700."""
+    path = Path(tempfile.mkdtemp(dir=folder, prefix=f"{temporary_prefix()}{base}.", suffix=".tmp"))
+    os.chmod(path, 0o777 & ~_umask())
+    return path
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def run_name(prefix: str, now: dt.datetime | None = None) -> str:
@@ -92,11 +164,9 @@ class EventFileWriter:
             raise ValueError(f"OUTPUT_FORMAT must be one of {', '.join(EXTENSIONS)}, got {fmt!r}")
         self.format = fmt
         self.folder = folder
-        handle, name = tempfile.mkstemp(dir=folder, prefix=".iotgen-", suffix=EXTENSIONS[fmt] + ".tmp")
+        handle, name = tempfile.mkstemp(dir=folder, prefix=temporary_prefix(), suffix=EXTENSIONS[fmt] + ".tmp")
         self.path = Path(name)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(handle, 0o666 & ~umask)  # mkstemp makes 0600; published files get the usual mode
+        os.chmod(handle, 0o666 & ~_umask())  # mkstemp makes 0600; published files get the usual mode
         self._file: BinaryIO = os.fdopen(handle, "wb")
         self._parquet: pq.ParquetWriter | None = None
         self._pending: list[pa.RecordBatch] = []
@@ -175,6 +245,6 @@ def _csv_timestamps(column: pa.Array) -> pa.Array:
 
 
 def write_manifest(folder: Path, manifest: dict) -> Path:
-    path = folder / "_manifest.json"
+    path = folder / MANIFEST
     path.write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
     return path

@@ -4,7 +4,9 @@ A Parquet variant value is ``struct<metadata: binary not null, value: binary not
 the dictionary of object keys and ``value`` the self-describing binary value that refers to it (see
 https://github.com/apache/parquet-format/blob/master/VariantEncoding.md). DuckDB's
 ``variant_to_parquet_variant(json::VARIANT)`` encodes a whole column in C++; integers become int64, other
-numbers double, so a value's JSON reads back equal to the original. :func:`try_json_to_variant` encodes JSON
+numbers double, so a value's JSON reads back equal to the original. JSON out of the bounds of
+:mod:`iotgen.sinks.json_bounds` (an integer beyond int64, a number beyond a double, nesting over 64 levels) is
+refused rather than changed. :func:`try_json_to_variant` encodes JSON
 text; :func:`try_field_to_variant` encodes one field of JSON object texts (an event body's ``json_column``)
 without cutting it out as text first. The tests decode the results with PySpark's independent pure-Python
 decoder (``pyspark.sql.types.VariantVal``) and read tables back in DuckDB.
@@ -12,10 +14,12 @@ decoder (``pyspark.sql.types.VariantVal``) and read tables back in DuckDB.
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .duckdb_local import connection, select_over
+from .json_bounds import bound_broken, out_of_bounds
 
 VARIANT_TYPE = pa.struct([
     pa.field("metadata", pa.binary(), nullable=False),
@@ -34,12 +38,34 @@ def json_to_variant(text: pa.Array | pa.ChunkedArray, name: str = "json_column")
     return encoded
 
 
+def json_or_text_to_variant(text: pa.Array | pa.ChunkedArray, name: str = "json_column") -> pa.Array:
+    """Like :func:`json_to_variant`, but a value that cannot be a VARIANT (not JSON, out of bounds) is kept as a
+    VARIANT *string* holding its text, as a JSON file holds it (``"json_column": "<the text>"``): what the
+    batch writer does with the malformed-JSON scenario's values, so that no generated event stops a write."""
+    encoded, failed = try_json_to_variant(text, name)
+    if not failed:
+        return encoded
+    text = _string_array(text, name)
+    strings = _encode(text.take(pa.array(failed, pa.int64())), "variant_to_parquet_variant(j::VARIANT)")
+    replaced = np.zeros(len(text), dtype=bool)
+    replaced[failed] = True
+    mask = pa.array(replaced)
+    fields = [pc.replace_with_mask(encoded.field(i).fill_null(b""), mask, strings.field(i)) for i in range(2)]
+    return pa.StructArray.from_arrays(fields, fields=list(VARIANT_TYPE),
+                                      mask=text.is_null() if text.null_count else None)
+
+
 def try_json_to_variant(text: pa.Array | pa.ChunkedArray, name: str = "json_column") -> tuple[pa.Array, list[int]]:
     """Like :func:`json_to_variant`, but rows that cannot be encoded come back null and their indices are
     returned (so a caller can quarantine them instead of failing the batch)."""
     text = _string_array(text, name)
+    broken = out_of_bounds(text)
+    if broken:
+        keep = pc.invert(pa.array([i in broken for i in range(len(text))]))
+        text = pc.if_else(keep, text, pa.scalar(None, text.type))  # encoded as null, reported as failed
     encoded = _encode(text, "CASE WHEN json_valid(j) THEN TRY(variant_to_parquet_variant(j::JSON::VARIANT)) END")
-    return _variant_array(encoded, text.is_valid())
+    values, failed = _variant_array(encoded, text.is_valid())
+    return values, sorted(set(failed).union(broken))
 
 
 def try_field_to_variant(objects: pa.Array | pa.ChunkedArray, field: str, use_threads: bool = True
@@ -47,7 +73,8 @@ def try_field_to_variant(objects: pa.Array | pa.ChunkedArray, field: str, use_th
     """The Parquet variant encoding of ``field`` of each JSON object text (one C++ pass: the field is not cut
     out as text first). A missing field is encoded as a variant null, as JSON ``null`` is; rows that are not
     JSON or whose field cannot be encoded come back null, with their indices returned. Null texts stay null.
-    ``use_threads=False``: DuckDB works on one core."""
+    ``use_threads=False``: DuckDB works on one core. The caller checks :func:`out_of_bounds` first (the
+    ingest's decoder does, for whole bodies)."""
     objects = _string_array(objects, "the JSON objects")
     path = '$."' + field.replace('"', '\\"') + '"'
     encoded = _encode(objects, "TRY(variant_to_parquet_variant(json_extract(j, ?)::VARIANT))", [path], use_threads)
@@ -55,8 +82,12 @@ def try_field_to_variant(objects: pa.Array | pa.ChunkedArray, field: str, use_th
 
 
 def variant_error(text: str) -> str:
-    """Why one JSON text cannot be encoded (DuckDB's message, first line)."""
+    """Why one JSON text cannot be encoded (out of bounds, or DuckDB's message, first line)."""
     import duckdb
+
+    broken = bound_broken(text)
+    if broken is not None:
+        return broken
 
     try:
         connection().execute("SELECT variant_to_parquet_variant(?::JSON::VARIANT)", [text]).fetchall()

@@ -20,6 +20,11 @@ pytestmark = pytest.mark.timeout(60)
     (["--hub", "dup", "--hub", "DUP"], "--hub"),
     (["--key", ""], "--key"),
     (["--idle-timeout", "-1"], "--idle-timeout"),
+    (["--idle-timeout", "nan"], "--idle-timeout"),
+    (["--idle-timeout", "inf"], "--idle-timeout"),
+    (["--idle-timeout", "1e308"], "--idle-timeout"),
+    (["--idle-timeout", "1e7"], "--idle-timeout"),  # beyond the AMQP field (a uint of milliseconds)
+    (["--max-connections", "0"], "--max-connections"),
     (["--max-partition-mb", "0"], "--max-partition-mb"),
     (["--no-such-option"], "--no-such-option"),
 ])

@@ -44,21 +44,34 @@ def test_variant_mode_encodes_json_column_exactly_as_the_text_encoder_does():
     assert _variant_json(first) == json.loads(table.column("json_column")[0].as_py())
 
 
-def test_variant_mode_rejects_a_json_column_that_cannot_be_a_variant_and_keeps_the_rest():
+def test_bodies_out_of_bounds_are_rejected_in_both_modes_and_the_rest_kept():
+    """The rule of iotgen.sinks.json_bounds: nesting over 64 levels, an integer beyond int64, a number beyond a
+    double. Such a body once made the ingest fail with RecursionError on every restart (issue 13)."""
     table = events(3, seed=53)
     good = [b.encode() for b in bodies_of(table)]
-    big = json.loads(good[0])
-    big["json_column"] = {"big": 18446744073709551615}
-    bodies = [good[0], json.dumps(big).encode(), good[1], b"{oops", good[2]]
+
+    def with_json_column(text: str) -> bytes:
+        return good[0].decode().replace('"json_column":{', '"json_column":{' + text + ",", 1).encode()
+
+    bodies = {
+        with_json_column('"big": 18446744073709551615'): "integer 18446744073709551615 is outside the int64 range",
+        with_json_column('"big": -9223372036854775809'): "integer -9223372036854775809 is outside the int64 range",
+        with_json_column('"big": 123456789012345678901234567890'): "integer 1234567890123456789012345678",
+        with_json_column('"huge": 1e400'): "number 1e400 overflows a double",
+        with_json_column('"deep": ' + "[" * 1000 + "]" * 1000): "JSON nests deeper than 64 levels",
+        b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}": "JSON nests deeper than 64 levels",
+        b"{oops": "body is not valid JSON",
+    }
+    kept = [with_json_column('"edge": 9223372036854775807'), with_json_column('"text": "123456789012345678901234 1e999"'),
+            with_json_column('"nested": ' + "[" * 60 + "]" * 60), good[1], good[2]]
+    mixed = [kept[0], *list(bodies)[:4], kept[1], kept[2], *list(bodies)[4:], kept[3], kept[4]]
     for mode in ("variant", "text"):
-        decoded = decode_bodies(bodies, json_column=mode)
-        assert decoded.indices.tolist() == ([0, 2, 4] if mode == "variant" else [0, 1, 2, 4])
-        reasons = dict(decoded.rejected)
-        assert reasons[3].startswith("body is not valid JSON")
-        if mode == "variant":
-            assert reasons[1].startswith("json_column cannot be stored as VARIANT: ")
-        assert decoded.events.column("event_id").to_pylist() == [
-            json.loads(bodies[i])["event_id"] for i in decoded.indices]
+        decoded = decode_bodies(mixed, json_column=mode)
+        assert [mixed[i] for i in decoded.indices] == kept, mode
+        reasons = {mixed[i]: reason for i, reason in decoded.rejected}
+        for body, reason in bodies.items():
+            assert reasons[body].startswith(reason), (mode, reasons[body])
+    assert decode_bodies(kept, json_column="variant").events.num_rows == 5
 
 
 def test_field_encoder_matches_the_text_encoder():

@@ -48,7 +48,8 @@ def test_malformed_events_are_quarantined_with_reasons_the_rest_land(tmp_path, e
         _wrong(template, temperature="hot"): 'field temperature must be a number, got string "hot"',
         _wrong(template, version=2.5): "field version must be an integer",
         _wrong(template, json_column=[1, 2]): "field json_column must be an object, got array",
-        _wrong(template, json_column={"big": 18446744073709551615}): "json_column cannot be stored as VARIANT",
+        _wrong(template, json_column={"big": 18446744073709551615}): "integer 18446744073709551615 is outside",
+        _wrong(template, json_column={"deep": json.loads("[" * 900 + "]" * 900)}): "JSON nests deeper than 64",
     }
     bad = {**MALFORMED, **wrong}
     bodies = bodies_of(good)

@@ -36,6 +36,7 @@ def test_the_seed_parameters_keep_their_meaning_as_a_drift_free_rate():
     ({"SEND_RETRIES": -1}, "SEND_RETRIES"),
     ({"SEND_TIMEOUT_SEC": 0}, "SEND_TIMEOUT_SEC"),
     ({"RAMP_UP_SEC": 10, "SLEEP_INTERVAL_SEC": 0}, "RAMP_UP_SEC"),
+    ({"RAMP_UP_SEC": 10}, "RAMP_UP_SEC=10 needs RATE_EVENTS_PER_SEC"),  # the BATCH_SIZE/SLEEP pace is no target
 ])
 def test_bad_settings_raise_one_error_naming_the_parameter(params, name):
     with pytest.raises(ValueError, match=name):
