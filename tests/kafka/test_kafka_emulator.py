@@ -326,3 +326,16 @@ def test_record_batches_round_trip_with_gzip() -> None:
         (decoded,) = decode_record_batches(batch + b"", 1 << 20)
         assert [(r.key, r.value, r.headers, r.timestamp) for r in decoded.records] == \
                [(r.key, r.value, r.headers, r.timestamp) for r in records]
+
+
+def test_unauthenticated_silence_and_too_many_connections_are_closed(emulator_factory):
+    emulator = emulator_factory(hub="iot-events", kafka_port="any", extra_args=["--max-connections", "2"])
+    silent = _Raw(emulator, authenticate=False)  # connects, never authenticates: closed at the 10 s deadline
+    kept = _Raw(emulator)  # authenticated: stays
+    started = time.monotonic()
+    extra = _Raw(emulator, authenticate=False)  # the third connection: closed at once
+    assert extra.closed_by_server() and time.monotonic() - started < 5
+    assert silent.closed_by_server() and 5 < time.monotonic() - started < 20
+    assert kept.call(18, 3, {"client_software_name": "t", "client_software_version": "1"})["error_code"] == 0
+    for raw in (silent, kept, extra):
+        raw.close()
