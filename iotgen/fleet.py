@@ -51,7 +51,7 @@ from . import draws, keyed_random as kr
 from .catalogs import Catalogs
 from .dynamic_json import build_json_column
 from .generator import BLOCK_SIZE, GeneratorSpec, _uuid4, block_rng  # _uuid4: the generator's UUID text
-from .schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS, TIMESTAMP
+from .schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS, TIMESTAMP, events_schema
 
 SECOND_MS = 1000
 HOUR_MS = 3_600_000
@@ -177,8 +177,9 @@ class Fleet:
     status: tuple[tuple[str, str], ...] = tuple((role, role) for role in STATUS_ROLES)
 
     # ---- the GeneratorSpec extension point ------------------------------------------------------------
-    def build_block(self, spec: GeneratorSpec, block: int) -> pa.RecordBatch:
-        """The :data:`~iotgen.generator.BLOCK_SIZE` events numbered ``block * BLOCK_SIZE`` and up."""
+    def build_block(self, spec: GeneratorSpec, block: int, json_column: str = "text") -> pa.RecordBatch:
+        """The :data:`~iotgen.generator.BLOCK_SIZE` events numbered ``block * BLOCK_SIZE`` and up
+        (``json_column``: ``text`` or ``variant``, see :func:`iotgen.generator.generate_block`)."""
         devices = fleet_devices(spec)
         n = BLOCK_SIZE
         device, _, t = devices.schedule(block * n, (block + 1) * n)
@@ -186,12 +187,14 @@ class Fleet:
         # Per event, as in the independent profile: the id, the payload and the gateway's ingest delays.
         rng = block_rng(spec.seed, block, BASE_STREAM)
         columns["event_id"] = _uuid4(rng, n)
-        columns["json_column"] = build_json_column(spec.catalogs.key_pool, spec.min_keys, spec.max_keys, rng, n)
+        columns["json_column"] = build_json_column(spec.catalogs.key_pool, spec.min_keys, spec.max_keys, rng, n,
+                                                   json_column)
         delay = np.exp(np.log(800.0) + rng.standard_normal(n, dtype=np.float32))
         created = t + np.minimum(np.rint(delay), 30_000).astype(np.int64)
         updated = created + np.where(draws.coin(rng, 0.2, n), 1 + draws.below(rng, HOUR_MS, n), 0)
         columns["created_at"], columns["updated_at"] = _timestamps(created), _timestamps(updated)
-        return pa.RecordBatch.from_arrays([columns[name] for name in ARROW_SCHEMA.names], schema=ARROW_SCHEMA)
+        schema = events_schema(json_column)
+        return pa.RecordBatch.from_arrays([columns[name] for name in schema.names], schema=schema)
 
     # ---- for scenarios, notebooks and docs ------------------------------------------------------------------
     def columns_at(self, spec: GeneratorSpec, device: np.ndarray, t_ms: np.ndarray) -> dict[str, pa.Array]:

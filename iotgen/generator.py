@@ -24,7 +24,7 @@ from . import draws
 from .dynamic_json import build_json_column
 from .catalogs import Categorical, Catalogs, ValueSpec
 from .config import Config
-from .schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS, TIMESTAMP
+from .schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS, TIMESTAMP, events_schema
 
 BLOCK_SIZE = 32768
 DAY_MS = 86_400_000
@@ -99,30 +99,35 @@ def block_rng(seed: int, block: int, stream: int = 0) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, block, stream])))
 
 
-def generate_block(spec: GeneratorSpec, block: int) -> pa.RecordBatch:
+def generate_block(spec: GeneratorSpec, block: int, json_column: str = "text") -> pa.RecordBatch:
     """The :data:`BLOCK_SIZE` events numbered ``block * BLOCK_SIZE`` and up.
 
     With ``spec.fleet`` set, ``spec.fleet.build_block(spec, block)`` makes the events instead of the
     independent draw; with ``spec.scenarios`` set, ``spec.scenarios.apply(spec, block, batch)`` then transforms
     them. Both must be pure functions of their arguments and keep :data:`BLOCK_SIZE` rows.
+    ``json_column="variant"`` writes ``json_column`` directly as VARIANT (the same values; not with scenarios,
+    which rewrite ``json_column`` text: a writer encodes their output itself).
     """
+    if json_column == "variant" and spec.scenarios is not None:
+        raise ValueError("json_column='variant' is for specs without data-quality scenarios: generate text and "
+                         "encode it (iotgen.sinks.variant.json_or_text_to_variant)")
     if spec.fleet is not None:
-        batch = spec.fleet.build_block(spec, block)
+        batch = spec.fleet.build_block(spec, block, json_column)
     else:
-        batch = build_events(spec, block_rng(spec.seed, block), BLOCK_SIZE)
+        batch = build_events(spec, block_rng(spec.seed, block), BLOCK_SIZE, json_column)
     if spec.scenarios is not None:
         batch = spec.scenarios.apply(spec, block, batch)
     return batch
 
 
-def generate_range(spec: GeneratorSpec, start: int, stop: int) -> pa.RecordBatch:
+def generate_range(spec: GeneratorSpec, start: int, stop: int, json_column: str = "text") -> pa.RecordBatch:
     """Events ``start`` (inclusive) to ``stop`` (exclusive), identical to the same events of any other call."""
     if not 0 <= start <= stop:
         raise ValueError(f"event range must satisfy 0 <= start <= stop, got {start}..{stop}")
     if start == stop:
-        return pa.RecordBatch.from_pylist([], schema=ARROW_SCHEMA)
+        return pa.RecordBatch.from_pylist([], schema=events_schema(json_column))
     first, last = start // BLOCK_SIZE, (stop - 1) // BLOCK_SIZE
-    batches = [generate_block(spec, b) for b in range(first, last + 1)]
+    batches = [generate_block(spec, b, json_column) for b in range(first, last + 1)]
     table = pa.Table.from_batches(batches).slice(start - first * BLOCK_SIZE, stop - start)
     return table.combine_chunks().to_batches()[0]
 
@@ -135,12 +140,14 @@ def generate_events(
     start: int = 0,
     as_pandas: bool = False,
     catalogs: Catalogs | None = None,
+    json_column: str = "text",
 ) -> Iterator[Any]:
     """Yield events ``start .. start + num_events`` as Arrow record batches (pandas DataFrames on request).
 
     ``spec`` may be a :class:`GeneratorSpec` or a :class:`~iotgen.config.Config` (then ``num_events`` and
     ``chunk_size`` default to its ``NUM_EVENTS`` and ``CHUNK_SIZE``). Chunks are aligned to blocks where they
-    can be, so each block is computed once; memory is bounded by ``chunk_size``.
+    can be, so each block is computed once; memory is bounded by ``chunk_size``. ``json_column="variant"``: see
+    :func:`generate_block`.
     """
     config = spec if isinstance(spec, Config) else Config()
     if not isinstance(spec, GeneratorSpec):
@@ -152,10 +159,11 @@ def generate_events(
     for name, value, minimum in (("NUM_EVENTS", num_events, 0), ("CHUNK_SIZE", chunk_size, 1), ("start", start, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return _chunks(spec, start, start + num_events, chunk_size, as_pandas)
+    return _chunks(spec, start, start + num_events, chunk_size, as_pandas, json_column)
 
 
-def _chunks(spec: GeneratorSpec, start: int, stop: int, chunk_size: int, as_pandas: bool) -> Iterator[Any]:
+def _chunks(spec: GeneratorSpec, start: int, stop: int, chunk_size: int, as_pandas: bool,
+            json_column: str = "text") -> Iterator[Any]:
     cached: tuple[int, pa.RecordBatch] | None = None
     position = start
     while position < stop:
@@ -165,7 +173,7 @@ def _chunks(spec: GeneratorSpec, start: int, stop: int, chunk_size: int, as_pand
         while cursor < end:
             block = cursor // BLOCK_SIZE
             if cached is None or cached[0] != block:
-                cached = (block, generate_block(spec, block))
+                cached = (block, generate_block(spec, block, json_column))
             offset = cursor - block * BLOCK_SIZE
             take = min(end - cursor, BLOCK_SIZE - offset)
             pieces.append(cached[1].slice(offset, take))
@@ -182,7 +190,7 @@ def generate_table(spec: GeneratorSpec | Config | None = None, num_events: int |
 
 
 # ---- one batch of events ------------------------------------------------------------------------------------
-def build_events(spec: GeneratorSpec, rng: np.random.Generator, n: int) -> pa.RecordBatch:
+def build_events(spec: GeneratorSpec, rng: np.random.Generator, n: int, json_column: str = "text") -> pa.RecordBatch:
     """``n`` events drawn from ``rng`` (the draw order is part of the output format: change it knowingly)."""
     cats = spec.catalogs
     event_id = _uuid4(rng, n)
@@ -209,14 +217,14 @@ def build_events(spec: GeneratorSpec, rng: np.random.Generator, n: int) -> pa.Re
     updated = created + np.where(draws.coin(rng, 0.2, n), 1 + draws.below(rng, HOUR_MS, n), 0)
     source = _draw(cats.sources, rng, n)
     env = _draw(cats.envs, rng, n)
-    payload = build_json_column(cats.key_pool, spec.min_keys, spec.max_keys, rng, n)
+    payload = build_json_column(cats.key_pool, spec.min_keys, spec.max_keys, rng, n, json_column)
     columns = [
         event_id, _ts(ts), device_type, firmware, pa.array(battery), _sensor_ids(sensor, spec.num_sensors),
         pa.array(temperature), pa.array(humidity), pa.array(pressure), status, region, zone, model,
         pa.array(version), pa.array(signal), pa.array(uptime), pa.array(faults), _ts(calibration),
         pa.array(maintenance_due), _ts(created), _ts(updated), source, env, payload,
     ]
-    return pa.RecordBatch.from_arrays(columns, schema=ARROW_SCHEMA)
+    return pa.RecordBatch.from_arrays(columns, schema=events_schema(json_column))
 
 
 def _ts(epoch_ms: np.ndarray) -> pa.Array:

@@ -62,6 +62,19 @@ ARROW_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type, nullable=False) for c i
 )
 CALIBRATION_DUE_DAYS = 180
 
+
+def events_schema(json_column: str = "text") -> pa.Schema:
+    """:data:`ARROW_SCHEMA`, or (``json_column="variant"``) the same with ``json_column`` as the VARIANT
+    struct (:data:`~iotgen.variant_encoding.VARIANT_TYPE`) the generator can write directly."""
+    if json_column == "text":
+        return ARROW_SCHEMA
+    if json_column != "variant":
+        raise ValueError(f"json_column must be 'text' or 'variant', got {json_column!r}")
+    from .variant_encoding import VARIANT_TYPE
+
+    index = ARROW_SCHEMA.get_field_index("json_column")
+    return ARROW_SCHEMA.set(index, pa.field("json_column", VARIANT_TYPE, nullable=False))
+
 _SPARK_TYPES = {
     pa.string(): "STRING", TIMESTAMP: "TIMESTAMP", pa.float64(): "DOUBLE", pa.int32(): "INT", pa.bool_(): "BOOLEAN",
 }

@@ -254,8 +254,12 @@ def write_table(
     target.check()
     spec = GeneratorSpec.from_config(config, catalogs, now)
 
+    # A Delta VARIANT column straight from the generator (no JSON parse), unless scenarios rewrite the text
+    direct = target.format == "delta" and target.json_column_mode == "variant" and spec.scenarios is None
+
     def chunks() -> Iterator[pa.RecordBatch]:
-        for batch in generate_events(spec, config.num_events, chunk_size=config.chunk_size):
+        for batch in generate_events(spec, config.num_events, chunk_size=config.chunk_size,
+                                     json_column="variant" if direct else "text"):
             yield batch
             if on_progress:
                 on_progress(batch.num_rows)

@@ -18,13 +18,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..variant_encoding import VARIANT_TYPE
 from .duckdb_local import connection, select_over
 from .json_bounds import bound_broken, out_of_bounds
 
-VARIANT_TYPE = pa.struct([
-    pa.field("metadata", pa.binary(), nullable=False),
-    pa.field("value", pa.binary(), nullable=False),
-])
 
 
 def json_to_variant(text: pa.Array | pa.ChunkedArray, name: str = "json_column") -> pa.Array:
