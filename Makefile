@@ -38,7 +38,7 @@ test: $(STAMP) jars
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests
 	PATH="$(abspath $(BIN)):$$PATH" $(CLOCK) $(BIN)/python -m pytest iot_data_generation.ipynb notebooks $(NBVAL)
 
-# The azure-eventhub SDK's own live test suite (downloaded from PyPI) against the local endpoint: about 10 minutes
+# The azure-eventhub SDK's own live test suite (downloaded from PyPI) against the local endpoint: 8-9 minutes
 # on 8 workers, so not part of `make test` (docs/emulator.md). SDK_LIVE_ARGS: more pytest arguments (-k, -n ...).
 sdk-live-tests: $(STAMP)
 	$(BIN)/python tests/sdk_live/run_sdk_live.py $(SDK_LIVE_ARGS)

@@ -72,6 +72,8 @@ def main(argv: list[str]) -> int:
     WORK.mkdir(exist_ok=True)
     tests = sdk_tests(version)
     site = plugins()
+    for stale in WORK.glob("emulator*.log"):  # from a run with other workers
+        stale.unlink()
     env = dict(os.environ)
     # The fixtures plugin, pytest-asyncio, and the SDK's test helpers (tracing_common) importable.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), str(site), str(tests), env.get("PYTHONPATH")]))

@@ -99,6 +99,8 @@ def pytest_configure(config: pytest.Config) -> None:
 #: Event hubs of the session's emulator (one per collected test) and the next one to hand out.
 _hubs: list[str] = []
 _next_hub = itertools.count()
+#: The session's key (random): the fixtures hand it to the tests, as the SDK's conftest hands its namespace key.
+_KEY = secrets.token_urlsafe(32)
 #: Outcome and skip reason of every test, by node id, for the summary.
 _outcomes: dict[str, tuple[str, str]] = {}
 
@@ -118,7 +120,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[EmulatorProcess]:
     process = EmulatorProcess(port=0, hub=_hubs, partitions=PARTITION_COUNT, key_name=KEY_NAME,
-                              key=secrets.token_urlsafe(32))
+                              key=_KEY)
     with process:
         yield process
         log = os.environ.get("SDK_LIVE_EMULATOR_LOG")
@@ -130,7 +132,7 @@ def emulator() -> Iterator[EmulatorProcess]:
 @pytest.fixture
 def live_eventhub(emulator: EmulatorProcess) -> dict[str, str]:
     hub = _hubs[next(_next_hub)]
-    key = emulator._key  # the fixtures hand the key to the tests, as the SDK's conftest does
+    key = _KEY
     hostname = f"{emulator.host}:{emulator.port}"
     return {
         "resource_group": "",
