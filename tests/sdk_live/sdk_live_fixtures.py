@@ -2,9 +2,9 @@
 
 A pytest plugin (``-p sdk_live_fixtures``, with ``--noconftest``) that stands in for the SDK's own
 ``tests/conftest.py``: that one creates a fresh event hub per test through the Azure management plane and
-authenticates with Azure AD. Here one emulator subprocess (loopback, a free port, a random key, SAS only) is
-started for the session with a fresh hub of 2 partitions (the suite's ``PARTITION_COUNT``) for every test, and
-every fixture the live tests use is derived from it:
+authenticates with Azure AD. Here an emulator subprocess (loopback, a free port, a random key, SAS only) is
+started for the session (one per pytest-xdist worker) with a fresh hub of 2 partitions (the suite's
+``PARTITION_COUNT``) for every test, and every fixture the live tests use is derived from it:
 
 * ``live_eventhub``: hostname ``127.0.0.1:PORT``, key name and key, hub, ``$Default``, connection string;
 * ``client_args``: ``{"use_tls": False}``, the one client setting that differs from Azure (plain AMQP: the
