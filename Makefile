@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-current-env
 
-.PHONY: demo test bench clean jars
+.PHONY: demo test bench clean jars sdk-live-tests
 
 # JVM artifacts for the tests (deps/maven/<bundle>/pom.xml -> .jars/<bundle>/*.jar), from Maven Central.
 JARS := .jars
@@ -38,8 +38,13 @@ test: $(STAMP) jars
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests
 	PATH="$(abspath $(BIN)):$$PATH" $(CLOCK) $(BIN)/python -m pytest iot_data_generation.ipynb notebooks $(NBVAL)
 
+# The azure-eventhub SDK's own live test suite (downloaded from PyPI) against the local endpoint: 8-9 minutes
+# on 8 workers, so not part of `make test` (docs/emulator.md). SDK_LIVE_ARGS: more pytest arguments (-k, -n ...).
+sdk-live-tests: $(STAMP)
+	$(BIN)/python tests/sdk_live/run_sdk_live.py $(SDK_LIVE_ARGS)
+
 bench: $(STAMP) jars
 	for b in bench/bench_*.py; do PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(JARS) output/iot_events_* output/*.ipynb
+	rm -rf $(VENV) $(JARS) .sdk-live output/iot_events_* output/*.ipynb
