@@ -130,16 +130,16 @@ def table_layout(table) -> str:
         raise ValueError(f"Iceberg table {'.'.join(table.name())} does not have an iotgen layout: {exc}") from None
 
 
-def iceberg_table(catalog, identifier: str, layout: str = "events", *, create: bool = True):
+def iceberg_table(catalog, identifier: str, layout: str | None = "events", *, create: bool = True):
     """The table (created with ``layout``, and its namespace, when missing); ``ValueError`` when it has
-    another layout."""
+    another layout (``layout=None``: any iotgen layout, for reading)."""
     from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
 
     parts = check_identifier(identifier)
     try:
         table = catalog.load_table(parts)
     except NoSuchTableError:
-        if not create:
+        if not create or layout is None:
             return None
         catalog.create_namespace_if_not_exists(parts[:-1])
         try:
@@ -148,7 +148,7 @@ def iceberg_table(catalog, identifier: str, layout: str = "events", *, create: b
         except TableAlreadyExistsError:  # created concurrently
             table = catalog.load_table(parts)
     existing = table_layout(table)
-    if existing != layout:
+    if layout is not None and existing != layout:
         raise ValueError(f"Iceberg table {identifier} holds {existing} rows, not {layout} rows")
     return table
 
@@ -230,7 +230,7 @@ def app_versions(table, app_ids: Iterable[str]) -> dict[str, int | None]:
 
 def iceberg_app_versions(catalog, identifier: str, app_ids: Iterable[str]) -> dict[str, int | None]:
     """:func:`app_versions` of a table by name (all None when there is no such table)."""
-    table = iceberg_table(catalog, identifier, create=False) if _exists(catalog, identifier) else None
+    table = iceberg_table(catalog, identifier, None, create=False) if _exists(catalog, identifier) else None
     return {app_id: None for app_id in app_ids} if table is None else app_versions(table, app_ids)
 
 

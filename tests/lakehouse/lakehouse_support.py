@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pyarrow as pa
 
@@ -79,21 +80,32 @@ def as_json(value) -> object:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def kill_and_restart(conn: str, target_arg: str, extra: list[str], kills: int, seed: int) -> int:
-    """Start the ingest CLI, SIGKILL it at a random moment (1-3 s in), ``kills`` times; then run it with
-    ``--available-now`` to the end. Returns how many kills landed on a running ingest."""
+def kill_and_restart(conn: str, target_arg: str, extra: list[str], kills: int, seed: int,
+                     table_exists: Callable[[], bool]) -> int:
+    """Start the ingest CLI and SIGKILL it, ``kills`` times; then run it with ``--available-now`` to the end.
+    Even rounds kill at a random moment 1-3 s after the start (often before the first commit); odd rounds
+    wait until the table exists, then kill 0.2-1.5 s later, so restarts on an existing table, mid-write,
+    are always among them. Returns how many kills landed on a running ingest."""
     rng = random.Random(seed)
     env = ingest_env(conn)
     args = ["--target", target_arg, "--max-batch-events", "300", "--max-batch-seconds", "0.3", *extra]
     landed = 0
-    for _ in range(kills):
+    for round_ in range(kills):
         process = subprocess.Popen(ingest_command(*args), env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.0, 3.0))
+                                   stderr=subprocess.PIPE, text=True)
+        if round_ % 2:
+            deadline = time.monotonic() + 60
+            while not table_exists() and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert table_exists(), "the ingest never created its table"
+            time.sleep(rng.uniform(0.2, 1.5))
+        else:
+            time.sleep(rng.uniform(1.0, 3.0))
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             landed += 1
-        process.wait(30)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == -signal.SIGKILL, f"the ingest ended by itself: {stderr}"
     final = subprocess.run(ingest_command(*args, "--available-now"), env=env, cwd=ROOT, capture_output=True,
                            text=True, timeout=120)
     assert final.returncode == 0, final.stderr

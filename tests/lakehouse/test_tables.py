@@ -237,3 +237,16 @@ def test_table_data_and_mode_mismatches_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="is a file, not a folder"):
         write_delta(tmp_path / "file", events(5))
     assert delta_history(tmp_path / "v")[0]["version"] == 1  # nothing was appended by the failures
+
+
+@pytest.mark.parametrize("layout", ["ingested", "quarantine"])
+def test_app_versions_are_read_from_tables_of_every_layout(tmp_path, layout):
+    """A restarted ingest reads its offsets back from its ingested and quarantine tables (not only events)."""
+    from iotgen.sinks.lakehouse import LAYOUTS
+
+    empty = pa.Table.from_pylist([], schema=LAYOUTS[layout])
+    catalog = open_catalog(warehouse=tmp_path / "wh")
+    write_iceberg(catalog, "iot.t", empty, idempotency_key=("app", 7))
+    assert iceberg_app_versions(catalog, "iot.t", ["app", "other"]) == {"app": 7, "other": None}
+    write_delta(str(tmp_path / "d"), empty, idempotency_key=("app", 7))
+    assert delta_app_versions(str(tmp_path / "d"), ["app", "other"]) == {"app": 7, "other": None}
