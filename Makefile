@@ -20,11 +20,20 @@ $(JARS)/%/.done: deps/maven/%/pom.xml
 	touch $@
 jars: $(BUNDLES)
 
-$(STAMP): pyproject.toml requirements.txt requirements-dev.txt requirements-lock.txt
+$(STAMP): pyproject.toml requirements.txt requirements-test.txt requirements-dev.txt requirements-lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements-lock.txt -r requirements-dev.txt -e .
 	touch $(STAMP)
+
+# The Spark 4.0 leg (Databricks Runtime 17.3 LTS's Spark): pyspark 4.0 in its own environment, the lock's other pins.
+VENV40 := .venv-spark40
+$(VENV40)/.installed: pyproject.toml requirements.txt requirements-test.txt requirements-spark40.txt requirements-lock.txt
+	test -x $(VENV40)/bin/python || $(PYTHON) -m venv $(VENV40)
+	$(VENV40)/bin/python -m pip install --quiet --upgrade pip
+	grep -v '^pyspark==' requirements-lock.txt > $(VENV40)/constraints.txt
+	$(VENV40)/bin/python -m pip install --quiet -c $(VENV40)/constraints.txt -r requirements-spark40.txt -e .
+	touch $@
 
 demo: $(STAMP)
 	$(BIN)/papermill iot_data_generation.ipynb output/iot_data_generation.ipynb --cwd . -k python3 --log-level WARNING

@@ -583,7 +583,7 @@ def spark_good_and_bad(parsed):
 
 
 def spark_typed_projection(events):
-    """Typed values read out of the VARIANT: ``json_column:location.lat::double``, ``variant_get(...)``, ..."""
+    """Typed values read out of the VARIANT: ``variant_get(json_column, '$.location.lat', 'double')``, ..."""
     from iotgen.spark.parse import typed_projection
 
     return typed_projection(events)

@@ -83,16 +83,17 @@ class EventHubUnavailable(ConnectionError):
 
 
 # ---- where to send ------------------------------------------------------------------------------------------
-def parse_connection_string(text: str) -> dict[str, str]:
-    """The fields of an Event Hubs connection string, keys lower-cased (values kept as given)."""
+def parse_connection_string(text: str, what: str = "EVENTHUB_CONNECTION_STRING") -> dict[str, str]:
+    """The fields of an Event Hubs connection string, keys lower-cased (values kept as given, never shown in an
+    error: ``what`` names the parameter or option in the message)."""
     fields = {}
-    for part in text.strip().split(";"):
+    for part in str(text).strip().split(";"):
         if not part.strip():
             continue
         key, sep, value = part.partition("=")
-        if not sep:
-            raise EventHubConfigError("EVENTHUB_CONNECTION_STRING is not a connection string "
-                                      "(expected Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=...)")
+        if not sep or not key.strip():
+            raise EventHubConfigError(f"{what} is not a connection string: Key=Value pairs separated by ';' "
+                                      "expected (Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=...)")
         fields[key.strip().lower()] = value.strip()
     return fields
 

@@ -18,8 +18,10 @@ whose ``json_column`` is not an object, lands in the bad records with its raw bo
 
 The typed columns come from ``from_json`` with the exact schema (``json_column VARIANT``), so a string where a
 number belongs is a bad record; like every Spark JSON reader it accepts a number or boolean where a *string*
-belongs (as its text). Typed access to the VARIANT: ``json_column:location.lat::double``,
-``variant_get(json_column, '$.co2_ppm', 'int')`` (see :func:`typed_projection`).
+belongs (as its text). Typed access to the VARIANT: ``variant_get(json_column, '$.location.lat', 'double')``,
+``try_variant_get(json_column, '$.tags', 'array<string>')`` (see :func:`typed_projection`); these work on every
+supported runtime (Databricks SQL and Spark 4.3 also take ``json_column:location.lat::double``, Spark 4.0 does
+not).
 """
 
 from __future__ import annotations
@@ -44,9 +46,9 @@ EXAMPLE_BAD_BODIES = (
 
 #: Typed projections of ``json_column`` shown in the notebooks (SQL expressions on the VARIANT).
 JSON_PROJECTIONS = {
-    "lat": "json_column:location.lat::double",
-    "lon": "json_column:location.lon::double",
-    "site": "json_column:location.site::string",
+    "lat": "variant_get(json_column, '$.location.lat', 'double')",
+    "lon": "variant_get(json_column, '$.location.lon', 'double')",
+    "site": "variant_get(json_column, '$.location.site', 'string')",
     "co2_ppm": "variant_get(json_column, '$.co2_ppm', 'int')",
     "cpu_pct": "try_variant_get(json_column, '$.diagnostics.cpu_pct', 'double')",
     "tags": "try_variant_get(json_column, '$.tags', 'array<string>')",
@@ -141,10 +143,7 @@ def _events_to_variant(df: Any) -> Any:
 
 def _mark(parsed: Any, real: bool) -> Any:
     """Record in the ``_partition`` column's metadata whether the provenance columns are real."""
-    from pyspark.sql import functions as F
-
-    return parsed.withColumn(PROVENANCE[0], F.col(PROVENANCE[0]).alias(
-        PROVENANCE[0], metadata={_PROVENANCE_KEY: "eventhubs" if real else "none"}))
+    return parsed.withMetadata(PROVENANCE[0], {_PROVENANCE_KEY: "eventhubs" if real else "none"})  # Connect too
 
 
 def has_provenance(parsed: Any) -> bool:

@@ -1,4 +1,4 @@
-"""The ``eventhubs`` Spark streaming source: Azure Event Hubs through the azure-eventhub SDK, no jars needed.
+"""The ``iotgen_eventhubs`` Spark streaming source: Azure Event Hubs through the azure-eventhub SDK, no jars needed.
 
 For local Spark, CI and Event Hubs tiers without a Kafka endpoint (Basic). On Databricks with a Standard or
 higher namespace, prefer the built-in Kafka source (:mod:`iotgen.spark.kafka`).
@@ -15,7 +15,7 @@ Example::
 
     import iotgen.spark
     iotgen.spark.register(spark)
-    raw = (spark.readStream.format("eventhubs")
+    raw = (spark.readStream.format("iotgen_eventhubs")
            .option("connectionString", connection_string)      # from a secret, never a literal
            .option("startingPosition", "earliest")
            .option("maxEventsPerTrigger", 50_000)
@@ -48,14 +48,16 @@ from typing import Any, Iterator, Mapping
 import pyarrow as pa
 
 from ..config import Secret
+from ..sinks.eventhubs import parse_connection_string as sinks_connection_fields
 
-try:
-    from pyspark.sql.datasource import DataSource, DataSourceReader, DataSourceStreamReader, InputPartition
-    from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows, SupportsTriggerAvailableNow
-except ImportError as exc:  # pragma: no cover
-    raise ImportError("iotgen.spark needs pyspark 4.0 or later (Databricks Runtime 15.4 LTS or later)") from exc
+from .runtime import (
+    AVAILABLE_NOW_BASES, DataSource, DataSourceReader, DataSourceStreamReader, InputPartition,
+    OffsetTracker, ReadAllAvailable, ReadLimit, ReadMaxRows,
+)
 
-NAME = "eventhubs"
+#: The short name (not ``eventhubs``: Microsoft's azure-eventhubs-spark connector registers that one, and with
+#: both on a cluster Spark refuses the ambiguous name).
+NAME = "iotgen_eventhubs"
 SCHEMA_DDL = ("body BINARY, partition STRING, offset STRING, sequenceNumber BIGINT, enqueuedTime TIMESTAMP, "
               "publisher STRING, partitionKey STRING, properties MAP<STRING, STRING>, "
               "systemProperties MAP<STRING, STRING>")
@@ -94,13 +96,13 @@ class EventHubsOptions:
             if name is None:
                 if str(key).lower() == "path":
                     continue
-                raise ValueError(f"unknown option {key!r} for the eventhubs source; allowed: {', '.join(OPTIONS)}")
+                raise ValueError(f"unknown option {key!r} for the iotgen_eventhubs source; allowed: {', '.join(OPTIONS)}")
             values[name] = value
         connection = values.get("connectionString") or None
         namespace = values.get("fullyQualifiedNamespace") or None
         hub = values.get("eventHubName") or None
         if connection is None and namespace is None:
-            raise ValueError("the eventhubs source needs the connectionString option (from a secret) or "
+            raise ValueError("the iotgen_eventhubs source needs the connectionString option (from a secret) or "
                              "fullyQualifiedNamespace and eventHubName (Azure AD)")
         if connection is not None:
             fields = parse_connection_string(connection)
@@ -141,15 +143,7 @@ class EventHubsOptions:
 
 def parse_connection_string(text: str) -> dict[str, str]:
     """``Key=Value;...`` fields of an Event Hubs connection string, keys lower-cased (values never shown)."""
-    fields = {}
-    for part in str(text).split(";"):
-        if not part.strip():
-            continue
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise ValueError("the Event Hubs connection string must be Key=Value pairs separated by ';' "
-                             "(Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=...[;EntityPath=...])")
-        fields[key.strip().lower()] = value.strip()
+    fields = sinks_connection_fields(text, "the Event Hubs connection string")
     if not fields.get("endpoint", "").startswith("sb://"):
         raise ValueError("the Event Hubs connection string must contain Endpoint=sb://<namespace>/")
     return fields
@@ -341,18 +335,29 @@ def share_limit(start: dict[str, int], end: dict[str, int], limit: int) -> dict[
     return {p: start.get(p, end[p]) + take[p] for p in end}
 
 
-class EventHubsStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
-    """Offsets: ``{"eventHub": name, "sequenceNumbers": {partition: next sequence number to read}}``."""
+class EventHubsStreamReader(DataSourceStreamReader, *AVAILABLE_NOW_BASES):
+    """Offsets: ``{"eventHub": name, "sequenceNumbers": {partition: next sequence number to read}}``.
+
+    Spark 4.2+ hands ``latestOffset`` the start and the read limit (``maxEventsPerTrigger``); older Spark hands
+    it nothing and the reader tracks the start itself (see :mod:`iotgen.spark.runtime`)."""
 
     def __init__(self, options: EventHubsOptions) -> None:
         self.options = options
         self._info = _PartitionInfo(options)
         self._target: dict[str, int] | None = None
+        self._initial: dict | None = None
+        self._tracker = OffsetTracker()
 
     def __getstate__(self) -> dict:  # executors need the options only
-        return {"options": self.options, "_info": None, "_target": None}
+        return {"options": self.options, "_info": None, "_target": None, "_initial": None,
+                "_tracker": OffsetTracker()}
 
     def initialOffset(self) -> dict:
+        if self._initial is None:  # asked once: with startingPosition=latest a second answer could differ
+            self._initial = self._first_offset()
+        return self._initial
+
+    def _first_offset(self) -> dict:
         bounds = self._info.bounds()
         if isinstance(self.options.starting_position, dict):
             positions = {p: self.options.starting_position.get(p, first) for p, (first, _) in bounds.items()}
@@ -376,7 +381,9 @@ class EventHubsStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow)
     def prepareForTriggerAvailableNow(self) -> None:
         self._target = {p: nxt for p, (_, nxt) in self._info.bounds().items()}
 
-    def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
+    def latestOffset(self, start: dict | None = None, limit: ReadLimit | None = None) -> dict:
+        if start is None:  # Spark < 4.2: no start offset, no admission control
+            start, limit = self._tracker.start(self.initialOffset), self.getDefaultReadLimit()
         begin = self._check(start)
         if self._target is not None:
             latest = dict(self._target)
@@ -390,6 +397,7 @@ class EventHubsStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow)
         return {"eventHub": self.options.hub, "sequenceNumbers": latest}
 
     def partitions(self, start: dict, end: dict) -> list[PartitionRange]:
+        self._tracker.seen(end)
         begin, stop = self._check(start), self._check(end)
         return [PartitionRange(p, begin.get(p, 0), stop[p])
                 for p in sorted(stop, key=lambda p: (len(p), p)) if stop[p] > begin.get(p, 0)]
@@ -398,7 +406,7 @@ class EventHubsStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow)
         return read_partition(self.options, partition)
 
     def commit(self, end: dict) -> None:
-        pass
+        self._tracker.seen(end)
 
     def stop(self) -> None:
         if self._info is not None:
@@ -406,7 +414,7 @@ class EventHubsStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow)
 
 
 class EventHubsBatchReader(DataSourceReader):
-    """``spark.read.format("eventhubs")``: the events in the hub now, from ``startingPosition``."""
+    """``spark.read.format("iotgen_eventhubs")``: the events in the hub now, from ``startingPosition``."""
 
     def __init__(self, options: EventHubsOptions) -> None:
         stream = EventHubsStreamReader(options)
@@ -426,7 +434,7 @@ class EventHubsBatchReader(DataSourceReader):
 
 
 class EventHubsDataSource(DataSource):
-    """``spark.readStream.format("eventhubs")`` (and ``spark.read``): see the module docstring."""
+    """``spark.readStream.format("iotgen_eventhubs")`` (and ``spark.read``): see the module docstring."""
 
     @classmethod
     def name(cls) -> str:
