@@ -1,7 +1,8 @@
 # Two commands do all set-up on a fresh machine (Python 3.11, Java 17):
 #   make demo   runs the main notebook headless on the embedded default (output under output/)
-#   make test   runs every test: unit, integration (local Event Hubs endpoint, local Spark) and notebooks (nbval)
-# Both create (or reuse) the virtual environment .venv.
+#   make test   runs every test: unit, integration (local Event Hubs endpoint, local Spark) and notebooks (nbval),
+#               then the Spark matrix (make test-spark-matrix: Spark Connect, pyspark 4.0 with Spark's connectors)
+# Both create (or reuse) the virtual environment .venv; the Spark 4.0 runs also .venv-spark40.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-current-env
 
-.PHONY: demo test bench clean jars
+.PHONY: demo test test-spark-matrix test-spark-connect test-spark40 bench clean jars
 
 # JVM artifacts for the tests (deps/maven/<bundle>/pom.xml -> .jars/<bundle>/*.jar), from Maven Central.
 JARS := .jars
@@ -46,9 +47,32 @@ CLOCK := $(BIN)/python tests/faked_clock.py 2031-07-14T23:59:00Z --
 test: $(STAMP) jars
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests
 	PATH="$(abspath $(BIN)):$$PATH" $(CLOCK) $(BIN)/python -m pytest iot_data_generation.ipynb notebooks $(NBVAL)
+	$(MAKE) test-spark-matrix
+
+# The Spark matrix (docs/spark.md, "Runtimes"). `make test` ran everything above on the newest pyspark (.venv),
+# classic, with no Delta/Iceberg connector (the embedded writers' fallback). These runs add tests/spark and
+# notebook 03 (nbval, the same committed outputs) on Spark Connect, and on pyspark 4.0 (Databricks Runtime 17.3
+# LTS's Spark) with Spark's own connectors (deps/maven/spark-4.0: Kafka, Delta, Iceberg), classic and Spark
+# Connect. Tests marked own_spark start Spark processes of their own (stream workers, the Databricks stand-in):
+# they run once per pyspark, in its classic run.
+NB03 := notebooks/03_spark_stream_to_lakehouse.ipynb
+CONNECT := IOTGEN_SPARK_CONNECT=true
+JARS40 := IOTGEN_SPARK_JARS=$(abspath $(JARS))/spark-4.0
+BIN40 := $(VENV40)/bin
+test-spark-matrix: test-spark-connect test-spark40
+
+test-spark-connect: $(STAMP)
+	$(CONNECT) PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests/spark -m "not own_spark"
+	$(CONNECT) PATH="$(abspath $(BIN)):$$PATH" $(CLOCK) $(BIN)/python -m pytest $(NB03) $(NBVAL)
+
+test-spark40: $(STAMP) $(VENV40)/.installed jars
+	$(JARS40) PATH="$(abspath $(BIN40)):$$PATH" $(BIN40)/python -m pytest tests/spark -rs
+	$(JARS40) PATH="$(abspath $(BIN40)):$$PATH" $(CLOCK) $(BIN40)/python -m pytest $(NB03) $(NBVAL)
+	$(CONNECT) $(JARS40) PATH="$(abspath $(BIN40)):$$PATH" $(BIN40)/python -m pytest tests/spark -m "not own_spark"
+	$(CONNECT) $(JARS40) PATH="$(abspath $(BIN40)):$$PATH" $(CLOCK) $(BIN40)/python -m pytest $(NB03) $(NBVAL)
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(JARS) output/iot_events_* output/*.ipynb
+	rm -rf $(VENV) $(VENV40) $(JARS) output/iot_events_* output/*.ipynb

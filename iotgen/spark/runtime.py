@@ -2,15 +2,15 @@
 
 The Spark of each supported Databricks runtime differs in what a Python data source can do:
 
-===================================  =========  =======================================================================
-runtime                              Spark      Python data sources
-===================================  =========  =======================================================================
-DBR 15.4 LTS, 16.4 LTS               3.5        Databricks' backport of ``pyspark.sql.datasource`` (open-source 3.5: none)
-DBR 17.3 LTS                         4.0        batch and streaming readers; ``latestOffset()`` without arguments
-DBR 18                               4.1        as 4.0
-Spark 4.2+ (DBR 19 beta)             4.2+       admission control: ``latestOffset(start, limit)``,
-                                                ``getDefaultReadLimit``, ``SupportsTriggerAvailableNow``
-===================================  =========  =======================================================================
+========================  =====  ==========================================================================
+runtime                   Spark  Python data sources
+========================  =====  ==========================================================================
+DBR 15.4 LTS, 16.4 LTS    3.5    Databricks' backport of ``pyspark.sql.datasource`` (open-source 3.5: none)
+DBR 17.3 LTS              4.0    batch and streaming readers; ``latestOffset()`` without arguments
+DBR 18                    4.1    as 4.0
+Spark 4.2+ (DBR 19 beta)  4.2+   admission control: ``latestOffset(start, limit)``, ``getDefaultReadLimit``,
+                                 ``SupportsTriggerAvailableNow``
+========================  =====  ==========================================================================
 
 This module gives the sources one set of base classes whatever the runtime: pyspark's where they exist, else
 stand-ins, so that everything else in :mod:`iotgen.spark` (the Kafka route, parsing, writers, option checks)

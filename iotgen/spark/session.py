@@ -199,7 +199,7 @@ def _start_local(app_name: str, cores: int, conf: Mapping[str, str], warehouse: 
     spark.sparkContext.setLogLevel("ERROR")
     if not connect:
         return spark
-    return _connect_to_local_server(spark)
+    return _connect_to_local_server()
 
 
 #: The local Spark Connect server (pyspark's own local mode, but on a free port of 127.0.0.1 rather than 15002,
@@ -213,13 +213,24 @@ CONNECT_SERVER_CONF = {
 }
 
 
-def _connect_to_local_server(server: Any) -> Any:
-    """A Spark Connect session on the server the classic ``server`` session's JVM runs (its port, its token);
+def local_connect_url(token: bool = False) -> str:
+    """``sc://localhost:<port>`` of the Spark Connect server this process's JVM runs (``token``: with its
+    authentication token, for a client in another process; keep it out of logs)."""
+    from pyspark.sql import SparkSession
+
+    server = SparkSession._instantiatedSession
+    if server is None:
+        raise RuntimeError("no local Spark Connect server in this process: get_spark(connect=True) starts one")
+    service = getattr(server._jvm, "org.apache.spark.sql.connect.service.SparkConnectService$")
+    url = f"sc://localhost:{int(getattr(service, 'MODULE$').localPort())}"
+    return f"{url}/;token={os.environ['SPARK_CONNECT_AUTHENTICATE_TOKEN']}" if token else url
+
+
+def _connect_to_local_server() -> Any:
+    """A Spark Connect session on the server this process's JVM runs (its port, its token);
     stopping it stops the server too (pyspark's local mode does the same)."""
     from pyspark.sql.connect.session import SparkSession as ConnectSession
 
-    service = getattr(server._jvm, "org.apache.spark.sql.connect.service.SparkConnectService$")
-    port = int(getattr(service, "MODULE$").localPort())
     os.environ["SPARK_LOCAL_REMOTE"] = "1"  # as pyspark's local mode: stop() stops the server
     os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"  # pyspark.sql.functions build Spark Connect columns
-    return ConnectSession.builder.remote(f"sc://localhost:{port}").getOrCreate()
+    return ConnectSession.builder.remote(local_connect_url()).getOrCreate()

@@ -32,7 +32,14 @@ Options (case-insensitive):
 ``maxEventsPerTrigger``  At most this many events per micro-batch, shared across partitions (default: no limit).
 ``receiveTimeout``       Seconds a partition read may wait for an expected event before failing (default 60).
 ``failOnDataLoss``       ``true`` (default): fail when events expired before they were read; ``false``: skip them.
+``transport``            ``amqp`` (default, port 5671) or ``websockets`` (AMQP over WebSockets, port 443).
 =======================  =======================================================================================
+
+Spark before 4.2 (Databricks Runtime 17.3 LTS, 18) gives a Python source no admission control: there
+``maxEventsPerTrigger`` cuts the micro-batches of interval triggers, while ``availableNow`` reads one micro-batch
+up to the offset it first asks for (so leave the limit out; :mod:`iotgen.spark.pipeline` does). Restarted after a
+crash in the middle of a micro-batch, an ``availableNow`` run there re-runs that micro-batch and stops: the next
+run goes on.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 
@@ -67,7 +75,7 @@ ARROW_SCHEMA = pa.schema([
     ("properties", pa.map_(pa.string(), pa.string())), ("systemProperties", pa.map_(pa.string(), pa.string())),
 ])
 OPTIONS = ("connectionString", "fullyQualifiedNamespace", "eventHubName", "consumerGroup", "startingPosition",
-           "maxEventsPerTrigger", "receiveTimeout", "failOnDataLoss")
+           "maxEventsPerTrigger", "receiveTimeout", "failOnDataLoss", "transport")
 ROWS_PER_ARROW_BATCH = 4096
 PARTITION_IDS_TTL = 60.0
 
@@ -86,6 +94,7 @@ class EventHubsOptions:
     max_events_per_trigger: int | None
     receive_timeout: float
     fail_on_data_loss: bool
+    transport: str = "amqp"
 
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> "EventHubsOptions":
@@ -125,20 +134,24 @@ class EventHubsOptions:
         loss = str(values.get("failOnDataLoss", "true")).strip().lower()
         if loss not in ("true", "false"):
             raise ValueError(f"failOnDataLoss must be true or false, got {values.get('failOnDataLoss')!r}")
+        transport = str(values.get("transport", "amqp")).strip().lower()
+        if transport not in ("amqp", "websockets"):
+            raise ValueError(f"transport must be amqp or websockets, got {values.get('transport')!r}")
         return cls(Secret(connection) if connection else None, namespace, hub,
-                   values.get("consumerGroup") or "$Default", starting, max_events, timeout, loss == "true")
+                   values.get("consumerGroup") or "$Default", starting, max_events, timeout, loss == "true", transport)
 
     def client(self) -> Any:
-        """A new ``EventHubConsumerClient`` (close it when done)."""
-        from azure.eventhub import EventHubConsumerClient
+        """A new ``EventHubConsumerClient`` (close it when done), as iotgen's producer builds its clients."""
+        from ..sinks.eventhubs import SERVICE_BUS_SUFFIX, EventHubTarget
 
         if self.connection_string is not None:
-            return EventHubConsumerClient.from_connection_string(
-                self.connection_string.reveal(), self.consumer_group, eventhub_name=self.hub)
-        from azure.identity import DefaultAzureCredential
-
-        namespace = self.namespace if "." in self.namespace else f"{self.namespace}.servicebus.windows.net"
-        return EventHubConsumerClient(namespace, self.hub, self.consumer_group, DefaultAzureCredential())
+            host = urlsplit(parse_connection_string(self.connection_string.reveal())["endpoint"]).netloc
+            target = EventHubTarget(host, self.hub, "connection string", self.connection_string,
+                                    transport=self.transport)
+        else:
+            namespace = self.namespace if "." in self.namespace else self.namespace + SERVICE_BUS_SUFFIX
+            target = EventHubTarget(namespace, self.hub, "Azure AD", transport=self.transport)
+        return target.consumer_client(self.consumer_group)
 
 
 def parse_connection_string(text: str) -> dict[str, str]:

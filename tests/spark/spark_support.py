@@ -26,10 +26,17 @@ def session_options() -> dict:
 
 
 def connectors(spark) -> set[str]:
-    """The formats this session writes with Spark's own sinks (``delta``, ``iceberg``)."""
+    """The formats this session writes with Spark's own sinks (``delta``, ``iceberg``). A run given connector
+    jars (``IOTGEN_SPARK_JARS``) must have them: its tests of Spark's sinks never skip silently."""
     from iotgen.spark.write import native_support
 
-    return {kind for kind in ("delta", "iceberg") if native_support(spark, kind)}
+    found = {kind for kind in ("delta", "iceberg") if native_support(spark, kind)}
+    jars = session_options()["jars"]
+    if jars:
+        names = " ".join(p.name for p in Path(jars).glob("*.jar"))
+        expected = {k for k, jar in (("delta", "delta-spark_"), ("iceberg", "iceberg-spark-runtime-")) if jar in names}
+        assert expected <= found, f"IOTGEN_SPARK_JARS={jars} holds {sorted(expected)}, the session has {sorted(found)}"
+    return found
 QUERY_TIMEOUT = 120  # seconds any streaming query in these tests may take
 
 

@@ -107,7 +107,7 @@ def test_a_unity_catalog_service_credential_goes_to_the_kafka_source_and_never_t
 def test_on_databricks_checkpoints_and_outputs_must_be_volumes_or_cloud_uris(spark, databricks, tmp_path):
     ok = Config(delta_table_name="main.iot.events", catalog_volume_path="/Volumes/main/iot/vol")
     cases = [
-        (ok.replace(catalog_volume_path=""), "CHECKPOINT_DIR must be a Unity Catalog volume .* got 'output/checkpoints'"),
+        (ok.replace(catalog_volume_path=""), "CHECKPOINT_DIR must be a Unity Catalog volume .*'output/checkpoints'"),
         (ok.replace(catalog_volume_path="/dbfs/tmp/x"), "CATALOG_VOLUME_PATH must be a Unity Catalog volume"),
         (ok.replace(checkpoint_dir="/Volumes/main"), "CHECKPOINT_DIR must be a Unity Catalog volume"),
         (ok.replace(spark_target="parquet"), "OUTPUT_DIR must be a Unity Catalog volume .* got 'output'"),

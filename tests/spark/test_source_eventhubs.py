@@ -55,6 +55,7 @@ def _kill_mid_stream(tmp_path: Path, connection_string: str, engine: str, checkp
         worker.wait(30)
 
 
+@pytest.mark.own_spark
 def test_killed_stream_restarts_from_its_checkpoint_with_every_event_exactly_once(spark, emulator, tmp_path):
     table = events(600, seed=5)
     sent = send_events(emulator.connection_string, table)
@@ -80,6 +81,7 @@ def test_killed_stream_restarts_from_its_checkpoint_with_every_event_exactly_onc
     assert {p: n for p, n in last.items()} == {p: sum(1 for q, _ in provenance if q == p) for p in last}
 
 
+@pytest.mark.own_spark
 def test_spark_delta_sink_killed_three_times_mid_stream_ends_with_every_event_exactly_once(spark, emulator,
                                                                                           tmp_path):
     """Spark's own streaming Delta sink (delta-spark), json_column VARIANT: SIGKILLed three times mid-stream,
@@ -99,7 +101,8 @@ def test_spark_delta_sink_killed_three_times_mid_stream_ends_with_every_event_ex
     assert sorted(_delta_rows(tmp_path / "delta", "event_id")) == sorted(sent)
     assert sorted(_delta_rows(tmp_path / "delta_bad_records", "body")) == sorted(MALFORMED)
     with duckdb_connection() as con:
-        types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM delta_scan('{tmp_path / 'delta'}')").fetchall()}
+        described = con.execute(f"DESCRIBE SELECT * FROM delta_scan('{tmp_path / 'delta'}')").fetchall()
+    types = {r[0]: r[1] for r in described}
     assert "VARIANT" in types["json_column"].upper()
     protocol = [json.loads(line)["protocol"] for line in
                 (tmp_path / "delta" / "_delta_log" / "00000000000000000000.json").read_text().splitlines()

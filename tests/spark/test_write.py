@@ -179,7 +179,7 @@ def test_spark_iceberg_sink_creates_a_v3_table_with_variant_where_the_pair_suppo
     """Spark's own Iceberg sink (iceberg-spark-runtime) into a local Hadoop catalog: a new table is format v3
     with a VARIANT json_column (Iceberg 1.10 on Spark 4.0 supports it); read back from its files by DuckDB."""
     if "iceberg" not in connectors(spark):
-        pytest.skip("no Iceberg connector in this session: the Spark 4.0 runs (make test) give it iceberg-spark-runtime")
+        pytest.skip("no Iceberg connector in this session: the Spark 4.0 runs (make test) give it iceberg-spark")
     warehouse = tmp_path / "iceberg"
     query = write_stream(_iotgen_stream(spark, 5000, seed=3), "iceberg", "iot.events", str(tmp_path / "cp"),
                          iceberg_warehouse=str(warehouse))
