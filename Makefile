@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-current-env
 
-.PHONY: demo test test-spark-matrix test-spark-connect test-spark40 bench clean jars
+.PHONY: demo test test-spark-matrix test-spark-connect test-spark40 test-spark35 bench clean jars
 
 # JVM artifacts for the tests (deps/maven/<bundle>/pom.xml -> .jars/<bundle>/*.jar), from Maven Central.
 JARS := .jars
@@ -54,12 +54,12 @@ test: $(STAMP) jars
 # notebook 03 (nbval, the same committed outputs) on Spark Connect, and on pyspark 4.0 (Databricks Runtime 17.3
 # LTS's Spark) with Spark's own connectors (deps/maven/spark-4.0: Kafka, Delta, Iceberg), classic and Spark
 # Connect. Tests marked own_spark start Spark processes of their own (stream workers, the Databricks stand-in):
-# they run once per pyspark, in its classic run.
+# they run once per pyspark, in its classic run. Then a Spark 3.5 check.
 NB03 := notebooks/03_spark_stream_to_lakehouse.ipynb
 CONNECT := IOTGEN_SPARK_CONNECT=true
 JARS40 := IOTGEN_SPARK_JARS=$(abspath $(JARS))/spark-4.0
 BIN40 := $(VENV40)/bin
-test-spark-matrix: test-spark-connect test-spark40
+test-spark-matrix: test-spark-connect test-spark40 test-spark35
 
 test-spark-connect: $(STAMP)
 	$(CONNECT) PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests/spark -m "not own_spark"
@@ -71,8 +71,21 @@ test-spark40: $(STAMP) $(VENV40)/.installed jars
 	$(CONNECT) $(JARS40) PATH="$(abspath $(BIN40)):$$PATH" $(BIN40)/python -m pytest tests/spark -m "not own_spark"
 	$(CONNECT) $(JARS40) PATH="$(abspath $(BIN40)):$$PATH" $(CLOCK) $(BIN40)/python -m pytest $(NB03) $(NBVAL)
 
+# Spark 3.5 (Databricks Runtime 15.4/16.4 LTS's Spark, without Databricks' backports): what needs no Python data
+# source imports and works, the rest fails with one line naming the runtime (tests/spark/test_runtime.py).
+VENV35 := .venv-spark35
+$(VENV35)/.installed: pyproject.toml requirements.txt requirements-test.txt requirements-spark35.txt requirements-lock.txt
+	test -x $(VENV35)/bin/python || $(PYTHON) -m venv $(VENV35)
+	$(VENV35)/bin/python -m pip install --quiet --upgrade pip
+	grep -v -E '^(pyspark|py4j)==' requirements-lock.txt > $(VENV35)/constraints.txt
+	$(VENV35)/bin/python -m pip install --quiet -c $(VENV35)/constraints.txt -r requirements-spark35.txt -e .
+	touch $@
+
+test-spark35: $(VENV35)/.installed jars
+	IOTGEN_SPARK_JARS=$(abspath $(JARS))/spark-3.5 $(VENV35)/bin/python -m pytest tests/spark/test_runtime.py
+
 bench: $(STAMP)
 	for b in bench/bench_*.py; do PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(VENV40) $(JARS) output/iot_events_* output/*.ipynb
+	rm -rf $(VENV) $(VENV40) $(VENV35) $(JARS) output/iot_events_* output/*.ipynb

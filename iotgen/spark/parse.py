@@ -104,6 +104,9 @@ def parse_events(df: Any, body_column: str | None = None) -> Any:
     A frame that already has the 24 event columns (the ``iotgen`` source, files) is not re-parsed: only its
     ``json_column`` text becomes VARIANT (rows whose ``json_column`` is not a JSON object are bad records).
     """
+    from .runtime import require_variant
+
+    require_variant("parsing json_column to VARIANT")
     body, provenance = _provenance(df)
     if body_column is not None:
         if body_column not in df.columns:

@@ -87,15 +87,41 @@ except ImportError:
         max_rows: int
 
 
+try:  # Spark 4.0+, or Databricks Runtime 15.3+ (its backport)
+    from pyspark.sql.types import VariantType  # noqa: F401
+
+    VARIANT = True
+except ImportError:
+    VARIANT = False
+
+
+def require_variant(what: str) -> None:
+    """Raise one ``RuntimeError`` naming the runtime ``what`` needs when this pyspark has no VARIANT type."""
+    if not VARIANT:
+        have = pyspark_version()
+        found = f"this runtime's pyspark {have} has no VARIANT type" if have else "pyspark is not installed"
+        raise RuntimeError(f"{what} needs Spark 4.0 or later (pyspark 4.0+) or Databricks Runtime 15.3+: {found}")
+
+
+def to_arrow(frame: Any) -> Any:
+    """A DataFrame collected as one Arrow table (``toArrow`` from Spark 4.0; Spark 3.5 collects Arrow batches
+    under another name)."""
+    if hasattr(frame, "toArrow"):
+        return frame.toArrow()
+    import pyarrow as pa
+
+    return pa.Table.from_batches(frame._collect_as_arrow(), schema=None)
+
+
 def require_data_sources(what: str, streaming: bool = False) -> None:
-    """Raise one ``RuntimeError`` naming the runtime ``what`` needs when this pyspark has no Python data
-    sources (``streaming``: no Python stream readers)."""
+    """Raise one ``RuntimeError`` naming the runtime ``what`` (plural: "the ... sources") need when this pyspark
+    has no Python data sources (``streaming``: no Python stream readers)."""
     if BATCH_SOURCES and (STREAM_SOURCES or not streaming):
         return
     have = pyspark_version()
     kind = "Python streaming data sources" if BATCH_SOURCES else "Python data sources (pyspark.sql.datasource)"
     found = f"this runtime's pyspark {have} has no {kind}" if have else "pyspark is not installed"
-    raise RuntimeError(f"{what} needs {NEEDS_DATA_SOURCES}: {found}")
+    raise RuntimeError(f"{what} need {NEEDS_DATA_SOURCES}: {found}")
 
 
 class OffsetTracker:
@@ -141,6 +167,6 @@ def spark_minor(spark: Any) -> tuple[int, int]:
 __all__ = [
     "ADMISSION_CONTROL", "AVAILABLE_NOW_BASES", "BATCH_SOURCES", "DataSource", "DataSourceReader",
     "DataSourceStreamReader", "InputPartition", "NEEDS_DATA_SOURCES", "OffsetTracker", "ReadAllAvailable",
-    "ReadLimit", "ReadMaxRows", "STREAM_SOURCES", "available_now_limits", "is_connect", "pyspark_version",
-    "require_data_sources", "spark_minor",
+    "ReadLimit", "ReadMaxRows", "STREAM_SOURCES", "VARIANT", "available_now_limits", "is_connect",
+    "pyspark_version", "require_data_sources", "require_variant", "spark_minor", "to_arrow",
 ]

@@ -48,6 +48,7 @@ from typing import Any
 
 from ..databricks import check_location, check_trigger, on_databricks
 from .parse import BODY, EVENT_COLUMNS, GOOD, PROVENANCE, bad_records, good_events, has_provenance, parse_events
+from .runtime import to_arrow
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -354,15 +355,15 @@ class MicroBatchWriter:
         spark = batch_df.sparkSession
         if self._app is None:
             self._app = _app_id(spark, self.checkpoint_location)
-        data = batch_df.selectExpr(*_json_text(list(EVENT_COLUMNS)), *PROVENANCE, GOOD,
-                                   f"CASE WHEN {GOOD} THEN NULL ELSE {BODY} END AS {BODY}").toArrow()
+        data = to_arrow(batch_df.selectExpr(*_json_text(list(EVENT_COLUMNS)), *PROVENANCE, GOOD,
+                                            f"CASE WHEN {GOOD} THEN NULL ELSE {BODY} END AS {BODY}"))
         good = data.filter(data.column(GOOD))
         good = good.select(list(EVENT_COLUMNS) + (list(PROVENANCE) if self.provenance else []))
         written = _append(self.target, self.target.table, good, self._app, batch_id)
         rejected = 0
         rows = data.filter(pc.invert(data.column(GOOD))).select([*PROVENANCE, GOOD, BODY])
         if rows.num_rows:
-            bad = bad_records(spark.createDataFrame(rows)).toArrow()
+            bad = to_arrow(bad_records(spark.createDataFrame(rows)))
             rejected = _append(self.target, self.target.bad_records, bad, self._app, batch_id)
         self.log.append({"batch_id": batch_id, "events": written, "bad_records": rejected})
 

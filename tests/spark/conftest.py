@@ -20,12 +20,14 @@ from iotgen.emulator import EmulatorProcess
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory) -> Iterator[Any]:
+    from iotgen.spark.runtime import BATCH_SOURCES
     from iotgen.spark.session import get_spark
 
     from spark_support import session_options
 
     session = get_spark("iotgen-tests", cores=2, warehouse=str(tmp_path_factory.mktemp("warehouse")),
-                        conf={"spark.sql.shuffle.partitions": "2"}, **session_options())
+                        conf={"spark.sql.shuffle.partitions": "2"}, register_sources=BATCH_SOURCES,
+                        **session_options())
     yield session
     session.stop()
 
