@@ -607,7 +607,7 @@ def spark_generate(spark, config: Config):
 
 def spark_read_eventhub(spark, config: Config, connection=None, streaming: bool = True):
     """The event hub as a DataFrame of raw messages (a stream unless ``streaming=False``): the Kafka endpoint on
-    Databricks, the ``eventhubs`` source elsewhere (``SPARK_SOURCE``). ``connection`` (from
+    Databricks, the ``iotgen_eventhubs`` source elsewhere (``SPARK_SOURCE``). ``connection`` (from
     :func:`connect_eventhub`, e.g. the local endpoint) supplies the hub; else the Config's."""
     from iotgen.spark.pipeline import read_event_stream
 

@@ -231,7 +231,7 @@ class Config:
         None, _optional(lambda n, v: _text(n, v, False)),
         "YAML generation spec (catalogs, fleet, data-quality scenarios); see docs/scenarios.md.")
 
-    # Spark: the iotgen/eventhubs sources, parsing to VARIANT, streaming writes (issue 5)
+    # Spark: the iotgen/iotgen_eventhubs sources, parsing to VARIANT, streaming writes (issue 5, issue 11)
     spark_target: str = _param(
         "delta", _choice("delta", "iceberg", "parquet"), "Where the Spark stream writes: delta | iceberg | parquet.")
     spark_engine: str = _param(

@@ -1,7 +1,7 @@
 """Message bodies into typed events with ``json_column`` as VARIANT; malformed messages apart, with a reason.
 
-:func:`parse_events` takes what a stream reader gives (the ``eventhubs`` source, the Kafka source on Event Hubs'
-Kafka endpoint, or any frame with a JSON text/binary column) and returns one frame holding, per message:
+:func:`parse_events` takes what a stream reader gives (the ``iotgen_eventhubs`` source, the Kafka source on Event
+Hubs' Kafka endpoint, or any frame with a JSON text/binary column) and returns one frame holding, per message:
 
 * the 23 fixed columns, typed as in :mod:`iotgen.schema`, and ``json_column`` as ``VARIANT``;
 * where it came from: ``_partition``, ``_sequence_number``, ``_enqueued_time`` (for inputs that are not Event
@@ -89,7 +89,7 @@ def _good_sql() -> str:
 def _provenance(df: Any) -> tuple[str, list[str]]:
     """(body column, provenance expressions) for the kinds of input the readers give."""
     cols = set(df.columns)
-    if {"body", "partition", "sequenceNumber", "enqueuedTime"} <= cols:  # the eventhubs source
+    if {"body", "partition", "sequenceNumber", "enqueuedTime"} <= cols:  # the iotgen_eventhubs source
         return "body", ["CAST(partition AS STRING) AS _partition", "sequenceNumber AS _sequence_number",
                         "enqueuedTime AS _enqueued_time"]
     if {"value", "topic", "partition", "offset", "timestamp"} <= cols:  # Kafka (Event Hubs' Kafka endpoint)
@@ -115,7 +115,7 @@ def parse_events(df: Any, body_column: str | None = None) -> Any:
     if not body and set(EVENT_COLUMNS) <= set(df.columns):
         return _events_to_variant(df)
     if not body:
-        raise ValueError("parse_events needs the eventhubs source's frame (body, partition, sequenceNumber, "
+        raise ValueError("parse_events needs the iotgen_eventhubs source's frame (body, partition, sequenceNumber, "
                          "enqueuedTime), a Kafka frame (value, ...), a frame with the 24 event columns, or "
                          f"body_column naming the JSON column; got columns {df.columns}")
     real = bool(provenance)

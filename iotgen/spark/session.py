@@ -183,6 +183,9 @@ def _start_local(app_name: str, cores: int, conf: Mapping[str, str], warehouse: 
         os.environ.pop(marker, None)
     settings = {**local_conf(cores, warehouse=warehouse), **dict(conf)}
     if connect:
+        if SparkContext._active_spark_context is not None:
+            raise RuntimeError("SPARK_CONNECT: this process already runs a classic Spark session; a local Spark "
+                               "Connect server starts with the JVM: use a new process (restart the kernel)")
         settings.update(CONNECT_SERVER_CONF)
         os.environ["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = secrets.token_urlsafe(32)  # the server's JVM reads it
     spark_conf = SparkConf().setAppName(app_name).setAll(list(settings.items()))
