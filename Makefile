@@ -1,8 +1,9 @@
 # Two commands do all set-up on a fresh machine (Python 3.11, Java 17):
 #   make demo   runs the main notebook headless on the embedded default (output under output/)
 #   make test   runs every test: unit, integration (local Event Hubs endpoint, local Spark) and notebooks (nbval),
-#               then the Spark matrix (make test-spark-matrix: Spark Connect, pyspark 4.0 with Spark's connectors)
-# Both create (or reuse) the virtual environment .venv; the Spark 4.0 runs also .venv-spark40.
+#               then the Spark matrix (make test-spark-matrix: Spark Connect, pyspark 4.0 with Spark's connectors,
+#               a pyspark 3.5 check)
+# Both create (or reuse) the virtual environment .venv; the Spark matrix also .venv-spark40 and .venv-spark35.
 
 PYTHON ?= python3
 VENV ?= .venv
