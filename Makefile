@@ -1,7 +1,9 @@
 # Two commands do all set-up on a fresh machine (Python 3.11, Java 17):
 #   make demo   runs the main notebook headless on the embedded default (output under output/)
-#   make test   runs every test: unit, integration (local Event Hubs endpoint, local Spark) and notebooks (nbval)
-# Both create (or reuse) the virtual environment .venv.
+#   make test   runs every test: unit, integration (local Event Hubs endpoint, local Spark) and notebooks (nbval),
+#               then the Spark matrix (make test-spark-matrix: Spark Connect, pyspark 4.0 with Spark's connectors,
+#               a pyspark 3.5 check)
+# Both create (or reuse) the virtual environment .venv; the Spark matrix also .venv-spark40 and .venv-spark35.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-current-env
 
-.PHONY: demo test bench clean jars sdk-live-tests
+.PHONY: demo test test-spark-matrix test-spark-connect test-spark40 test-spark35 bench clean jars sdk-live-tests
 
 # JVM artifacts for the tests (deps/maven/<bundle>/pom.xml -> .jars/<bundle>/*.jar), from Maven Central.
 JARS := .jars
@@ -20,11 +22,20 @@ $(JARS)/%/.done: deps/maven/%/pom.xml
 	touch $@
 jars: $(BUNDLES)
 
-$(STAMP): pyproject.toml requirements.txt requirements-dev.txt requirements-lock.txt
+$(STAMP): pyproject.toml requirements.txt requirements-test.txt requirements-dev.txt requirements-lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements-lock.txt -r requirements-dev.txt -e .
 	touch $(STAMP)
+
+# The Spark 4.0 leg (Databricks Runtime 17.3 LTS's Spark): pyspark 4.0 in its own environment, the lock's other pins.
+VENV40 := .venv-spark40
+$(VENV40)/.installed: pyproject.toml requirements.txt requirements-test.txt requirements-spark40.txt requirements-lock.txt
+	test -x $(VENV40)/bin/python || $(PYTHON) -m venv $(VENV40)
+	$(VENV40)/bin/python -m pip install --quiet --upgrade pip
+	grep -v '^pyspark==' requirements-lock.txt > $(VENV40)/constraints.txt
+	$(VENV40)/bin/python -m pip install --quiet -c $(VENV40)/constraints.txt -r requirements-spark40.txt -e .
+	touch $@
 
 demo: $(STAMP)
 	$(BIN)/papermill iot_data_generation.ipynb output/iot_data_generation.ipynb --cwd . -k python3 --log-level WARNING
@@ -37,6 +48,42 @@ CLOCK := $(BIN)/python tests/faked_clock.py 2031-07-14T23:59:00Z --
 test: $(STAMP) jars
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests
 	PATH="$(abspath $(BIN)):$$PATH" $(CLOCK) $(BIN)/python -m pytest iot_data_generation.ipynb notebooks $(NBVAL)
+	$(MAKE) test-spark-matrix
+
+# The Spark matrix (docs/spark.md, "Runtimes"). `make test` ran everything above on the newest pyspark (.venv),
+# classic, with no Delta/Iceberg connector (the embedded writers' fallback). These runs add tests/spark and
+# notebook 03 (nbval, the same committed outputs) on Spark Connect, and on pyspark 4.0 (Databricks Runtime 17.3
+# LTS's Spark) with Spark's own connectors (deps/maven/spark-4.0: Kafka, Delta, Iceberg), classic and Spark
+# Connect. Tests marked own_spark start Spark processes of their own (stream workers, the Databricks stand-in):
+# they run once per pyspark, in its classic run. Then a Spark 3.5 check.
+NB03 := notebooks/03_spark_stream_to_lakehouse.ipynb
+CONNECT := IOTGEN_SPARK_CONNECT=true
+JARS40 := IOTGEN_SPARK_JARS=$(abspath $(JARS))/spark-4.0
+BIN40 := $(VENV40)/bin
+test-spark-matrix: test-spark-connect test-spark40 test-spark35
+
+test-spark-connect: $(STAMP)
+	$(CONNECT) PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests/spark -m "not own_spark"
+	$(CONNECT) PATH="$(abspath $(BIN)):$$PATH" $(CLOCK) $(BIN)/python -m pytest $(NB03) $(NBVAL)
+
+test-spark40: $(STAMP) $(VENV40)/.installed jars
+	$(JARS40) PATH="$(abspath $(BIN40)):$$PATH" $(BIN40)/python -m pytest tests/spark -rs
+	$(JARS40) PATH="$(abspath $(BIN40)):$$PATH" $(CLOCK) $(BIN40)/python -m pytest $(NB03) $(NBVAL)
+	$(CONNECT) $(JARS40) PATH="$(abspath $(BIN40)):$$PATH" $(BIN40)/python -m pytest tests/spark -m "not own_spark"
+	$(CONNECT) $(JARS40) PATH="$(abspath $(BIN40)):$$PATH" $(CLOCK) $(BIN40)/python -m pytest $(NB03) $(NBVAL)
+
+# Spark 3.5 (Databricks Runtime 15.4/16.4 LTS's Spark, without Databricks' backports): what needs no Python data
+# source imports and works, the rest fails with one line naming the runtime (tests/spark/test_runtime.py).
+VENV35 := .venv-spark35
+$(VENV35)/.installed: pyproject.toml requirements.txt requirements-test.txt requirements-spark35.txt requirements-lock.txt
+	test -x $(VENV35)/bin/python || $(PYTHON) -m venv $(VENV35)
+	$(VENV35)/bin/python -m pip install --quiet --upgrade pip
+	grep -v -E '^(pyspark|py4j)==' requirements-lock.txt > $(VENV35)/constraints.txt
+	$(VENV35)/bin/python -m pip install --quiet -c $(VENV35)/constraints.txt -r requirements-spark35.txt -e .
+	touch $@
+
+test-spark35: $(VENV35)/.installed jars
+	IOTGEN_SPARK_JARS=$(abspath $(JARS))/spark-3.5 $(VENV35)/bin/python -m pytest tests/spark/test_runtime.py
 
 # The azure-eventhub SDK's own live test suite (downloaded from PyPI) against the local endpoint: 8-9 minutes
 # on 8 workers, so not part of `make test` (docs/emulator.md). SDK_LIVE_ARGS: more pytest arguments (-k, -n ...).
@@ -47,4 +94,4 @@ bench: $(STAMP) jars
 	for b in bench/bench_*.py; do PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(JARS) .sdk-live output/iot_events_* output/*.ipynb
+	rm -rf $(VENV) $(VENV40) $(VENV35) $(JARS) .sdk-live output/iot_events_* output/*.ipynb

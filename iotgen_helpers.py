@@ -29,17 +29,16 @@ from iotgen.schema import COLUMN_NAMES, markdown_table  # noqa: F401
 # ---- environment --------------------------------------------------------------------------------------------
 def dbutils_or_none() -> Any:
     """Databricks' ``dbutils`` when running there, else None."""
-    try:
-        import IPython
+    from iotgen.databricks import dbutils
 
-        shell = IPython.get_ipython()
-        return None if shell is None else shell.user_ns.get("dbutils")
-    except ImportError:
-        return None
+    return dbutils()
 
 
 def on_databricks() -> bool:
-    return "DATABRICKS_RUNTIME_VERSION" in os.environ
+    """True in a Databricks runtime (detected from the runtime: ``DATABRICKS_RUNTIME_VERSION``)."""
+    from iotgen.databricks import on_databricks as detected
+
+    return detected()
 
 
 def _widget_values(dbutils: Any, names: list[str]) -> dict[str, str]:
@@ -58,17 +57,46 @@ def _databricks_secret(dbutils: Any, scope: str, key: str) -> dict[str, str]:
     return {"EVENTHUB_CONNECTION_STRING": dbutils.secrets.get(scope=scope, key=key)}
 
 
+def _injected_by_papermill(name: str) -> bool:
+    """True when papermill's injected-parameters cell (``# Parameters`` at its top) set ``name`` in this kernel:
+    papermill writes those values into the executed notebook."""
+    try:
+        import IPython
+
+        shell = IPython.get_ipython()
+    except ImportError:
+        return False
+    sources = [] if shell is None else shell.user_ns.get("In", [])
+    return any(str(src).lstrip().startswith("# Parameters") and f"{name} =" in str(src) for src in sources)
+
+
 def load_config(params: Mapping[str, Any], config_file: str | None = None) -> Config:
     """The run's Config from the notebook's parameters (pass ``globals()``: names of Config parameters are
     picked out), Databricks widgets of the same names, ``IOTGEN_*`` env vars, an optional YAML file, and the
-    connection string from ``EVENTHUB_CONNECTION_STRING`` or the Databricks secret
-    ``EVENTHUB_SECRET_SCOPE``/``EVENTHUB_SECRET_KEY``."""
-    chosen = {name: params[name] for name in PARAMETERS if name in params}
+    connection string from the Databricks secret ``EVENTHUB_SECRET_SCOPE``/``EVENTHUB_SECRET_KEY``, an
+    ``EVENTHUB_CONNECTION_STRING`` typed into the Config cell (it works, with a one-line warning: a secret scope
+    is safer), or the ``EVENTHUB_CONNECTION_STRING`` environment variable. A connection string passed with
+    papermill ``-p`` is refused (papermill writes parameters into the executed notebook)."""
+    typed = params.get("EVENTHUB_CONNECTION_STRING") or None
+    chosen = {name: params[name] for name in PARAMETERS if name in params and name != "EVENTHUB_CONNECTION_STRING"}
     dbutils = dbutils_or_none()
     if dbutils is not None:
-        chosen.update(_widget_values(dbutils, list(PARAMETERS)))
+        chosen.update(_widget_values(dbutils, [n for n in PARAMETERS if n != "EVENTHUB_CONNECTION_STRING"]))
+    if typed is not None:
+        if _injected_by_papermill("EVENTHUB_CONNECTION_STRING"):
+            raise ValueError("EVENTHUB_CONNECTION_STRING must not be a papermill parameter (-p): papermill writes "
+                             "parameters into the executed notebook; set the EVENTHUB_CONNECTION_STRING environment "
+                             "variable or use a Databricks secret scope (EVENTHUB_SECRET_SCOPE/EVENTHUB_SECRET_KEY)")
+        if not isinstance(typed, str):
+            raise ValueError("EVENTHUB_CONNECTION_STRING must be a string")
     config = Config.load(config_file=config_file, params=chosen)
     secret = _databricks_secret(dbutils, config.eventhub_secret_scope, config.eventhub_secret_key)
+    if not secret and typed is not None:
+        import sys
+
+        print("warning: EVENTHUB_CONNECTION_STRING is typed in the Config cell; a secret scope "
+              "(EVENTHUB_SECRET_SCOPE/EVENTHUB_SECRET_KEY) or the environment variable is safer", file=sys.stderr)
+        secret = {"EVENTHUB_CONNECTION_STRING": typed}
     return Config.load(config_file=config_file, params=chosen, secrets=secret) if secret else config
 
 
@@ -255,17 +283,26 @@ def ingest_to_table(config: Config, target, connection=None, until_idle: float |
 
     if connection is not None:
         config = config.replace(eventhub_connection_string=connection.config.eventhub_connection_string,
-                                eventhub_name=connection.config.eventhub_name)
+                                eventhub_name=connection.config.eventhub_name,
+                                kafka_bootstrap_servers=connection.config.kafka_bootstrap_servers)
     options = IngestOptions(config.ingest_consumer_group, config.ingest_max_batch_events,
                             config.ingest_max_batch_seconds, until_idle, available_now=until_idle is None)
     return run_ingest(config, target, options)
 
 
 def demo_output_dir(path: str = "", parent: str | None = None) -> str:
-    """``path`` (created if needed); when empty, a fresh folder (under ``parent`` if given, else the system's
-    temporary folder), so a re-run starts clean."""
+    """``path`` (created if needed; on Databricks the ``OUTPUT_DIR`` widget wins when ``parent`` is not given);
+    when empty, a fresh folder (under ``parent`` if given, else the system's temporary folder), so a re-run starts
+    clean. On Databricks the folder must be in a volume or a cloud URI (``ValueError`` naming OUTPUT_DIR
+    otherwise): never the driver's disk."""
     import tempfile
 
+    from iotgen.databricks import check_location
+
+    utils = dbutils_or_none()
+    if utils is not None and parent is None:
+        path = _widget_values(utils, ["OUTPUT_DIR"]).get("OUTPUT_DIR", path)
+    check_location("OUTPUT_DIR", path or parent or "", "outputs")
     if path:
         os.makedirs(path, exist_ok=True)
         return path
@@ -288,11 +325,12 @@ def partition_offsets(target, summary) -> pd.DataFrame:
 _EVENTHUB = None  # the connection connect_eventhub() opened last
 
 
-def connect_eventhub(config: Config, local_fallback: bool = True):
+def connect_eventhub(config: Config, local_fallback: bool | None = None):
     """Open the producer for the configured event hub: the connection string (``EVENTHUB_CONNECTION_STRING`` or
-    the Databricks secret) or Azure AD (``EVENTHUB_NAMESPACE`` + ``EVENTHUB_NAME``). With neither, start a
-    local endpoint (iotgen's emulator on 127.0.0.1, in memory) and stream there. Prints where events go (never
-    the key); returns the ``EventHubConnection`` (``.producer``, ``.config``, ``.local``)."""
+    the Databricks secret), a Unity Catalog service credential (``EVENTHUB_SERVICE_CREDENTIAL``) or Azure AD
+    (``EVENTHUB_NAMESPACE`` + ``EVENTHUB_NAME``). With none, start a local endpoint (iotgen's emulator on
+    127.0.0.1, in memory) and stream there; on Databricks only with ``EVENTHUB_LOCAL_ENDPOINT=yes``. Prints where
+    events go (never the key); returns the ``EventHubConnection`` (``.producer``, ``.config``, ``.local``)."""
     global _EVENTHUB
     from iotgen.pipelines.stream import connect
 
@@ -415,10 +453,10 @@ def example_spec_path() -> str:
 def spec_mapping(path: str) -> dict:
     """A spec file as a mapping (to change in a notebook, then pass as ``spec=`` or :func:`save_spec`)."""
     from iotgen.config import read_yaml_file
-    from iotgen.spec_file import load_spec
+    from iotgen.spec_file import load_spec, locate
 
     load_spec(path)  # validated first: errors name the field
-    return read_yaml_file(path, "SPEC_FILE") or {}
+    return read_yaml_file(locate(path), "SPEC_FILE") or {}
 
 
 def save_spec(spec: Mapping[str, Any], folder: str, name: str = "spec.yaml") -> str:
@@ -605,12 +643,25 @@ def _json_or_none(text: Any) -> Any:
 
 # ---- Spark: generation at cluster scale, Event Hubs -> Spark, json_column as VARIANT, Delta/Iceberg streams --
 # (docs/spark.md). On Databricks these use the existing `spark`, widgets and secrets; locally a quiet local[2].
-def spark_session(app_name: str = "iotgen"):
+def spark_session(config: Config | None = None, app_name: str = "iotgen"):
     """The active Spark session (Databricks' ``spark``; never a new one there), else a quiet local one bound to
-    127.0.0.1; the ``iotgen`` and ``eventhubs`` data sources are registered either way."""
+    127.0.0.1: classic, or Spark Connect with ``SPARK_CONNECT``, with the connector jars of ``SPARK_JARS``. The
+    ``iotgen`` and ``iotgen_eventhubs`` data sources are registered where the runtime has Python data sources."""
+    from iotgen.spark.runtime import BATCH_SOURCES
     from iotgen.spark.session import get_spark
 
-    return get_spark(app_name)
+    config = config or Config()
+    return get_spark(app_name, connect=config.spark_connect, jars=config.spark_jars or None,
+                     register_sources=BATCH_SOURCES)
+
+
+def spark_runtime(spark) -> str:
+    """One line: the Spark version, classic or Spark Connect, and whether Python sources get admission control."""
+    from iotgen.spark.runtime import ADMISSION_CONTROL, is_connect
+
+    mode = "Spark Connect" if is_connect(spark) else "classic"
+    control = "with" if ADMISSION_CONTROL else "without"
+    return f"Spark {spark.version} | {mode} | Python sources {control} admission control"
 
 
 def spark_generate(spark, config: Config):
@@ -623,15 +674,31 @@ def spark_generate(spark, config: Config):
 
 
 def spark_read_eventhub(spark, config: Config, connection=None, streaming: bool = True):
-    """The event hub as a DataFrame of raw messages (a stream unless ``streaming=False``): the Kafka endpoint on
-    Databricks, the ``eventhubs`` source elsewhere (``SPARK_SOURCE``). ``connection`` (from
+    """The event hub as a DataFrame of raw messages (a stream unless ``streaming=False``): Spark's Kafka source on
+    the hub's Kafka endpoint where the session has it (Databricks; locally with spark-sql-kafka among SPARK_JARS,
+    the local endpoint included), the ``iotgen_eventhubs`` source elsewhere (``SPARK_SOURCE``). ``connection`` (from
     :func:`connect_eventhub`, e.g. the local endpoint) supplies the hub; else the Config's."""
     from iotgen.spark.pipeline import read_event_stream
 
+    basic_tier = False
     if connection is not None:
         config = config.replace(eventhub_connection_string=connection.config.eventhub_connection_string,
-                                eventhub_name=connection.config.eventhub_name)
-    return read_event_stream(spark, config, streaming=streaming)
+                                eventhub_name=connection.config.eventhub_name,
+                                kafka_bootstrap_servers=connection.config.kafka_bootstrap_servers)
+        basic_tier = not connection.local and connection.producer.max_message_size <= BASIC_TIER_MESSAGE_BYTES
+    return read_event_stream(spark, config, streaming=streaming, basic_tier=basic_tier)
+
+
+def spark_source_line(raw) -> str:
+    """One line naming the reader of a raw event-hub frame (Spark's Kafka source or ``iotgen_eventhubs``),
+    whether it streams, and its columns."""
+    kafka = {"topic", "value", "offset"} <= set(raw.columns)
+    reader = "Spark's Kafka source" if kafka else "the iotgen_eventhubs source"
+    return f"read with {reader} | streaming: {raw.isStreaming} | columns: {', '.join(raw.columns)}"
+
+
+#: The Basic tier's largest message (Standard and above: 1 MB); the Basic tier has no Kafka endpoint.
+BASIC_TIER_MESSAGE_BYTES = 256 * 1024
 
 
 def spark_parse(raw):
@@ -650,7 +717,7 @@ def spark_good_and_bad(parsed):
 
 
 def spark_typed_projection(events):
-    """Typed values read out of the VARIANT: ``json_column:location.lat::double``, ``variant_get(...)``, ..."""
+    """Typed values read out of the VARIANT: ``variant_get(json_column, '$.location.lat', 'double')``, ..."""
     from iotgen.spark.parse import typed_projection
 
     return typed_projection(events)
@@ -659,18 +726,29 @@ def spark_typed_projection(events):
 def spark_write_stream(parsed, config: Config, target: str | None = None):
     """Start the stream into ``target`` (``SPARK_TARGET``: delta | iceberg | parquet) with trigger
     ``SPARK_TRIGGER`` and its own checkpoint under ``CHECKPOINT_DIR`` (``CATALOG_VOLUME_PATH/checkpoints`` on
-    Databricks); good events to the table, bad records to ``<table>_bad_records``. Returns the query."""
-    from iotgen.spark.pipeline import write_events
+    Databricks); good events to the table, bad records to ``<table>_bad_records``. Prints which writer writes the
+    table (Spark's own sink, or iotgen's embedded writer in ``foreachBatch`` where the session has no connector,
+    and why). Returns the query."""
+    import logging
 
-    return write_events(parsed, config, target)
+    from iotgen.spark.pipeline import resolve_target, write_events
+
+    print(resolve_target(parsed.sparkSession, config, target).describe())
+    logger = logging.getLogger("iotgen.spark.write")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # the line above says it; the library's warning would say it twice
+    try:
+        return write_events(parsed, config, target)
+    finally:
+        logger.setLevel(level)
 
 
 def spark_await(query, timeout: float = 600.0) -> pd.DataFrame:
-    """Wait for an ``availableNow`` query to finish; its micro-batches as a table (rows in, events written,
-    bad records; -1 marks a replayed batch that was skipped)."""
+    """Wait for an ``availableNow`` query to finish; its micro-batches as a table (batch id, messages read).
+    What each output table holds: :func:`spark_table_counts`."""
     from iotgen.spark.pipeline import await_query
 
-    return pd.DataFrame(await_query(query, timeout), columns=["batch", "input_rows", "events_written", "bad_records"])
+    return pd.DataFrame(await_query(query, timeout), columns=["batch", "input_rows"])
 
 
 def spark_table_counts(spark, config: Config, target: str | None = None) -> pd.DataFrame:
@@ -681,7 +759,8 @@ def spark_table_counts(spark, config: Config, target: str | None = None) -> pd.D
 
 
 def spark_stop_local(spark) -> None:
-    """Stop a local session this notebook started (never the Databricks one)."""
+    """Stop a local session this notebook started (never the Databricks one; a local Spark Connect session stops
+    its server too)."""
     if not on_databricks():
         spark.stop()
 

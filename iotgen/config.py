@@ -234,6 +234,13 @@ class Config:
         "Secret: only from the EVENTHUB_CONNECTION_STRING env var or a Databricks secret.", secret=True)
     eventhub_secret_scope: str = _param("", _text, "Databricks secret scope holding the connection string.")
     eventhub_secret_key: str = _param("", _text, "Databricks secret key holding the connection string.")
+    eventhub_service_credential: str = _param(
+        "", _text, "Databricks (16.1+): Unity Catalog service credential for Event Hubs (Kafka route and producer).")
+    eventhub_transport: str = _param(
+        "amqp", _choice("amqp", "websockets"), "amqp (port 5671) | websockets (AMQP over WebSockets, port 443).")
+    eventhub_local_endpoint: str = _param(
+        "auto", _choice("auto", "yes", "no"),
+        "No event hub configured: auto starts the local endpoint, except on Databricks; yes: there too; no: never.")
     batch_size: int = _param(500, _integer(1, 1_000_000), "Events per send in streaming.")
     sleep_interval_sec: float = _param(1.0, _number(0, 86_400), "Pause between streaming batches, in seconds.")
     # Lakehouse / Spark
@@ -316,12 +323,12 @@ class Config:
         None, _optional(_nonempty),
         "YAML generation spec (catalogs, fleet, data-quality scenarios); see docs/scenarios.md.")
 
-    # Spark: the iotgen/eventhubs sources, parsing to VARIANT, streaming writes (issue 5)
+    # Spark: the iotgen/iotgen_eventhubs sources, parsing to VARIANT, streaming writes (issue 5, issue 11)
     spark_target: str = _param(
         "delta", _choice("delta", "iceberg", "parquet"), "Where the Spark stream writes: delta | iceberg | parquet.")
     spark_engine: str = _param(
         "auto", _choice("auto", "spark", "embedded"),
-        "auto: Spark's own Delta/Iceberg writer where the runtime has it (Databricks), else the embedded writers.")
+        "auto: Spark's own Delta/Iceberg sink where the session has it (Databricks, SPARK_JARS), else embedded.")
     spark_table: str = _param(
         "", _text, "Table name or path the stream writes; empty: DELTA_TABLE_NAME / ICEBERG_TABLE_NAME / "
         "OUTPUT_DIR/parquet/iot_events.")
@@ -329,14 +336,18 @@ class Config:
     spark_trigger: str = _param(
         "availableNow", _nonempty, "availableNow | once | an interval such as '10 seconds'.")
     spark_source: str = _param(
-        "auto", _choice("auto", "eventhubs", "kafka"),
-        "auto: the Kafka endpoint on Databricks (Standard tier and up), the eventhubs source elsewhere.")
+        "auto", _choice("auto", "iotgen_eventhubs", "kafka"),
+        "auto: the Kafka endpoint on Databricks (Standard tier and up), the iotgen_eventhubs source elsewhere.")
     spark_starting_position: str = _param(
         "earliest", _nonempty, "Where a new stream starts: earliest | latest.")
     spark_max_events_per_trigger: int | None = _param(
         None, _optional(_integer(1, 10**12)), "Most events per micro-batch; None: all available.")
     spark_num_partitions: int = _param(
         0, _integer(0, 100_000), "Partitions of the iotgen Spark source; 0: the cluster's default parallelism.")
+    spark_connect: bool = _param(
+        False, _bool, "Local Spark only: a Spark Connect session on a local server (as on serverless), not classic.")
+    spark_jars: str = _param(
+        "", _text, "Local Spark only: a folder of jars or comma-separated jars (delta-spark, iceberg-spark-runtime).")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

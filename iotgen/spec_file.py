@@ -206,15 +206,33 @@ class Spec:
         return _build_scenarios(self.scenarios, catalogs, self.where, window_start_ms)
 
 
+#: The folder holding the ``iotgen`` package: the project (a Databricks Git folder's root) in a checkout.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def locate(path: str | os.PathLike) -> Path:
+    """A spec file's path: absolute as given; relative, the first that exists of the working directory's, the
+    project's (the folder holding ``iotgen``) and the package's, so that a notebook finds ``SPEC_FILE`` whatever
+    its working directory (serverless does not guarantee one). A file found nowhere is returned as given."""
+    given = Path(os.fspath(path)).expanduser()
+    if given.is_absolute():
+        return given
+    for base in (Path.cwd(), PROJECT_ROOT, Path(__file__).resolve().parent):
+        if (base / given).is_file():
+            return (base / given).resolve()
+    return given
+
+
 def load_spec(source: str | os.PathLike | Mapping[str, Any] | None) -> Spec:
-    """Read and validate a spec: a YAML file path, an already-parsed mapping, or None (an empty spec)."""
+    """Read and validate a spec: a YAML file path (see :func:`locate`), an already-parsed mapping, or None (an
+    empty spec)."""
     if source is None:
         return Spec()
     if isinstance(source, Mapping):
         data, where = dict(source), "spec"
     else:
         where = f"SPEC_FILE {os.fspath(source)!r}"
-        data = read_yaml_file(source, "SPEC_FILE")
+        data = read_yaml_file(locate(source), "SPEC_FILE")
     top = _Fields(data, "", where)
     profile = top.raw("profile")
     if profile is not None and profile not in PROFILES:

@@ -1,5 +1,5 @@
 """Committed notebooks: every code cell executed in order (nbval skips cells that never ran), no errors,
-no secrets in outputs, a papermill ``parameters`` cell."""
+no secrets in outputs, the Databricks install cell first, then a papermill ``parameters`` cell."""
 
 from __future__ import annotations
 
@@ -40,5 +40,14 @@ def test_no_errors_and_no_secrets_in_outputs(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_first_code_cell_is_the_parameters_cell(path):
-    assert "parameters" in code_cells(path)[0].get("metadata", {}).get("tags", [])
+def test_the_databricks_install_cell_comes_first_then_the_parameters_cell(path):
+    """Databricks: ``%pip install -r`` (the path right from this notebook's folder) and a Python restart run
+    before anything else, and only there; then the papermill ``parameters`` cell."""
+    first, second = code_cells(path)[:2]
+    assert "databricks-install" in first.get("metadata", {}).get("tags", [])
+    source = "".join(first["source"])
+    assert 'if "DATABRICKS_RUNTIME_VERSION" in os.environ:' in source and "dbutils.library.restartPython()" in source
+    requirements = re.search(r'run_line_magic\("pip", "install --quiet -r ([^"]+)"\)', source).group(1)
+    assert (path.parent / requirements).resolve() == ROOT / "requirements.txt"
+    assert first["outputs"] == []  # it did nothing here
+    assert "parameters" in second.get("metadata", {}).get("tags", [])

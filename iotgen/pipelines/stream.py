@@ -40,8 +40,9 @@ import pyarrow.compute as pc
 
 from ..catalogs import Catalogs
 from ..config import Config, Secret
+from ..databricks import on_databricks
 from ..generator import BLOCK_SIZE, GeneratorSpec, generate_events
-from ..sinks.eventhubs import EventHubProducer, SendStats, target_from_config
+from ..sinks.eventhubs import EventHubConfigError, EventHubProducer, EventHubTarget, SendStats, target_from_config
 from ..spec_file import generator_spec
 from .token_bucket import TokenBucket
 
@@ -389,22 +390,31 @@ class EventHubConnection:
         self.close()
 
 
-def connect(config: Config, *, local_fallback: bool = True, partitions: int = 4) -> EventHubConnection:
+def connect(config: Config, *, local_fallback: bool | None = None, partitions: int = 4) -> EventHubConnection:
     """Open a producer for the configured event hub; with none configured (no connection string, no
     EVENTHUB_NAMESPACE) and ``local_fallback``, start a local emulator (``iotgen.emulator``, 127.0.0.1, a fresh
-    random key, in memory) and stream to it. The returned connection's ``config`` holds the connection string
-    used (as a Secret)."""
+    random key, in memory) and stream to it. ``local_fallback`` None follows EVENTHUB_LOCAL_ENDPOINT: ``auto``
+    falls back everywhere but on Databricks (where Spark's executors cannot reach the driver's 127.0.0.1: it
+    takes ``yes`` there). The returned connection's ``config`` holds the connection string used (as a Secret)."""
     emulator = None
+    if local_fallback is None:
+        local_fallback = config.eventhub_local_endpoint == "yes" or (
+            config.eventhub_local_endpoint == "auto" and not on_databricks())
     kafka = config.stream_protocol == "kafka"
     configured = target_from_config(config) is not None or (kafka and config.kafka_bootstrap_servers)
+    if not configured and not local_fallback and on_databricks() and config.eventhub_local_endpoint == "auto":
+        raise EventHubConfigError(
+            "no event hub configured (EVENTHUB_SECRET_SCOPE/EVENTHUB_SECRET_KEY, EVENTHUB_NAMESPACE with "
+            "EVENTHUB_SERVICE_CREDENTIAL or Azure AD): on Databricks iotgen starts no local endpoint unless "
+            "EVENTHUB_LOCAL_ENDPOINT=yes (single-node clusters only: executors cannot reach the driver's 127.0.0.1)")
     if not configured and local_fallback:
         from ..emulator import start_emulator_process
 
         emulator = start_emulator_process(hub=config.eventhub_name or "iot-events", partitions=partitions,
-                                          key=secrets.token_urlsafe(32), kafka_port="any" if kafka else None)
-        config = config.replace(eventhub_connection_string=Secret(emulator.connection_string))
-        if kafka:
-            config = config.replace(kafka_bootstrap_servers=emulator.kafka_bootstrap)
+                                          key=secrets.token_urlsafe(32), kafka_port="any")
+        # Kafka is served too (a free port), as Microsoft's emulator does: Spark's Kafka source reads it.
+        config = config.replace(eventhub_connection_string=Secret(emulator.connection_string),
+                                kafka_bootstrap_servers=emulator.kafka_bootstrap)
     try:
         return EventHubConnection(open_producer(config), config, emulator)
     except BaseException:

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from ..catalogs import Catalogs
 from ..config import TABLE_FORMATS, Config
+from ..databricks import check_location
 from ..generator import GeneratorSpec, generate_events
 from ..sinks import delta, iceberg
 from ..sinks.files import check_output_dir
@@ -219,11 +220,15 @@ def config_target(config: Config, fmt: str | None = None) -> TableTarget:
         if not name.strip():
             raise ValueError("DELTA_TABLE_NAME must not be empty")
         is_path = "://" in name or "/" in name or os.sep in name
+        check_location("DELTA_TABLE_NAME" if is_path else "OUTPUT_DIR", name if is_path else config.output_dir,
+                       "the Delta table")
         return TableTarget("delta", name if is_path else str(Path(config.output_dir) / name),
                            config.json_column_mode, named_by="DELTA_TABLE_NAME" if is_path else "OUTPUT_DIR")
     if fmt == "iceberg":
         iceberg.check_identifier(config.iceberg_table_name, "ICEBERG_TABLE_NAME")
         uri = config.iceberg_catalog_uri or None
+        if uri is None:
+            check_location("OUTPUT_DIR", config.output_dir, "the Iceberg warehouse")
         return TableTarget("iceberg", config.iceberg_table_name, "string", uri,
                            None if uri else str(Path(config.output_dir) / "iceberg"),
                            named_by="ICEBERG_CATALOG_URI" if uri else "OUTPUT_DIR")

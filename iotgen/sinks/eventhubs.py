@@ -83,37 +83,60 @@ class EventHubUnavailable(ConnectionError):
 
 
 # ---- where to send ------------------------------------------------------------------------------------------
-def parse_connection_string(text: str) -> dict[str, str]:
-    """The fields of an Event Hubs connection string, keys lower-cased (values kept as given)."""
+def parse_connection_string(text: str, what: str = "EVENTHUB_CONNECTION_STRING") -> dict[str, str]:
+    """The fields of an Event Hubs connection string, keys lower-cased (values kept as given, never shown in an
+    error: ``what`` names the parameter or option in the message)."""
     fields = {}
-    for part in text.strip().split(";"):
+    for part in str(text).strip().split(";"):
         if not part.strip():
             continue
         key, sep, value = part.partition("=")
-        if not sep:
-            raise EventHubConfigError("EVENTHUB_CONNECTION_STRING is not a connection string "
-                                      "(expected Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=...)")
+        if not sep or not key.strip():
+            raise EventHubConfigError(f"{what} is not a connection string: Key=Value pairs separated by ';' "
+                                      "expected (Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=...)")
         fields[key.strip().lower()] = value.strip()
     return fields
 
 
 @dataclass(frozen=True)
 class EventHubTarget:
-    """An event hub and how to authenticate to it. Shows no secret: see :attr:`description`."""
+    """An event hub and how to authenticate to it. Shows no secret: see :attr:`description`.
+
+    ``auth``: ``connection string``, ``Azure AD`` (``DefaultAzureCredential``) or ``service credential`` (a
+    Unity Catalog service credential named ``service_credential``, through ``dbutils.credentials`` on
+    Databricks Runtime 16.2+). ``transport``: ``amqp`` (port 5671) or ``websockets`` (AMQP over WebSockets, port
+    443, for networks that allow only HTTPS)."""
 
     namespace: str  # host, or host:port for a local emulator
     eventhub: str
-    auth: str  # "connection string" or "Azure AD"
+    auth: str
     connection_string: Secret | None = field(default=None, repr=False)
     local: bool = False
+    service_credential: str | None = None
+    transport: str = "amqp"
 
     @property
     def description(self) -> str:
         where = "local emulator" if self.local else "Azure"
-        return f"sb://{self.namespace}/{self.eventhub} ({where}, {self.auth})"
+        auth = f"service credential {self.service_credential}" if self.service_credential else self.auth
+        over = ", AMQP over WebSockets" if self.transport == "websockets" else ""
+        return f"sb://{self.namespace}/{self.eventhub} ({where}, {auth}{over})"
 
     def _client_args(self) -> dict[str, Any]:
-        return {"user_agent": f"iotgen/{__version__}"}
+        args: dict[str, Any] = {"user_agent": f"iotgen/{__version__}"}
+        if self.transport == "websockets":
+            from azure.eventhub import TransportType
+
+            args["transport_type"] = TransportType.AmqpOverWebsocket
+        return args
+
+    def credential(self) -> Any:
+        """The Azure SDK credential of a target without a connection string."""
+        if self.service_credential:
+            from ..databricks import service_credential
+
+            return service_credential(self.service_credential)
+        return _azure_ad_credential()
 
     def producer_client(self, **kwargs: Any):
         """An ``EventHubProducerClient`` for this target (``kwargs`` go to the SDK)."""
@@ -123,7 +146,7 @@ class EventHubTarget:
         if self.connection_string is not None:
             return EventHubProducerClient.from_connection_string(
                 self.connection_string.reveal(), eventhub_name=self.eventhub, **kwargs)
-        return EventHubProducerClient(self.namespace, self.eventhub, _azure_ad_credential(), **kwargs)
+        return EventHubProducerClient(self.namespace, self.eventhub, self.credential(), **kwargs)
 
     def consumer_client(self, consumer_group: str = "$Default", **kwargs: Any):
         """An ``EventHubConsumerClient`` for this target."""
@@ -134,8 +157,7 @@ class EventHubTarget:
             return EventHubConsumerClient.from_connection_string(
                 self.connection_string.reveal(), consumer_group=consumer_group, eventhub_name=self.eventhub,
                 **kwargs)
-        return EventHubConsumerClient(self.namespace, self.eventhub, consumer_group, _azure_ad_credential(),
-                                      **kwargs)
+        return EventHubConsumerClient(self.namespace, self.eventhub, consumer_group, self.credential(), **kwargs)
 
 
 def _azure_ad_credential():
@@ -151,7 +173,8 @@ def target_from_config(config: Config) -> EventHubTarget | None:
     """The event hub a Config points at, or None when nothing is configured.
 
     A connection string wins; else ``EVENTHUB_NAMESPACE`` (``myns`` or ``myns.servicebus.windows.net``) with
-    ``EVENTHUB_NAME`` selects Azure AD. A connection string without ``EntityPath`` needs ``EVENTHUB_NAME``.
+    ``EVENTHUB_NAME`` selects Azure AD, or the Unity Catalog service credential ``EVENTHUB_SERVICE_CREDENTIAL``.
+    A connection string without ``EntityPath`` needs ``EVENTHUB_NAME``.
     """
     secret = config.eventhub_connection_string
     if secret is not None:
@@ -172,7 +195,12 @@ def target_from_config(config: Config) -> EventHubTarget | None:
         if not hub:
             raise EventHubConfigError("EVENTHUB_NAME must be set: the connection string has no EntityPath")
         local = fields.get("usedevelopmentemulator", "").lower() == "true"
-        return EventHubTarget(match.group(1), hub, "connection string", secret, local)
+        return EventHubTarget(match.group(1), hub, "connection string", secret, local,
+                              transport=config.eventhub_transport)
+    credential = config.eventhub_service_credential or None
+    if credential and not config.eventhub_namespace:
+        raise EventHubConfigError("EVENTHUB_SERVICE_CREDENTIAL needs EVENTHUB_NAMESPACE and EVENTHUB_NAME (the "
+                                  "service credential authenticates; the namespace says where)")
     if config.eventhub_namespace:
         if not config.eventhub_name:
             raise EventHubConfigError("EVENTHUB_NAME must be set with EVENTHUB_NAMESPACE (Azure AD authentication)")
@@ -180,7 +208,8 @@ def target_from_config(config: Config) -> EventHubTarget | None:
         namespace = re.sub(r"^(?:sb|amqps?|https?)://", "", namespace).rstrip("/")
         if "." not in namespace:
             namespace += SERVICE_BUS_SUFFIX
-        return EventHubTarget(namespace, config.eventhub_name, "Azure AD")
+        return EventHubTarget(namespace, config.eventhub_name, "service credential" if credential else "Azure AD",
+                              service_credential=credential, transport=config.eventhub_transport)
     return None
 
 
@@ -194,9 +223,9 @@ def error_kind(exc: BaseException) -> str:
     """``"busy"`` (throttled: retry after a longer pause), ``"retry"`` (transient) or ``"fatal"``."""
     from azure.eventhub.exceptions import AuthenticationError, ClientClosedError, EventDataError, EventHubError
 
-    condition = getattr(exc, "error", None)  # the SDK's exceptions keep the AMQP condition, e.g. "server-busy"
-    condition = condition if isinstance(condition, str) else getattr(condition, "condition", "")
-    text = f"{exc} {condition}".lower()
+    text = _condition_text(exc)
+    if _is_quota(text):
+        return "fatal"
     if "server-busy" in text or "serverbusy" in text:
         return "busy"
     if isinstance(exc, (AuthenticationError, ClientClosedError, EventDataError)):
@@ -208,7 +237,30 @@ def error_kind(exc: BaseException) -> str:
     return "fatal"
 
 
+def _condition_text(exc: BaseException) -> str:
+    """The error's text and AMQP condition (the SDK's exceptions keep it in ``.error``, e.g. server-busy)."""
+    condition = getattr(exc, "error", None)
+    condition = condition if isinstance(condition, str) else getattr(condition, "condition", "")
+    if isinstance(condition, bytes):
+        condition = condition.decode("utf-8", "replace")
+    description = getattr(getattr(exc, "error", None), "description", "") or ""
+    if isinstance(description, bytes):
+        description = description.decode("utf-8", "replace")
+    return f"{exc} {condition} {description}".lower()
+
+
+def _is_quota(text: str) -> bool:
+    """A quota or limit of the namespace (``amqp:resource-limit-exceeded``), not an idle connection closed with
+    the same condition (which the SDK reconnects)."""
+    return "resource-limit-exceeded" in text and "idle" not in text
+
+
 def _describe(exc: BaseException) -> str:
+    text = _condition_text(exc)
+    if _is_quota(text):
+        detail = next((line.strip() for line in redact(str(exc)).splitlines() if line.strip()), "")
+        return redact(f"Event Hubs quota exceeded (amqp:resource-limit-exceeded): {detail or type(exc).__name__}; "
+                      "retrying cannot help: raise the namespace's throughput units or limits, or send less")
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return redact(f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__)
 

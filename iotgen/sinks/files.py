@@ -31,6 +31,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .. import jsontext
+from ..databricks import check_location
 from ..schema import ARROW_SCHEMA
 from .encoding import concatenated, json_lines, ndjson_bytes
 
@@ -50,9 +51,11 @@ def temporary_prefix() -> str:
 
 
 def check_output_dir(path: str | os.PathLike, parameter: str = "OUTPUT_DIR") -> Path:
-    """Create the folder if needed and prove it writable; else one ``ValueError`` naming ``parameter``. A folder
-    inside a published run (a folder holding ``_manifest.json``) is refused. Temporary files left there by
-    killed runs are removed (:func:`remove_abandoned`)."""
+    """Create the folder if needed and prove it writable; else one ``ValueError`` naming ``parameter`` (on
+    Databricks also when it is not in a volume: never the driver's disk, the DBFS root or the Git folder). A
+    folder inside a published run (a folder holding ``_manifest.json``) is refused. Temporary files left there
+    by killed runs are removed (:func:`remove_abandoned`)."""
+    check_location(parameter, os.fspath(path), "outputs")
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{parameter} {os.fspath(path)!r} exists and is not a folder")

@@ -1,14 +1,17 @@
 """iotgen on Spark: the generator as a Spark data source, Event Hubs into Spark, VARIANT parsing and writers.
 
-Pipelines layer: needs pyspark 4.0+ (local) or Databricks Runtime 15.4 LTS+ (where pyspark is never installed
-by iotgen). Modules:
+Pipelines layer: pyspark 4.0+ (local), Databricks Runtime 15.4 LTS+ (where pyspark is never installed by iotgen),
+classic or Spark Connect (serverless, standard access mode). What each runtime supports is found out from the
+runtime (:mod:`~iotgen.spark.runtime`): every module imports on every runtime, and a missing feature fails with
+one line naming the runtime it needs. Modules:
 
 - :mod:`~iotgen.spark.source_iotgen`: ``spark.read/readStream.format("iotgen")``;
-- :mod:`~iotgen.spark.source_eventhubs`: ``spark.readStream.format("eventhubs")`` (azure-eventhub SDK);
+- :mod:`~iotgen.spark.source_eventhubs`: ``spark.readStream.format("iotgen_eventhubs")`` (azure-eventhub SDK);
 - :mod:`~iotgen.spark.kafka`: Event Hubs' Kafka endpoint through Spark's built-in Kafka source (Databricks);
 - :mod:`~iotgen.spark.parse`: message body -> 23 typed columns + ``json_column`` VARIANT, bad records apart;
 - :mod:`~iotgen.spark.write`: one streaming writer for Delta, Iceberg and Parquet, exactly once with checkpoints;
-- :mod:`~iotgen.spark.session`: a quiet local session (never a new one on Databricks);
+- :mod:`~iotgen.spark.session`: a quiet local session, classic or Spark Connect (never a new one on Databricks);
+- :mod:`~iotgen.spark.runtime`: what this Spark runtime supports;
 - :mod:`~iotgen.spark.pipeline`: the same, driven by a Config (what notebooks, helpers and jobs call).
 """
 
@@ -20,10 +23,13 @@ __all__ = ["register"]
 
 
 def register(spark: Any) -> Any:
-    """Register the ``iotgen`` and ``eventhubs`` data sources with ``spark`` (idempotent); returns ``spark``."""
+    """Register the ``iotgen`` and ``iotgen_eventhubs`` data sources with ``spark`` (idempotent); returns
+    ``spark``. On a runtime without Python data sources: one ``RuntimeError`` naming the runtime they need."""
+    from .runtime import require_data_sources
     from .source_eventhubs import EventHubsDataSource
     from .source_iotgen import IotgenDataSource
 
+    require_data_sources("the iotgen and iotgen_eventhubs Spark sources")
     spark.dataSource.register(IotgenDataSource)
     spark.dataSource.register(EventHubsDataSource)
     return spark

@@ -1,7 +1,7 @@
 """Message bodies into typed events with ``json_column`` as VARIANT; malformed messages apart, with a reason.
 
-:func:`parse_events` takes what a stream reader gives (the ``eventhubs`` source, the Kafka source on Event Hubs'
-Kafka endpoint, or any frame with a JSON text/binary column) and returns one frame holding, per message:
+:func:`parse_events` takes what a stream reader gives (the ``iotgen_eventhubs`` source, the Kafka source on Event
+Hubs' Kafka endpoint, or any frame with a JSON text/binary column) and returns one frame holding, per message:
 
 * the 23 fixed columns, typed as in :mod:`iotgen.schema`, and ``json_column`` as ``VARIANT``;
 * where it came from: ``_partition``, ``_sequence_number``, ``_enqueued_time`` (for inputs that are not Event
@@ -18,8 +18,10 @@ whose ``json_column`` is not an object, lands in the bad records with its raw bo
 
 The typed columns come from ``from_json`` with the exact schema (``json_column VARIANT``), so a string where a
 number belongs is a bad record; like every Spark JSON reader it accepts a number or boolean where a *string*
-belongs (as its text). Typed access to the VARIANT: ``json_column:location.lat::double``,
-``variant_get(json_column, '$.co2_ppm', 'int')`` (see :func:`typed_projection`).
+belongs (as its text). Typed access to the VARIANT: ``variant_get(json_column, '$.location.lat', 'double')``,
+``try_variant_get(json_column, '$.tags', 'array<string>')`` (see :func:`typed_projection`); these work on every
+supported runtime (Databricks SQL and Spark 4.3 also take ``json_column:location.lat::double``, Spark 4.0 does
+not).
 """
 
 from __future__ import annotations
@@ -44,9 +46,9 @@ EXAMPLE_BAD_BODIES = (
 
 #: Typed projections of ``json_column`` shown in the notebooks (SQL expressions on the VARIANT).
 JSON_PROJECTIONS = {
-    "lat": "json_column:location.lat::double",
-    "lon": "json_column:location.lon::double",
-    "site": "json_column:location.site::string",
+    "lat": "variant_get(json_column, '$.location.lat', 'double')",
+    "lon": "variant_get(json_column, '$.location.lon', 'double')",
+    "site": "variant_get(json_column, '$.location.site', 'string')",
     "co2_ppm": "variant_get(json_column, '$.co2_ppm', 'int')",
     "cpu_pct": "try_variant_get(json_column, '$.diagnostics.cpu_pct', 'double')",
     "tags": "try_variant_get(json_column, '$.tags', 'array<string>')",
@@ -87,7 +89,7 @@ def _good_sql() -> str:
 def _provenance(df: Any) -> tuple[str, list[str]]:
     """(body column, provenance expressions) for the kinds of input the readers give."""
     cols = set(df.columns)
-    if {"body", "partition", "sequenceNumber", "enqueuedTime"} <= cols:  # the eventhubs source
+    if {"body", "partition", "sequenceNumber", "enqueuedTime"} <= cols:  # the iotgen_eventhubs source
         return "body", ["CAST(partition AS STRING) AS _partition", "sequenceNumber AS _sequence_number",
                         "enqueuedTime AS _enqueued_time"]
     if {"value", "topic", "partition", "offset", "timestamp"} <= cols:  # Kafka (Event Hubs' Kafka endpoint)
@@ -102,6 +104,9 @@ def parse_events(df: Any, body_column: str | None = None) -> Any:
     A frame that already has the 24 event columns (the ``iotgen`` source, files) is not re-parsed: only its
     ``json_column`` text becomes VARIANT (rows whose ``json_column`` is not a JSON object are bad records).
     """
+    from .runtime import require_variant
+
+    require_variant("parsing json_column to VARIANT")
     body, provenance = _provenance(df)
     if body_column is not None:
         if body_column not in df.columns:
@@ -110,7 +115,7 @@ def parse_events(df: Any, body_column: str | None = None) -> Any:
     if not body and set(EVENT_COLUMNS) <= set(df.columns):
         return _events_to_variant(df)
     if not body:
-        raise ValueError("parse_events needs the eventhubs source's frame (body, partition, sequenceNumber, "
+        raise ValueError("parse_events needs the iotgen_eventhubs source's frame (body, partition, sequenceNumber, "
                          "enqueuedTime), a Kafka frame (value, ...), a frame with the 24 event columns, or "
                          f"body_column naming the JSON column; got columns {df.columns}")
     real = bool(provenance)
@@ -141,10 +146,7 @@ def _events_to_variant(df: Any) -> Any:
 
 def _mark(parsed: Any, real: bool) -> Any:
     """Record in the ``_partition`` column's metadata whether the provenance columns are real."""
-    from pyspark.sql import functions as F
-
-    return parsed.withColumn(PROVENANCE[0], F.col(PROVENANCE[0]).alias(
-        PROVENANCE[0], metadata={_PROVENANCE_KEY: "eventhubs" if real else "none"}))
+    return parsed.withMetadata(PROVENANCE[0], {_PROVENANCE_KEY: "eventhubs" if real else "none"})  # Connect too
 
 
 def has_provenance(parsed: Any) -> bool:

@@ -1,24 +1,31 @@
 """Config-driven Spark pipelines: what the notebooks, helpers and jobs call.
 
-Generate at cluster scale, read the event hub as a stream (Kafka endpoint or the ``eventhubs`` source), parse
-to typed columns with ``json_column`` as VARIANT, and write Delta / Iceberg / Parquet with a checkpoint, all from
-one :class:`~iotgen.config.Config` (``SPARK_*`` parameters, ``DELTA_TABLE_NAME``, ``ICEBERG_TABLE_NAME``,
+Generate at cluster scale, read the event hub as a stream (Kafka endpoint or the ``iotgen_eventhubs`` source),
+parse to typed columns with ``json_column`` as VARIANT, and write Delta / Iceberg / Parquet with a checkpoint, all
+from one :class:`~iotgen.config.Config` (``SPARK_*`` parameters, ``DELTA_TABLE_NAME``, ``ICEBERG_TABLE_NAME``,
 ``CHECKPOINT_DIR``/``CATALOG_VOLUME_PATH``, ``JSON_COLUMN_MODE``, the Event Hubs connection).
+
+On Databricks (see :mod:`iotgen.databricks`) checkpoints and outputs must be volumes or cloud URIs, serverless
+takes only ``availableNow``/``once``, and a bare table name is a Unity Catalog table; elsewhere a bare table name
+is a folder under ``OUTPUT_DIR``, whichever engine writes it.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from ..config import Config
+from ..databricks import check_location, check_trigger, on_databricks
 from ..pipelines.tables import config_target
+from ..sinks.eventhubs import parse_connection_string
 from .parse import parse_events
-from .session import on_databricks
-from .source_eventhubs import parse_connection_string
-from .write import StreamTarget, checkpoint_for, parse_trigger, write_stream
+from .runtime import available_now_limits
+from .write import StreamTarget, checkpoint_for, parse_trigger, start_stream
 
-SOURCES = ("auto", "eventhubs", "kafka")
+SOURCES = ("auto", "iotgen_eventhubs", "kafka")
+_LOGGER = logging.getLogger(__name__)
 
 
 def _iotgen_options(config: Config, num_partitions: int | None = None) -> dict[str, str]:
@@ -28,8 +35,9 @@ def _iotgen_options(config: Config, num_partitions: int | None = None) -> dict[s
     if config.random_seed is not None:
         options["seed"] = config.random_seed
     if config.spec_file is not None:  # read by the driver's Python worker: an absolute path where it exists here
-        spec_file = Path(config.spec_file)
-        options["specFile"] = spec_file.resolve() if spec_file.exists() else config.spec_file
+        from ..spec_file import locate
+
+        options["specFile"] = locate(config.spec_file)
     for key, value in (("profile", config.profile), ("deviceCount", config.device_count)):
         if value is not None:
             options[key] = value
@@ -72,33 +80,57 @@ def generate_stream(spark: Any, config: Config, *, rows_per_second: float | None
     return spark.readStream.format("iotgen").options(**options).load()
 
 
-def choose_source(config: Config) -> str:
-    """``kafka`` or ``eventhubs`` for SPARK_SOURCE (``auto``: Kafka on Databricks with a real namespace and a
-    key-based connection string, the ``eventhubs`` source everywhere else)."""
+def choose_source(config: Config, basic_tier: bool = False) -> str:
+    """``kafka`` or ``iotgen_eventhubs`` for SPARK_SOURCE. ``auto``: Kafka on Databricks for a real namespace (a
+    key-based connection string, or EVENTHUB_SERVICE_CREDENTIAL) unless it is on the Basic tier (no Kafka
+    endpoint); the ``iotgen_eventhubs`` source everywhere else. ``kafka`` on the Basic tier or the local
+    emulator: ``ValueError`` saying why."""
     source = config.spark_source
     connection = config.eventhub_connection_string
+    fields = parse_connection_string(connection.reveal()) if connection is not None else {}
+    emulator = fields.get("usedevelopmentemulator", "").lower() == "true"
+    if source == "kafka" and basic_tier:
+        raise ValueError("SPARK_SOURCE=kafka: the namespace is on the Basic tier (256 KB messages), which has no "
+                         "Kafka endpoint: use SPARK_SOURCE=iotgen_eventhubs, or a Standard namespace or above")
     if source != "auto":
         return source
-    if not on_databricks() or connection is None:
-        return "eventhubs"
-    fields = parse_connection_string(connection.reveal())
-    emulator = fields.get("usedevelopmentemulator", "").lower() == "true"
-    return "eventhubs" if emulator or "sharedaccesskey" not in fields else "kafka"
+    if not on_databricks() or basic_tier or emulator:
+        return "iotgen_eventhubs"
+    keyed = "sharedaccesskey" in fields or "sharedaccesssignature" in fields
+    return "kafka" if keyed or config.eventhub_service_credential else "iotgen_eventhubs"
 
 
-def event_source(config: Config, *, streaming: bool = True) -> tuple[str, dict[str, str]]:
+def _rate_limit(config: Config, streaming: bool) -> int | None:
+    """SPARK_MAX_EVENTS_PER_TRIGGER, unless Spark cannot apply it to this run: a Python stream reader under
+    ``availableNow`` on Spark < 4.2 gets one micro-batch only, so the limit would end the run early."""
+    limit = config.spark_max_events_per_trigger if streaming else None
+    if limit and parse_trigger(config.spark_trigger) == {"availableNow": True} and not available_now_limits():
+        _LOGGER.warning("SPARK_MAX_EVENTS_PER_TRIGGER=%s not applied: with availableNow, Spark < 4.2 reads a Python "
+                        "source in one micro-batch (the limit applies to interval triggers)", limit)
+        return None
+    return limit
+
+
+def event_source(config: Config, *, streaming: bool = True, basic_tier: bool = False) -> tuple[str, dict[str, str]]:
     """(format, options) of the reader for the configured event hub, by :func:`choose_source`: ``kafka`` with
-    :func:`~iotgen.spark.kafka.kafka_options`, or the ``eventhubs`` source. The options hold the connection
-    string: pass them to Spark, never print them."""
+    :func:`~iotgen.spark.kafka.kafka_options`, or the ``iotgen_eventhubs`` source. The options may hold the
+    connection string: pass them to Spark, never print them."""
     connection = config.eventhub_connection_string
-    if choose_source(config) == "kafka":
-        if connection is None:
-            raise ValueError("SPARK_SOURCE=kafka needs EVENTHUB_CONNECTION_STRING (env var or Databricks secret)")
+    if choose_source(config, basic_tier) == "kafka":
+        if connection is None and not (config.eventhub_service_credential and config.eventhub_namespace):
+            raise ValueError("SPARK_SOURCE=kafka needs EVENTHUB_CONNECTION_STRING (env var or Databricks secret) or "
+                             "EVENTHUB_SERVICE_CREDENTIAL with EVENTHUB_NAMESPACE")
         from .kafka import kafka_options
 
         return "kafka", kafka_options(
-            connection.reveal(), topic=config.eventhub_name or None, starting_offsets=config.spark_starting_position,
+            connection.reveal() if connection is not None else None, namespace=config.eventhub_namespace or None,
+            topic=config.eventhub_name or None, service_credential=config.eventhub_service_credential or None,
+            starting_offsets=config.spark_starting_position,
             max_offsets_per_trigger=config.spark_max_events_per_trigger if streaming else None)
+    if config.eventhub_service_credential and connection is None:
+        raise ValueError("EVENTHUB_SERVICE_CREDENTIAL is for the Kafka route (SPARK_SOURCE=kafka, Databricks Runtime "
+                         "16.1+): the iotgen_eventhubs source reads on the executors, where dbutils is not available; "
+                         "give it EVENTHUB_CONNECTION_STRING or EVENTHUB_NAMESPACE (Azure AD) instead")
     options = {"startingPosition": config.spark_starting_position}
     if connection is not None:
         options["connectionString"] = connection.reveal()
@@ -109,18 +141,21 @@ def event_source(config: Config, *, streaming: bool = True) -> tuple[str, dict[s
                          "EVENTHUB_NAMESPACE and EVENTHUB_NAME (Azure AD)")
     if config.eventhub_name:
         options["eventHubName"] = config.eventhub_name
-    if config.spark_max_events_per_trigger and streaming:
-        options["maxEventsPerTrigger"] = str(config.spark_max_events_per_trigger)
-    return "eventhubs", options
+    if config.eventhub_transport != "amqp":
+        options["transport"] = config.eventhub_transport
+    limit = _rate_limit(config, streaming)
+    if limit:
+        options["maxEventsPerTrigger"] = str(limit)
+    return "iotgen_eventhubs", options
 
 
-def read_event_stream(spark: Any, config: Config, *, streaming: bool = True) -> Any:
+def read_event_stream(spark: Any, config: Config, *, streaming: bool = True, basic_tier: bool = False) -> Any:
     """The event hub as a DataFrame of raw messages (see :func:`event_source`): a stream, or
     (``streaming=False``) the messages there now."""
     from . import register
 
-    fmt, options = event_source(config, streaming=streaming)
-    if fmt == "eventhubs":
+    fmt, options = event_source(config, streaming=streaming, basic_tier=basic_tier)
+    if fmt == "iotgen_eventhubs":
         register(spark)
     reader = spark.readStream if streaming else spark.read
     return reader.format(fmt).options(**options).load()
@@ -128,14 +163,15 @@ def read_event_stream(spark: Any, config: Config, *, streaming: bool = True) -> 
 
 def target_table(config: Config, target: str | None = None, engine: str = "embedded") -> str:
     """The table (or path) a target writes to: SPARK_TABLE, else DELTA_TABLE_NAME / ICEBERG_TABLE_NAME /
-    OUTPUT_DIR/parquet/iot_events. For the embedded Delta writer a bare name is a folder under OUTPUT_DIR (as
-    everywhere in iotgen, see :func:`iotgen.pipelines.tables.config_target`)."""
+    OUTPUT_DIR/parquet/iot_events. A bare Delta name is a Unity Catalog table for Spark's sink on Databricks, and
+    a folder under OUTPUT_DIR everywhere else (as everywhere in iotgen, see
+    :func:`iotgen.pipelines.tables.config_target`)."""
     kind = (target or config.spark_target).lower()
     if config.spark_table:
         return config.spark_table
     if kind == "parquet":
         return str(Path(config.output_dir) / "parquet" / "iot_events")
-    if engine == "embedded":
+    if engine == "embedded" or not on_databricks():
         return config_target(config, kind).location
     return config.delta_table_name if kind == "delta" else config.iceberg_table_name
 
@@ -149,6 +185,8 @@ def resolve_target(spark: Any, config: Config, target: str | None = None) -> Str
 
         engine = "spark" if native_support(spark, kind) else "embedded"
     table = target_table(config, kind, engine)
+    if not config.spark_table and (kind == "parquet" or engine == "embedded" or not on_databricks()):
+        check_location("OUTPUT_DIR", config.output_dir, f"the {kind} target")
     uri = config.iceberg_catalog_uri or None
     warehouse = None if uri else str(Path(config.output_dir) / "iceberg")
     return StreamTarget.resolve(spark, kind, table, bad_records=config.spark_bad_records or None, engine=engine,
@@ -160,13 +198,12 @@ def write_events(frame: Any, config: Config, target: str | None = None, *, query
     """Start the query writing a (raw or parsed) stream to SPARK_TARGET with trigger SPARK_TRIGGER and a checkpoint
     of its own under CHECKPOINT_DIR (``<dir>/<target>-<table>``). Returns the ``StreamingQuery``."""
     trigger = parse_trigger(config.spark_trigger)
+    check_trigger("SPARK_TRIGGER", trigger)
+    checkpoint_dir = config.resolved_checkpoint_dir()
+    check_location("CHECKPOINT_DIR" if config.checkpoint_dir or not config.catalog_volume_path
+                   else "CATALOG_VOLUME_PATH", checkpoint_dir, "streaming checkpoints")
     resolved = resolve_target(frame.sparkSession, config, target)
-    checkpoint = checkpoint_for(config.resolved_checkpoint_dir(), resolved)
-    return write_stream(frame, resolved.kind, resolved.table, checkpoint, trigger=trigger,
-                        bad_records=resolved.bad_records, engine=resolved.engine,
-                        json_column_mode=resolved.json_column_mode,
-                        iceberg_catalog_uri=resolved.iceberg_catalog_uri,
-                        iceberg_warehouse=resolved.iceberg_warehouse, query_name=query_name)
+    return start_stream(frame, resolved, checkpoint_for(checkpoint_dir, resolved), trigger, query_name)
 
 
 def await_query(query: Any, timeout: float = 600.0) -> list[dict[str, Any]]:
@@ -182,17 +219,24 @@ def await_query(query: Any, timeout: float = 600.0) -> list[dict[str, Any]]:
 
 
 def batch_report(query: Any) -> list[dict[str, Any]]:
-    """The micro-batches a query ran: batch id, input rows, events written, bad records."""
+    """The micro-batches a query ran: batch id and input rows (the messages it read), plus, where the writer's
+    log is at hand (``foreachBatch`` on classic Spark), events written and bad records."""
     written = {entry["batch_id"]: entry for entry in getattr(getattr(query, "iotgen_writer", None), "log", [])}
     rows = []
     for progress in query.recentProgress:
-        batch = progress["batchId"]
-        if progress["numInputRows"] == 0 and batch not in written:
+        batch, count = _progress(progress, "batchId"), _progress(progress, "numInputRows")
+        if count == 0 and batch not in written:
             continue
         entry = written.get(batch, {})
-        rows.append({"batch": batch, "input_rows": progress["numInputRows"],
+        rows.append({"batch": batch, "input_rows": count,
                      "events_written": entry.get("events"), "bad_records": entry.get("bad_records")})
     return rows
+
+
+def _progress(progress: Any, name: str) -> Any:
+    """A field of a query progress (Spark Connect's progress objects fill some only as attributes)."""
+    value = getattr(progress, name, None)
+    return progress[name] if value is None else value
 
 
 def table_counts(spark: Any, config: Config, target: str | None = None) -> dict[str, int]:
@@ -224,7 +268,10 @@ def _rows_and_distinct(spark: Any, resolved: StreamTarget, table: str, column: s
     else:
         if not spark.catalog.tableExists(table):
             return 0, 0
-        frame = spark.table(table)
+        # Iceberg 1.10 on Spark 4.0: the vectorized reader fails on a v3 table with VARIANT ("Not implemented for
+        # variant") even where the column is not read; the row reader works
+        reader = spark.read.option("vectorization-enabled", "false") if resolved.kind == "iceberg" else spark.read
+        frame = reader.table(table)
     row = frame.agg(F.count(F.lit(1)), F.countDistinct(column)).first()
     return int(row[0]), int(row[1])
 

@@ -1,4 +1,4 @@
-"""The ``eventhubs`` Spark streaming source: Azure Event Hubs through the azure-eventhub SDK, no jars needed.
+"""The ``iotgen_eventhubs`` Spark streaming source: Azure Event Hubs through the azure-eventhub SDK, no jars needed.
 
 For local Spark, CI and Event Hubs tiers without a Kafka endpoint (Basic). On Databricks with a Standard or
 higher namespace, prefer the built-in Kafka source (:mod:`iotgen.spark.kafka`).
@@ -15,7 +15,7 @@ Example::
 
     import iotgen.spark
     iotgen.spark.register(spark)
-    raw = (spark.readStream.format("eventhubs")
+    raw = (spark.readStream.format("iotgen_eventhubs")
            .option("connectionString", connection_string)      # from a secret, never a literal
            .option("startingPosition", "earliest")
            .option("maxEventsPerTrigger", 50_000)
@@ -32,7 +32,14 @@ Options (case-insensitive):
 ``maxEventsPerTrigger``  At most this many events per micro-batch, shared across partitions (default: no limit).
 ``receiveTimeout``       Seconds a partition read may wait for an expected event before failing (default 60).
 ``failOnDataLoss``       ``true`` (default): fail when events expired before they were read; ``false``: skip them.
+``transport``            ``amqp`` (default, port 5671) or ``websockets`` (AMQP over WebSockets, port 443).
 =======================  =======================================================================================
+
+Spark before 4.2 (Databricks Runtime 17.3 LTS, 18) gives a Python source no admission control: there
+``maxEventsPerTrigger`` cuts the micro-batches of interval triggers, while ``availableNow`` reads one micro-batch
+up to the offset it first asks for (so leave the limit out; :mod:`iotgen.spark.pipeline` does). Restarted after a
+crash in the middle of a micro-batch, an ``availableNow`` run there re-runs that micro-batch and stops: the next
+run goes on.
 """
 
 from __future__ import annotations
@@ -44,18 +51,21 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 
 from ..config import Secret
+from ..sinks.eventhubs import parse_connection_string as sinks_connection_fields
 
-try:
-    from pyspark.sql.datasource import DataSource, DataSourceReader, DataSourceStreamReader, InputPartition
-    from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows, SupportsTriggerAvailableNow
-except ImportError as exc:  # pragma: no cover
-    raise ImportError("iotgen.spark needs pyspark 4.0 or later (Databricks Runtime 15.4 LTS or later)") from exc
+from .runtime import (
+    AVAILABLE_NOW_BASES, DataSource, DataSourceReader, DataSourceStreamReader, InputPartition,
+    OffsetTracker, ReadAllAvailable, ReadLimit, ReadMaxRows,
+)
 
-NAME = "eventhubs"
+#: The short name (not ``eventhubs``: Microsoft's azure-eventhubs-spark connector registers that one, and with
+#: both on a cluster Spark refuses the ambiguous name).
+NAME = "iotgen_eventhubs"
 SCHEMA_DDL = ("body BINARY, partition STRING, offset STRING, sequenceNumber BIGINT, enqueuedTime TIMESTAMP, "
               "publisher STRING, partitionKey STRING, properties MAP<STRING, STRING>, "
               "systemProperties MAP<STRING, STRING>")
@@ -65,7 +75,7 @@ ARROW_SCHEMA = pa.schema([
     ("properties", pa.map_(pa.string(), pa.string())), ("systemProperties", pa.map_(pa.string(), pa.string())),
 ])
 OPTIONS = ("connectionString", "fullyQualifiedNamespace", "eventHubName", "consumerGroup", "startingPosition",
-           "maxEventsPerTrigger", "receiveTimeout", "failOnDataLoss")
+           "maxEventsPerTrigger", "receiveTimeout", "failOnDataLoss", "transport")
 ROWS_PER_ARROW_BATCH = 4096
 PARTITION_IDS_TTL = 60.0
 
@@ -84,6 +94,7 @@ class EventHubsOptions:
     max_events_per_trigger: int | None
     receive_timeout: float
     fail_on_data_loss: bool
+    transport: str = "amqp"
 
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> "EventHubsOptions":
@@ -94,13 +105,13 @@ class EventHubsOptions:
             if name is None:
                 if str(key).lower() == "path":
                     continue
-                raise ValueError(f"unknown option {key!r} for the eventhubs source; allowed: {', '.join(OPTIONS)}")
+                raise ValueError(f"unknown option {key!r} for the iotgen_eventhubs source; allowed: {', '.join(OPTIONS)}")
             values[name] = value
         connection = values.get("connectionString") or None
         namespace = values.get("fullyQualifiedNamespace") or None
         hub = values.get("eventHubName") or None
         if connection is None and namespace is None:
-            raise ValueError("the eventhubs source needs the connectionString option (from a secret) or "
+            raise ValueError("the iotgen_eventhubs source needs the connectionString option (from a secret) or "
                              "fullyQualifiedNamespace and eventHubName (Azure AD)")
         if connection is not None:
             fields = parse_connection_string(connection)
@@ -123,33 +134,29 @@ class EventHubsOptions:
         loss = str(values.get("failOnDataLoss", "true")).strip().lower()
         if loss not in ("true", "false"):
             raise ValueError(f"failOnDataLoss must be true or false, got {values.get('failOnDataLoss')!r}")
+        transport = str(values.get("transport", "amqp")).strip().lower()
+        if transport not in ("amqp", "websockets"):
+            raise ValueError(f"transport must be amqp or websockets, got {values.get('transport')!r}")
         return cls(Secret(connection) if connection else None, namespace, hub,
-                   values.get("consumerGroup") or "$Default", starting, max_events, timeout, loss == "true")
+                   values.get("consumerGroup") or "$Default", starting, max_events, timeout, loss == "true", transport)
 
     def client(self) -> Any:
-        """A new ``EventHubConsumerClient`` (close it when done)."""
-        from azure.eventhub import EventHubConsumerClient
+        """A new ``EventHubConsumerClient`` (close it when done), as iotgen's producer builds its clients."""
+        from ..sinks.eventhubs import SERVICE_BUS_SUFFIX, EventHubTarget
 
         if self.connection_string is not None:
-            return EventHubConsumerClient.from_connection_string(
-                self.connection_string.reveal(), self.consumer_group, eventhub_name=self.hub)
-        from azure.identity import DefaultAzureCredential
-
-        namespace = self.namespace if "." in self.namespace else f"{self.namespace}.servicebus.windows.net"
-        return EventHubConsumerClient(namespace, self.hub, self.consumer_group, DefaultAzureCredential())
+            host = urlsplit(parse_connection_string(self.connection_string.reveal())["endpoint"]).netloc
+            target = EventHubTarget(host, self.hub, "connection string", self.connection_string,
+                                    transport=self.transport)
+        else:
+            namespace = self.namespace if "." in self.namespace else self.namespace + SERVICE_BUS_SUFFIX
+            target = EventHubTarget(namespace, self.hub, "Azure AD", transport=self.transport)
+        return target.consumer_client(self.consumer_group)
 
 
 def parse_connection_string(text: str) -> dict[str, str]:
     """``Key=Value;...`` fields of an Event Hubs connection string, keys lower-cased (values never shown)."""
-    fields = {}
-    for part in str(text).split(";"):
-        if not part.strip():
-            continue
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise ValueError("the Event Hubs connection string must be Key=Value pairs separated by ';' "
-                             "(Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=...[;EntityPath=...])")
-        fields[key.strip().lower()] = value.strip()
+    fields = sinks_connection_fields(text, "the Event Hubs connection string")
     if not fields.get("endpoint", "").startswith("sb://"):
         raise ValueError("the Event Hubs connection string must contain Endpoint=sb://<namespace>/")
     return fields
@@ -341,18 +348,29 @@ def share_limit(start: dict[str, int], end: dict[str, int], limit: int) -> dict[
     return {p: start.get(p, end[p]) + take[p] for p in end}
 
 
-class EventHubsStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
-    """Offsets: ``{"eventHub": name, "sequenceNumbers": {partition: next sequence number to read}}``."""
+class EventHubsStreamReader(DataSourceStreamReader, *AVAILABLE_NOW_BASES):
+    """Offsets: ``{"eventHub": name, "sequenceNumbers": {partition: next sequence number to read}}``.
+
+    Spark 4.2+ hands ``latestOffset`` the start and the read limit (``maxEventsPerTrigger``); older Spark hands
+    it nothing and the reader tracks the start itself (see :mod:`iotgen.spark.runtime`)."""
 
     def __init__(self, options: EventHubsOptions) -> None:
         self.options = options
         self._info = _PartitionInfo(options)
         self._target: dict[str, int] | None = None
+        self._initial: dict | None = None
+        self._tracker = OffsetTracker()
 
     def __getstate__(self) -> dict:  # executors need the options only
-        return {"options": self.options, "_info": None, "_target": None}
+        return {"options": self.options, "_info": None, "_target": None, "_initial": None,
+                "_tracker": OffsetTracker()}
 
     def initialOffset(self) -> dict:
+        if self._initial is None:  # asked once: with startingPosition=latest a second answer could differ
+            self._initial = self._first_offset()
+        return self._initial
+
+    def _first_offset(self) -> dict:
         bounds = self._info.bounds()
         if isinstance(self.options.starting_position, dict):
             positions = {p: self.options.starting_position.get(p, first) for p, (first, _) in bounds.items()}
@@ -376,7 +394,9 @@ class EventHubsStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow)
     def prepareForTriggerAvailableNow(self) -> None:
         self._target = {p: nxt for p, (_, nxt) in self._info.bounds().items()}
 
-    def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
+    def latestOffset(self, start: dict | None = None, limit: ReadLimit | None = None) -> dict:
+        if start is None:  # Spark < 4.2: no start offset, no admission control
+            start, limit = self._tracker.start(self.initialOffset), self.getDefaultReadLimit()
         begin = self._check(start)
         if self._target is not None:
             latest = dict(self._target)
@@ -390,6 +410,7 @@ class EventHubsStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow)
         return {"eventHub": self.options.hub, "sequenceNumbers": latest}
 
     def partitions(self, start: dict, end: dict) -> list[PartitionRange]:
+        self._tracker.seen(end)
         begin, stop = self._check(start), self._check(end)
         return [PartitionRange(p, begin.get(p, 0), stop[p])
                 for p in sorted(stop, key=lambda p: (len(p), p)) if stop[p] > begin.get(p, 0)]
@@ -398,7 +419,7 @@ class EventHubsStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow)
         return read_partition(self.options, partition)
 
     def commit(self, end: dict) -> None:
-        pass
+        self._tracker.seen(end)
 
     def stop(self) -> None:
         if self._info is not None:
@@ -406,7 +427,7 @@ class EventHubsStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow)
 
 
 class EventHubsBatchReader(DataSourceReader):
-    """``spark.read.format("eventhubs")``: the events in the hub now, from ``startingPosition``."""
+    """``spark.read.format("iotgen_eventhubs")``: the events in the hub now, from ``startingPosition``."""
 
     def __init__(self, options: EventHubsOptions) -> None:
         stream = EventHubsStreamReader(options)
@@ -426,7 +447,7 @@ class EventHubsBatchReader(DataSourceReader):
 
 
 class EventHubsDataSource(DataSource):
-    """``spark.readStream.format("eventhubs")`` (and ``spark.read``): see the module docstring."""
+    """``spark.readStream.format("iotgen_eventhubs")`` (and ``spark.read``): see the module docstring."""
 
     @classmethod
     def name(cls) -> str:

@@ -66,11 +66,10 @@ from ..config import Config
 from ..generator import BLOCK_SIZE, GeneratorSpec, generate_block
 from ..schema import ARROW_SCHEMA, spark_ddl
 
-try:  # pyspark is optional for the rest of iotgen; this module is only useful with it
-    from pyspark.sql.datasource import DataSource, DataSourceReader, DataSourceStreamReader, InputPartition
-    from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows, SupportsTriggerAvailableNow
-except ImportError as exc:  # pragma: no cover - exercised only without pyspark
-    raise ImportError("iotgen.spark needs pyspark 4.0 or later (Databricks Runtime 15.4 LTS or later)") from exc
+from .runtime import (
+    AVAILABLE_NOW_BASES, DataSource, DataSourceReader, DataSourceStreamReader, InputPartition, OffsetTracker,
+    ReadAllAvailable, ReadLimit, ReadMaxRows,
+)
 
 NAME = "iotgen"
 #: The schema Spark hands the source (all columns nullable, no metadata): batches are relabelled to it.
@@ -297,11 +296,13 @@ class IotgenBatchReader(DataSourceReader):
         return read_range(partition.spec, partition.start, partition.stop)
 
 
-class IotgenStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
+class IotgenStreamReader(DataSourceStreamReader, *AVAILABLE_NOW_BASES):
     """Offsets are ``{"event": next event position, "seed": ..., "windowStartMs": ..., "windowSpanMs": ...}``.
 
     The seed and time window live in the offset, so a query restarted from its checkpoint generates exactly
-    the events it would have generated had it never stopped.
+    the events it would have generated had it never stopped. Spark 4.2+ hands ``latestOffset`` the start and
+    the read limit (``rowsPerBatch``); older Spark hands it nothing and the reader tracks the start itself
+    (see :mod:`iotgen.spark.runtime`).
     """
 
     def __init__(self, options: IotgenOptions) -> None:
@@ -312,6 +313,7 @@ class IotgenStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._target: int | None = None
         self._available_now = False
         self._pinned: dict[tuple, GeneratorSpec] = {}
+        self._tracker = OffsetTracker()
 
     def initialOffset(self) -> dict:
         return {"event": self.options.start_event, "seed": self.spec.seed,
@@ -339,8 +341,8 @@ class IotgenStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         if rate is None:
             return self.end
         now = time.monotonic()
-        if self._clock is None:
-            self._clock = (now, start)
+        if self._clock is None:  # the first request gets one second's worth (an availableNow run is not empty)
+            self._clock = (now - 1.0, start)
         since, base = self._clock
         produced = base + int((now - since) * rate)
         return produced if self.end is None else min(produced, self.end)
@@ -353,7 +355,9 @@ class IotgenStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def prepareForTriggerAvailableNow(self) -> None:
         self._available_now = True
 
-    def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
+    def latestOffset(self, start: dict | None = None, limit: ReadLimit | None = None) -> dict:
+        if start is None:  # Spark < 4.2: no start offset, no admission control
+            start, limit = self._tracker.start(self.initialOffset), self.getDefaultReadLimit()
         position = start["event"]
         if self._available_now:
             if self._target is None:  # fixed at the first request: data "available now" ignores the pace
@@ -371,6 +375,7 @@ class IotgenStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return None
 
     def partitions(self, start: dict, end: dict) -> list[EventRange]:
+        self._tracker.seen(end)
         spec = self._spec_for(start)
         ranges = split_range(start["event"], end["event"], self.options.num_partitions)
         return [EventRange(spec, lo, hi) for lo, hi in ranges]
@@ -379,7 +384,7 @@ class IotgenStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return read_range(partition.spec, partition.start, partition.stop)
 
     def commit(self, end: dict) -> None:
-        pass
+        self._tracker.seen(end)
 
 
 class IotgenDataSource(DataSource):

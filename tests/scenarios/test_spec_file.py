@@ -105,3 +105,19 @@ def test_times_are_durations_or_iso_dates():
     spec = generator_spec(Config(random_seed=1, anchor_time=ANCHOR), spec={"scenarios": {"schema_drift": [
         {"at": "2026-01-02T06:00:00Z", "remove_key": "voc_ppb"}, {"at": "1d", "remove_key": "rpm"}]}})
     assert [c.at_ms for c in spec.scenarios.schema_drift] == [86_400_000, 86_400_000 + 6 * 3_600_000]
+
+
+def test_a_relative_spec_file_is_found_from_the_project_whatever_the_working_directory(tmp_path, monkeypatch):
+    """Serverless gives a notebook no fixed working directory: a relative SPEC_FILE is looked up in the working
+    directory, then the project (the folder holding iotgen), then the package."""
+    from iotgen.spec_file import PROJECT_ROOT, locate
+
+    monkeypatch.chdir(tmp_path)
+    assert locate("iotgen/example_spec.yaml") == PROJECT_ROOT / "iotgen" / "example_spec.yaml"
+    assert locate("example_spec.yaml") == PROJECT_ROOT / "iotgen" / "example_spec.yaml"
+    (tmp_path / "example_spec.yaml").write_text("profile: fleet\n")
+    assert locate("example_spec.yaml") == tmp_path / "example_spec.yaml"  # the working directory's first
+    assert str(locate("nowhere.yaml")) == "nowhere.yaml"
+    from iotgen.spec_file import load_spec
+
+    assert load_spec("iotgen/example_spec.yaml").profile == "fleet"

@@ -1,8 +1,12 @@
 """Fixtures for the Spark tests: one quiet local Spark session for the whole run, and the local Event Hubs endpoint.
 
 Spark starts once (``local[2]``, bound to 127.0.0.1, UI off, log4j at error, no progress bars) and is stopped at
-the end of the session. Every test that needs Event Hubs gets its own emulator subprocess on a free port,
-stopped at teardown even when the test fails. Helpers are in ``spark_support.py``.
+the end of the session. The same tests run in each mode and with each set of connectors, chosen as every iotgen
+run chooses them (``spark_support.session_options``): ``IOTGEN_SPARK_CONNECT=true`` gives a Spark Connect session
+on a local Spark Connect server (the mode of serverless and standard access mode), ``IOTGEN_SPARK_JARS`` a folder
+of connector jars (``make jars``: ``.jars/spark-4.0``) so that Delta and Iceberg go through Spark's own sinks.
+Every test that needs Event Hubs gets its own emulator subprocess on a free port, stopped at teardown even when
+the test fails. Helpers are in ``spark_support.py``.
 """
 
 from __future__ import annotations
@@ -16,10 +20,14 @@ from iotgen.emulator import EmulatorProcess
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory) -> Iterator[Any]:
+    from iotgen.spark.runtime import BATCH_SOURCES
     from iotgen.spark.session import get_spark
 
+    from spark_support import session_options
+
     session = get_spark("iotgen-tests", cores=2, warehouse=str(tmp_path_factory.mktemp("warehouse")),
-                        conf={"spark.sql.shuffle.partitions": "2"})
+                        conf={"spark.sql.shuffle.partitions": "2"}, register_sources=BATCH_SOURCES,
+                        **session_options())
     yield session
     session.stop()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -15,6 +16,27 @@ from iotgen.generator import GeneratorSpec, generate_table
 from iotgen.sinks.encoding import json_lines
 
 ANCHOR = "2026-01-08T00:00:00Z"
+
+
+def session_options() -> dict:
+    """``get_spark`` arguments of this test run: Spark Connect or classic, and the connector jars
+    (``IOTGEN_SPARK_CONNECT``, ``IOTGEN_SPARK_JARS``: the Config parameters every iotgen run reads)."""
+    config = Config.load()
+    return {"connect": config.spark_connect, "jars": config.spark_jars or None}
+
+
+def connectors(spark) -> set[str]:
+    """The formats this session writes with Spark's own sinks (``delta``, ``iceberg``). A run given connector
+    jars (``IOTGEN_SPARK_JARS``) must have them: its tests of Spark's sinks never skip silently."""
+    from iotgen.spark.write import native_support
+
+    found = {kind for kind in ("delta", "iceberg") if native_support(spark, kind)}
+    jars = session_options()["jars"]
+    if jars:
+        names = " ".join(p.name for p in Path(jars).glob("*.jar"))
+        expected = {k for k, jar in (("delta", "delta-spark_"), ("iceberg", "iceberg-spark-runtime-")) if jar in names}
+        assert expected <= found, f"IOTGEN_SPARK_JARS={jars} holds {sorted(expected)}, the session has {sorted(found)}"
+    return found
 QUERY_TIMEOUT = 120  # seconds any streaming query in these tests may take
 
 
@@ -83,6 +105,22 @@ def run_query(query: Any, timeout: float = QUERY_TIMEOUT) -> None:
         raise AssertionError(f"streaming query failed: {query.exception()}")
 
 
+def run_to_the_end(start_queries: Callable[[], list], checkpoints: list, timeout: float = QUERY_TIMEOUT) -> int:
+    """Run availableNow queries (``start_queries()`` starts them) until a run commits no new micro-batch; returns
+    the runs made. Spark before 4.2, restarted after a crash mid-batch, re-runs that micro-batch and stops (it
+    gives a Python source no Trigger.AvailableNow of its own), so catching up can take a second run."""
+    def committed() -> list[int]:
+        return [len(committed_offsets(c)) if (Path(c) / "commits").exists() else 0 for c in checkpoints]
+
+    for runs in range(1, 6):
+        before = committed()
+        for query in start_queries():
+            run_query(query, timeout)
+        if committed() == before:
+            return runs
+    raise AssertionError("the queries still committed new micro-batches after 5 availableNow runs")
+
+
 def committed_offsets(checkpoint: str | os.PathLike) -> list[dict]:
     """The source offsets of each committed batch, from the checkpoint (offsets/N where commits/N exists)."""
     root = Path(checkpoint)
@@ -91,6 +129,12 @@ def committed_offsets(checkpoint: str | os.PathLike) -> list[dict]:
         lines = (root / "offsets" / commit.name).read_text().splitlines()
         out.append(json.loads(lines[-1]))
     return out
+
+
+def duckdb_json(text: str):
+    """A ``json_column::JSON`` text DuckDB gives for a VARIANT, parsed. DuckDB 1.5.5 prints a decimal below 1 of
+    a Spark-written VARIANT without its leading zero (``.408``): restored here before parsing."""
+    return json.loads(re.sub(r'([:,\[]-?)\.(\d)', r"\g<1>0.\2", text))
 
 
 def duckdb_connection():

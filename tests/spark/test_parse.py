@@ -15,7 +15,7 @@ from spark_support import events
 
 
 def _messages(spark, bodies: list[bytes | None]):
-    """Messages as the eventhubs source gives them (two partitions, sequence numbers 0, 1, ...)."""
+    """Messages as the iotgen_eventhubs source gives them (two partitions, sequence numbers 0, 1, ...)."""
     table = pa.table({"body": pa.array(bodies, pa.binary()),
                       "partition": pa.array([str(i % 2) for i in range(len(bodies))]),
                       "sequenceNumber": pa.array([i // 2 for i in range(len(bodies))], pa.int64())})
@@ -95,7 +95,7 @@ def test_frames_with_the_event_columns_only_get_their_json_column_as_variant(spa
     frame = spark.read.format("iotgen").option("numEvents", 200).option("seed", 1).load()
     broken = frame.selectExpr(*[c for c in COLUMN_NAMES if c != "json_column"],
                               "CASE WHEN version = 1 THEN '[1]' ELSE json_column END AS json_column")
-    parsed = parse_events(broken).cache()
+    parsed = parse_events(broken)
     assert not has_provenance(parsed) and good_events(parsed).columns == list(COLUMN_NAMES)
     versions = [r.version for r in frame.select("version").collect()]
     bad = bad_records(parsed).collect()

@@ -1,7 +1,9 @@
-"""The ``eventhubs`` source against the local Event Hubs endpoint: exactly once through a kill and a restart."""
+"""The ``iotgen_eventhubs`` source against the local Event Hubs endpoint: exactly once through kills and restarts,
+with the embedded writers and with Spark's own Delta sink."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,11 +13,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from iotgen.spark.runtime import ADMISSION_CONTROL
 from iotgen.spark.source_eventhubs import EventHubsOptions, parse_connection_string, share_limit
 from iotgen.spark.write import parquet_committed
 
 from spark_support import (
-    committed_offsets, duckdb_connection, events, run_query, send_bodies, send_events, wait_until,
+    committed_offsets, connectors, duckdb_connection, events, run_query, run_to_the_end, send_bodies, send_events,
+    wait_until,
 )
 from stream_worker import queries
 
@@ -32,26 +36,36 @@ def _delta_rows(path: Path, column: str) -> list:
         return [r[0] for r in con.execute(f"SELECT {column} FROM delta_scan('{path}')").fetchall()]
 
 
+def _kill_mid_stream(tmp_path: Path, connection_string: str, engine: str, checkpoints: list[Path]) -> None:
+    """Start the stream worker, wait until each of its queries committed one more micro-batch than before, then
+    SIGKILL its whole process group (Python, JVM, Python workers)."""
+    before = [len(committed_offsets(c)) if (c / "commits").exists() else 0 for c in checkpoints]
+    with open(tmp_path / "worker.log", "ab") as log:
+        worker = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("stream_worker.py")), str(tmp_path), engine],
+            env={**os.environ, "EVENTHUB_CONNECTION_STRING": connection_string,
+                 "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: all((c / "commits").exists() and len(committed_offsets(c)) > n
+                               for c, n in zip(checkpoints, before)),
+                   timeout=240, what="a new committed micro-batch in each query of the worker")
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(30)
+
+
+@pytest.mark.own_spark
 def test_killed_stream_restarts_from_its_checkpoint_with_every_event_exactly_once(spark, emulator, tmp_path):
     table = events(600, seed=5)
     sent = send_events(emulator.connection_string, table)
     send_bodies(emulator.connection_string, MALFORMED)
-    worker = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("stream_worker.py")), str(tmp_path)],
-        env={**os.environ, "EVENTHUB_CONNECTION_STRING": emulator.connection_string,
-             "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_until(lambda: len(committed_offsets(tmp_path / "checkpoint-parquet")) >= 1
-                   and len(committed_offsets(tmp_path / "checkpoint-delta")) >= 1,
-                   timeout=240, what="a committed micro-batch in each query of the worker")
-    finally:
-        os.killpg(worker.pid, signal.SIGKILL)  # the worker's own process group: its Python, JVM and workers
-        worker.wait(30)
+    _kill_mid_stream(tmp_path, emulator.connection_string, "embedded",
+                     [tmp_path / "checkpoint-parquet", tmp_path / "checkpoint-delta"])
     at_kill = [len(_parquet_rows(tmp_path / "parquet", "event_id")), len(_delta_rows(tmp_path / "delta", "event_id"))]
     assert min(at_kill) < len(sent)  # killed mid-stream
-    for query in queries(spark, str(tmp_path), emulator.connection_string, "availableNow", max_events=None):
-        run_query(query)
+    run_to_the_end(lambda: queries(spark, str(tmp_path), emulator.connection_string, "availableNow", None, "embedded"),
+                   [tmp_path / "checkpoint-parquet", tmp_path / "checkpoint-delta"])
     for ids in (_parquet_rows(tmp_path / "parquet", "event_id"), _delta_rows(tmp_path / "delta", "event_id")):
         assert sorted(ids) == sorted(sent)  # every event once: no loss, no duplicate
     for bodies in (_parquet_rows(tmp_path / "parquet_bad_records", "body"),
@@ -67,25 +81,68 @@ def test_killed_stream_restarts_from_its_checkpoint_with_every_event_exactly_onc
     assert {p: n for p, n in last.items()} == {p: sum(1 for q, _ in provenance if q == p) for p in last}
 
 
-def test_available_now_reads_what_is_there_in_batches_of_max_events(spark, emulator, tmp_path):
+@pytest.mark.own_spark
+def test_spark_delta_sink_killed_three_times_mid_stream_ends_with_every_event_exactly_once(spark, emulator,
+                                                                                          tmp_path):
+    """Spark's own streaming Delta sink (delta-spark), json_column VARIANT: SIGKILLed three times mid-stream,
+    then run to the end; DuckDB (not Spark) reads the table back: every event once, the bad records once."""
+    if "delta" not in connectors(spark):
+        pytest.skip("no Delta connector in this session: the Spark 4.0 runs (make test) give it delta-spark")
+    sent = send_events(emulator.connection_string, events(900, seed=8))
+    send_bodies(emulator.connection_string, MALFORMED)
+    checkpoints = [tmp_path / "checkpoint-delta" / "events", tmp_path / "checkpoint-delta" / "bad_records"]
+    seen = []
+    for _ in range(3):
+        _kill_mid_stream(tmp_path, emulator.connection_string, "spark", checkpoints[:1])
+        seen.append(len(_delta_rows(tmp_path / "delta", "event_id")))
+    assert seen == sorted(seen) and 0 < seen[-1] < len(sent)  # each run got further, none got to the end
+    run_to_the_end(lambda: queries(spark, str(tmp_path), emulator.connection_string, "availableNow", None, "spark"),
+                   checkpoints)
+    assert sorted(_delta_rows(tmp_path / "delta", "event_id")) == sorted(sent)
+    assert sorted(_delta_rows(tmp_path / "delta_bad_records", "body")) == sorted(MALFORMED)
+    with duckdb_connection() as con:
+        described = con.execute(f"DESCRIBE SELECT * FROM delta_scan('{tmp_path / 'delta'}')").fetchall()
+    types = {r[0]: r[1] for r in described}
+    assert "VARIANT" in types["json_column"].upper()
+    protocol = [json.loads(line)["protocol"] for line in
+                (tmp_path / "delta" / "_delta_log" / "00000000000000000000.json").read_text().splitlines()
+                if "protocol" in json.loads(line)][0]
+    assert "variantType" in protocol["writerFeatures"]  # the table feature Delta needs for VARIANT
+
+
+def test_max_events_per_trigger_cuts_micro_batches(spark, emulator, tmp_path, capsys):
+    """Spark 4.2+: availableNow reads everything in micro-batches of maxEventsPerTrigger. Older Spark gives a
+    Python source no admission control under availableNow (one micro-batch up to the first latestOffset): there
+    the limit cuts the batches of an interval trigger, and availableNow with a limit reads one capped batch."""
     table = events(300, seed=9)
     sent = send_events(emulator.connection_string, table)
-    raw = (spark.readStream.format("eventhubs").option("connectionString", emulator.connection_string)
+    raw = (spark.readStream.format("iotgen_eventhubs").option("connectionString", emulator.connection_string)
            .option("maxEventsPerTrigger", 120).load())
     from iotgen.spark.write import write_stream
 
-    query = write_stream(raw, "parquet", str(tmp_path / "out"), str(tmp_path / "cp"), trigger="availableNow")
-    run_query(query)
-    assert sorted(_parquet_rows(tmp_path / "out", "event_id")) == sorted(sent)
-    sizes = [entry["rows"] for entry in parquet_committed(tmp_path / "out", _app(tmp_path / "cp")).values()]
+    out, checkpoint = tmp_path / "out", tmp_path / "cp"
+    if ADMISSION_CONTROL:
+        query = write_stream(raw, "parquet", str(out), str(checkpoint), trigger="availableNow")
+        run_query(query)
+    else:
+        capped = write_stream(raw, "parquet", str(tmp_path / "capped"), str(tmp_path / "cp-capped"))
+        run_query(capped)
+        assert len(_parquet_rows(tmp_path / "capped", "event_id")) == 120
+        query = write_stream(raw, "parquet", str(out), str(checkpoint), trigger="0.5 seconds")
+        try:
+            wait_until(lambda: len(_parquet_rows(out, "event_id")) == 300, what="every event in the folder")
+        finally:
+            query.stop()
+    assert sorted(_parquet_rows(out, "event_id")) == sorted(sent)
+    sizes = [entry["rows"] for entry in parquet_committed(out, _app(checkpoint)).values() if entry["rows"]]
     assert sum(sizes) == 300 and max(sizes) <= 120 and len(sizes) == 3  # 120 + 120 + 60
-    plan = raw._jdf.queryExecution().toString() + str(query.lastProgress)
+    raw.explain(extended=True)
+    plan = capsys.readouterr().out + str(query.lastProgress)
+    assert "iotgen_eventhubs" in plan.lower() or "pythondatasource" in plan.lower().replace(" ", "")
     assert emulator.connection_string.split("SharedAccessKey=")[1].split(";")[0] not in plan
 
 
 def _app(checkpoint: Path) -> str:
-    import json
-
     return "iotgen-" + json.loads((checkpoint / "metadata").read_text().splitlines()[0])["id"]
 
 

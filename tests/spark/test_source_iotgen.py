@@ -16,7 +16,7 @@ from iotgen.spark.pipeline import _iotgen_options
 from iotgen.spark.source_iotgen import IotgenOptions, split_range
 from iotgen.spark.write import parquet_committed, write_stream
 
-from spark_support import ANCHOR, committed_offsets, events, run_query, wait_until
+from spark_support import ANCHOR, committed_offsets, events, run_query, run_to_the_end, wait_until
 
 N = 2 * BLOCK_SIZE + 1234  # three blocks, the last one partial
 
@@ -30,8 +30,10 @@ def _load(spark, **options):
 
 @pytest.mark.parametrize("partitions", [1, 2, 4])
 def test_same_rows_as_the_embedded_generator_whatever_the_partition_count(spark, partitions):
+    from pyspark.sql.functions import spark_partition_id
+
     df = _load(spark, numEvents=N, seed=7, numPartitions=partitions)
-    assert df.rdd.getNumPartitions() == min(partitions, 3)
+    assert df.select(spark_partition_id()).distinct().count() == min(partitions, 3)
     got = df.toArrow()
     expected = events(N, seed=7)
     assert got.num_rows == N
@@ -99,9 +101,10 @@ def test_stream_stopped_and_restarted_from_its_checkpoint_has_no_gap_and_no_dupl
         query.stop()
     first = _event_ids(out)
     assert per_batch <= len(first) < total
-    # restarted from the same checkpoint: continues where it stopped and ends at numEvents
-    run_query(write_stream(_stream(spark, numEvents=total, rowsPerBatch=per_batch), "parquet", str(out),
-                           checkpoint, trigger="availableNow"))
+    # restarted from the same checkpoint: continues where it stopped and ends at numEvents (availableNow; Spark
+    # before 4.2 runs one micro-batch of rowsPerBatch per availableNow run: run_to_the_end runs again)
+    run_to_the_end(lambda: [write_stream(_stream(spark, numEvents=total, rowsPerBatch=per_batch), "parquet", str(out),
+                                         checkpoint, trigger="availableNow")], [checkpoint])
     offsets = committed_offsets(checkpoint)
     seed = offsets[0]["seed"]
     assert {o["seed"] for o in offsets} == {seed}
@@ -130,8 +133,8 @@ def test_a_seed_that_contradicts_the_checkpoint_is_refused():
 
 
 def test_rate_limits_and_available_now_offsets():
-    from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
-
+    """Spark 4.2+'s contract (admission control): the start and the read limit come with each request."""
+    from iotgen.spark.runtime import ReadAllAvailable, ReadMaxRows
     from iotgen.spark.source_iotgen import IotgenStreamReader
 
     bounded = IotgenStreamReader(IotgenOptions.parse({"numEvents": "1000", "rowsPerBatch": "300", "seed": "1"},
@@ -148,6 +151,26 @@ def test_rate_limits_and_available_now_offsets():
     assert endless.latestOffset({**begin, "event": 100}, ReadAllAvailable())["event"] == 100
     parts = bounded.partitions(start, {**start, "event": 1000})
     assert [(p.start, p.stop) for p in parts] == split_range(0, 1000, bounded.options.num_partitions)
+
+
+def test_before_spark_4_2_the_reader_tracks_its_start_and_applies_its_own_limit():
+    """Spark 4.0/4.1 call latestOffset() with no start and no limit: the reader knows where the stream is from
+    what Spark planned (partitions), committed, or announced on a restart (partitions(latest, latest))."""
+    from iotgen.spark.source_iotgen import IotgenStreamReader
+
+    options = IotgenOptions.parse({"numEvents": "1000", "rowsPerBatch": "300", "seed": "1"}, streaming=True)
+    reader = IotgenStreamReader(options)
+    assert reader.latestOffset()["event"] == 300  # a new query: Spark asks before it asks the initial offset
+    start = reader.initialOffset()
+    reader.partitions(start, {**start, "event": 300})
+    assert reader.latestOffset()["event"] == 600
+    reader.commit({**start, "event": 600})
+    assert reader.latestOffset()["event"] == 900
+    restarted = IotgenStreamReader(options)
+    restarted.partitions({**start, "event": 900}, {**start, "event": 900})
+    assert restarted.latestOffset()["event"] == 1000
+    endless = IotgenStreamReader(IotgenOptions.parse({"rowsPerSecond": "100", "seed": "1"}, streaming=True))
+    assert endless.latestOffset()["event"] >= 100  # the first request gets one second's worth at once
 
 
 # ---- a spec file: the fleet profile and data-quality scenarios ------------------------------------------------
@@ -208,9 +231,10 @@ def test_a_stream_with_a_spec_file_continues_every_device_series_across_a_restar
     first_end, total, per_batch = 10_000, 25_000, 6_000
     out, checkpoint = str(tmp_path / "events"), str(tmp_path / "checkpoint")
     for end in (first_end, total):
-        stream = _stream(spark, specFile=spec_file, numEvents=end, rowsPerBatch=per_batch)
-        run_query(stream.writeStream.format("parquet").option("path", out).option("checkpointLocation", checkpoint)
-                  .trigger(availableNow=True).start())
+        run_to_the_end(lambda: [_stream(spark, specFile=spec_file, numEvents=end, rowsPerBatch=per_batch)
+                                .writeStream.format("parquet").option("path", out)
+                                .option("checkpointLocation", checkpoint).trigger(availableNow=True).start()],
+                       [checkpoint])
         if end == first_end:
             first = spark.read.parquet(out).count()
     offsets = committed_offsets(checkpoint)

@@ -108,6 +108,23 @@ def test_errors_as_the_sdk_builds_them_from_amqp_conditions():
     assert error_kind(sdk_error(ConnectError, detached)) == "retry"
 
 
+def test_a_quota_error_ends_the_run_with_one_clear_line_and_an_idle_close_is_retried():
+    from azure.eventhub._pyamqp.error import MessageException
+    from azure.eventhub.exceptions import ConnectionLostError, EventDataSendError
+
+    from iotgen.sinks.eventhubs import _describe
+
+    quota = EventDataSendError("", MessageException(condition=b"amqp:resource-limit-exceeded",
+                                                    description="The quota of the namespace was exceeded."))
+    assert error_kind(quota) == "fatal"
+    line = _describe(quota)
+    assert line.startswith("Event Hubs quota exceeded (amqp:resource-limit-exceeded)") and "\n" not in line
+    assert "retrying cannot help" in line
+    idle = ConnectionLostError("", MessageException(condition=b"amqp:resource-limit-exceeded",
+                                                    description="no frame received for 5 s (idle time-out)"))
+    assert error_kind(idle) == "retry"
+
+
 @pytest.fixture(scope="module")
 def events() -> pa.RecordBatch:
     return generate_range(GeneratorSpec.from_config(Config(random_seed=3)), 100, 600)
