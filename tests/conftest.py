@@ -36,8 +36,9 @@ def kafka_broker() -> Iterator[Any]:
 
     from kafka_broker import KafkaBroker
 
+    # a local endpoint's connection string: Spark's Kafka route builds the very same options for both
     password = ("Endpoint=sb://127.0.0.1/;SharedAccessKeyName=RootManageSharedAccessKey;"
-                f"SharedAccessKey={secrets.token_urlsafe(24)}")
+                f"SharedAccessKey={secrets.token_urlsafe(24)};UseDevelopmentEmulator=true")
     broker = KafkaBroker(password)
     try:
         broker.start()

@@ -8,12 +8,15 @@ Event Hubs namespaces of the Standard tier and above expose a Kafka endpoint at
 * the **connection string** (SASL_SSL, mechanism PLAIN, user ``$ConnectionString``, the connection string as the
   password). Databricks runtimes ship the Kafka source with a *shaded* Kafka client, hence
   ``kafkashaded.org.apache.kafka...PlainLoginModule``; open-source Spark with the ``spark-sql-kafka-0-10``
-  package uses the unshaded class (``shaded=False``).
+  package uses the unshaded class (``shaded`` follows the runtime: shaded on Databricks only).
+
+The **local endpoint** (``iotgen emulator``, ``UseDevelopmentEmulator=true`` in the connection string) speaks
+Kafka too, as Microsoft's Event Hubs emulator does: its host and port 9092 (or ``bootstrap_servers``, the Config's
+KAFKA_BOOTSTRAP_SERVERS), SASL_PLAINTEXT with the same PLAIN login. That is how the Kafka route is tested here.
 
 The client settings follow Azure's recommendations for the Kafka endpoint (``request.timeout.ms`` 60000,
 ``session.timeout.ms`` 30000, ``metadata.max.age.ms`` and ``connections.max.idle.ms`` 180000: Azure closes idle
-connections after 240 s). The Basic tier has no Kafka endpoint, and neither does the local emulator: use the
-``iotgen_eventhubs`` source there. This module needs no Python data source support: it works on every runtime
+connections after 240 s). The Basic tier has no Kafka endpoint: use the ``iotgen_eventhubs`` source there. This module needs no Python data source support: it works on every runtime
 (Spark 3.5-based Databricks runtimes included) where the Kafka source is on the classpath.
 
 ::
@@ -28,9 +31,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..databricks import on_databricks
 from ..sinks.eventhubs import SERVICE_BUS_SUFFIX, parse_connection_string
+from ..sinks.kafka import EMULATOR_KAFKA_PORT, EVENTHUBS_KAFKA_PORT
 
-KAFKA_PORT = 9093
+KAFKA_PORT = EVENTHUBS_KAFKA_PORT
 SHADED_LOGIN_MODULE = "kafkashaded.org.apache.kafka.common.security.plain.PlainLoginModule"
 LOGIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
 #: Azure's recommended client settings for the Event Hubs Kafka endpoint.
@@ -51,22 +56,23 @@ def _host(namespace: str) -> str:
 
 def kafka_options(connection_string: str | None = None, *, namespace: str | None = None, topic: str | None = None,
                   service_credential: str | None = None, starting_offsets: str = "earliest",
-                  max_offsets_per_trigger: int | None = None, shaded: bool = True,
-                  fail_on_data_loss: bool = True) -> dict[str, str]:
+                  max_offsets_per_trigger: int | None = None, shaded: bool | None = None,
+                  fail_on_data_loss: bool = True, bootstrap_servers: str | None = None) -> dict[str, str]:
     """Options for ``spark.readStream.format("kafka")`` reading an event hub through its Kafka endpoint.
 
     With ``service_credential`` (a Unity Catalog service credential's name) the namespace comes from
     ``namespace`` or the connection string's ``Endpoint`` and no key is used; else the connection string
-    authenticates. ``topic`` is the event hub (default: the connection string's ``EntityPath``). With a
-    connection string the result holds it (in ``kafka.sasl.jaas.config``): pass it to Spark, never print it.
+    authenticates. ``topic`` is the event hub (default: the connection string's ``EntityPath``).
+    ``bootstrap_servers`` overrides the endpoint's host:port (default ``<namespace>:9093``, or the local
+    endpoint's ``<host>:9092``). ``shaded`` None: the Kafka client's login class of the runtime (shaded on
+    Databricks). With a connection string the result holds it (in ``kafka.sasl.jaas.config``): pass it to Spark,
+    never print it.
     """
     fields = parse_connection_string(connection_string) if connection_string else {}
-    if fields.get("usedevelopmentemulator", "").lower() == "true":
-        raise ValueError("the Event Hubs emulator has no Kafka endpoint: read it with format('iotgen_eventhubs') "
-                         "(SPARK_SOURCE=iotgen_eventhubs)")
+    local = fields.get("usedevelopmentemulator", "").lower() == "true"
     if fields:
         host = urlsplit(fields.get("endpoint", "")).hostname or ""
-        if not host or "." not in host:
+        if not host or ("." not in host and not local):
             raise ValueError("the connection string's Endpoint must be sb://<namespace>.servicebus.windows.net/ "
                              "for the Kafka route")
     elif namespace:
@@ -79,8 +85,11 @@ def kafka_options(connection_string: str | None = None, *, namespace: str | None
         raise ValueError("EVENTHUB_NAME is required when the connection string has no EntityPath")
     if starting_offsets not in ("earliest", "latest") and not starting_offsets.lstrip().startswith("{"):
         raise ValueError(f"starting_offsets must be earliest, latest or Kafka's JSON form, got {starting_offsets!r}")
-    options = {"kafka.bootstrap.servers": f"{host}:{KAFKA_PORT}", "subscribe": topic}
+    port = EMULATOR_KAFKA_PORT if local else KAFKA_PORT
+    options = {"kafka.bootstrap.servers": (bootstrap_servers or "").strip() or f"{host}:{port}", "subscribe": topic}
     if service_credential:
+        if local:
+            raise ValueError("EVENTHUB_SERVICE_CREDENTIAL is for Azure Event Hubs, not the local endpoint")
         options["databricks.serviceCredential"] = service_credential
         options["databricks.serviceCredential.scope"] = f"https://{host}/.default"
     else:
@@ -89,9 +98,9 @@ def kafka_options(connection_string: str | None = None, *, namespace: str | None
                              "SharedAccessSignature), or EVENTHUB_SERVICE_CREDENTIAL; for Azure AD use "
                              "format('iotgen_eventhubs')")
         password = connection_string.strip().replace('"', '\\"')
-        module = SHADED_LOGIN_MODULE if shaded else LOGIN_MODULE
+        module = SHADED_LOGIN_MODULE if (on_databricks() if shaded is None else shaded) else LOGIN_MODULE
         options.update({
-            "kafka.security.protocol": "SASL_SSL",
+            "kafka.security.protocol": "SASL_PLAINTEXT" if local else "SASL_SSL",
             "kafka.sasl.mechanism": "PLAIN",
             "kafka.sasl.jaas.config": f'{module} required username="$ConnectionString" password="{password}";',
         })
@@ -101,6 +110,19 @@ def kafka_options(connection_string: str | None = None, *, namespace: str | None
     if max_offsets_per_trigger:
         options["maxOffsetsPerTrigger"] = str(int(max_offsets_per_trigger))
     return options
+
+
+def kafka_source_available(spark: Any) -> bool:
+    """True when the session has Spark's Kafka source (always on Databricks; elsewhere when
+    ``spark-sql-kafka-0-10`` is on the classpath, e.g. SPARK_JARS). Planning a stream connects to nothing."""
+    if on_databricks():
+        return True
+    try:
+        probe = spark.readStream.format("kafka").option("kafka.bootstrap.servers", "127.0.0.1:9")
+        probe.option("subscribe", "probe").load().schema  # noqa: B018 - resolves the source on classic and Connect
+    except Exception:  # noqa: BLE001 - any failure to resolve means no Kafka source here
+        return False
+    return True
 
 
 def read_kafka_stream(spark: Any, connection_string: str | None = None, **options: Any) -> Any:

@@ -80,22 +80,25 @@ def generate_stream(spark: Any, config: Config, *, rows_per_second: float | None
     return spark.readStream.format("iotgen").options(**options).load()
 
 
-def choose_source(config: Config, basic_tier: bool = False) -> str:
-    """``kafka`` or ``iotgen_eventhubs`` for SPARK_SOURCE. ``auto``: Kafka on Databricks for a real namespace (a
-    key-based connection string, or EVENTHUB_SERVICE_CREDENTIAL) unless it is on the Basic tier (no Kafka
-    endpoint); the ``iotgen_eventhubs`` source everywhere else. ``kafka`` on the Basic tier or the local
-    emulator: ``ValueError`` saying why."""
+def choose_source(config: Config, basic_tier: bool = False, kafka_source: bool | None = None) -> str:
+    """``kafka`` or ``iotgen_eventhubs`` for SPARK_SOURCE. ``auto``: Spark's Kafka source where the session has it
+    (``kafka_source``; None: only on Databricks) and the hub has a Kafka endpoint: a key-based connection string
+    (off Databricks the local endpoint too, which serves Kafka like Microsoft's emulator, when
+    KAFKA_BOOTSTRAP_SERVERS gives its Kafka port), or EVENTHUB_SERVICE_CREDENTIAL, not on the Basic tier; the ``iotgen_eventhubs`` source otherwise. ``kafka`` on the Basic tier: ``ValueError``
+    saying why."""
     source = config.spark_source
     connection = config.eventhub_connection_string
     fields = parse_connection_string(connection.reveal()) if connection is not None else {}
-    emulator = fields.get("usedevelopmentemulator", "").lower() == "true"
     if source == "kafka" and basic_tier:
         raise ValueError("SPARK_SOURCE=kafka: the namespace is on the Basic tier (256 KB messages), which has no "
                          "Kafka endpoint: use SPARK_SOURCE=iotgen_eventhubs, or a Standard namespace or above")
     if source != "auto":
         return source
-    if not on_databricks() or basic_tier or emulator:
+    if not (on_databricks() if kafka_source is None else kafka_source) or basic_tier:
         return "iotgen_eventhubs"
+    if fields.get("usedevelopmentemulator", "").lower() == "true" and (
+            on_databricks() or not config.kafka_bootstrap_servers):
+        return "iotgen_eventhubs"  # a local endpoint whose Kafka port nobody told us, or on a Databricks driver
     keyed = "sharedaccesskey" in fields or "sharedaccesssignature" in fields
     return "kafka" if keyed or config.eventhub_service_credential else "iotgen_eventhubs"
 
@@ -111,12 +114,13 @@ def _rate_limit(config: Config, streaming: bool) -> int | None:
     return limit
 
 
-def event_source(config: Config, *, streaming: bool = True, basic_tier: bool = False) -> tuple[str, dict[str, str]]:
+def event_source(config: Config, *, streaming: bool = True, basic_tier: bool = False,
+                 kafka_source: bool | None = None) -> tuple[str, dict[str, str]]:
     """(format, options) of the reader for the configured event hub, by :func:`choose_source`: ``kafka`` with
     :func:`~iotgen.spark.kafka.kafka_options`, or the ``iotgen_eventhubs`` source. The options may hold the
     connection string: pass them to Spark, never print them."""
     connection = config.eventhub_connection_string
-    if choose_source(config, basic_tier) == "kafka":
+    if choose_source(config, basic_tier, kafka_source) == "kafka":
         if connection is None and not (config.eventhub_service_credential and config.eventhub_namespace):
             raise ValueError("SPARK_SOURCE=kafka needs EVENTHUB_CONNECTION_STRING (env var or Databricks secret) or "
                              "EVENTHUB_SERVICE_CREDENTIAL with EVENTHUB_NAMESPACE")
@@ -124,8 +128,9 @@ def event_source(config: Config, *, streaming: bool = True, basic_tier: bool = F
 
         return "kafka", kafka_options(
             connection.reveal() if connection is not None else None, namespace=config.eventhub_namespace or None,
-            topic=config.eventhub_name or None, service_credential=config.eventhub_service_credential or None,
-            starting_offsets=config.spark_starting_position,
+            topic=config.kafka_topic or config.eventhub_name or None,
+            service_credential=config.eventhub_service_credential or None,
+            bootstrap_servers=config.kafka_bootstrap_servers or None, starting_offsets=config.spark_starting_position,
             max_offsets_per_trigger=config.spark_max_events_per_trigger if streaming else None)
     if config.eventhub_service_credential and connection is None:
         raise ValueError("EVENTHUB_SERVICE_CREDENTIAL is for the Kafka route (SPARK_SOURCE=kafka, Databricks Runtime "
@@ -153,8 +158,10 @@ def read_event_stream(spark: Any, config: Config, *, streaming: bool = True, bas
     """The event hub as a DataFrame of raw messages (see :func:`event_source`): a stream, or
     (``streaming=False``) the messages there now."""
     from . import register
+    from .kafka import kafka_source_available
 
-    fmt, options = event_source(config, streaming=streaming, basic_tier=basic_tier)
+    kafka_source = kafka_source_available(spark) if config.spark_source == "auto" else None
+    fmt, options = event_source(config, streaming=streaming, basic_tier=basic_tier, kafka_source=kafka_source)
     if fmt == "iotgen_eventhubs":
         register(spark)
     reader = spark.readStream if streaming else spark.read

@@ -44,6 +44,11 @@ def test_local_runs_read_with_the_iotgen_eventhubs_source_and_write_under_output
     config = Config(eventhub_connection_string=Secret(AZURE), output_dir=str(tmp_path),
                     spark_max_events_per_trigger=500, spark_trigger="10 seconds")
     assert choose_source(config) == "iotgen_eventhubs"
+    # a session with Spark's Kafka source (spark-sql-kafka among SPARK_JARS) reads the hub's Kafka endpoint
+    assert choose_source(config, kafka_source=True) == "kafka"
+    local = config.replace(eventhub_connection_string=Secret(LOCAL))
+    assert choose_source(local, kafka_source=True) == "iotgen_eventhubs"  # which Kafka port? not given
+    assert choose_source(local.replace(kafka_bootstrap_servers="127.0.0.1:40001"), kafka_source=True) == "kafka"
     fmt, options = event_source(config)
     assert fmt == "iotgen_eventhubs" and options["maxEventsPerTrigger"] == "500"
     assert options["connectionString"] == AZURE
@@ -85,8 +90,11 @@ def test_on_databricks_the_kafka_endpoint_spark_sinks_unity_catalog_names_and_vo
                                                                  "main.iot.events_bad_records")
     assert checkpoint_for(config.resolved_checkpoint_dir(), target) == \
         "/Volumes/main/iot/vol/checkpoints/delta-main.iot.events"
-    # the local endpoint has no Kafka endpoint, nor the Basic tier: the iotgen_eventhubs source
+    # a local endpoint on the driver (its Kafka port known or not), and the Basic tier: the iotgen_eventhubs source
     assert choose_source(config.replace(eventhub_connection_string=Secret(LOCAL))) == "iotgen_eventhubs"
+    local = config.replace(eventhub_connection_string=Secret(LOCAL), kafka_bootstrap_servers="127.0.0.1:40001")
+    assert choose_source(local) == "iotgen_eventhubs"
+    assert options["kafka.sasl.jaas.config"].startswith("kafkashaded.")  # Databricks' Kafka client
     assert choose_source(config, basic_tier=True) == "iotgen_eventhubs"
     with pytest.raises(ValueError, match="Basic tier .* has no Kafka endpoint: use SPARK_SOURCE=iotgen_eventhubs"):
         choose_source(config.replace(spark_source="kafka"), basic_tier=True)

@@ -116,7 +116,7 @@ def test_targets_and_triggers_are_checked_before_anything_starts(spark, tmp_path
 def test_kafka_options_for_the_event_hubs_kafka_endpoint():
     conn = ("Endpoint=sb://myns.servicebus.windows.net/;SharedAccessKeyName=listen;"
             "SharedAccessKey=TOPSECRET=;EntityPath=iot-events")
-    options = kafka_options(conn, max_offsets_per_trigger=1000)
+    options = kafka_options(conn, max_offsets_per_trigger=1000, shaded=True)
     assert options["kafka.bootstrap.servers"] == "myns.servicebus.windows.net:9093"
     assert options["subscribe"] == "iot-events"
     assert options["kafka.security.protocol"] == "SASL_SSL" and options["kafka.sasl.mechanism"] == "PLAIN"
@@ -128,8 +128,15 @@ def test_kafka_options_for_the_event_hubs_kafka_endpoint():
     assert {k: options[k] for k in options if k.endswith(".ms")} == {
         "kafka.request.timeout.ms": "60000", "kafka.session.timeout.ms": "30000",
         "kafka.metadata.max.age.ms": "180000", "kafka.connections.max.idle.ms": "180000"}
-    assert kafka_options(conn, shaded=False)["kafka.sasl.jaas.config"].startswith(
+    # off Databricks the login class is the open-source connector's (unshaded)
+    assert kafka_options(conn)["kafka.sasl.jaas.config"].startswith(
         "org.apache.kafka.common.security.plain.PlainLoginModule required")
+    # the local endpoint serves Kafka on its host, port 9092 unless told (KAFKA_BOOTSTRAP_SERVERS), in plain text
+    local = "Endpoint=sb://127.0.0.1:5672;SharedAccessKeyName=a;SharedAccessKey=k;UseDevelopmentEmulator=true;EntityPath=h"
+    options = kafka_options(local)
+    assert (options["kafka.bootstrap.servers"], options["subscribe"]) == ("127.0.0.1:9092", "h")
+    assert (options["kafka.security.protocol"], options["kafka.sasl.mechanism"]) == ("SASL_PLAINTEXT", "PLAIN")
+    assert kafka_options(local, bootstrap_servers="127.0.0.1:40001")["kafka.bootstrap.servers"] == "127.0.0.1:40001"
     assert kafka_options(conn.replace(";EntityPath=iot-events", ""), topic="other")["subscribe"] == "other"
     credential = kafka_options(namespace="myns", topic="hub", service_credential="eh-cred")
     assert credential["databricks.serviceCredential"] == "eh-cred"
@@ -137,8 +144,8 @@ def test_kafka_options_for_the_event_hubs_kafka_endpoint():
     assert not any("sasl" in key or "security" in key for key in credential)
     for bad, message in [
         (conn.replace(";EntityPath=iot-events", ""), "EVENTHUB_NAME is required"),
-        ("Endpoint=sb://127.0.0.1:5672;SharedAccessKeyName=a;SharedAccessKey=TOPSECRET;UseDevelopmentEmulator=true",
-         "emulator has no Kafka endpoint: read it with format\\('iotgen_eventhubs'\\)"),
+        ("Endpoint=sb://localhost:5672;SharedAccessKeyName=a;SharedAccessKey=TOPSECRET;UseDevelopmentEmulator=true",
+         "EVENTHUB_NAME is required"),
         ("Endpoint=sb://myns.servicebus.windows.net/;EntityPath=x;SharedAccessKeyName=TOPSECRET", "SharedAccessKey"),
     ]:
         with pytest.raises(ValueError, match=message) as error:
