@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-current-env
 
-.PHONY: demo test test-spark-matrix test-spark-connect test-spark40 test-spark35 bench clean jars sdk-live-tests
+.PHONY: demo test test-newest-deps test-spark-matrix test-spark-connect test-spark40 test-spark35 bench clean jars sdk-live-tests
 
 # JVM artifacts for the tests (deps/maven/<bundle>/pom.xml -> .jars/<bundle>/*.jar), from Maven Central.
 JARS := .jars
@@ -48,7 +48,16 @@ CLOCK := $(BIN)/python tests/faked_clock.py 2031-07-14T23:59:00Z --
 test: $(STAMP) jars
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests
 	PATH="$(abspath $(BIN)):$$PATH" $(CLOCK) $(BIN)/python -m pytest iot_data_generation.ipynb notebooks $(NBVAL)
+	$(MAKE) test-newest-deps
 	$(MAKE) test-spark-matrix
+
+# The libraries whose private API iotgen uses (iotgen/sinks/private_api.py) at their newest release on PyPI, over the
+# locked environment: their checks and the tests of what uses them. An upgrade that moves something fails here.
+NEWEST := .newest-deps
+test-newest-deps: $(STAMP)
+	rm -rf $(NEWEST)
+	$(BIN)/python -m pip install --quiet --no-deps --upgrade --target $(NEWEST) azure-eventhub pyiceberg
+	PYTHONPATH=$(abspath $(NEWEST)) PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q tests/test_private_api.py tests/lakehouse/test_tables.py tests/stream/test_stream_roundtrip.py
 
 # The Spark matrix (docs/spark.md, "Runtimes"). `make test` ran everything above on the newest pyspark (.venv),
 # classic, with no Delta/Iceberg connector (the embedded writers' fallback). These runs add tests/spark and
@@ -94,4 +103,4 @@ bench: $(STAMP) jars
 	for b in bench/bench_*.py; do PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(VENV40) $(VENV35) $(JARS) .sdk-live output/iot_events_* output/*.ipynb
+	rm -rf $(VENV) $(VENV40) $(VENV35) $(JARS) $(NEWEST) .sdk-live output/iot_events_* output/*.ipynb

@@ -33,7 +33,6 @@ import logging
 import random
 import re
 import threading
-import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -45,7 +44,9 @@ import pyarrow.compute as pc
 from .. import __version__
 from ..config import Config, Secret
 from ..schema import SCHEMA_VERSION
+from . import private_api
 from .encoding import json_lines
+from .private_api import partition_for_key
 from .eventhub_messages import CONTENT_TYPE, batch_overhead, encode_messages
 
 _LOGGER = logging.getLogger(__name__)
@@ -376,9 +377,8 @@ class SendStats:
 
 # ---- the SDK, at the level of one attempt ----------------------------------------------------------------------
 class _SdkLink:
-    """Fills and sends ``EventDataBatch`` objects: pre-encoded messages, one attempt per :meth:`send`."""
-
-    ALL = "all-partitions"  # the SDK's key for the producer without a partition (azure.eventhub._constants)
+    """Fills and sends ``EventDataBatch`` objects: pre-encoded messages, one attempt per :meth:`send` (the SDK's
+    private API, through :mod:`iotgen.sinks.private_api`)."""
 
     def __init__(self, client: Any, send_timeout: float, partition_key: str | None) -> None:
         self.client = client
@@ -389,24 +389,13 @@ class _SdkLink:
         return self.client.create_batch(partition_id=partition_id, max_size_in_bytes=max_bytes)
 
     def fill(self, batch: Any, prepared: PreparedBatch, chunk: PreparedChunk) -> None:
-        _fill_encoded(batch, prepared.messages, prepared.size)
+        private_api.fill_encoded(batch, prepared.messages, prepared.size)
 
     def open(self, partition_id: str | None) -> None:
-        partition = partition_id or self.ALL
-        self.client._start_producer(partition, self.send_timeout)
-        self.client._producers[partition]._open_with_retry()
+        private_api.open_link(self.client, partition_id, self.send_timeout)
 
     def send(self, batch: Any) -> None:
-        partition = batch._partition_id or self.ALL
-        self.client._start_producer(partition, self.send_timeout)
-        self.client._producers[partition].send(batch, timeout=self.send_timeout)
-
-
-def _fill_encoded(batch: Any, messages: list[bytes], size: int) -> None:
-    """Put encoded messages into an empty ``EventDataBatch`` (what ``add`` does after encoding each event)."""
-    batch._message.data.extend(messages)
-    batch._size = size
-    batch._count = len(messages)
+        private_api.send_on_link(self.client, batch, self.send_timeout)
 
 
 class _PublicLink(_SdkLink):
@@ -465,10 +454,9 @@ def _fast_path_matches(client: Any, partition_key: str | None) -> bool:
         ours = encode_messages(probe, "sensor_id" if partition_key else None, bodies=body)[0].as_py()
         size = len(ours) + int(batch_overhead(np.array([len(ours)]))[0])
         filled = client.create_batch()
-        _fill_encoded(filled, [ours], filled.size_in_bytes + size)
-        return (bytes(expected._message.data[0]) == ours and expected.size_in_bytes - base == size
-                and len(filled) == 1 and callable(client._start_producer) and isinstance(client._producers, dict)
-                and callable(getattr(type(client._producers[_SdkLink.ALL]), "_open_with_retry", None)))
+        private_api.fill_encoded(filled, [ours], filled.size_in_bytes + size)
+        return (private_api.first_encoded(expected) == ours and expected.size_in_bytes - base == size
+                and len(filled) == 1 and private_api.has_links(client))
     except Exception as exc:  # an SDK whose internals differ: use the public path
         _LOGGER.debug("fast path check failed: %s", _describe(exc))
         return False
@@ -758,15 +746,6 @@ class EventHubProducer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def partition_for_key(key: str, partitions: int) -> int:
-    """The partition (index) the Event Hubs service assigns to a partition key, as the SDK computes it."""
-    try:
-        from azure.eventhub._buffered_producer._partition_resolver import generate_hash_code
-    except ImportError:  # an SDK without its resolver: any stable mapping keeps each key in one partition
-        return zlib.crc32(key.encode("utf-8")) % partitions
-    return abs(generate_hash_code(key) % partitions)
 
 
 def _close_quietly(client: Any) -> None:

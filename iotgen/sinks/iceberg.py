@@ -28,6 +28,7 @@ from .lakehouse import (
     LAYOUTS, CommitConflict, TableCommit, already_recorded, check_app_transactions, conform, layout_of,
     record_batches,
 )
+from .private_api import iceberg_append
 
 TXN_PREFIX = "iotgen.txn."
 CATALOG_FILE = "catalog.db"
@@ -164,7 +165,6 @@ def write_iceberg(
     """Append ``data`` (Table, RecordBatch, RecordBatchReader or iterable of batches) to ``identifier`` in one
     snapshot, creating the namespace and table if needed. See the module docs for the app transactions."""
     from pyiceberg.exceptions import CommitFailedException
-    from pyiceberg.io.pyarrow import _dataframe_to_data_files
 
     txns = check_app_transactions(idempotency_key, app_transactions)
     schema, batches = record_batches(data)
@@ -175,17 +175,9 @@ def write_iceberg(
         return TableCommit(identifier, None, 0, skipped=True)
     arrow_schema = table.schema().as_arrow()
     properties = {TXN_PREFIX + app_id: str(version) for app_id, version in txns.items()}
-    rows = 0
-    counter = itertools.count(0)
     try:
         with table.transaction() as tx:
-            with tx.update_snapshot(snapshot_properties=properties).fast_append() as append:
-                for group in _groups(batches, layout, arrow_schema):
-                    rows += group.num_rows
-                    for data_file in _dataframe_to_data_files(table_metadata=tx.table_metadata, df=group,
-                                                              io=table.io, write_uuid=append.commit_uuid,
-                                                              counter=counter):
-                        append.append_data_file(data_file)
+            rows = iceberg_append(tx, table, _groups(batches, layout, arrow_schema), properties)
     except CommitFailedException as exc:
         table = catalog.load_table(check_identifier(identifier))
         if already_recorded(app_versions(table, key_ids), idempotency_key):
