@@ -51,3 +51,25 @@ def test_the_databricks_install_cell_comes_first_then_the_parameters_cell(path):
     assert (path.parent / requirements).resolve() == ROOT / "requirements.txt"
     assert first["outputs"] == []  # it did nothing here
     assert "parameters" in second.get("metadata", {}).get("tags", [])
+
+
+FENCED = re.compile(r"```python\n(.*?)```", re.S)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_the_package_calls_shown_next_to_the_helpers_exist(path):
+    """The "In your own code" snippets in markdown cells teach the package itself: each one is valid Python and
+    every name it imports from iotgen exists (so a rename cannot leave a notebook teaching a stale call)."""
+    import ast
+    import importlib
+
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    snippets = [s for c in cells if c["cell_type"] == "markdown" for s in FENCED.findall("".join(c["source"]))]
+    if path.name == "iot_data_generation.ipynb":
+        assert len(snippets) >= 9, "the main notebook shows the package call of each section"
+    for snippet in snippets:
+        for node in ast.walk(ast.parse(snippet)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("iotgen"):
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    assert hasattr(module, alias.name), f"{path.name}: {node.module}.{alias.name} does not exist"
