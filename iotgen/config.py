@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .errors import InputError
+from .times import parse_datetime
+
 ENV_PREFIX = "IOTGEN_"
 # IOTGEN_* variables that belong to other faces, not to Config: the YAML file's path, the local endpoint's key,
 # the benchmarks' sizes. Any other IOTGEN_<NAME> must be a parameter (a typo is an error, not ignored).
@@ -162,18 +165,12 @@ LATEST_TIME = dt.datetime(9998, 1, 1, tzinfo=dt.timezone.utc)
 
 @_allowing(f"ISO 8601 from {EARLIEST_TIME:%Y-%m-%d} to {LATEST_TIME:%Y-%m-%d} (UTC)")
 def _anchor_time(name: str, value: Any) -> dt.datetime:
-    example = "such as 2026-01-31T00:00:00Z"
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"{name} must be an ISO 8601 date-time {example}, got {value!r}") from None
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        value = dt.datetime(value.year, value.month, value.day)
-    if not isinstance(value, dt.datetime):
-        raise ValueError(f"{name} must be an ISO 8601 date-time {example}, got {value!r}")
+    moment = parse_datetime(value)
+    if moment is None:
+        raise InputError(f"{name} must be an ISO 8601 date-time such as 2026-01-31T00:00:00Z, got {value!r}")
+    value = moment
     try:
-        value = value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+        value = value.astimezone(dt.timezone.utc)
         inside = EARLIEST_TIME <= value <= LATEST_TIME
     except OverflowError:
         inside = False

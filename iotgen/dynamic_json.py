@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -29,14 +28,10 @@ import pyarrow as pa
 from . import draws
 from .catalogs import ValueSpec
 from . import variant_encoding
-from .jsontext import NumberPieces, PieceTable, data_view, join_pieces, offsets_view
+from .jsontext import NumberPieces, PieceTable, data_view, join_pieces, offsets_view, quote
 
 COMBINATION_LIMIT = 2048  # string arrays with at most this many possible contents are one piece per content
 _BRACE = ord("{")
-
-
-def quote(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
 
 
 class _Value:

@@ -52,10 +52,9 @@ from .catalogs import Catalogs
 from .dynamic_json import build_json_column
 from .generator import BLOCK_SIZE, GeneratorSpec, _uuid4, block_rng  # _uuid4: the generator's UUID text
 from .schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS, TIMESTAMP, events_schema
+from .times import DAY_MS, HOUR_MS
 
 SECOND_MS = 1000
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
 EPOCH_EVENTS = 65_536
 
 # Sensor readings: (low, high, decimals), as documented in iotgen.schema.

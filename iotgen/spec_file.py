@@ -4,11 +4,12 @@
 of that text, installed with the package).
 Every section and field is optional; a field left out keeps its default. Every value is validated when the
 file is read (or, for what depends on the catalogs, when the GeneratorSpec is built), and a bad one raises
-one ``ValueError`` naming the file and the field (``scenarios.late.rate must be ...``).
+one :class:`~iotgen.errors.InputError` naming the file and the field (``scenarios.late.rate must be ...``).
 
-:func:`generator_spec` is how every face turns a :class:`~iotgen.config.Config` into the
-:class:`~iotgen.generator.GeneratorSpec` it generates from: ``GeneratorSpec.from_config`` plus the spec file's
-catalogs, and the fleet (``PROFILE=fleet``) and scenarios it describes::
+:func:`generator_spec` is the one way a :class:`~iotgen.config.Config` becomes the
+:class:`~iotgen.generator.GeneratorSpec` it generates from (every face calls it; ``GeneratorSpec.from_config``
+is a convenience that calls it): the seed and time window of the Config, the spec file's catalogs, and the
+fleet (``PROFILE=fleet``) and scenarios it describes::
 
     spec = generator_spec(Config.load(params={"SPEC_FILE": "my_spec.yaml", "NUM_EVENTS": 100_000}))
     batches = generate_events(spec, 100_000)
@@ -26,15 +27,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
 from .catalogs import Catalogs, ValueSpec
 from .config import Config, read_yaml_file
-from .fleet import (DEFAULT_CLIMATES, DEFAULT_INTERVALS_S, DEFAULT_MODELS, DEFAULT_SERIES, DAY_MS, HOUR_MS,
-                    STATUS_ROLES, Climate, Fleet, Rollout, Series)
+from .errors import InputError
+from .fleet import (DEFAULT_CLIMATES, DEFAULT_INTERVALS_S, DEFAULT_MODELS, DEFAULT_SERIES, STATUS_ROLES, Climate,
+                    Fleet, Rollout, Series)
 from .generator import GeneratorSpec
 from .scenarios import (ANOMALY_COLUMNS, DEFAULT_DRIFT, DEFAULT_SPIKES, DRIFT_OPERATIONS, DRIFT_TYPES,
                         LATENESS_DISTRIBUTIONS, MALFORMED_KINDS, OUT_OF_RANGE_VALUES, ClockSkew, DriftChange,
                         Episodes, Lateness, MalformedJson, OutOfRange, Replays, Scenarios, Spikes, WithinDistance)
 from .schema import COLUMN_NAMES
+from .times import DAY_MS, HOUR_MS, iso_time, parse_datetime, parse_duration_ms
 
 EXAMPLE_NAME = "example_spec.yaml"
 #: The example spec as a file (package data next to this module; a file to pass as SPEC_FILE).
@@ -43,8 +48,6 @@ PROFILES = ("independent", "fleet")
 SECTIONS = ("profile", "catalogs", "fleet", "scenarios")
 CATALOG_KEYS = ("device_types", "status_values", "regions", "zones", "models", "sources", "envs", "iot_key_pool",
                 "nested_keys")
-_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": HOUR_MS, "d": DAY_MS}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 
 
 def example_text() -> str:
@@ -149,33 +152,14 @@ class _Fields:
             self.fail(self.name(str(key)), f"is not a known field{hint}")
 
 
-def parse_duration_ms(value: Any) -> int | None:
-    """``90s``, ``15m``, ``2h``, ``1d``, ``1h30m``, ``500ms`` or a number of seconds, in ms (None if not one)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return int(round(value * 1000)) if value >= 0 and value == value and value != float("inf") else None
-    if not isinstance(value, str):
-        return None
-    text = value.strip().lower().replace(" ", "")
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        return None
-    return int(round(sum(float(n) * _UNITS_MS[u] for n, u in parts)))
-
-
 def _time_point(fields: _Fields, key: str, window_start_ms: int) -> int:
     """A point in event time as ms after the window start: a duration (``36h``) or an ISO 8601 date-time."""
     value = fields.raw(key)
     path = fields.name(key)
     if isinstance(value, (dt.datetime, dt.date)) or (isinstance(value, str) and re.match(r"^\d{4}-\d{2}-\d{2}", value)):
-        try:
-            moment = value if isinstance(value, dt.datetime) else (
-                dt.datetime(value.year, value.month, value.day) if isinstance(value, dt.date)
-                else dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
-        except ValueError:
+        moment = parse_datetime(value)
+        if moment is None:
             fields.fail(path, f"must be a duration after the window start (36h) or an ISO 8601 date-time, got {value!r}")
-        moment = moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment
         return int(moment.timestamp() * 1000) - window_start_ms
     if value is None:
         fields.fail(path, "is required: a duration after the window start (36h) or an ISO 8601 date-time")
@@ -252,22 +236,40 @@ def load_spec(source: str | os.PathLike | Mapping[str, Any] | None) -> Spec:
 
 def generator_spec(config: Config | None = None, catalogs: Catalogs | None = None, now: dt.datetime | None = None,
                    spec: Spec | Mapping[str, Any] | str | os.PathLike | None = None) -> GeneratorSpec:
-    """The GeneratorSpec of a run: ``GeneratorSpec.from_config`` with the spec's catalogs, and its fleet (when
-    the profile is fleet: PROFILE, else the spec's ``profile``) and scenarios. The spec is ``spec`` (a
-    :class:`Spec`, a mapping as in the YAML file, or a path) or else the file ``SPEC_FILE``; ``catalogs``
+    """The GeneratorSpec of a run, the one Config -> spec path: the Config's seed (a fresh one drawn when
+    ``RANDOM_SEED`` is unset), event-time window (anchored at ``now``, default the clock, when ``ANCHOR_TIME``
+    is unset), ``MIN_KEYS``/``MAX_KEYS``/``NUM_SENSORS``; the spec's catalogs, its fleet (when the profile is
+    fleet: PROFILE, else the spec's ``profile``) and its scenarios. The spec is ``spec`` (a :class:`Spec`, a
+    mapping as in the YAML file, or a path) or else the file ``SPEC_FILE`` (none: the defaults); ``catalogs``
     given here win over the spec's."""
     config = config or Config()
     if not isinstance(spec, Spec):
         spec = load_spec(spec if spec is not None else config.spec_file)
     catalogs = catalogs or spec.build_catalogs()
-    base = GeneratorSpec.base_from_config(config, catalogs, now)
+    start = config.resolved_anchor_time(now) - dt.timedelta(days=config.base_time_days_ago)
+    window_start_ms = int(start.timestamp() * 1000)
     profile = config.profile or spec.profile or "independent"
     fleet = None
     if profile == "fleet":
         count = config.device_count or spec.fleet.get("device_count") or config.num_sensors
-        fleet = spec.build_fleet(catalogs, count, base.window_start_ms)
-    scenarios = spec.build_scenarios(catalogs, base.window_start_ms)
-    return dataclasses.replace(base, fleet=fleet, scenarios=scenarios if scenarios.enabled() else None)
+        fleet = spec.build_fleet(catalogs, count, window_start_ms)
+    scenarios = spec.build_scenarios(catalogs, window_start_ms)
+    return GeneratorSpec(
+        seed=_fresh_seed() if config.random_seed is None else config.random_seed,
+        catalogs=catalogs,
+        window_start_ms=window_start_ms,
+        window_span_ms=max(1, int(round(config.time_spread_hours * HOUR_MS))),
+        min_keys=config.min_keys,
+        max_keys=config.max_keys,
+        num_sensors=config.num_sensors,
+        fleet=fleet,
+        scenarios=scenarios if scenarios.enabled() else None,
+    )
+
+
+def _fresh_seed() -> int:
+    """A seed from the OS's entropy, in [0, 2**63)."""
+    return int(np.random.SeedSequence().generate_state(2, np.uint32).view(np.uint64)[0] >> np.uint64(1))
 
 
 # ---- fleet ------------------------------------------------------------------------------------------------------
@@ -593,12 +595,6 @@ def drift_timeline(spec: GeneratorSpec) -> list[dict[str, Any]]:
     changes = spec.scenarios.schema_drift if spec.scenarios is not None else ()
     return [{"at": iso_time(spec.window_start_ms + c.at_ms), "operation": c.operation, "key": c.key,
              "to": c.to, "change": c.describe()} for c in changes]
-
-
-def iso_time(ms: int) -> str:
-    """Epoch ms as ISO 8601 UTC with milliseconds."""
-    moment = dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _jsonable(value: Any) -> Any:

@@ -20,7 +20,8 @@ import pyarrow as pa
 from ..catalogs import Catalogs
 from ..config import TABLE_FORMATS, Config
 from ..databricks import check_location
-from ..generator import GeneratorSpec, generate_events
+from ..generator import generate_events
+from ..spec_file import generator_spec
 from ..sinks import delta, iceberg
 from ..sinks.files import check_output_dir
 from ..sinks.lakehouse import TableCommit, check_json_column_mode
@@ -257,7 +258,7 @@ def write_table(
     commit. The target is checked before any event is generated."""
     target = target or config_target(config)
     target.check()
-    spec = GeneratorSpec.from_config(config, catalogs, now)
+    spec = generator_spec(config, catalogs, now)
 
     # A Delta VARIANT column straight from the generator (no JSON parse), unless scenarios rewrite the text
     direct = target.format == "delta" and target.json_column_mode == "variant" and spec.scenarios is None

@@ -63,8 +63,9 @@ import pyarrow as pa
 
 from ..catalogs import Catalogs
 from ..config import Config
-from ..generator import BLOCK_SIZE, GeneratorSpec, generate_block
+from ..generator import BLOCK_SIZE, GeneratorSpec, block_slices, generate_block
 from ..schema import ARROW_SCHEMA, spark_ddl
+from ..spec_file import generator_spec
 
 from .runtime import (
     AVAILABLE_NOW_BASES, DataSource, DataSourceReader, DataSourceStreamReader, InputPartition, OffsetTracker,
@@ -157,7 +158,7 @@ class IotgenOptions:
             start = dt.datetime.fromtimestamp(window[0] / 1000, dt.timezone.utc)
             config = config.replace(anchor_time=start + dt.timedelta(days=config.base_time_days_ago))
         try:
-            spec = GeneratorSpec.from_config(config, self.catalogs)
+            spec = generator_spec(config, self.catalogs)
         except (ValueError, OSError) as exc:
             if config.spec_file is None:
                 raise
@@ -271,14 +272,9 @@ def _block(spec: GeneratorSpec, block: int) -> pa.RecordBatch:
 
 def read_range(spec: GeneratorSpec, start: int, stop: int) -> Iterator[pa.RecordBatch]:
     """The events of one partition as Arrow record batches of at most one block, in Spark's schema."""
-    position = start
-    while position < stop:
-        block = position // BLOCK_SIZE
-        offset = position - block * BLOCK_SIZE
-        take = min(stop - position, BLOCK_SIZE - offset)
+    for block, offset, take in block_slices(start, stop):
         batch = _block(spec, block).slice(offset, take)
         yield pa.RecordBatch.from_arrays(batch.columns, schema=SPARK_ARROW_SCHEMA)
-        position += take
 
 
 # ---- readers -----------------------------------------------------------------------------------------------
