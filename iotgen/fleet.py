@@ -107,8 +107,8 @@ class Rollout:
 
     version: str
     start_ms: int
-    duration_ms: int
-    fraction: float
+    duration_ms: int = 48 * HOUR_MS
+    fraction: float = 1.0
 
 
 DEFAULT_INTERVALS_S: dict[str, float] = {

@@ -52,7 +52,7 @@ from .dynamic_json import build_json_column
 from .fleet import READING_RANGES
 from .generator import BLOCK_SIZE, GeneratorSpec, block_rng, labelled_range
 from .schema import ARROW_SCHEMA, TIMESTAMP
-from .times import DAY_MS
+from .times import DAY_MS, HOUR_MS
 from .truth import LABEL_SCHEMA, Truth
 
 KINDS = ("late", "stuck", "drift", "spike", "out_of_range", "clock_skew", "malformed_json", "null", "duplicate",
@@ -84,6 +84,7 @@ _STUCK, _DRIFT, _SKEW = 400, 410, 420  # + column number for the episode kinds
 
 
 # ---- the scenarios' parameters ------------------------------------------------------------------------------
+# The defaults of every scenario are the defaults of these dataclasses (the spec file reader takes them from here).
 @dataclass(frozen=True)
 class WithinDistance:
     """A rate of events, each copied from (duplicates) or delivered up to (out of order) ``max_distance``
@@ -94,6 +95,16 @@ class WithinDistance:
 
 
 @dataclass(frozen=True)
+class Duplicates(WithinDistance):
+    max_distance: int = 1000
+
+
+@dataclass(frozen=True)
+class OutOfOrder(WithinDistance):
+    max_distance: int = 100
+
+
+@dataclass(frozen=True)
 class Replays:
     rate: float
     min_length: int = 5
@@ -101,17 +112,26 @@ class Replays:
     max_distance: int = 2000
 
 
+#: The default ``scale_ms`` of each lateness distribution: an exponential's mean, a lognormal's median.
+LATENESS_SCALE_MS = {"exponential": 120_000, "lognormal": 60_000, "uniform": 0}
+
+
 @dataclass(frozen=True)
 class Lateness:
     """``distribution``: exponential (mean ``scale_ms``), lognormal (median ``scale_ms``, ``sigma``) or uniform
-    (``min_ms`` to ``max_ms``); every draw is between ``min_ms`` and ``max_ms``."""
+    (``min_ms`` to ``max_ms``); every draw is between ``min_ms`` and ``max_ms``. ``scale_ms`` left out: the
+    distribution's default (:data:`LATENESS_SCALE_MS`)."""
 
     rate: float
     distribution: str = "exponential"
-    scale_ms: int = 120_000
+    scale_ms: int | None = None
     sigma: float = 1.0
     min_ms: int = 1_000
     max_ms: int = 3_600_000
+
+    def __post_init__(self) -> None:
+        if self.scale_ms is None:
+            object.__setattr__(self, "scale_ms", LATENESS_SCALE_MS[self.distribution])
 
 
 @dataclass(frozen=True)
@@ -149,6 +169,17 @@ class Episodes:
     duration_ms: int
     columns: tuple[str, ...] = ("temperature",)
     max_offset: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Stuck(Episodes):
+    duration_ms: int = 6 * HOUR_MS
+
+
+@dataclass(frozen=True)
+class Drift(Episodes):
+    duration_ms: int = DAY_MS
+    max_offset: tuple[tuple[str, float], ...] = (("temperature", DEFAULT_DRIFT["temperature"]),)
 
 
 @dataclass(frozen=True)

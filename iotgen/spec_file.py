@@ -36,10 +36,11 @@ from .fleet import (DEFAULT_CLIMATES, DEFAULT_INTERVALS_S, DEFAULT_MODELS, DEFAU
                     Fleet, Rollout, Series)
 from .generator import GeneratorSpec
 from .scenarios import (ANOMALY_COLUMNS, DEFAULT_DRIFT, DEFAULT_SPIKES, DRIFT_OPERATIONS, DRIFT_TYPES,
-                        LATENESS_DISTRIBUTIONS, MALFORMED_KINDS, OUT_OF_RANGE_VALUES, ClockSkew, DriftChange,
-                        Episodes, Lateness, MalformedJson, OutOfRange, Replays, Scenarios, Spikes, WithinDistance)
+                        LATENESS_DISTRIBUTIONS, LATENESS_SCALE_MS, MALFORMED_KINDS, OUT_OF_RANGE_VALUES, ClockSkew,
+                        Drift, DriftChange, Duplicates, Episodes, Lateness, MalformedJson, OutOfOrder, OutOfRange,
+                        Replays, Scenarios, Spikes, Stuck)
 from .schema import COLUMN_NAMES
-from .times import DAY_MS, HOUR_MS, iso_time, parse_datetime, parse_duration_ms
+from .times import HOUR_MS, iso_time, parse_datetime, parse_duration_ms
 
 EXAMPLE_NAME = "example_spec.yaml"
 #: The example spec as a file (package data next to this module; a file to pass as SPEC_FILE).
@@ -48,6 +49,34 @@ PROFILES = ("independent", "fleet")
 SECTIONS = ("profile", "catalogs", "fleet", "scenarios")
 CATALOG_KEYS = ("device_types", "status_values", "regions", "zones", "models", "sources", "envs", "iot_key_pool",
                 "nested_keys")
+
+
+#: The spec file's names that differ from the field they set, per dataclass (dotted: inside a sub-section).
+#: Every default comes from the dataclasses themselves (:func:`default`): the reader repeats none.
+YAML_NAMES: dict[type, dict[str, str]] = {
+    Fleet: {"interval_s.default": "default_interval_s", "battery.drain_pct_per_day": "battery_drain_pct_per_day",
+            "battery.recharge_below_pct": "recharge_below_pct", "reboots.every_days": "reboot_every_days",
+            "faults.per_day": "faults_per_day", "faults.error_hours": "error_hours",
+            "calibration.every_days": "calibration_every_days", "calibration.maintenance_hours": "maintenance_hours",
+            "firmware.initial": "firmware_initial", "firmware.rollouts": "rollouts"},
+    Rollout: {"start": "start_ms", "duration": "duration_ms"},
+    Lateness: {"mean": "scale_ms", "median": "scale_ms", "min": "min_ms", "max": "max_ms"},
+    Stuck: {"duration": "duration_ms"},
+    Drift: {"duration": "duration_ms"},
+    ClockSkew: {"max_offset": "max_offset_ms", "max_drift_per_day": "max_drift_ms_per_day"},
+}
+# and two that set two fields: ``replays.length`` ([min_length, max_length]) and ``drift.columns`` (columns and
+# max_offset).
+
+
+def default(cls: type, name: str) -> Any:
+    """The default of the field the spec file's ``name`` sets in dataclass ``cls``."""
+    field_ = cls.__dataclass_fields__[YAML_NAMES.get(cls, {}).get(name, name)]
+    if field_.default is not dataclasses.MISSING:
+        return field_.default
+    if field_.default_factory is not dataclasses.MISSING:
+        return field_.default_factory()
+    raise KeyError(f"{cls.__name__}.{field_.name} has no default")
 
 
 def example_text() -> str:
@@ -286,7 +315,7 @@ def _build_fleet(data: Mapping[str, Any], catalogs: Catalogs, device_count: int,
     intervals = f.section("interval_s")
     # A "default" replaces the built-in per-type intervals; types listed here override either.
     by_type = {} if intervals.has("default") else dict(DEFAULT_INTERVALS_S)
-    default_interval = intervals.number("default", 300.0, 1.0)
+    default_interval = intervals.number("default", default(Fleet, "interval_s.default"), 1.0)
     for key in intervals.data:
         if key != "default":
             known(intervals.name(key), key, types, "DEVICE_TYPES")
@@ -302,26 +331,27 @@ def _build_fleet(data: Mapping[str, Any], catalogs: Catalogs, device_count: int,
     climate.done()
     series = {name: _series(f.section(name), DEFAULT_SERIES[name]) for name in DEFAULT_SERIES}
     battery = f.section("battery")
-    drain = battery.number("drain_pct_per_day", 1.5, 0.0, 100.0, strict_low=True)
-    recharge = battery.pair("recharge_below_pct", (10.0, 30.0), 0.0, 95.0)
+    drain = battery.number("drain_pct_per_day", default(Fleet, "battery.drain_pct_per_day"), 0.0, 100.0,
+                           strict_low=True)
+    recharge = battery.pair("recharge_below_pct", default(Fleet, "battery.recharge_below_pct"), 0.0, 95.0)
     battery.done()
     reboots = f.section("reboots")
-    reboot_days = reboots.number("every_days", 12.0, 0.0, strict_low=True)
+    reboot_days = reboots.number("every_days", default(Fleet, "reboots.every_days"), 0.0, strict_low=True)
     reboots.done()
     faults = f.section("faults")
-    per_day = faults.number("per_day", 0.2, 0.0)
-    error_hours = faults.number("error_hours", 1.0, 0.0)
+    per_day = faults.number("per_day", default(Fleet, "faults.per_day"), 0.0)
+    error_hours = faults.number("error_hours", default(Fleet, "faults.error_hours"), 0.0)
     faults.done()
     calibration = f.section("calibration")
-    every = calibration.pair("every_days", (60.0, 330.0), 0.01, 3650.0)
-    maintenance = calibration.number("maintenance_hours", 2.0, 0.0)
+    every = calibration.pair("every_days", default(Fleet, "calibration.every_days"), 0.01, 3650.0)
+    maintenance = calibration.number("maintenance_hours", default(Fleet, "calibration.maintenance_hours"), 0.0)
     calibration.done()
     firmware = f.section("firmware")
-    initial = _weights(firmware, "initial", {"3.1.4": 0.7, "3.0.2": 0.3})
+    initial = _weights(firmware, "initial", dict(default(Fleet, "firmware.initial")))
     rollouts = []
     raw_rollouts = firmware.raw("rollouts", None)
     if raw_rollouts is None:
-        rollouts = list(Fleet.rollouts)
+        rollouts = list(default(Fleet, "firmware.rollouts"))
     elif not isinstance(raw_rollouts, list):
         firmware.fail(firmware.name("rollouts"), f"must be a list of rollouts, got {raw_rollouts!r}")
     else:
@@ -331,8 +361,8 @@ def _build_fleet(data: Mapping[str, Any], catalogs: Catalogs, device_count: int,
             if not isinstance(version, str) or not version:
                 r.fail(r.name("version"), f"must be a version string such as \"3.2.0\", got {version!r}")
             start = _time_point(r, "start", window_start_ms)
-            rollouts.append(Rollout(version, start, r.duration_ms("duration", 48 * HOUR_MS),
-                                    r.rate("fraction", 1.0)))
+            rollouts.append(Rollout(version, start, r.duration_ms("duration", default(Rollout, "duration")),
+                                    r.rate("fraction", default(Rollout, "fraction"))))
             r.done()
     firmware.done()
     model_map = dict(DEFAULT_MODELS)
@@ -359,8 +389,8 @@ def _build_fleet(data: Mapping[str, Any], catalogs: Catalogs, device_count: int,
         device_count=device_count,
         interval_s=tuple(by_type.items()),
         default_interval_s=default_interval,
-        interval_spread=f.number("interval_spread", 0.1, 0.0, 2.0),
-        jitter=f.number("jitter", 0.2, 0.0, 0.9),
+        interval_spread=f.number("interval_spread", default(Fleet, "interval_spread"), 0.0, 2.0),
+        jitter=f.number("jitter", default(Fleet, "jitter"), 0.0, 0.9),
         climate=tuple(climates.items()),
         default_climate=default_climate,
         battery_drain_pct_per_day=drain,
@@ -370,7 +400,7 @@ def _build_fleet(data: Mapping[str, Any], catalogs: Catalogs, device_count: int,
         error_hours=error_hours,
         calibration_every_days=every,
         maintenance_hours=maintenance,
-        idle_fraction=f.rate("idle_fraction", 0.08),
+        idle_fraction=f.rate("idle_fraction", default(Fleet, "idle_fraction")),
         firmware_initial=tuple(initial.items()),
         rollouts=tuple(rollouts),
         models=tuple(model_map.items()),
@@ -434,16 +464,19 @@ def _build_scenarios(data: Mapping[str, Any], catalogs: Catalogs, where: str, wi
             s.raw(key)
 
     section("late", _late)
-    section("stuck", lambda f: _episodes(f, 6 * HOUR_MS, drift=False))
-    section("drift", lambda f: _episodes(f, DAY_MS, drift=True))
+    section("stuck", lambda f: _episodes(f, Stuck))
+    section("drift", lambda f: _episodes(f, Drift))
     section("spikes", _spikes)
     section("out_of_range", _out_of_range)
     section("clock_skew", lambda f: ClockSkew(
-        f.rate("device_fraction"), f.duration_ms("max_offset", 600_000), f.duration_ms("max_drift_per_day", 30_000)))
+        f.rate("device_fraction"), f.duration_ms("max_offset", default(ClockSkew, "max_offset")),
+        f.duration_ms("max_drift_per_day", default(ClockSkew, "max_drift_per_day"))))
     section("malformed_json", _malformed)
-    section("duplicates", lambda f: WithinDistance(f.rate(), f.integer("max_distance", 1000, 1)))
+    section("duplicates", lambda f: Duplicates(f.rate(), f.integer("max_distance", default(Duplicates, "max_distance"),
+                                                                   1)))
     section("replays", _replays)
-    section("out_of_order", lambda f: WithinDistance(f.rate(), f.integer("max_distance", 100, 1)))
+    section("out_of_order", lambda f: OutOfOrder(f.rate(), f.integer("max_distance", default(OutOfOrder, "max_distance"),
+                                                                     1)))
     nulls = s.section("nulls")
     pairs = []
     for column in nulls.data:
@@ -465,14 +498,16 @@ def _build_scenarios(data: Mapping[str, Any], catalogs: Catalogs, where: str, wi
 
 
 def _late(f: _Fields) -> Lateness:
-    distribution = f.choice("distribution", "exponential", LATENESS_DISTRIBUTIONS)
-    minimum = f.duration_ms("min", 1000)
-    maximum = f.duration_ms("max", HOUR_MS, 1)
+    distribution = f.choice("distribution", default(Lateness, "distribution"), LATENESS_DISTRIBUTIONS)
+    minimum = f.duration_ms("min", default(Lateness, "min"))
+    maximum = f.duration_ms("max", default(Lateness, "max"), 1)
     if minimum > maximum:
         f.fail(f.name("min"), f"must be <= max ({maximum} ms), got {minimum} ms")
-    scale = f.duration_ms("mean", 120_000, 1) if distribution == "exponential" else (
-        f.duration_ms("median", 60_000, 1) if distribution == "lognormal" else 0)
-    sigma = f.number("sigma", 1.0, 0.0, 5.0, strict_low=True) if distribution == "lognormal" else 1.0
+    scale_name = {"exponential": "mean", "lognormal": "median"}.get(distribution)
+    scale = None if scale_name is None else f.duration_ms(scale_name, LATENESS_SCALE_MS[distribution], 1)
+    sigma = default(Lateness, "sigma")
+    if distribution == "lognormal":
+        sigma = f.number("sigma", sigma, 0.0, 5.0, strict_low=True)
     return Lateness(f.rate(), distribution, scale, sigma, minimum, maximum)
 
 
@@ -486,18 +521,18 @@ def _columns(f: _Fields, key: str, allowed: tuple[str, ...], default: Any) -> An
     return value
 
 
-def _episodes(f: _Fields, default_duration: int, drift: bool) -> Episodes:
+def _episodes(f: _Fields, kind: type[Episodes]) -> Episodes:
     rate = f.rate()
-    duration = f.duration_ms("duration", default_duration, 1000)
-    columns = _columns(f, "columns", ANOMALY_COLUMNS, ["temperature"])
+    duration = f.duration_ms("duration", default(kind, "duration"), 1000)
+    columns = _columns(f, "columns", ANOMALY_COLUMNS, list(default(kind, "columns")))
     offsets = ()
-    if drift:
+    if kind is Drift:
         mapping = columns if isinstance(columns, Mapping) else {c: DEFAULT_DRIFT[c] for c in columns}
         offsets = tuple((c, f.check_number(f"{f.name('columns')}.{c}", v, 0.0, strict_low=True))
                         for c, v in mapping.items())
     elif isinstance(columns, Mapping):
         f.fail(f.name("columns"), f"must be a list of columns, got {columns!r}")
-    return Episodes(rate, duration, tuple(columns), offsets)
+    return kind(rate, duration, tuple(columns), offsets)
 
 
 def _spikes(f: _Fields) -> Spikes:
@@ -533,10 +568,10 @@ def _malformed(f: _Fields) -> MalformedJson:
 
 
 def _replays(f: _Fields) -> Replays:
-    low, high = f.pair("length", (5, 50), 1, 100_000)
+    low, high = f.pair("length", (default(Replays, "min_length"), default(Replays, "max_length")), 1, 100_000)
     if low != int(low) or high != int(high):
         f.fail(f.name("length"), f"must be whole numbers of events, got {[low, high]!r}")
-    distance = f.integer("max_distance", 2000, 1)
+    distance = f.integer("max_distance", default(Replays, "max_distance"), 1)
     if distance < high:
         f.fail(f.name("max_distance"), f"must be >= the longest replay ({int(high)}), got {distance}")
     return Replays(f.rate(), int(low), int(high), distance)
