@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from iotgen.errors import InputError
 from iotgen.catalogs import (  # noqa: F401  (re-exported for the Data catalogs cell)
     DEVICE_TYPES, ENVS, IOT_KEY_POOL, MODELS, NESTED_KEYS, REGIONS, SOURCES, STATUS_VALUES, ZONES, Catalogs,
 )
@@ -80,11 +81,11 @@ def load_config(params: Mapping[str, Any], config_file: str | None = None) -> Co
         chosen.update(_widget_values(dbutils, [n for n in PARAMETERS if n != "EVENTHUB_CONNECTION_STRING"]))
     if typed is not None:
         if _injected_by_papermill("EVENTHUB_CONNECTION_STRING"):
-            raise ValueError("EVENTHUB_CONNECTION_STRING must not be a papermill parameter (-p): papermill writes "
+            raise InputError("EVENTHUB_CONNECTION_STRING must not be a papermill parameter (-p): papermill writes "
                              "parameters into the executed notebook; set the EVENTHUB_CONNECTION_STRING environment "
                              "variable or use a Databricks secret scope (EVENTHUB_SECRET_SCOPE/EVENTHUB_SECRET_KEY)")
         if not isinstance(typed, str):
-            raise ValueError("EVENTHUB_CONNECTION_STRING must be a string")
+            raise InputError("EVENTHUB_CONNECTION_STRING must be a string")
     config = Config.load(config_file=config_file, params=chosen)
     secret = _databricks_secret(dbutils, config.eventhub_secret_scope, config.eventhub_secret_key)
     if not secret and typed is not None:

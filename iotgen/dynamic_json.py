@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import draws
+from .errors import InputError
 from .catalogs import ValueSpec
 from . import variant_encoding
 from .jsontext import NumberPieces, PieceTable, data_view, join_pieces, offsets_view, quote
@@ -66,7 +67,7 @@ class _Number(_Value):
         self.low, self.high = math.ceil(low * unit - 1e-9), math.floor(high * unit + 1e-9)
         if self.low > self.high or max(abs(self.low), abs(self.high)) >= 2**62:
             where = ".".join(re.findall(r'"([^"]*)":', prefix)) or "an array item"
-            raise ValueError(f"IOT_KEY_POOL/NESTED_KEYS value spec of {where}: no number with {decimals} decimals "
+            raise InputError(f"IOT_KEY_POOL/NESTED_KEYS value spec of {where}: no number with {decimals} decimals "
                              f"in [{low}, {high}], or the range is too large for {decimals} decimals")
         self.number = NumberPieces(table, self.low, self.high, decimals, prefix, suffix)
         self.width = self.number.width
@@ -351,7 +352,7 @@ def build_json_column(
     same JSON, from the same random draws (the rest of a block is the same either way)."""
     compiled = piece_table(key_pool)
     if encoding not in ("text", "variant"):
-        raise ValueError(f"encoding must be 'text' or 'variant', got {encoding!r}")
+        raise InputError(f"encoding must be 'text' or 'variant', got {encoding!r}")
     if n == 0:
         return pa.array([], pa.string() if encoding == "text" else variant_encoding.VARIANT_TYPE)
     chosen = choose_keys(rng, n, len(key_pool), min_keys, max_keys)

@@ -48,6 +48,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import draws, keyed_random as kr
+from .errors import InputError
 from .catalogs import Catalogs
 from .dynamic_json import build_json_column
 from .generator import BLOCK_SIZE, GeneratorSpec, _uuid4, block_rng  # _uuid4: the generator's UUID text
@@ -229,7 +230,7 @@ class Fleet:
         allowed = catalogs.status_values.values
         for role, value in self.status:
             if value not in allowed:
-                raise ValueError(f"fleet.status.{role} must be one of STATUS_VALUES ({', '.join(allowed)}), "
+                raise InputError(f"fleet.status.{role} must be one of STATUS_VALUES ({', '.join(allowed)}), "
                                  f"got {value!r}: map each of {', '.join(STATUS_ROLES)} to a status value")
 
 
@@ -254,7 +255,7 @@ def fleet_devices(spec: GeneratorSpec) -> "Devices":
         if known is not None and known[0] is spec:
             return known[1]
     if spec.fleet is None:
-        raise ValueError("PROFILE is not fleet: this GeneratorSpec has no fleet")
+        raise InputError("PROFILE is not fleet: this GeneratorSpec has no fleet")
     devices = _devices(spec.fleet, spec.seed, spec.catalogs, spec.window_start_ms)
     with _BY_SPEC_LOCK:
         _BY_SPEC[id(spec)] = (spec, devices)

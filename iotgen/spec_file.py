@@ -84,7 +84,7 @@ def example_text() -> str:
     try:
         return importlib.resources.files(__package__).joinpath(EXAMPLE_NAME).read_text(encoding="utf-8")
     except OSError:
-        raise ValueError(f"the example spec {EXAMPLE_NAME} is missing from the installed iotgen package "
+        raise InputError(f"the example spec {EXAMPLE_NAME} is missing from the installed iotgen package "
                          "(package data: see [tool.setuptools.package-data] in pyproject.toml)") from None
 
 
@@ -102,7 +102,7 @@ class _Fields:
         self.used: set[str] = set()
 
     def fail(self, path: str, message: str):
-        raise ValueError(f"{self.where}: {path} {message}")
+        raise InputError(f"{self.where}: {path} {message}")
 
     def name(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
@@ -209,8 +209,8 @@ class Spec:
     def build_catalogs(self) -> Catalogs:
         try:
             return Catalogs.build(**self.catalogs)
-        except ValueError as exc:
-            raise ValueError(f"{self.where}: catalogs: {exc}") from None
+        except InputError as exc:
+            raise InputError(f"{self.where}: catalogs: {exc}") from None
 
     def build_fleet(self, catalogs: Catalogs, device_count: int, window_start_ms: int) -> Fleet:
         return _build_fleet(self.fleet, catalogs, device_count, self.where, window_start_ms)
@@ -410,8 +410,8 @@ def _build_fleet(data: Mapping[str, Any], catalogs: Catalogs, device_count: int,
     f.done()
     try:
         fleet.check(catalogs)
-    except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from None
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
     return fleet
 
 
@@ -595,7 +595,7 @@ def _drift_change(f: _Fields, catalogs: Catalogs, window_start_ms: int) -> Drift
         raw = f.raw("value", ["choice", ["a", "b"]])
         try:
             value = ValueSpec.parse(key, raw, f.name("value"))
-        except ValueError as exc:
+        except InputError as exc:
             f.fail(f.name("value"), f"must be a value spec such as [choice, [stable, beta]] or [int, 0, 10]: {exc}")
         if value.kind == "object":
             f.fail(f.name("value"), "cannot be an object spec: use a scalar or array spec")

@@ -38,6 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import InputError
 from ..catalogs import Catalogs
 from ..config import Config, Secret
 from ..databricks import on_databricks
@@ -68,7 +69,7 @@ class StreamPlan:
     @classmethod
     def from_config(cls, config: Config) -> "StreamPlan":
         if config.ramp_up_sec > 0 and config.rate_events_per_sec is None:
-            raise ValueError(f"RAMP_UP_SEC={config.ramp_up_sec:g} needs RATE_EVENTS_PER_SEC (--rate), the rate to "
+            raise InputError(f"RAMP_UP_SEC={config.ramp_up_sec:g} needs RATE_EVENTS_PER_SEC (--rate), the rate to "
                              "climb to")
         rate = config.rate_events_per_sec
         if rate is None and config.sleep_interval_sec > 0:
