@@ -14,10 +14,12 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from iotgen.errors import InputError
 from iotgen.catalogs import (  # noqa: F401  (re-exported for the Data catalogs cell)
     DEVICE_TYPES, ENVS, IOT_KEY_POOL, MODELS, NESTED_KEYS, REGIONS, SOURCES, STATUS_VALUES, ZONES, Catalogs,
 )
 from iotgen.config import PARAMETERS, Config, Secret, parameter_docs  # noqa: F401
+from iotgen.databricks import on_databricks  # noqa: F401  (True in a Databricks runtime)
 from iotgen.generator import (  # noqa: F401
     GeneratorSpec, event_dicts, generate_dynamic_json, generate_events, generate_fixed_row, generate_table,
 )
@@ -34,11 +36,6 @@ def dbutils_or_none() -> Any:
     return dbutils()
 
 
-def on_databricks() -> bool:
-    """True in a Databricks runtime (detected from the runtime: ``DATABRICKS_RUNTIME_VERSION``)."""
-    from iotgen.databricks import on_databricks as detected
-
-    return detected()
 
 
 def _widget_values(dbutils: Any, names: list[str]) -> dict[str, str]:
@@ -84,11 +81,11 @@ def load_config(params: Mapping[str, Any], config_file: str | None = None) -> Co
         chosen.update(_widget_values(dbutils, [n for n in PARAMETERS if n != "EVENTHUB_CONNECTION_STRING"]))
     if typed is not None:
         if _injected_by_papermill("EVENTHUB_CONNECTION_STRING"):
-            raise ValueError("EVENTHUB_CONNECTION_STRING must not be a papermill parameter (-p): papermill writes "
+            raise InputError("EVENTHUB_CONNECTION_STRING must not be a papermill parameter (-p): papermill writes "
                              "parameters into the executed notebook; set the EVENTHUB_CONNECTION_STRING environment "
                              "variable or use a Databricks secret scope (EVENTHUB_SECRET_SCOPE/EVENTHUB_SECRET_KEY)")
         if not isinstance(typed, str):
-            raise ValueError("EVENTHUB_CONNECTION_STRING must be a string")
+            raise InputError("EVENTHUB_CONNECTION_STRING must be a string")
     config = Config.load(config_file=config_file, params=chosen)
     secret = _databricks_secret(dbutils, config.eventhub_secret_scope, config.eventhub_secret_key)
     if not secret and typed is not None:
@@ -166,7 +163,8 @@ def generate_batch(config: Config, catalogs: Catalogs | None = None) -> BatchRun
 def generate_dataframe(config: Config, catalogs: Catalogs | None = None) -> pd.DataFrame:
     """``NUM_EVENTS`` events as a pandas DataFrame (``json_column`` as JSON text): all in memory, for modest
     sizes; :func:`generate_batch` bounds memory at any size."""
-    return generate_table(config, catalogs=catalogs).to_pandas()
+    return generate_table(generator_spec(config, catalogs=catalogs), config.num_events,
+                          chunk_size=config.chunk_size).to_pandas()
 
 
 def save_events(config: Config, catalogs: Catalogs | None = None) -> BatchResult:
@@ -428,7 +426,7 @@ def measure_generation(config: Config, events: int = 500_000) -> pd.DataFrame:
 
     from iotgen.sinks.encoding import ndjson_bytes
 
-    spec = GeneratorSpec.from_config(config)
+    spec = generator_spec(config)
     rows = []
     for label, encode in (("Arrow record batches", None), ("NDJSON text", ndjson_bytes)):
         wall, cpu = time.perf_counter(), time.process_time()
@@ -474,7 +472,7 @@ def save_spec(spec: Mapping[str, Any], folder: str, name: str = "spec.yaml") -> 
 
 def generator_spec(config: Config, spec: Any = None, catalogs: Catalogs | None = None) -> GeneratorSpec:
     """The GeneratorSpec of a run with its fleet and scenarios: from ``SPEC_FILE``, or ``spec`` (a path or a
-    mapping shaped like the YAML file). See :func:`iotgen.spec_file.generator_spec`."""
+    mapping shaped like the YAML file). See :func:`iotgen.spec_file.generator_spec`, the one Config -> spec path."""
     from iotgen.spec_file import generator_spec as build
 
     return build(config, catalogs, spec=spec)
@@ -501,13 +499,13 @@ def generate_with_labels(config: Config, spec: Any = None,
                          catalogs: Catalogs | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``NUM_EVENTS`` events (``json_column`` as JSON text, or a broken text where the scenarios broke it) and
     their ground-truth labels (one row per injected fault: ``event_index``, ``event_id``, ``kind``, ...)."""
-    import pyarrow as pa
-    from iotgen.scenarios import LABEL_SCHEMA, truth_range
+    from iotgen.generator import labelled_range
+    from iotgen.truth import LABEL_SCHEMA
 
     gspec = generator_spec(config, spec, catalogs)
-    table = pa.Table.from_batches(list(generate_events(gspec, config.num_events)))
-    labels = truth_range(gspec, 0, config.num_events).labels if gspec.scenarios else LABEL_SCHEMA.empty_table()
-    return table.to_pandas(), labels.to_pandas()
+    run = labelled_range(gspec, 0, config.num_events)  # the events and their labels from one generation
+    labels = run.truth.labels if run.truth is not None else LABEL_SCHEMA.empty_table()
+    return run.events.to_pandas(), labels.to_pandas()
 
 
 def scenario_rates(gspec: GeneratorSpec, events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:

@@ -24,6 +24,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from .errors import InputError
+
 DEVICE_TYPES: dict[str, float] = {
     "temperature_sensor": 0.22,
     "humidity_sensor": 0.14,
@@ -138,20 +140,20 @@ class ValueSpec:
         if isinstance(raw, str):
             raw = (raw,)
         if not isinstance(raw, (tuple, list)) or not raw or raw[0] not in _VALUE_KINDS:
-            raise ValueError(
+            raise InputError(
                 f"{where}[{name!r}] must be a value spec tuple whose first item is one of "
                 f"{sorted(_VALUE_KINDS)}, got {raw!r}"
             )
         kind, params = raw[0], tuple(raw[1:])
         if len(params) != _VALUE_KINDS[kind]:
-            raise ValueError(f"{where}[{name!r}]: a {kind!r} spec takes {_VALUE_KINDS[kind]} parameters, got {raw!r}")
+            raise InputError(f"{where}[{name!r}]: a {kind!r} spec takes {_VALUE_KINDS[kind]} parameters, got {raw!r}")
         params = tuple(tuple(p) if isinstance(p, list) else p for p in params)
         _check_params(kind, params, f"{where}[{name!r}]")
         if kind != "object":
             return cls(kind, params)
         subs = (nested or {}).get(name)
         if not subs:
-            raise ValueError(f"{where}[{name!r}] is an object, so NESTED_KEYS must give its sub-keys")
+            raise InputError(f"{where}[{name!r}] is an object, so NESTED_KEYS must give its sub-keys")
         if isinstance(subs, (list, tuple)):
             subs = {s: None for s in subs}
         children = tuple(
@@ -180,7 +182,7 @@ def _check_params(kind: str, p: tuple, where: str) -> None:
         ok = (isinstance(p[0], int) and isinstance(p[1], int) and 0 <= p[0] <= p[1]
               and isinstance(p[2], tuple) and all(isinstance(v, str) for v in p[2]) and p[1] <= len(p[2]))
     if not ok:
-        raise ValueError(f"{where}: invalid parameters for a {kind!r} spec: {p!r}")
+        raise InputError(f"{where}: invalid parameters for a {kind!r} spec: {p!r}")
 
 
 def default_value_spec(name: str) -> ValueSpec:
@@ -208,19 +210,19 @@ class Categorical:
         if isinstance(raw, Categorical):
             return raw
         if isinstance(raw, str) or not isinstance(raw, (Mapping, Sequence)):
-            raise ValueError(f"{name} must be a list of strings or a mapping of string to weight, got {raw!r}")
+            raise InputError(f"{name} must be a list of strings or a mapping of string to weight, got {raw!r}")
         items = list(raw.items()) if isinstance(raw, Mapping) else [(v, 1.0) for v in raw]
         if not items:
-            raise ValueError(f"{name} must not be empty")
+            raise InputError(f"{name} must not be empty")
         values = tuple(v for v, _ in items)
         if not all(isinstance(v, str) and v for v in values):
-            raise ValueError(f"{name} values must be non-empty strings, got {list(values)!r}")
+            raise InputError(f"{name} values must be non-empty strings, got {list(values)!r}")
         if len(set(values)) != len(values):
-            raise ValueError(f"{name} values must be distinct, got {list(values)!r}")
+            raise InputError(f"{name} values must be distinct, got {list(values)!r}")
         weights = [w for _, w in items]
         if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights) \
                 or sum(weights) <= 0:
-            raise ValueError(f"{name} weights must be non-negative numbers with a positive sum, got {weights!r}")
+            raise InputError(f"{name} weights must be non-negative numbers with a positive sum, got {weights!r}")
         total = float(sum(weights))
         return cls(values, tuple(w / total for w in weights))
 
@@ -274,15 +276,15 @@ class Catalogs:
 def parse_key_pool(pool: Any, nested: Any) -> tuple[tuple[str, ValueSpec], ...]:
     """Validate ``IOT_KEY_POOL`` (list of names or mapping name -> spec) against ``NESTED_KEYS``."""
     if nested is None or not isinstance(nested, Mapping):
-        raise ValueError(f"NESTED_KEYS must be a mapping of key name to its sub-keys, got {nested!r}")
+        raise InputError(f"NESTED_KEYS must be a mapping of key name to its sub-keys, got {nested!r}")
     if isinstance(pool, str) or not isinstance(pool, (Mapping, Sequence)) or not pool:
-        raise ValueError(f"IOT_KEY_POOL must be a non-empty list of key names or mapping of name to spec, got {pool!r}")
+        raise InputError(f"IOT_KEY_POOL must be a non-empty list of key names or mapping of name to spec, got {pool!r}")
     items = list(pool.items()) if isinstance(pool, Mapping) else [(name, None) for name in pool]
     names = [n for n, _ in items]
     if not all(isinstance(n, str) and n for n in names):
-        raise ValueError(f"IOT_KEY_POOL keys must be non-empty strings, got {names!r}")
+        raise InputError(f"IOT_KEY_POOL keys must be non-empty strings, got {names!r}")
     if len(set(names)) != len(names):
-        raise ValueError("IOT_KEY_POOL keys must be distinct")
+        raise InputError("IOT_KEY_POOL keys must be distinct")
     out = []
     for name, spec in items:
         if spec is None:

@@ -12,8 +12,8 @@ Each parameter has one canonical UPPER_CASE name (the seed notebook's) and a low
 Secrets never come from 2 or 4: ``EVENTHUB_CONNECTION_STRING`` is read from the environment variable of that
 name, or from a Databricks secret (``EVENTHUB_SECRET_SCOPE``/``EVENTHUB_SECRET_KEY``) by the notebook helper, or
 not at all (Azure AD). It is held as a :class:`Secret`, which never shows its value in ``repr``/``str``/logs.
-Every value is validated when a Config is built; a bad one raises one ``ValueError`` naming the parameter and
-what is allowed.
+Every value is validated when a Config is built; a bad one raises one :class:`~iotgen.errors.InputError` (a
+``ValueError``) naming the parameter and what is allowed.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
+
+from .errors import InputError
+from .times import parse_datetime
 
 ENV_PREFIX = "IOTGEN_"
 # IOTGEN_* variables that belong to other faces, not to Config: the YAML file's path, the local endpoint's key,
@@ -86,7 +89,7 @@ def _int(name: str, value: Any, minimum: int = 0, maximum: int = 10**12) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise ValueError(f"{name} must be an integer from {_show(minimum)} to {_show(maximum)}, got {value!r}")
+        raise InputError(f"{name} must be an integer from {_show(minimum)} to {_show(maximum)}, got {value!r}")
     return value
 
 
@@ -103,7 +106,7 @@ def _float(name: str, value: Any, minimum: float = 0.0, strict: bool = False, ma
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
             or value < minimum or (strict and value == minimum) or value > maximum:
         relation = ">" if strict else ">="
-        raise ValueError(f"{name} must be a number {relation} {_show(minimum)} and <= {_show(maximum)}, "
+        raise InputError(f"{name} must be a number {relation} {_show(minimum)} and <= {_show(maximum)}, "
                          f"got {value!r}")
     return float(value)
 
@@ -119,14 +122,14 @@ def _bool(name: str, value: Any) -> bool:
     if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
         return value.strip().lower() in ("true", "1", "yes", "on")
     if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false, got {value!r}")
+        raise InputError(f"{name} must be true or false, got {value!r}")
     return value
 
 
 @_allowing("text")
 def _text(name: str, value: Any, allow_empty: bool = True) -> str:
     if not isinstance(value, str) or (not allow_empty and not value.strip()):
-        raise ValueError(f"{name} must be a {'' if allow_empty else 'non-empty '}string, got {value!r}")
+        raise InputError(f"{name} must be a {'' if allow_empty else 'non-empty '}string, got {value!r}")
     return value
 
 
@@ -149,7 +152,7 @@ def _optional(parse: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
 def _choice(*allowed: str) -> Callable[[str, Any], str]:
     def parse_choice(name: str, value: Any) -> str:
         if not isinstance(value, str) or value.lower() not in allowed:
-            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+            raise InputError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         return value.lower()
 
     return _allowing(" | ".join(allowed))(parse_choice)
@@ -162,23 +165,17 @@ LATEST_TIME = dt.datetime(9998, 1, 1, tzinfo=dt.timezone.utc)
 
 @_allowing(f"ISO 8601 from {EARLIEST_TIME:%Y-%m-%d} to {LATEST_TIME:%Y-%m-%d} (UTC)")
 def _anchor_time(name: str, value: Any) -> dt.datetime:
-    example = "such as 2026-01-31T00:00:00Z"
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"{name} must be an ISO 8601 date-time {example}, got {value!r}") from None
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        value = dt.datetime(value.year, value.month, value.day)
-    if not isinstance(value, dt.datetime):
-        raise ValueError(f"{name} must be an ISO 8601 date-time {example}, got {value!r}")
+    moment = parse_datetime(value)
+    if moment is None:
+        raise InputError(f"{name} must be an ISO 8601 date-time such as 2026-01-31T00:00:00Z, got {value!r}")
+    value = moment
     try:
-        value = value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+        value = value.astimezone(dt.timezone.utc)
         inside = EARLIEST_TIME <= value <= LATEST_TIME
     except OverflowError:
         inside = False
     if not inside:
-        raise ValueError(f"{name} must be from {EARLIEST_TIME:%Y-%m-%d} to {LATEST_TIME:%Y-%m-%d} (UTC), got "
+        raise InputError(f"{name} must be from {EARLIEST_TIME:%Y-%m-%d} to {LATEST_TIME:%Y-%m-%d} (UTC), got "
                          f"{value.isoformat()}")
     return value
 
@@ -187,7 +184,7 @@ def _anchor_time(name: str, value: Any) -> dt.datetime:
 def _filename_prefix(name: str, value: Any) -> str:
     value = _text(name, value, False)
     if any(c in value for c in "/\\\0") or value.startswith("."):
-        raise ValueError(f"{name} must be a plain file-name prefix (no path separators, not starting with '.'), "
+        raise InputError(f"{name} must be a plain file-name prefix (no path separators, not starting with '.'), "
                          f"got {value!r}")
     return value
 
@@ -353,13 +350,13 @@ class Config:
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, f.metadata["parse"](f.name.upper(), getattr(self, f.name)))
         if self.min_keys > self.max_keys:
-            raise ValueError(f"MIN_KEYS must be <= MAX_KEYS, got MIN_KEYS={self.min_keys} > MAX_KEYS={self.max_keys}")
+            raise InputError(f"MIN_KEYS must be <= MAX_KEYS, got MIN_KEYS={self.min_keys} > MAX_KEYS={self.max_keys}")
         start = self.resolved_anchor_time() - dt.timedelta(days=self.base_time_days_ago)
         if start < EARLIEST_TIME:
-            raise ValueError(f"BASE_TIME_DAYS_AGO={self.base_time_days_ago:g} puts the event-time window's start "
+            raise InputError(f"BASE_TIME_DAYS_AGO={self.base_time_days_ago:g} puts the event-time window's start "
                              f"before {EARLIEST_TIME:%Y-%m-%d} (ANCHOR_TIME {self.resolved_anchor_time():%Y-%m-%d})")
         if (LATEST_TIME - start).total_seconds() < self.time_spread_hours * 3600:
-            raise ValueError(f"TIME_SPREAD_HOURS={self.time_spread_hours:g} puts the event-time window's end after "
+            raise InputError(f"TIME_SPREAD_HOURS={self.time_spread_hours:g} puts the event-time window's end after "
                              f"{LATEST_TIME:%Y-%m-%d}")
 
     # ---- building -------------------------------------------------------------------------------------------
@@ -444,13 +441,13 @@ def _check_names(values: Mapping[str, Any], source: str) -> dict[str, Any]:
     for key, value in values.items():
         name = str(key).upper()
         if name in SECRET_PARAMS:
-            raise ValueError(
+            raise InputError(
                 f"{name} must not be set in the {source}: secrets come from the {name} environment variable "
                 "or a Databricks secret (EVENTHUB_SECRET_SCOPE / EVENTHUB_SECRET_KEY)")
         if name not in PARAMETERS:
             close = difflib.get_close_matches(name, PARAMETERS, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ValueError(f"unknown parameter {key!r} in the {source}{hint}")
+            raise InputError(f"unknown parameter {key!r} in the {source}{hint}")
         out[name] = value
     return out
 
@@ -472,19 +469,19 @@ def read_yaml_file(path: str | os.PathLike, parameter: str = "CONFIG_FILE") -> A
         with open(path, "rb") as file:
             raw = file.read(MAX_YAML_BYTES + 1)
     except OSError as exc:
-        raise ValueError(f"{where} cannot be read: {exc.strerror}") from None
+        raise InputError(f"{where} cannot be read: {exc.strerror}") from None
     if len(raw) > MAX_YAML_BYTES:
-        raise ValueError(f"{where} is larger than {MAX_YAML_BYTES:,} bytes; a config or spec file is a few KB")
+        raise InputError(f"{where} is larger than {MAX_YAML_BYTES:,} bytes; a config or spec file is a few KB")
     try:
         data = yaml.safe_load(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise ValueError(f"{where} is not UTF-8 text") from None
+        raise InputError(f"{where} is not UTF-8 text") from None
     except RecursionError:
-        raise ValueError(f"{where} nests deeper than {MAX_YAML_DEPTH} levels") from None
+        raise InputError(f"{where} nests deeper than {MAX_YAML_DEPTH} levels") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ValueError(f"{where} is not valid YAML{at}") from None
+        raise InputError(f"{where} is not valid YAML{at}") from None
     _check_yaml_shape(data, where)
     return data
 
@@ -498,10 +495,10 @@ def _check_yaml_shape(data: Any, where: str) -> None:
         value, depth = stack.pop()
         nodes += 1
         if nodes > MAX_YAML_NODES:
-            raise ValueError(f"{where} holds more than {MAX_YAML_NODES:,} values (aliases count where used)")
+            raise InputError(f"{where} holds more than {MAX_YAML_NODES:,} values (aliases count where used)")
         if isinstance(value, (dict, list)):
             if depth > MAX_YAML_DEPTH:
-                raise ValueError(f"{where} nests deeper than {MAX_YAML_DEPTH} levels")
+                raise InputError(f"{where} nests deeper than {MAX_YAML_DEPTH} levels")
             children = [*value.keys(), *value.values()] if isinstance(value, dict) else value
             stack.extend((child, depth + 1) for child in children)
 
@@ -512,7 +509,7 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ValueError(f"CONFIG_FILE {os.fspath(path)!r} must hold a mapping of parameter names to values")
+        raise InputError(f"CONFIG_FILE {os.fspath(path)!r} must hold a mapping of parameter names to values")
     return data
 
 

@@ -18,6 +18,8 @@ import os
 import re
 from typing import Any
 
+from .errors import InputError
+
 #: Where Unity Catalog volumes are mounted on a Databricks driver.
 VOLUMES_ROOT = "/Volumes"
 _URI = re.compile(r"^(abfss?|wasbs?|s3a?|gs|r2|dbfs):/", re.IGNORECASE)
@@ -54,14 +56,14 @@ def check_location(parameter: str, location: str, what: str = "outputs") -> None
     """On Databricks, ``ValueError`` (one line naming ``parameter``) unless ``location`` is a volume or a cloud
     URI; elsewhere nothing to check."""
     if on_databricks() and not is_volume_or_uri(location):
-        raise ValueError(f"{parameter} must be a Unity Catalog volume ({VOLUMES_ROOT}/<catalog>/<schema>/<volume>/...) "
+        raise InputError(f"{parameter} must be a Unity Catalog volume ({VOLUMES_ROOT}/<catalog>/<schema>/<volume>/...) "
                          f"or a cloud URI (abfss://...) for {what} on Databricks, got {str(location)!r}")
 
 
 def check_trigger(parameter: str, trigger: dict[str, Any]) -> None:
     """On serverless, ``ValueError`` naming ``parameter`` for a processing-time (interval) trigger."""
     if on_serverless() and "processingTime" in trigger:
-        raise ValueError(f"{parameter}: serverless compute runs only availableNow and once triggers, got the "
+        raise InputError(f"{parameter}: serverless compute runs only availableNow and once triggers, got the "
                          f"interval {trigger['processingTime']!r} (use a classic cluster for a continuous stream)")
 
 
@@ -81,7 +83,7 @@ def service_credential(name: str) -> Any:
     utils = dbutils() if on_databricks() else None
     provider = getattr(getattr(utils, "credentials", None), "getServiceCredentialsProvider", None)
     if provider is None:
-        raise ValueError("EVENTHUB_SERVICE_CREDENTIAL needs Databricks Runtime 16.2+ (dbutils.credentials."
+        raise InputError("EVENTHUB_SERVICE_CREDENTIAL needs Databricks Runtime 16.2+ (dbutils.credentials."
                          "getServiceCredentialsProvider); elsewhere use a connection string or Azure AD "
                          "(EVENTHUB_NAMESPACE)")
     return provider(name)

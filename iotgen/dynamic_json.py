@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -27,16 +26,13 @@ import numpy as np
 import pyarrow as pa
 
 from . import draws
+from .errors import InputError
 from .catalogs import ValueSpec
 from . import variant_encoding
-from .jsontext import NumberPieces, PieceTable, data_view, join_pieces, offsets_view
+from .jsontext import NumberPieces, PieceTable, data_view, join_pieces, offsets_view, quote
 
 COMBINATION_LIMIT = 2048  # string arrays with at most this many possible contents are one piece per content
 _BRACE = ord("{")
-
-
-def quote(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
 
 
 class _Value:
@@ -71,7 +67,7 @@ class _Number(_Value):
         self.low, self.high = math.ceil(low * unit - 1e-9), math.floor(high * unit + 1e-9)
         if self.low > self.high or max(abs(self.low), abs(self.high)) >= 2**62:
             where = ".".join(re.findall(r'"([^"]*)":', prefix)) or "an array item"
-            raise ValueError(f"IOT_KEY_POOL/NESTED_KEYS value spec of {where}: no number with {decimals} decimals "
+            raise InputError(f"IOT_KEY_POOL/NESTED_KEYS value spec of {where}: no number with {decimals} decimals "
                              f"in [{low}, {high}], or the range is too large for {decimals} decimals")
         self.number = NumberPieces(table, self.low, self.high, decimals, prefix, suffix)
         self.width = self.number.width
@@ -356,7 +352,7 @@ def build_json_column(
     same JSON, from the same random draws (the rest of a block is the same either way)."""
     compiled = piece_table(key_pool)
     if encoding not in ("text", "variant"):
-        raise ValueError(f"encoding must be 'text' or 'variant', got {encoding!r}")
+        raise InputError(f"encoding must be 'text' or 'variant', got {encoding!r}")
     if n == 0:
         return pa.array([], pa.string() if encoding == "text" else variant_encoding.VARIANT_TYPE)
     chosen = choose_keys(rng, n, len(key_pool), min_keys, max_keys)

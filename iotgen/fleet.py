@@ -48,14 +48,14 @@ import numpy as np
 import pyarrow as pa
 
 from . import draws, keyed_random as kr
+from .errors import InputError
 from .catalogs import Catalogs
 from .dynamic_json import build_json_column
 from .generator import BLOCK_SIZE, GeneratorSpec, _uuid4, block_rng  # _uuid4: the generator's UUID text
 from .schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS, TIMESTAMP, events_schema
+from .times import DAY_MS, HOUR_MS
 
 SECOND_MS = 1000
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
 EPOCH_EVENTS = 65_536
 
 # Sensor readings: (low, high, decimals), as documented in iotgen.schema.
@@ -108,8 +108,8 @@ class Rollout:
 
     version: str
     start_ms: int
-    duration_ms: int
-    fraction: float
+    duration_ms: int = 48 * HOUR_MS
+    fraction: float = 1.0
 
 
 DEFAULT_INTERVALS_S: dict[str, float] = {
@@ -230,7 +230,7 @@ class Fleet:
         allowed = catalogs.status_values.values
         for role, value in self.status:
             if value not in allowed:
-                raise ValueError(f"fleet.status.{role} must be one of STATUS_VALUES ({', '.join(allowed)}), "
+                raise InputError(f"fleet.status.{role} must be one of STATUS_VALUES ({', '.join(allowed)}), "
                                  f"got {value!r}: map each of {', '.join(STATUS_ROLES)} to a status value")
 
 
@@ -255,7 +255,7 @@ def fleet_devices(spec: GeneratorSpec) -> "Devices":
         if known is not None and known[0] is spec:
             return known[1]
     if spec.fleet is None:
-        raise ValueError("PROFILE is not fleet: this GeneratorSpec has no fleet")
+        raise InputError("PROFILE is not fleet: this GeneratorSpec has no fleet")
     devices = _devices(spec.fleet, spec.seed, spec.catalogs, spec.window_start_ms)
     with _BY_SPEC_LOCK:
         _BY_SPEC[id(spec)] = (spec, devices)

@@ -6,6 +6,12 @@ size, the worker count, the order blocks are produced in, or how many events are
 dbldatagen's partition-independent seeding). Every column of a block, ``json_column`` included, is computed
 with whole-array numpy/Arrow operations: there is no Python loop per event. Nothing here does I/O or keeps
 state between calls.
+
+The core takes a :class:`GeneratorSpec` and nothing else: a :class:`~iotgen.config.Config` becomes a spec in
+one place, :func:`iotgen.spec_file.generator_spec` (``GeneratorSpec.from_config`` and ``generate_events(config)``
+are conveniences that call it). A block with data-quality scenarios comes with its ground truth
+(:func:`labelled_block`); :class:`BlockCursor` is the one piece that cuts ranges of events (and their truth)
+out of blocks.
 """
 
 from __future__ import annotations
@@ -15,25 +21,54 @@ import functools
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from . import draws
 from .dynamic_json import build_json_column
-from .catalogs import Categorical, Catalogs, ValueSpec
-from .config import Config
+from .catalogs import Categorical, Catalogs
+from .errors import InputError
 from .schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS, TIMESTAMP, events_schema
+from .times import DAY_MS, HOUR_MS, iso_utc
+from .truth import Truth
+
+if TYPE_CHECKING:
+    from .config import Config
 
 BLOCK_SIZE = 32768
-DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
+
+
+# ---- the extension points ---------------------------------------------------------------------------------------
+class FleetProfile(Protocol):
+    """``spec.fleet``: makes each block's events instead of the independent draw (:class:`iotgen.fleet.Fleet`).
+    Everything must be a pure function of the arguments."""
+
+    device_count: int
+
+    def build_block(self, spec: "GeneratorSpec", block: int, json_column: str = "text") -> pa.RecordBatch:
+        """The :data:`BLOCK_SIZE` events of ``block``."""
+
+    def readings_at(self, spec: "GeneratorSpec", device: np.ndarray, t_ms: np.ndarray) -> dict[str, Any]:
+        """The readings of devices (0-based) at times (epoch ms): what a late event measured back then."""
+
+
+class ScenarioSet(Protocol):
+    """``spec.scenarios``: transforms each block and says what it did (:class:`iotgen.scenarios.Scenarios`).
+    Must be a pure function of the arguments and keep :data:`BLOCK_SIZE` rows."""
+
+    schema_drift: Sequence[Any]
+
+    def apply(self, spec: "GeneratorSpec", block: int, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Truth]:
+        """The block with the scenarios applied, and its ground truth."""
 
 
 @dataclass(frozen=True)
 class GeneratorSpec:
-    """Everything that determines the events: a seed, the catalogs and the ranges. Immutable and picklable."""
+    """Everything that determines the events: a seed, the catalogs and the ranges. Immutable and picklable.
+
+    Build it from a Config with :func:`iotgen.spec_file.generator_spec` (every face does), or directly."""
 
     seed: int
     catalogs: Catalogs
@@ -43,55 +78,32 @@ class GeneratorSpec:
     max_keys: int = 25
     num_sensors: int = 1000
     # Extension points (see generate_block): a device-fleet profile and data-quality scenarios.
-    fleet: Any = None
-    scenarios: Any = None
+    fleet: FleetProfile | None = None
+    scenarios: ScenarioSet | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
-            raise ValueError(f"RANDOM_SEED must be an integer in [0, 2**63), got {self.seed!r}")
+            raise InputError(f"RANDOM_SEED must be an integer in [0, 2**63), got {self.seed!r}")
         pool = len(self.catalogs.key_pool)
         if not 1 <= self.min_keys <= self.max_keys:
-            raise ValueError(f"MIN_KEYS must be between 1 and MAX_KEYS ({self.max_keys}), got {self.min_keys}")
+            raise InputError(f"MIN_KEYS must be between 1 and MAX_KEYS ({self.max_keys}), got {self.min_keys}")
         if self.max_keys > pool:
-            raise ValueError(f"MAX_KEYS must be <= the number of keys in IOT_KEY_POOL ({pool}), got {self.max_keys}")
+            raise InputError(f"MAX_KEYS must be <= the number of keys in IOT_KEY_POOL ({pool}), got {self.max_keys}")
         if self.window_span_ms <= 0:
-            raise ValueError(f"TIME_SPREAD_HOURS must be > 0, got a window of {self.window_span_ms} ms")
+            raise InputError(f"TIME_SPREAD_HOURS must be > 0, got a window of {self.window_span_ms} ms")
         if self.num_sensors < 1:
-            raise ValueError(f"NUM_SENSORS must be >= 1, got {self.num_sensors}")
+            raise InputError(f"NUM_SENSORS must be >= 1, got {self.num_sensors}")
 
     @classmethod
     def from_config(
-        cls, config: Config | None = None, catalogs: Catalogs | None = None, now: dt.datetime | None = None
+        cls, config: "Config | None" = None, catalogs: Catalogs | None = None, now: dt.datetime | None = None
     ) -> "GeneratorSpec":
-        """The spec a Config describes, including the fleet profile and scenarios of ``SPEC_FILE`` /
-        ``PROFILE`` when set (see :mod:`iotgen.spec_file`). Without ``RANDOM_SEED`` a fresh seed is drawn (and
-        kept in the spec)."""
-        config = config or Config()
-        if config.spec_file is not None or config.profile is not None:
-            from .spec_file import generator_spec
+        """A convenience for :func:`iotgen.spec_file.generator_spec` (the one Config -> spec path): the spec a
+        Config describes, with the fleet profile and scenarios of ``SPEC_FILE`` / ``PROFILE`` when set. Without
+        ``RANDOM_SEED`` a fresh seed is drawn (and kept in the spec)."""
+        from .spec_file import generator_spec  # the layer above: the spec file and the fleet/scenario builders
 
-            return generator_spec(config, catalogs, now)
-        return cls.base_from_config(config, catalogs, now)
-
-    @classmethod
-    def base_from_config(
-        cls, config: Config, catalogs: Catalogs | None = None, now: dt.datetime | None = None
-    ) -> "GeneratorSpec":
-        """The independent-profile spec of a Config, ignoring ``SPEC_FILE`` and ``PROFILE``."""
-        anchor = config.resolved_anchor_time(now)
-        start = anchor - dt.timedelta(days=config.base_time_days_ago)
-        seed = config.random_seed
-        if seed is None:
-            seed = int(np.random.SeedSequence().generate_state(2, np.uint32).view(np.uint64)[0] >> np.uint64(1))
-        return cls(
-            seed=seed,
-            catalogs=catalogs or Catalogs.build(),
-            window_start_ms=int(start.timestamp() * 1000),
-            window_span_ms=max(1, int(round(config.time_spread_hours * HOUR_MS))),
-            min_keys=config.min_keys,
-            max_keys=config.max_keys,
-            num_sensors=config.num_sensors,
-        )
+        return generator_spec(config, catalogs, now)
 
 
 def block_rng(seed: int, block: int, stream: int = 0) -> np.random.Generator:
@@ -99,41 +111,105 @@ def block_rng(seed: int, block: int, stream: int = 0) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, block, stream])))
 
 
-def generate_block(spec: GeneratorSpec, block: int, json_column: str = "text") -> pa.RecordBatch:
-    """The :data:`BLOCK_SIZE` events numbered ``block * BLOCK_SIZE`` and up.
+# ---- blocks and ranges ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LabelledEvents:
+    """Events and their ground truth (None for a spec without scenarios)."""
 
-    With ``spec.fleet`` set, ``spec.fleet.build_block(spec, block)`` makes the events instead of the
-    independent draw; with ``spec.scenarios`` set, ``spec.scenarios.apply(spec, block, batch)`` then transforms
-    them. Both must be pure functions of their arguments and keep :data:`BLOCK_SIZE` rows.
-    ``json_column="variant"`` writes ``json_column`` directly as VARIANT (the same values; not with scenarios,
-    which rewrite ``json_column`` text: a writer encodes their output itself).
+    events: pa.RecordBatch
+    truth: Truth | None = None
+
+
+def labelled_block(spec: GeneratorSpec, block: int, json_column: str = "text") -> LabelledEvents:
+    """The :data:`BLOCK_SIZE` events numbered ``block * BLOCK_SIZE`` and up, with their ground truth.
+
+    With ``spec.fleet`` set, ``spec.fleet.build_block(spec, block, json_column)`` makes the events instead of
+    the independent draw; with ``spec.scenarios`` set, ``spec.scenarios.apply(spec, block, batch)`` then
+    transforms them and gives their truth. ``json_column="variant"`` writes ``json_column`` directly as VARIANT
+    (the same values; not with scenarios, which rewrite ``json_column`` text: a writer encodes their output
+    itself).
     """
     if json_column == "variant" and spec.scenarios is not None:
-        raise ValueError("json_column='variant' is for specs without data-quality scenarios: generate text and "
+        raise InputError("json_column='variant' is for specs without data-quality scenarios: generate text and "
                          "encode it (iotgen.sinks.variant.json_or_text_to_variant)")
     if spec.fleet is not None:
         batch = spec.fleet.build_block(spec, block, json_column)
     else:
         batch = build_events(spec, block_rng(spec.seed, block), BLOCK_SIZE, json_column)
-    if spec.scenarios is not None:
-        batch = spec.scenarios.apply(spec, block, batch)
-    return batch
+    if spec.scenarios is None:
+        return LabelledEvents(batch)
+    return LabelledEvents(*spec.scenarios.apply(spec, block, batch))
+
+
+def generate_block(spec: GeneratorSpec, block: int, json_column: str = "text") -> pa.RecordBatch:
+    """The events of :func:`labelled_block` (their ground truth left out)."""
+    return labelled_block(spec, block, json_column).events
+
+
+def block_slices(start: int, stop: int) -> Iterator[tuple[int, int, int]]:
+    """``(block, offset, length)`` of each block's share of events ``start .. stop``, in order."""
+    position = start
+    while position < stop:
+        block = position // BLOCK_SIZE
+        offset = position - block * BLOCK_SIZE
+        take = min(stop - position, BLOCK_SIZE - offset)
+        yield block, offset, take
+        position += take
+
+
+def _joined(pieces: list[pa.RecordBatch]) -> pa.RecordBatch:
+    return pieces[0] if len(pieces) == 1 else pa.Table.from_batches(pieces).combine_chunks().to_batches()[0]
+
+
+class BlockCursor:
+    """Ranges of events (with their truth) cut out of blocks; the last block read is kept, so reading a run in
+    order, in steps of any size, generates each block once. ``take(n)`` reads on from :attr:`position`."""
+
+    def __init__(self, spec: GeneratorSpec, start: int = 0, json_column: str = "text") -> None:
+        self.spec, self.json_column, self.position = spec, json_column, start
+        self._kept: tuple[int, LabelledEvents] | None = None
+
+    def block(self, block: int) -> LabelledEvents:
+        if self._kept is None or self._kept[0] != block:
+            self._kept = (block, labelled_block(self.spec, block, self.json_column))
+        return self._kept[1]
+
+    def read(self, start: int, stop: int) -> LabelledEvents:
+        """Events ``start`` (inclusive) to ``stop`` (exclusive), identical to the same events of any other read;
+        :attr:`position` moves to ``stop``."""
+        if not 0 <= start <= stop:
+            raise InputError(f"event range must satisfy 0 <= start <= stop, got {start}..{stop}")
+        self.position = stop
+        if start == stop:
+            changes = len(self.spec.scenarios.schema_drift) if self.spec.scenarios is not None else 0
+            return LabelledEvents(pa.RecordBatch.from_pylist([], schema=events_schema(self.json_column)),
+                                  None if self.spec.scenarios is None else Truth.empty(start, changes))
+        events, truths = [], []
+        for block, offset, take in block_slices(start, stop):
+            whole = self.block(block)
+            events.append(whole.events.slice(offset, take))
+            if whole.truth is not None:
+                first = block * BLOCK_SIZE + offset
+                truths.append(whole.truth.slice(first, first + take))
+        return LabelledEvents(_joined(events), Truth.concat(truths) if truths else None)
+
+    def take(self, n: int) -> LabelledEvents:
+        """The next ``n`` events."""
+        return self.read(self.position, self.position + n)
 
 
 def generate_range(spec: GeneratorSpec, start: int, stop: int, json_column: str = "text") -> pa.RecordBatch:
     """Events ``start`` (inclusive) to ``stop`` (exclusive), identical to the same events of any other call."""
-    if not 0 <= start <= stop:
-        raise ValueError(f"event range must satisfy 0 <= start <= stop, got {start}..{stop}")
-    if start == stop:
-        return pa.RecordBatch.from_pylist([], schema=events_schema(json_column))
-    first, last = start // BLOCK_SIZE, (stop - 1) // BLOCK_SIZE
-    batches = [generate_block(spec, b, json_column) for b in range(first, last + 1)]
-    table = pa.Table.from_batches(batches).slice(start - first * BLOCK_SIZE, stop - start)
-    return table.combine_chunks().to_batches()[0]
+    return BlockCursor(spec, json_column=json_column).read(start, stop).events
+
+
+def labelled_range(spec: GeneratorSpec, start: int, stop: int) -> LabelledEvents:
+    """Events ``start .. stop`` and their ground truth, from one generation of their blocks."""
+    return BlockCursor(spec).read(start, stop)
 
 
 def generate_events(
-    spec: GeneratorSpec | Config | None = None,
+    spec: "GeneratorSpec | Config | None" = None,
     num_events: int | None = None,
     *,
     chunk_size: int | None = None,
@@ -144,46 +220,42 @@ def generate_events(
 ) -> Iterator[Any]:
     """Yield events ``start .. start + num_events`` as Arrow record batches (pandas DataFrames on request).
 
-    ``spec`` may be a :class:`GeneratorSpec` or a :class:`~iotgen.config.Config` (then ``num_events`` and
-    ``chunk_size`` default to its ``NUM_EVENTS`` and ``CHUNK_SIZE``). Chunks are aligned to blocks where they
-    can be, so each block is computed once; memory is bounded by ``chunk_size``. ``json_column="variant"``: see
-    :func:`generate_block`.
+    ``spec`` is a :class:`GeneratorSpec`; as a convenience it may be a :class:`~iotgen.config.Config` (or None,
+    the defaults): the spec is then :func:`iotgen.spec_file.generator_spec` of it, and ``num_events`` and
+    ``chunk_size`` default to its ``NUM_EVENTS`` and ``CHUNK_SIZE``. Chunks are cut by one
+    :class:`BlockCursor`, so each block is computed once; memory is bounded by ``chunk_size``.
+    ``json_column="variant"``: see :func:`labelled_block`.
     """
-    config = spec if isinstance(spec, Config) else Config()
-    if not isinstance(spec, GeneratorSpec):
-        spec = GeneratorSpec.from_config(config, catalogs)
-    elif catalogs is not None:
-        raise ValueError("catalogs can only be given with a Config; a GeneratorSpec already holds its catalogs")
-    num_events = config.num_events if num_events is None else num_events
-    chunk_size = config.chunk_size if chunk_size is None else chunk_size
+    if isinstance(spec, GeneratorSpec):
+        if catalogs is not None:
+            raise InputError("catalogs can only be given with a Config; a GeneratorSpec already holds its catalogs")
+        defaults = _config_defaults()
+    else:
+        defaults = spec if spec is not None else _config_defaults()
+        spec = GeneratorSpec.from_config(defaults, catalogs)
+    num_events = defaults.num_events if num_events is None else num_events
+    chunk_size = defaults.chunk_size if chunk_size is None else chunk_size
     for name, value, minimum in (("NUM_EVENTS", num_events, 0), ("CHUNK_SIZE", chunk_size, 1), ("start", start, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+            raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return _chunks(spec, start, start + num_events, chunk_size, as_pandas, json_column)
+
+
+def _config_defaults() -> "Config":
+    from .config import Config  # the defaults of NUM_EVENTS, CHUNK_SIZE, MIN_KEYS, ...: the one table of them
+
+    return Config()
 
 
 def _chunks(spec: GeneratorSpec, start: int, stop: int, chunk_size: int, as_pandas: bool,
             json_column: str = "text") -> Iterator[Any]:
-    cached: tuple[int, pa.RecordBatch] | None = None
-    position = start
-    while position < stop:
-        end = min(stop, position + chunk_size)
-        pieces = []
-        cursor = position
-        while cursor < end:
-            block = cursor // BLOCK_SIZE
-            if cached is None or cached[0] != block:
-                cached = (block, generate_block(spec, block, json_column))
-            offset = cursor - block * BLOCK_SIZE
-            take = min(end - cursor, BLOCK_SIZE - offset)
-            pieces.append(cached[1].slice(offset, take))
-            cursor += take
-        batch = pieces[0] if len(pieces) == 1 else pa.Table.from_batches(pieces).combine_chunks().to_batches()[0]
+    cursor = BlockCursor(spec, start, json_column)
+    while cursor.position < stop:
+        batch = cursor.take(min(chunk_size, stop - cursor.position)).events
         yield batch.to_pandas() if as_pandas else batch
-        position = end
 
 
-def generate_table(spec: GeneratorSpec | Config | None = None, num_events: int | None = None, **kwargs) -> pa.Table:
+def generate_table(spec: "GeneratorSpec | Config | None" = None, num_events: int | None = None, **kwargs) -> pa.Table:
     """All events of a run as one Arrow table."""
     batches = list(generate_events(spec, num_events, **kwargs))
     return pa.Table.from_batches(batches, schema=batches[0].schema if batches else ARROW_SCHEMA)
@@ -363,7 +435,7 @@ def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
 def generate_fixed_row(
     rng: np.random.Generator | int | None = None,
     *,
-    config: Config | None = None,
+    config: "Config | None" = None,
     **catalog_overrides: Any,
 ) -> dict[str, Any]:
     """One event's 23 fixed columns as a dict of JSON values (timestamps as ISO 8601 text), as in the seed.
@@ -384,7 +456,7 @@ def generate_dynamic_json(
     rng: np.random.Generator | int | None = None,
 ) -> dict[str, Any]:
     """One ``json_column`` object with ``min_keys..max_keys`` keys from ``key_pool`` (seed-compatible)."""
-    config = Config()
+    config = _config_defaults()
     min_keys = config.min_keys if min_keys is None else min_keys
     max_keys = config.max_keys if max_keys is None else max_keys
     catalogs = Catalogs.build(iot_key_pool=key_pool, nested_keys=nested_keys)
@@ -393,13 +465,13 @@ def generate_dynamic_json(
     return json.loads(text[0].as_py())
 
 
-def _one_event(rng, config: Config | None, overrides: dict[str, Any]) -> dict[str, Any]:
+def _one_event(rng, config: "Config | None", overrides: dict[str, Any]) -> dict[str, Any]:
     from .catalogs import CATEGORICAL_CATALOGS
 
     unknown = set(overrides) - set(CATEGORICAL_CATALOGS)
     if unknown:
-        raise ValueError(f"unknown catalog override(s) {sorted(unknown)}; allowed: {', '.join(CATEGORICAL_CATALOGS)}")
-    spec = GeneratorSpec.from_config(config or Config(random_seed=0), Catalogs.build(**overrides))
+        raise InputError(f"unknown catalog override(s) {sorted(unknown)}; allowed: {', '.join(CATEGORICAL_CATALOGS)}")
+    spec = GeneratorSpec.from_config(config or _config_defaults().replace(random_seed=0), Catalogs.build(**overrides))
     batch = build_events(spec, _rng(rng), 1)
     return event_dicts(batch)[0]
 
@@ -410,6 +482,6 @@ def event_dicts(batch: pa.RecordBatch) -> list[dict[str, Any]]:
     for row in rows:
         for key, value in row.items():
             if isinstance(value, dt.datetime):
-                row[key] = value.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+                row[key] = iso_utc(value)
         row["json_column"] = json.loads(row["json_column"])
     return rows

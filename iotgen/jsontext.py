@@ -23,14 +23,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .times import DAY_MS
+
 WHOLE_LIMIT = 1024  # a number with at most this many possible values is one piece per value
 HEAD_LIMIT = 1024   # most head pieces of a number split into head + groups of three digits
-DAY_MS = 86_400_000
 
 
-def quote(values) -> list[str]:
-    """JSON string literals (escaped and quoted) for Python strings."""
-    return [json.dumps(v, ensure_ascii=False) for v in values]
+def quote(text: str) -> str:
+    """The JSON string literal (escaped and quoted) of a Python string."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 class PieceTable:

@@ -27,20 +27,19 @@ Rates are met per block (``floor(rate * BLOCK_SIZE + u)`` events), so a run's co
 configured rates; episode scenarios (stuck, drift) and clock skew are spread evenly over the devices, so the
 share of device time affected is close to the rate at any moment.
 
-Ground truth: :meth:`Scenarios.apply_with_labels` returns the labels of the block (one row per injected fault
-and event: ``event_index``, ``event_id``, ``sensor_id``, ``kind``, ``column``, ``value``, ``source_index``,
-``note``; see :data:`LABEL_SCHEMA`) and which events each schema-drift change touches. Everything is a pure
-function of ``(spec, block)``; :func:`truth_range` returns the labels of any event range (from a small cache
-filled by ``apply``, or by generating the blocks again).
+Ground truth: :meth:`Scenarios.apply` returns the block with its :class:`~iotgen.truth.Truth`: the labels
+(one row per injected fault and event: ``event_index``, ``event_id``, ``sensor_id``, ``kind``, ``column``,
+``value``, ``source_index``, ``note``; see :data:`LABEL_SCHEMA`) and which events each schema-drift change
+touches. Everything is a pure function of ``(spec, block)``: the truth travels with the events
+(:func:`iotgen.generator.labelled_range`); :func:`truth_range` returns the labels of any event range by
+generating its blocks.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,22 +49,14 @@ import pyarrow.compute as pc
 from . import keyed_random as kr
 from .catalogs import ValueSpec
 from .dynamic_json import build_json_column
-from .fleet import DAY_MS, READING_RANGES
-from .generator import BLOCK_SIZE, GeneratorSpec, block_rng, generate_block
+from .fleet import READING_RANGES
+from .generator import BLOCK_SIZE, GeneratorSpec, block_rng, labelled_range
 from .schema import ARROW_SCHEMA, TIMESTAMP
+from .times import DAY_MS, HOUR_MS
+from .truth import LABEL_SCHEMA, Truth
 
 KINDS = ("late", "stuck", "drift", "spike", "out_of_range", "clock_skew", "malformed_json", "null", "duplicate",
          "replay", "out_of_order")
-LABEL_SCHEMA = pa.schema([
-    pa.field("event_index", pa.int64(), nullable=False),
-    pa.field("event_id", pa.string()),
-    pa.field("sensor_id", pa.string()),
-    pa.field("kind", pa.string(), nullable=False),
-    pa.field("column", pa.string()),
-    pa.field("value", pa.float64()),
-    pa.field("source_index", pa.int64()),
-    pa.field("note", pa.string()),
-])
 ANOMALY_COLUMNS = ("temperature", "humidity", "pressure")
 DEFAULT_SPIKES = {"temperature": (8.0, 25.0), "humidity": (15.0, 40.0), "pressure": (15.0, 40.0)}
 DEFAULT_DRIFT = {"temperature": 6.0, "humidity": 15.0, "pressure": 12.0}
@@ -93,6 +84,7 @@ _STUCK, _DRIFT, _SKEW = 400, 410, 420  # + column number for the episode kinds
 
 
 # ---- the scenarios' parameters ------------------------------------------------------------------------------
+# The defaults of every scenario are the defaults of these dataclasses (the spec file reader takes them from here).
 @dataclass(frozen=True)
 class WithinDistance:
     """A rate of events, each copied from (duplicates) or delivered up to (out of order) ``max_distance``
@@ -103,6 +95,16 @@ class WithinDistance:
 
 
 @dataclass(frozen=True)
+class Duplicates(WithinDistance):
+    max_distance: int = 1000
+
+
+@dataclass(frozen=True)
+class OutOfOrder(WithinDistance):
+    max_distance: int = 100
+
+
+@dataclass(frozen=True)
 class Replays:
     rate: float
     min_length: int = 5
@@ -110,17 +112,26 @@ class Replays:
     max_distance: int = 2000
 
 
+#: The default ``scale_ms`` of each lateness distribution: an exponential's mean, a lognormal's median.
+LATENESS_SCALE_MS = {"exponential": 120_000, "lognormal": 60_000, "uniform": 0}
+
+
 @dataclass(frozen=True)
 class Lateness:
     """``distribution``: exponential (mean ``scale_ms``), lognormal (median ``scale_ms``, ``sigma``) or uniform
-    (``min_ms`` to ``max_ms``); every draw is between ``min_ms`` and ``max_ms``."""
+    (``min_ms`` to ``max_ms``); every draw is between ``min_ms`` and ``max_ms``. ``scale_ms`` left out: the
+    distribution's default (:data:`LATENESS_SCALE_MS`)."""
 
     rate: float
     distribution: str = "exponential"
-    scale_ms: int = 120_000
+    scale_ms: int | None = None
     sigma: float = 1.0
     min_ms: int = 1_000
     max_ms: int = 3_600_000
+
+    def __post_init__(self) -> None:
+        if self.scale_ms is None:
+            object.__setattr__(self, "scale_ms", LATENESS_SCALE_MS[self.distribution])
 
 
 @dataclass(frozen=True)
@@ -158,6 +169,17 @@ class Episodes:
     duration_ms: int
     columns: tuple[str, ...] = ("temperature",)
     max_offset: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Stuck(Episodes):
+    duration_ms: int = 6 * HOUR_MS
+
+
+@dataclass(frozen=True)
+class Drift(Episodes):
+    duration_ms: int = DAY_MS
+    max_offset: tuple[tuple[str, float], ...] = (("temperature", DEFAULT_DRIFT["temperature"]),)
 
 
 @dataclass(frozen=True)
@@ -205,14 +227,7 @@ class Scenarios:
                          metadata=ARROW_SCHEMA.metadata)
 
     # ---- the GeneratorSpec extension point ------------------------------------------------------------
-    def apply(self, spec: GeneratorSpec, block: int, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """The block with the scenarios applied (its labels are kept for :func:`truth_range`)."""
-        out, truth = self.apply_with_labels(spec, block, batch)
-        _remember(spec, block, truth)
-        return out
-
-    def apply_with_labels(self, spec: GeneratorSpec, block: int, batch: pa.RecordBatch
-                          ) -> tuple[pa.RecordBatch, "BlockTruth"]:
+    def apply(self, spec: GeneratorSpec, block: int, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Truth]:
         """The block with the scenarios applied, and its ground truth."""
         work = _Work(spec, block, batch)
         if self.late:
@@ -356,7 +371,7 @@ class _Work:
         self.labels = kept
 
     def finish(self, schema: pa.Schema, copied_from: np.ndarray, copy_kind: np.ndarray, order: np.ndarray,
-               moved: np.ndarray, look_back: int, drifted: list[np.ndarray]) -> tuple[pa.RecordBatch, "BlockTruth"]:
+               moved: np.ndarray, look_back: int, drifted: list[np.ndarray]) -> tuple[pa.RecordBatch, Truth]:
         content = order if copied_from is None else copied_from[order]  # final row -> content slot
         arrays = []
         for f in schema:
@@ -376,7 +391,7 @@ class _Work:
         if not np.array_equal(content, np.arange(self.n)):
             batch = batch.take(pa.array(content))  # copies and delays: one take of every column
         labels = self._labels(batch, content, copied_from, copy_kind, order, moved, look_back)
-        return batch, BlockTruth(labels, tuple(mask[content] for mask in drifted))
+        return batch, Truth(labels, tuple(mask[content] for mask in drifted), self.block * BLOCK_SIZE)
 
     def _labels(self, batch, content, copied_from, copy_kind, order, moved, look_back) -> pa.Table:
         first = self.block * BLOCK_SIZE
@@ -457,14 +472,6 @@ def _subset(value: Any, keep: np.ndarray) -> Any:
 def _quantise(values: np.ndarray, column: str) -> np.ndarray:
     low, high, decimals = READING_RANGES[column]
     return np.round(np.clip(values, low, high), decimals)
-
-
-@dataclass(frozen=True)
-class BlockTruth:
-    """A block's labels (:data:`LABEL_SCHEMA`) and, per schema-drift change, which events it touched."""
-
-    labels: pa.Table
-    drifted: tuple[np.ndarray, ...] = field(default=())
 
 
 # ---- the scenarios, in order ----------------------------------------------------------------------------------
@@ -831,61 +838,13 @@ def _disorder(disorder: WithinDistance | None, work: _Work) -> tuple[np.ndarray,
 
 
 # ---- labels of any range --------------------------------------------------------------------------------------
-_CACHE: OrderedDict = OrderedDict()
-_CACHE_LOCK = threading.Lock()
-_CACHE_BLOCKS = 64
-
-
-def _remember(spec: GeneratorSpec, block: int, truth: "BlockTruth") -> None:
-    """Keep a block's truth, keyed by the spec's identity (hashing a spec is slow; a spec that is equal but
-    not the same object, e.g. unpickled in another process, just generates the block again)."""
-    with _CACHE_LOCK:
-        _CACHE[(id(spec), block)] = (spec, truth)
-        _CACHE.move_to_end((id(spec), block))
-        while len(_CACHE) > _CACHE_BLOCKS:
-            _CACHE.popitem(last=False)
-
-
-def _recall(spec: GeneratorSpec, block: int) -> "BlockTruth | None":
-    with _CACHE_LOCK:
-        known = _CACHE.get((id(spec), block))
-    return known[1] if known is not None and known[0] is spec else None
-
-
-def block_truth(spec: GeneratorSpec, block: int) -> BlockTruth:
-    """The ground truth of one block (cached by :meth:`Scenarios.apply`, else generated again)."""
-    if spec.scenarios is None:
-        raise ValueError("this GeneratorSpec has no scenarios")
-    truth = _recall(spec, block)
-    if truth is None:
-        generate_block(spec, block)
-        truth = _recall(spec, block)
-    return truth
-
-
-@dataclass(frozen=True)
-class Truth:
-    """The ground truth of an event range: its labels and how many events each schema-drift change touched."""
-
-    labels: pa.Table
-    drift_counts: tuple[int, ...]
-
-
 def truth_range(spec: GeneratorSpec, start: int, stop: int) -> Truth:
-    """Labels of events ``start .. stop`` (any range; the same whatever the chunking)."""
+    """Labels of events ``start .. stop`` (any range; the same whatever the chunking), from generating their
+    blocks; :func:`iotgen.generator.labelled_range` gives the events and their truth from one generation."""
     changes = len(spec.scenarios.schema_drift) if spec.scenarios is not None else 0
     if spec.scenarios is None or start >= stop:
-        return Truth(LABEL_SCHEMA.empty_table(), (0,) * changes)
-    tables, counts = [], np.zeros(changes, dtype=np.int64)
-    for block in range(start // BLOCK_SIZE, (stop - 1) // BLOCK_SIZE + 1):
-        truth = block_truth(spec, block)
-        first = block * BLOCK_SIZE
-        lo, hi = max(start, first) - first, min(stop, first + BLOCK_SIZE) - first
-        index = truth.labels.column("event_index")
-        inside = pc.and_(pc.greater_equal(index, first + lo), pc.less(index, first + hi))
-        tables.append(truth.labels.filter(inside))
-        counts += np.array([mask[lo:hi].sum() for mask in truth.drifted], dtype=np.int64)
-    return Truth(pa.concat_tables(tables), tuple(int(c) for c in counts))
+        return Truth.empty(start, changes)
+    return labelled_range(spec, start, stop).truth
 
 
 def label_counts(labels: pa.Table) -> dict[str, int]:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from .errors import InputError
+
 SCHEMA_VERSION = 1
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -69,7 +71,7 @@ def events_schema(json_column: str = "text") -> pa.Schema:
     if json_column == "text":
         return ARROW_SCHEMA
     if json_column != "variant":
-        raise ValueError(f"json_column must be 'text' or 'variant', got {json_column!r}")
+        raise InputError(f"json_column must be 'text' or 'variant', got {json_column!r}")
     from .variant_encoding import VARIANT_TYPE
 
     index = ARROW_SCHEMA.get_field_index("json_column")
@@ -125,7 +127,7 @@ def render(kind: str) -> str:
         return ARROW_SCHEMA.to_string(show_schema_metadata=False)
     if kind == "jsonschema":
         return json.dumps(json_schema(), indent=2)
-    raise ValueError(f"schema format must be one of spark, arrow, jsonschema, got {kind!r}")
+    raise InputError(f"schema format must be one of spark, arrow, jsonschema, got {kind!r}")
 
 
 def markdown_table() -> str:

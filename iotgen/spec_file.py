@@ -4,11 +4,12 @@
 of that text, installed with the package).
 Every section and field is optional; a field left out keeps its default. Every value is validated when the
 file is read (or, for what depends on the catalogs, when the GeneratorSpec is built), and a bad one raises
-one ``ValueError`` naming the file and the field (``scenarios.late.rate must be ...``).
+one :class:`~iotgen.errors.InputError` naming the file and the field (``scenarios.late.rate must be ...``).
 
-:func:`generator_spec` is how every face turns a :class:`~iotgen.config.Config` into the
-:class:`~iotgen.generator.GeneratorSpec` it generates from: ``GeneratorSpec.from_config`` plus the spec file's
-catalogs, and the fleet (``PROFILE=fleet``) and scenarios it describes::
+:func:`generator_spec` is the one way a :class:`~iotgen.config.Config` becomes the
+:class:`~iotgen.generator.GeneratorSpec` it generates from (every face calls it; ``GeneratorSpec.from_config``
+is a convenience that calls it): the seed and time window of the Config, the spec file's catalogs, and the
+fleet (``PROFILE=fleet``) and scenarios it describes::
 
     spec = generator_spec(Config.load(params={"SPEC_FILE": "my_spec.yaml", "NUM_EVENTS": 100_000}))
     batches = generate_events(spec, 100_000)
@@ -26,15 +27,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
 from .catalogs import Catalogs, ValueSpec
 from .config import Config, read_yaml_file
-from .fleet import (DEFAULT_CLIMATES, DEFAULT_INTERVALS_S, DEFAULT_MODELS, DEFAULT_SERIES, DAY_MS, HOUR_MS,
-                    STATUS_ROLES, Climate, Fleet, Rollout, Series)
+from .errors import InputError
+from .fleet import (DEFAULT_CLIMATES, DEFAULT_INTERVALS_S, DEFAULT_MODELS, DEFAULT_SERIES, STATUS_ROLES, Climate,
+                    Fleet, Rollout, Series)
 from .generator import GeneratorSpec
 from .scenarios import (ANOMALY_COLUMNS, DEFAULT_DRIFT, DEFAULT_SPIKES, DRIFT_OPERATIONS, DRIFT_TYPES,
-                        LATENESS_DISTRIBUTIONS, MALFORMED_KINDS, OUT_OF_RANGE_VALUES, ClockSkew, DriftChange,
-                        Episodes, Lateness, MalformedJson, OutOfRange, Replays, Scenarios, Spikes, WithinDistance)
+                        LATENESS_DISTRIBUTIONS, LATENESS_SCALE_MS, MALFORMED_KINDS, OUT_OF_RANGE_VALUES, ClockSkew,
+                        Drift, DriftChange, Duplicates, Episodes, Lateness, MalformedJson, OutOfOrder, OutOfRange,
+                        Replays, Scenarios, Spikes, Stuck)
 from .schema import COLUMN_NAMES
+from .times import HOUR_MS, iso_time, parse_datetime, parse_duration_ms
 
 EXAMPLE_NAME = "example_spec.yaml"
 #: The example spec as a file (package data next to this module; a file to pass as SPEC_FILE).
@@ -43,8 +49,34 @@ PROFILES = ("independent", "fleet")
 SECTIONS = ("profile", "catalogs", "fleet", "scenarios")
 CATALOG_KEYS = ("device_types", "status_values", "regions", "zones", "models", "sources", "envs", "iot_key_pool",
                 "nested_keys")
-_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": HOUR_MS, "d": DAY_MS}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+
+
+#: The spec file's names that differ from the field they set, per dataclass (dotted: inside a sub-section).
+#: Every default comes from the dataclasses themselves (:func:`default`): the reader repeats none.
+YAML_NAMES: dict[type, dict[str, str]] = {
+    Fleet: {"interval_s.default": "default_interval_s", "battery.drain_pct_per_day": "battery_drain_pct_per_day",
+            "battery.recharge_below_pct": "recharge_below_pct", "reboots.every_days": "reboot_every_days",
+            "faults.per_day": "faults_per_day", "faults.error_hours": "error_hours",
+            "calibration.every_days": "calibration_every_days", "calibration.maintenance_hours": "maintenance_hours",
+            "firmware.initial": "firmware_initial", "firmware.rollouts": "rollouts"},
+    Rollout: {"start": "start_ms", "duration": "duration_ms"},
+    Lateness: {"mean": "scale_ms", "median": "scale_ms", "min": "min_ms", "max": "max_ms"},
+    Stuck: {"duration": "duration_ms"},
+    Drift: {"duration": "duration_ms"},
+    ClockSkew: {"max_offset": "max_offset_ms", "max_drift_per_day": "max_drift_ms_per_day"},
+}
+# and two that set two fields: ``replays.length`` ([min_length, max_length]) and ``drift.columns`` (columns and
+# max_offset).
+
+
+def default(cls: type, name: str) -> Any:
+    """The default of the field the spec file's ``name`` sets in dataclass ``cls``."""
+    field_ = cls.__dataclass_fields__[YAML_NAMES.get(cls, {}).get(name, name)]
+    if field_.default is not dataclasses.MISSING:
+        return field_.default
+    if field_.default_factory is not dataclasses.MISSING:
+        return field_.default_factory()
+    raise KeyError(f"{cls.__name__}.{field_.name} has no default")
 
 
 def example_text() -> str:
@@ -52,7 +84,7 @@ def example_text() -> str:
     try:
         return importlib.resources.files(__package__).joinpath(EXAMPLE_NAME).read_text(encoding="utf-8")
     except OSError:
-        raise ValueError(f"the example spec {EXAMPLE_NAME} is missing from the installed iotgen package "
+        raise InputError(f"the example spec {EXAMPLE_NAME} is missing from the installed iotgen package "
                          "(package data: see [tool.setuptools.package-data] in pyproject.toml)") from None
 
 
@@ -70,7 +102,7 @@ class _Fields:
         self.used: set[str] = set()
 
     def fail(self, path: str, message: str):
-        raise ValueError(f"{self.where}: {path} {message}")
+        raise InputError(f"{self.where}: {path} {message}")
 
     def name(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
@@ -149,33 +181,14 @@ class _Fields:
             self.fail(self.name(str(key)), f"is not a known field{hint}")
 
 
-def parse_duration_ms(value: Any) -> int | None:
-    """``90s``, ``15m``, ``2h``, ``1d``, ``1h30m``, ``500ms`` or a number of seconds, in ms (None if not one)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return int(round(value * 1000)) if value >= 0 and value == value and value != float("inf") else None
-    if not isinstance(value, str):
-        return None
-    text = value.strip().lower().replace(" ", "")
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        return None
-    return int(round(sum(float(n) * _UNITS_MS[u] for n, u in parts)))
-
-
 def _time_point(fields: _Fields, key: str, window_start_ms: int) -> int:
     """A point in event time as ms after the window start: a duration (``36h``) or an ISO 8601 date-time."""
     value = fields.raw(key)
     path = fields.name(key)
     if isinstance(value, (dt.datetime, dt.date)) or (isinstance(value, str) and re.match(r"^\d{4}-\d{2}-\d{2}", value)):
-        try:
-            moment = value if isinstance(value, dt.datetime) else (
-                dt.datetime(value.year, value.month, value.day) if isinstance(value, dt.date)
-                else dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
-        except ValueError:
+        moment = parse_datetime(value)
+        if moment is None:
             fields.fail(path, f"must be a duration after the window start (36h) or an ISO 8601 date-time, got {value!r}")
-        moment = moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment
         return int(moment.timestamp() * 1000) - window_start_ms
     if value is None:
         fields.fail(path, "is required: a duration after the window start (36h) or an ISO 8601 date-time")
@@ -196,8 +209,8 @@ class Spec:
     def build_catalogs(self) -> Catalogs:
         try:
             return Catalogs.build(**self.catalogs)
-        except ValueError as exc:
-            raise ValueError(f"{self.where}: catalogs: {exc}") from None
+        except InputError as exc:
+            raise InputError(f"{self.where}: catalogs: {exc}") from None
 
     def build_fleet(self, catalogs: Catalogs, device_count: int, window_start_ms: int) -> Fleet:
         return _build_fleet(self.fleet, catalogs, device_count, self.where, window_start_ms)
@@ -252,22 +265,40 @@ def load_spec(source: str | os.PathLike | Mapping[str, Any] | None) -> Spec:
 
 def generator_spec(config: Config | None = None, catalogs: Catalogs | None = None, now: dt.datetime | None = None,
                    spec: Spec | Mapping[str, Any] | str | os.PathLike | None = None) -> GeneratorSpec:
-    """The GeneratorSpec of a run: ``GeneratorSpec.from_config`` with the spec's catalogs, and its fleet (when
-    the profile is fleet: PROFILE, else the spec's ``profile``) and scenarios. The spec is ``spec`` (a
-    :class:`Spec`, a mapping as in the YAML file, or a path) or else the file ``SPEC_FILE``; ``catalogs``
+    """The GeneratorSpec of a run, the one Config -> spec path: the Config's seed (a fresh one drawn when
+    ``RANDOM_SEED`` is unset), event-time window (anchored at ``now``, default the clock, when ``ANCHOR_TIME``
+    is unset), ``MIN_KEYS``/``MAX_KEYS``/``NUM_SENSORS``; the spec's catalogs, its fleet (when the profile is
+    fleet: PROFILE, else the spec's ``profile``) and its scenarios. The spec is ``spec`` (a :class:`Spec`, a
+    mapping as in the YAML file, or a path) or else the file ``SPEC_FILE`` (none: the defaults); ``catalogs``
     given here win over the spec's."""
     config = config or Config()
     if not isinstance(spec, Spec):
         spec = load_spec(spec if spec is not None else config.spec_file)
     catalogs = catalogs or spec.build_catalogs()
-    base = GeneratorSpec.base_from_config(config, catalogs, now)
+    start = config.resolved_anchor_time(now) - dt.timedelta(days=config.base_time_days_ago)
+    window_start_ms = int(start.timestamp() * 1000)
     profile = config.profile or spec.profile or "independent"
     fleet = None
     if profile == "fleet":
         count = config.device_count or spec.fleet.get("device_count") or config.num_sensors
-        fleet = spec.build_fleet(catalogs, count, base.window_start_ms)
-    scenarios = spec.build_scenarios(catalogs, base.window_start_ms)
-    return dataclasses.replace(base, fleet=fleet, scenarios=scenarios if scenarios.enabled() else None)
+        fleet = spec.build_fleet(catalogs, count, window_start_ms)
+    scenarios = spec.build_scenarios(catalogs, window_start_ms)
+    return GeneratorSpec(
+        seed=_fresh_seed() if config.random_seed is None else config.random_seed,
+        catalogs=catalogs,
+        window_start_ms=window_start_ms,
+        window_span_ms=max(1, int(round(config.time_spread_hours * HOUR_MS))),
+        min_keys=config.min_keys,
+        max_keys=config.max_keys,
+        num_sensors=config.num_sensors,
+        fleet=fleet,
+        scenarios=scenarios if scenarios.enabled() else None,
+    )
+
+
+def _fresh_seed() -> int:
+    """A seed from the OS's entropy, in [0, 2**63)."""
+    return int(np.random.SeedSequence().generate_state(2, np.uint32).view(np.uint64)[0] >> np.uint64(1))
 
 
 # ---- fleet ------------------------------------------------------------------------------------------------------
@@ -284,7 +315,7 @@ def _build_fleet(data: Mapping[str, Any], catalogs: Catalogs, device_count: int,
     intervals = f.section("interval_s")
     # A "default" replaces the built-in per-type intervals; types listed here override either.
     by_type = {} if intervals.has("default") else dict(DEFAULT_INTERVALS_S)
-    default_interval = intervals.number("default", 300.0, 1.0)
+    default_interval = intervals.number("default", default(Fleet, "interval_s.default"), 1.0)
     for key in intervals.data:
         if key != "default":
             known(intervals.name(key), key, types, "DEVICE_TYPES")
@@ -300,26 +331,27 @@ def _build_fleet(data: Mapping[str, Any], catalogs: Catalogs, device_count: int,
     climate.done()
     series = {name: _series(f.section(name), DEFAULT_SERIES[name]) for name in DEFAULT_SERIES}
     battery = f.section("battery")
-    drain = battery.number("drain_pct_per_day", 1.5, 0.0, 100.0, strict_low=True)
-    recharge = battery.pair("recharge_below_pct", (10.0, 30.0), 0.0, 95.0)
+    drain = battery.number("drain_pct_per_day", default(Fleet, "battery.drain_pct_per_day"), 0.0, 100.0,
+                           strict_low=True)
+    recharge = battery.pair("recharge_below_pct", default(Fleet, "battery.recharge_below_pct"), 0.0, 95.0)
     battery.done()
     reboots = f.section("reboots")
-    reboot_days = reboots.number("every_days", 12.0, 0.0, strict_low=True)
+    reboot_days = reboots.number("every_days", default(Fleet, "reboots.every_days"), 0.0, strict_low=True)
     reboots.done()
     faults = f.section("faults")
-    per_day = faults.number("per_day", 0.2, 0.0)
-    error_hours = faults.number("error_hours", 1.0, 0.0)
+    per_day = faults.number("per_day", default(Fleet, "faults.per_day"), 0.0)
+    error_hours = faults.number("error_hours", default(Fleet, "faults.error_hours"), 0.0)
     faults.done()
     calibration = f.section("calibration")
-    every = calibration.pair("every_days", (60.0, 330.0), 0.01, 3650.0)
-    maintenance = calibration.number("maintenance_hours", 2.0, 0.0)
+    every = calibration.pair("every_days", default(Fleet, "calibration.every_days"), 0.01, 3650.0)
+    maintenance = calibration.number("maintenance_hours", default(Fleet, "calibration.maintenance_hours"), 0.0)
     calibration.done()
     firmware = f.section("firmware")
-    initial = _weights(firmware, "initial", {"3.1.4": 0.7, "3.0.2": 0.3})
+    initial = _weights(firmware, "initial", dict(default(Fleet, "firmware.initial")))
     rollouts = []
     raw_rollouts = firmware.raw("rollouts", None)
     if raw_rollouts is None:
-        rollouts = list(Fleet.rollouts)
+        rollouts = list(default(Fleet, "firmware.rollouts"))
     elif not isinstance(raw_rollouts, list):
         firmware.fail(firmware.name("rollouts"), f"must be a list of rollouts, got {raw_rollouts!r}")
     else:
@@ -329,8 +361,8 @@ def _build_fleet(data: Mapping[str, Any], catalogs: Catalogs, device_count: int,
             if not isinstance(version, str) or not version:
                 r.fail(r.name("version"), f"must be a version string such as \"3.2.0\", got {version!r}")
             start = _time_point(r, "start", window_start_ms)
-            rollouts.append(Rollout(version, start, r.duration_ms("duration", 48 * HOUR_MS),
-                                    r.rate("fraction", 1.0)))
+            rollouts.append(Rollout(version, start, r.duration_ms("duration", default(Rollout, "duration")),
+                                    r.rate("fraction", default(Rollout, "fraction"))))
             r.done()
     firmware.done()
     model_map = dict(DEFAULT_MODELS)
@@ -357,8 +389,8 @@ def _build_fleet(data: Mapping[str, Any], catalogs: Catalogs, device_count: int,
         device_count=device_count,
         interval_s=tuple(by_type.items()),
         default_interval_s=default_interval,
-        interval_spread=f.number("interval_spread", 0.1, 0.0, 2.0),
-        jitter=f.number("jitter", 0.2, 0.0, 0.9),
+        interval_spread=f.number("interval_spread", default(Fleet, "interval_spread"), 0.0, 2.0),
+        jitter=f.number("jitter", default(Fleet, "jitter"), 0.0, 0.9),
         climate=tuple(climates.items()),
         default_climate=default_climate,
         battery_drain_pct_per_day=drain,
@@ -368,7 +400,7 @@ def _build_fleet(data: Mapping[str, Any], catalogs: Catalogs, device_count: int,
         error_hours=error_hours,
         calibration_every_days=every,
         maintenance_hours=maintenance,
-        idle_fraction=f.rate("idle_fraction", 0.08),
+        idle_fraction=f.rate("idle_fraction", default(Fleet, "idle_fraction")),
         firmware_initial=tuple(initial.items()),
         rollouts=tuple(rollouts),
         models=tuple(model_map.items()),
@@ -378,8 +410,8 @@ def _build_fleet(data: Mapping[str, Any], catalogs: Catalogs, device_count: int,
     f.done()
     try:
         fleet.check(catalogs)
-    except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from None
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
     return fleet
 
 
@@ -432,16 +464,19 @@ def _build_scenarios(data: Mapping[str, Any], catalogs: Catalogs, where: str, wi
             s.raw(key)
 
     section("late", _late)
-    section("stuck", lambda f: _episodes(f, 6 * HOUR_MS, drift=False))
-    section("drift", lambda f: _episodes(f, DAY_MS, drift=True))
+    section("stuck", lambda f: _episodes(f, Stuck))
+    section("drift", lambda f: _episodes(f, Drift))
     section("spikes", _spikes)
     section("out_of_range", _out_of_range)
     section("clock_skew", lambda f: ClockSkew(
-        f.rate("device_fraction"), f.duration_ms("max_offset", 600_000), f.duration_ms("max_drift_per_day", 30_000)))
+        f.rate("device_fraction"), f.duration_ms("max_offset", default(ClockSkew, "max_offset")),
+        f.duration_ms("max_drift_per_day", default(ClockSkew, "max_drift_per_day"))))
     section("malformed_json", _malformed)
-    section("duplicates", lambda f: WithinDistance(f.rate(), f.integer("max_distance", 1000, 1)))
+    section("duplicates", lambda f: Duplicates(f.rate(), f.integer("max_distance", default(Duplicates, "max_distance"),
+                                                                   1)))
     section("replays", _replays)
-    section("out_of_order", lambda f: WithinDistance(f.rate(), f.integer("max_distance", 100, 1)))
+    section("out_of_order", lambda f: OutOfOrder(f.rate(), f.integer("max_distance", default(OutOfOrder, "max_distance"),
+                                                                     1)))
     nulls = s.section("nulls")
     pairs = []
     for column in nulls.data:
@@ -463,14 +498,16 @@ def _build_scenarios(data: Mapping[str, Any], catalogs: Catalogs, where: str, wi
 
 
 def _late(f: _Fields) -> Lateness:
-    distribution = f.choice("distribution", "exponential", LATENESS_DISTRIBUTIONS)
-    minimum = f.duration_ms("min", 1000)
-    maximum = f.duration_ms("max", HOUR_MS, 1)
+    distribution = f.choice("distribution", default(Lateness, "distribution"), LATENESS_DISTRIBUTIONS)
+    minimum = f.duration_ms("min", default(Lateness, "min"))
+    maximum = f.duration_ms("max", default(Lateness, "max"), 1)
     if minimum > maximum:
         f.fail(f.name("min"), f"must be <= max ({maximum} ms), got {minimum} ms")
-    scale = f.duration_ms("mean", 120_000, 1) if distribution == "exponential" else (
-        f.duration_ms("median", 60_000, 1) if distribution == "lognormal" else 0)
-    sigma = f.number("sigma", 1.0, 0.0, 5.0, strict_low=True) if distribution == "lognormal" else 1.0
+    scale_name = {"exponential": "mean", "lognormal": "median"}.get(distribution)
+    scale = None if scale_name is None else f.duration_ms(scale_name, LATENESS_SCALE_MS[distribution], 1)
+    sigma = default(Lateness, "sigma")
+    if distribution == "lognormal":
+        sigma = f.number("sigma", sigma, 0.0, 5.0, strict_low=True)
     return Lateness(f.rate(), distribution, scale, sigma, minimum, maximum)
 
 
@@ -484,18 +521,18 @@ def _columns(f: _Fields, key: str, allowed: tuple[str, ...], default: Any) -> An
     return value
 
 
-def _episodes(f: _Fields, default_duration: int, drift: bool) -> Episodes:
+def _episodes(f: _Fields, kind: type[Episodes]) -> Episodes:
     rate = f.rate()
-    duration = f.duration_ms("duration", default_duration, 1000)
-    columns = _columns(f, "columns", ANOMALY_COLUMNS, ["temperature"])
+    duration = f.duration_ms("duration", default(kind, "duration"), 1000)
+    columns = _columns(f, "columns", ANOMALY_COLUMNS, list(default(kind, "columns")))
     offsets = ()
-    if drift:
+    if kind is Drift:
         mapping = columns if isinstance(columns, Mapping) else {c: DEFAULT_DRIFT[c] for c in columns}
         offsets = tuple((c, f.check_number(f"{f.name('columns')}.{c}", v, 0.0, strict_low=True))
                         for c, v in mapping.items())
     elif isinstance(columns, Mapping):
         f.fail(f.name("columns"), f"must be a list of columns, got {columns!r}")
-    return Episodes(rate, duration, tuple(columns), offsets)
+    return kind(rate, duration, tuple(columns), offsets)
 
 
 def _spikes(f: _Fields) -> Spikes:
@@ -531,10 +568,10 @@ def _malformed(f: _Fields) -> MalformedJson:
 
 
 def _replays(f: _Fields) -> Replays:
-    low, high = f.pair("length", (5, 50), 1, 100_000)
+    low, high = f.pair("length", (default(Replays, "min_length"), default(Replays, "max_length")), 1, 100_000)
     if low != int(low) or high != int(high):
         f.fail(f.name("length"), f"must be whole numbers of events, got {[low, high]!r}")
-    distance = f.integer("max_distance", 2000, 1)
+    distance = f.integer("max_distance", default(Replays, "max_distance"), 1)
     if distance < high:
         f.fail(f.name("max_distance"), f"must be >= the longest replay ({int(high)}), got {distance}")
     return Replays(f.rate(), int(low), int(high), distance)
@@ -558,7 +595,7 @@ def _drift_change(f: _Fields, catalogs: Catalogs, window_start_ms: int) -> Drift
         raw = f.raw("value", ["choice", ["a", "b"]])
         try:
             value = ValueSpec.parse(key, raw, f.name("value"))
-        except ValueError as exc:
+        except InputError as exc:
             f.fail(f.name("value"), f"must be a value spec such as [choice, [stable, beta]] or [int, 0, 10]: {exc}")
         if value.kind == "object":
             f.fail(f.name("value"), "cannot be an object spec: use a scalar or array spec")
@@ -593,12 +630,6 @@ def drift_timeline(spec: GeneratorSpec) -> list[dict[str, Any]]:
     changes = spec.scenarios.schema_drift if spec.scenarios is not None else ()
     return [{"at": iso_time(spec.window_start_ms + c.at_ms), "operation": c.operation, "key": c.key,
              "to": c.to, "change": c.describe()} for c in changes]
-
-
-def iso_time(ms: int) -> str:
-    """Epoch ms as ISO 8601 UTC with milliseconds."""
-    moment = dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _jsonable(value: Any) -> Any:

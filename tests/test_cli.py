@@ -166,3 +166,23 @@ def test_ramp_up_without_a_rate_exits_2_before_connecting():
               env={"EVENTHUB_CONNECTION_STRING": "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=k;"
                                                  "SharedAccessKey=abc;UseDevelopmentEmulator=true;EntityPath=h"})
     assert out.returncode == 2 and "RAMP_UP_SEC=10 needs RATE_EVENTS_PER_SEC" in out.stderr, out.stderr
+
+
+def test_bad_input_is_one_line_exit_2_and_a_bug_is_a_traceback_exit_1(tmp_path, monkeypatch, capsys):
+    """InputError (bad input) -> one line, status 2; any other exception, a ValueError from deep inside
+    included, is a bug -> its traceback, status 1 (not passed off as bad input)."""
+    from iotgen import generator
+    from iotgen.cli import main
+
+    assert main(["generate", "--events", "10", "--min-keys", "0", "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "MIN_KEYS" in err and "Traceback" not in err
+
+    def broken(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together")  # as numpy says
+
+    monkeypatch.setattr(generator, "build_events", broken)
+    assert main(["generate", "--events", "10", "--seed", "1", "--output", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "operands could not be broadcast" in err and "internal error" in err
+    assert list(tmp_path.iterdir()) == []  # nothing published

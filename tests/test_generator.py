@@ -14,9 +14,10 @@ import pytest
 
 from iotgen.catalogs import IOT_KEY_POOL, NESTED_KEYS, Catalogs
 from iotgen.config import Config
+from iotgen import generator
 from iotgen.generator import (
-    BLOCK_SIZE, GeneratorSpec, event_dicts, generate_dynamic_json, generate_events, generate_fixed_row,
-    generate_range, generate_table,
+    BLOCK_SIZE, BlockCursor, GeneratorSpec, block_slices, event_dicts, generate_dynamic_json, generate_events,
+    generate_fixed_row, generate_range, generate_table,
 )
 from iotgen.schema import ARROW_SCHEMA, COLUMN_NAMES
 
@@ -194,6 +195,42 @@ def test_same_seed_same_events_whatever_the_chunking():
     later_first = [generate_range(s, 2 * BLOCK_SIZE, 3 * BLOCK_SIZE), generate_range(s, 0, 2 * BLOCK_SIZE)]
     assert pa.Table.from_batches(later_first[1:] + later_first[:1]).equals(
         whole.slice(0, 3 * BLOCK_SIZE).combine_chunks())
+
+
+def test_block_slices_cover_a_range_block_by_block():
+    assert list(block_slices(10, 10)) == []
+    assert list(block_slices(BLOCK_SIZE - 5, 2 * BLOCK_SIZE + 3)) == [
+        (0, BLOCK_SIZE - 5, 5), (1, 0, BLOCK_SIZE), (2, 0, 3)]
+
+
+def test_the_cursor_cuts_steps_of_any_size_and_generates_each_block_once(monkeypatch):
+    s = spec(random_seed=9)
+    expected = generate_range(s, 8000, 8000 + 3 * BLOCK_SIZE)
+    made = []
+    real = generator.labelled_block
+    monkeypatch.setattr(generator, "labelled_block", lambda sp, b, j="text": made.append(b) or real(sp, b, j))
+    cursor = BlockCursor(s, 8000)
+    steps = [cursor.take(n).events for n in (150, 300, 1, 9000, 2 * BLOCK_SIZE, BLOCK_SIZE - 9451)]
+    assert cursor.position == 8000 + 3 * BLOCK_SIZE
+    assert made == [0, 1, 2, 3]  # in order, once each
+    assert pa.Table.from_batches(steps).combine_chunks().equals(pa.Table.from_batches([expected]))
+    assert cursor.take(0).events.num_rows == 0 and cursor.take(0).truth is None  # no scenarios: no truth
+
+
+def test_the_core_takes_a_spec_and_from_config_is_the_one_path(monkeypatch):
+    """GeneratorSpec.from_config and generate_events(config) are conveniences: both build the spec with
+    iotgen.spec_file.generator_spec, the one Config -> spec function."""
+    import iotgen.spec_file
+
+    calls = []
+    real = iotgen.spec_file.generator_spec
+    monkeypatch.setattr(iotgen.spec_file, "generator_spec", lambda *a, **k: calls.append(a) or real(*a, **k))
+    config = Config(random_seed=3, anchor_time=ANCHOR, num_events=10)
+    assert GeneratorSpec.from_config(config) == real(config)
+    assert pa.Table.from_batches(list(generate_events(config))).equals(generate_table(real(config), 10))
+    assert len(calls) == 2
+    source = open(generator.__file__, encoding="utf-8").read()
+    assert "\nfrom .config import" not in source and "base_from_config" not in source
 
 
 def test_different_or_missing_seed_gives_different_events():

@@ -1,7 +1,8 @@
 """The ``iotgen`` command line: one module per subcommand in this package.
 
 A subcommand module defines ``HELP`` (one line), ``configure(parser)`` and ``run(args) -> int``. Invalid input
-raises ``ValueError``; :func:`main` prints it as one line and exits with status 2, before anything is written.
+raises :class:`~iotgen.errors.InputError`; :func:`main` prints it as one line and exits with status 2, before
+anything is written. Any other exception is a bug: :func:`main` prints its traceback and exits with status 1.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import importlib
 import logging
 import signal
 import sys
+import traceback
 from typing import Sequence
+
+from ..errors import InputError
 
 # name -> module; add a line when adding a subcommand module.
 COMMANDS = {
@@ -75,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminated)  # clean up as on Ctrl-C (a subcommand may handle it itself)
     try:
         return int(args._run(args) or 0)
-    except ValueError as exc:
+    except InputError as exc:
         print(f"iotgen {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -84,6 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated:
         print(f"iotgen {args.command}: terminated (SIGTERM)", file=sys.stderr)
         return 143
+    except Exception:  # noqa: BLE001 - a bug (a ValueError from numpy or pyarrow included): show where
+        traceback.print_exc()
+        print(f"iotgen {args.command}: internal error (a bug: please report it with the traceback above)",
+              file=sys.stderr)
+        return 1
 
 
 class Terminated(BaseException):

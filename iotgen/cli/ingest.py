@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 
+from ..errors import InputError
 from ..pipelines.ingest import SOURCES, IngestOptions, run_ingest
 from ..pipelines.tables import TARGET_HELP, parse_target
 from .options import add_config_option, load_config
@@ -55,7 +56,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.source not in SOURCES:
-        raise ValueError(f"--source must be one of {', '.join(SOURCES)}, got {args.source!r}")
+        raise InputError(f"--source must be one of {', '.join(SOURCES)}, got {args.source!r}")
     config = load_config(args, FLAGS)
 
     def table(text: str):
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     target = table(args.target)
     quarantine = table(args.quarantine) if args.quarantine else None
     if quarantine is not None and quarantine.format != target.format:
-        raise ValueError("--quarantine must be a table of the same format as --target")
+        raise InputError("--quarantine must be a table of the same format as --target")
     options = IngestOptions.from_config(config)
     logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK's INFO lines drown the ingest's own
     stop = threading.Event()

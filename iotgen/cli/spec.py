@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from ..errors import InputError
 from ..spec_file import describe, example_text, generator_spec, iso_time
 from .options import add_config_option, load_config
 
@@ -23,12 +24,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.example:
         if args.file:
-            raise ValueError("give either --example or a FILE to check, not both")
+            raise InputError("give either --example or a FILE to check, not both")
         sys.stdout.write(example_text())
         return 0
     config = load_config(args, {"file": "SPEC_FILE", "seed": "RANDOM_SEED", "anchor_time": "ANCHOR_TIME"})
     if not config.spec_file:
-        raise ValueError("give a spec FILE to check (or SPEC_FILE), or --example to print one")
+        raise InputError("give a spec FILE to check (or SPEC_FILE), or --example to print one")
     spec = generator_spec(config if config.random_seed is not None else config.replace(random_seed=0))
     summary = {"spec_file": config.spec_file, "seed": spec.seed, **describe(spec)}
     if spec.fleet is not None:

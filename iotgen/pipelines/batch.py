@@ -24,12 +24,11 @@ import pyarrow as pa
 from ..allocator import retain_freed_memory
 from ..catalogs import Catalogs
 from ..config import Config
-from ..generator import GeneratorSpec, generate_events, generate_range
+from ..generator import GeneratorSpec, generate_events, labelled_range
 from ..schema import SCHEMA_VERSION
 from ..sinks.files import EXTENSIONS, EventFileWriter, check_output_dir, encode_chunk, publish, run_name, \
     temporary_folder, write_manifest
 from ..sinks.labels import LabelsWriter
-from ..scenarios import truth_range
 from ..spec_file import describe, drift_timeline, generator_spec
 from .. import __version__
 from .batch_stats import BatchStats, ChunkStats, bucket_us, chunk_stats
@@ -63,11 +62,11 @@ class _Chunk:
 
 def _chunk_job(spec: GeneratorSpec, start: int, stop: int, fmt: str, first: bool,
                sampling: tuple[int, int] | None = None) -> _Chunk:
-    batch = generate_range(spec, start, stop)
+    chunk = labelled_range(spec, start, stop)  # the events and the scenarios' ground truth, generated once
+    batch = chunk.events
     return _Chunk(
         batch if fmt == "parquet" else encode_chunk(batch, fmt, first),
-        # the scenarios' ground truth from the same process's cache: no second generation
-        None if spec.scenarios is None else truth_range(spec, start, stop),
+        chunk.truth,
         None if sampling is None else chunk_stats(batch, start, *sampling))
 
 

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import pyarrow as pa
 
+from ..errors import InputError
 from ..config import Config
 from ..schema import TIMESTAMP
 from ..sinks.decoding import decode_bodies
@@ -299,7 +300,7 @@ def run_ingest(
     held at the start. ``source``: ``eventhub`` (AMQP: ``EVENTHUB_CONNECTION_STRING`` or Azure AD) or ``kafka``
     (Event Hubs' Kafka endpoint from the connection string, or any Kafka: ``KAFKA_*``)."""
     if source not in SOURCES:
-        raise ValueError(f"the ingest source must be one of {', '.join(SOURCES)}, got {source!r}")
+        raise InputError(f"the ingest source must be one of {', '.join(SOURCES)}, got {source!r}")
     options = options or IngestOptions.from_config(config)
     stop = stop or threading.Event()
     quarantine = quarantine or quarantine_target(target)

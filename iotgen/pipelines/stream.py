@@ -38,10 +38,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import InputError
 from ..catalogs import Catalogs
 from ..config import Config, Secret
 from ..databricks import on_databricks
-from ..generator import BLOCK_SIZE, GeneratorSpec, generate_events
+from ..generator import BlockCursor, GeneratorSpec
 from ..sinks.eventhubs import EventHubConfigError, EventHubProducer, EventHubTarget, SendStats, target_from_config
 from ..spec_file import generator_spec
 from .token_bucket import TokenBucket
@@ -49,7 +50,6 @@ from .token_bucket import TokenBucket
 _LOGGER = logging.getLogger(__name__)
 MB = 1_000_000
 LIVE_TIME_COLUMNS = ("timestamp", "created_at", "updated_at", "last_calibration")
-_UNBOUNDED = 2**62
 
 
 # ---- the plan ---------------------------------------------------------------------------------------------------
@@ -69,7 +69,7 @@ class StreamPlan:
     @classmethod
     def from_config(cls, config: Config) -> "StreamPlan":
         if config.ramp_up_sec > 0 and config.rate_events_per_sec is None:
-            raise ValueError(f"RAMP_UP_SEC={config.ramp_up_sec:g} needs RATE_EVENTS_PER_SEC (--rate), the rate to "
+            raise InputError(f"RAMP_UP_SEC={config.ramp_up_sec:g} needs RATE_EVENTS_PER_SEC (--rate), the rate to "
                              "climb to")
         rate = config.rate_events_per_sec
         if rate is None and config.sleep_interval_sec > 0:
@@ -196,30 +196,6 @@ def _micros(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return pc.fill_null(micros, 0).to_numpy(), pc.is_valid(micros).to_numpy(zero_copy_only=False)
 
 
-# ---- events in steps ---------------------------------------------------------------------------------------------
-class _EventCursor:
-    """Events ``start, start+1, ...`` taken in steps of any size; each block is generated once."""
-
-    def __init__(self, spec: GeneratorSpec, start: int) -> None:
-        self._chunks = generate_events(spec, _UNBOUNDED - start, chunk_size=BLOCK_SIZE, start=start)
-        self._buffer: pa.RecordBatch | None = None
-        self.position = start
-
-    def take(self, n: int) -> pa.RecordBatch:
-        pieces = []
-        while n > 0:
-            if self._buffer is None or self._buffer.num_rows == 0:
-                self._buffer = next(self._chunks)
-            piece = self._buffer.slice(0, n)
-            self._buffer = self._buffer.slice(piece.num_rows)
-            pieces.append(piece)
-            n -= piece.num_rows
-            self.position += piece.num_rows
-        if len(pieces) == 1:
-            return pieces[0]
-        return pa.Table.from_batches(pieces).combine_chunks().to_batches()[0]
-
-
 # ---- the loop ------------------------------------------------------------------------------------------------------
 def stream_events(
     config: Config,
@@ -290,7 +266,7 @@ def _run(plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer,
          on_progress: Callable[[StreamSummary], None] | None, progress_interval: float) -> StreamSummary:
     producer.reset()
     state = _Stream(plan, spec, producer)
-    cursor = _EventCursor(spec, plan.start)
+    cursor = BlockCursor(spec, plan.start)  # each block generated once, cut into steps of any size
     events_bucket = bytes_bucket = None
     if plan.rate is not None:
         events_bucket = TokenBucket(plan.rate, max(2 * plan.batch_size, plan.rate), ramp_up=plan.ramp_up)
@@ -318,7 +294,7 @@ def _run(plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer,
                 events_bucket.acquire(n)
             now = time.time()
             first = cursor.position
-            events = cursor.take(n)
+            events = cursor.take(n).events
             if plan.time_mode == "live":  # the events happened since the previous step
                 events = rebase_times(events, int(released * 1e6), int(now * 1e6))
             released = now

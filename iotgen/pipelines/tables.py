@@ -17,10 +17,12 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import pyarrow as pa
 
+from ..errors import InputError
 from ..catalogs import Catalogs
 from ..config import TABLE_FORMATS, Config
 from ..databricks import check_location
-from ..generator import GeneratorSpec, generate_events
+from ..generator import generate_events
+from ..spec_file import generator_spec
 from ..sinks import delta, iceberg
 from ..sinks.files import check_output_dir
 from ..sinks.lakehouse import TableCommit, check_json_column_mode
@@ -43,14 +45,14 @@ class TableTarget:
 
     def __post_init__(self) -> None:
         if self.format not in TABLE_FORMATS:
-            raise ValueError(f"table format must be one of {', '.join(TABLE_FORMATS)}, got {self.format!r}")
+            raise InputError(f"table format must be one of {', '.join(TABLE_FORMATS)}, got {self.format!r}")
         mode = check_json_column_mode(self.json_column_mode)
         if self.format == "iceberg":
             iceberg.check_identifier(self.location, "the Iceberg target")
             iceberg.catalog_location(self.catalog_uri, self.warehouse)  # validates
             mode = "string"  # Iceberg v2: JSON text
         elif not self.location.strip():
-            raise ValueError("the Delta target needs a path: delta:PATH")
+            raise InputError("the Delta target needs a path: delta:PATH")
         object.__setattr__(self, "json_column_mode", mode)
 
     def __str__(self) -> str:
@@ -139,7 +141,7 @@ class TableTarget:
             return table.scan(selected_fields=tuple(columns) if columns else ("*",)).to_arrow()
         opened = delta.open_delta_table(self.location)
         if opened is None:
-            raise ValueError(f"there is no Delta table at {self.location!r}")
+            raise InputError(f"there is no Delta table at {self.location!r}")
         return opened.to_pyarrow_table(columns=columns)
 
     def query(self, sql: str, view: str = "events") -> pa.Table:
@@ -147,7 +149,7 @@ class TableTarget:
         ``json_column->>'$.location.site'`` works for VARIANT and text alike). Needs DuckDB's delta / iceberg
         extensions: loaded from the ``duckdb-extension-*`` PyPI wheels when installed, else by name."""
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", view):
-            raise ValueError(f"view must be a plain SQL name, got {view!r}")
+            raise InputError(f"view must be a plain SQL name, got {view!r}")
         con = duckdb_with_lakehouse_extensions()
         try:
             if self.format == "delta":
@@ -197,13 +199,13 @@ def parse_target(text: str, *, catalog: str | None = None, output_dir: str = "ou
                  json_column_mode: str = "variant") -> TableTarget:
     """``delta:PATH`` or ``iceberg:NAMESPACE.TABLE`` (catalog ``catalog``, default ``OUTPUT_DIR/iceberg``)."""
     if not isinstance(text, str) or ":" not in text:
-        raise ValueError(f"--target must be {TARGET_HELP}, got {text!r}")
+        raise InputError(f"--target must be {TARGET_HELP}, got {text!r}")
     kind, _, location = text.partition(":")
     kind = kind.strip().lower()
     if kind not in TABLE_FORMATS or not location.strip():
-        raise ValueError(f"--target must be {TARGET_HELP}, got {text!r}")
+        raise InputError(f"--target must be {TARGET_HELP}, got {text!r}")
     if kind == "delta" and catalog:
-        raise ValueError("--catalog only applies to iceberg: targets")
+        raise InputError("--catalog only applies to iceberg: targets")
     if kind == "iceberg":
         return TableTarget("iceberg", location.strip(), "string", catalog or None,
                            None if catalog else str(Path(output_dir) / "iceberg"),
@@ -218,7 +220,7 @@ def config_target(config: Config, fmt: str | None = None) -> TableTarget:
     if fmt == "delta":
         name = config.delta_table_name
         if not name.strip():
-            raise ValueError("DELTA_TABLE_NAME must not be empty")
+            raise InputError("DELTA_TABLE_NAME must not be empty")
         is_path = "://" in name or "/" in name or os.sep in name
         check_location("DELTA_TABLE_NAME" if is_path else "OUTPUT_DIR", name if is_path else config.output_dir,
                        "the Delta table")
@@ -232,7 +234,7 @@ def config_target(config: Config, fmt: str | None = None) -> TableTarget:
         return TableTarget("iceberg", config.iceberg_table_name, "string", uri,
                            None if uri else str(Path(config.output_dir) / "iceberg"),
                            named_by="ICEBERG_CATALOG_URI" if uri else "OUTPUT_DIR")
-    raise ValueError(f"OUTPUT_FORMAT must be one of {', '.join(TABLE_FORMATS)} for a table, got {fmt!r}")
+    raise InputError(f"OUTPUT_FORMAT must be one of {', '.join(TABLE_FORMATS)} for a table, got {fmt!r}")
 
 
 @dataclass
@@ -257,7 +259,7 @@ def write_table(
     commit. The target is checked before any event is generated."""
     target = target or config_target(config)
     target.check()
-    spec = GeneratorSpec.from_config(config, catalogs, now)
+    spec = generator_spec(config, catalogs, now)
 
     # A Delta VARIANT column straight from the generator (no JSON parse), unless scenarios rewrite the text
     direct = target.format == "delta" and target.json_column_mode == "variant" and spec.scenarios is None

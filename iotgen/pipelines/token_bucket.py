@@ -16,6 +16,8 @@ import math
 import time
 from typing import Callable
 
+from ..errors import InputError
+
 
 class TokenBucket:
     """``rate`` tokens per second, at most ``capacity`` banked, ramping up linearly over ``ramp_up`` seconds."""
@@ -30,11 +32,11 @@ class TokenBucket:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
-            raise ValueError(f"rate must be a finite number > 0, got {rate!r}")
+            raise InputError(f"rate must be a finite number > 0, got {rate!r}")
         if not (isinstance(capacity, (int, float)) and math.isfinite(capacity) and capacity > 0):
-            raise ValueError(f"capacity must be a finite number > 0, got {capacity!r}")
+            raise InputError(f"capacity must be a finite number > 0, got {capacity!r}")
         if not (isinstance(ramp_up, (int, float)) and math.isfinite(ramp_up) and ramp_up >= 0):
-            raise ValueError(f"ramp_up must be a finite number >= 0, got {ramp_up!r}")
+            raise InputError(f"ramp_up must be a finite number >= 0, got {ramp_up!r}")
         self.rate = float(rate)
         self.capacity = float(capacity)
         self.ramp_up = float(ramp_up)
@@ -91,7 +93,7 @@ class TokenBucket:
     def acquire(self, amount: float) -> float:
         """Block until ``amount`` tokens are available, take them; return the seconds waited."""
         if amount < 0:
-            raise ValueError(f"amount must be >= 0, got {amount!r}")
+            raise InputError(f"amount must be >= 0, got {amount!r}")
         waited = 0.0
         while True:
             wait = self.wait_time(amount)

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from ..errors import InputError
 from ..schema import ARROW_SCHEMA, COLUMNS, TIMESTAMP
 from .duckdb_local import select_over
 from .json_bounds import out_of_bounds
@@ -53,7 +54,7 @@ def decode_bodies(bodies: pa.Array | Sequence[bytes], json_column: str = "text",
     ``json_column`` cannot be a VARIANT is rejected). ``use_threads=False`` keeps the work on one core (the
     ingest leaves the other to the Event Hubs receiver)."""
     if json_column not in ("text", "variant"):
-        raise ValueError(f"json_column must be 'text' or 'variant', got {json_column!r}")
+        raise InputError(f"json_column must be 'text' or 'variant', got {json_column!r}")
     if not isinstance(bodies, (pa.Array, pa.ChunkedArray)):
         bodies = pa.array(bodies, pa.binary())
     if isinstance(bodies, pa.ChunkedArray):

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import InputError
 from .lakehouse import (
     LAYOUTS, CommitConflict, TableCommit, already_recorded, check_app_transactions, check_json_column_mode,
     conform, layout_of, record_batches,
@@ -46,7 +47,7 @@ def table_uri(target: str | os.PathLike) -> str:
     """A local path as an absolute path (folders are created on write); URIs (``abfss://``, ``s3://``) as given."""
     text = os.fspath(target)
     if not text.strip():
-        raise ValueError("the Delta table path must not be empty")
+        raise InputError("the Delta table path must not be empty")
     return text if "://" in text else str(Path(text).expanduser().absolute())
 
 
@@ -88,7 +89,7 @@ def prepare_batch(batch: pa.RecordBatch, layout: str, json_column_mode: str) -> 
     encoded = "json_column" in schema.names and batch.schema.field("json_column").type.equals(VARIANT_TYPE)
     if encoded:
         if json_column_mode != "variant":
-            raise ValueError("json_column is VARIANT-encoded but JSON_COLUMN_MODE is 'string'")
+            raise InputError("json_column is VARIANT-encoded but JSON_COLUMN_MODE is 'string'")
         index = schema.get_field_index("json_column")
         schema = schema.set(index, schema.field(index).with_type(VARIANT_TYPE))
     batch = conform(batch, schema)
@@ -117,13 +118,13 @@ def open_delta_table(target, storage_options: dict[str, str] | None = None):
         return target
     uri = table_uri(target)
     if "://" not in uri and Path(uri).exists() and not Path(uri).is_dir():
-        raise ValueError(f"Delta table path {uri!r} is a file, not a folder")
+        raise InputError(f"Delta table path {uri!r} is a file, not a folder")
     if dl.DeltaTable.is_deltatable(uri, storage_options):
         return dl.DeltaTable(uri, storage_options=storage_options)
     if "://" not in uri:
         path = Path(uri)
         if path.is_dir() and any(not p.name.startswith(".") for p in path.iterdir()):
-            raise ValueError(f"Delta table path {uri!r} is a non-empty folder that is not a Delta table; "
+            raise InputError(f"Delta table path {uri!r} is a non-empty folder that is not a Delta table; "
                              "choose a new or empty folder")
     return None
 
@@ -137,7 +138,7 @@ def table_layout(table) -> tuple[str, str]:
     try:
         layout = layout_of(names)
     except ValueError as exc:
-        raise ValueError(f"Delta table {table.table_uri} does not have an iotgen layout: {exc}") from None
+        raise InputError(f"Delta table {table.table_uri} does not have an iotgen layout: {exc}") from None
     mode = "variant" if "json_column" in fields and isinstance(fields["json_column"].type, VariantType) else "string"
     return layout, mode
 
@@ -161,9 +162,9 @@ def delta_table(target, layout: str = "events", json_column_mode: str = "variant
         table = _create(table_uri(target), layout, mode, storage_options)
     existing_layout, existing_mode = table_layout(table)
     if existing_layout != layout:
-        raise ValueError(f"Delta table {table.table_uri} holds {existing_layout} rows, not {layout} rows")
+        raise InputError(f"Delta table {table.table_uri} holds {existing_layout} rows, not {layout} rows")
     if "json_column" in LAYOUTS[layout].names and existing_mode != mode:
-        raise ValueError(f"JSON_COLUMN_MODE is {mode!r} but Delta table {table.table_uri} stores json_column as "
+        raise InputError(f"JSON_COLUMN_MODE is {mode!r} but Delta table {table.table_uri} stores json_column as "
                          f"{'VARIANT' if existing_mode == 'variant' else 'STRING'}: use {existing_mode!r}")
     return table
 
@@ -212,7 +213,7 @@ def write_delta(
     except dl.exceptions.DeltaError as exc:  # a later batch of a stream failed its checks: nothing committed
         message = str(exc)
         if "ValueError: " in message:
-            raise ValueError(message.rsplit("ValueError: ", 1)[1].strip()) from None
+            raise InputError(message.rsplit("ValueError: ", 1)[1].strip()) from None
         raise
     table.update_incremental()
     return TableCommit(table.table_uri, table.version(), counter.rows)
@@ -240,7 +241,7 @@ def delta_history(target, limit: int | None = None, storage_options: dict[str, s
     """The table's commits, newest first: version, UTC time, operation, rows added, app transactions."""
     table = open_delta_table(target, storage_options)
     if table is None:
-        raise ValueError(f"there is no Delta table at {os.fspath(target)!r}")
+        raise InputError(f"there is no Delta table at {os.fspath(target)!r}")
     out = []
     for commit in table.history(limit):
         metrics = commit.get("operationMetrics") or {}
@@ -262,7 +263,7 @@ def compact_delta(target, *, target_size: int | None = None, storage_options: di
     transactions are kept, so an ingest resumes from the same offsets afterwards."""
     table = open_delta_table(target, storage_options)
     if table is None:
-        raise ValueError(f"there is no Delta table at {os.fspath(target)!r}")
+        raise InputError(f"there is no Delta table at {os.fspath(target)!r}")
     return table.optimize.compact(target_size=target_size)
 
 
@@ -272,9 +273,9 @@ def vacuum_delta(target, *, retention_hours: int = 168, dry_run: bool = True,
     a killed writer); with ``dry_run`` only list them. Less than 168 hours needs ``retention_hours=0`` explicitly
     and is only safe when no reader or writer is running."""
     if isinstance(retention_hours, bool) or not isinstance(retention_hours, int) or retention_hours < 0:
-        raise ValueError(f"retention_hours must be an integer >= 0, got {retention_hours!r}")
+        raise InputError(f"retention_hours must be an integer >= 0, got {retention_hours!r}")
     table = open_delta_table(target, storage_options)
     if table is None:
-        raise ValueError(f"there is no Delta table at {os.fspath(target)!r}")
+        raise InputError(f"there is no Delta table at {os.fspath(target)!r}")
     return table.vacuum(retention_hours=retention_hours, dry_run=dry_run,
                         enforce_retention_duration=retention_hours >= 168)

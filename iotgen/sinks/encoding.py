@@ -68,8 +68,7 @@ def _needs_escape(strings: pa.Array) -> bool:
 def _quoted(strings: pa.Array) -> pa.Array:
     """JSON string literals of the values (null stays null)."""
     if _needs_escape(strings):
-        return pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in strings.to_pylist()],
-                        pa.string())
+        return pa.array([None if v is None else jsontext.quote(v) for v in strings.to_pylist()], pa.string())
     return pc.binary_join_element_wise('"', strings, '"', "")
 
 

@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 
 from .. import __version__
 from ..config import Config, Secret
+from ..errors import InputError
 from ..schema import SCHEMA_VERSION
 from . import private_api
 from .encoding import json_lines
@@ -75,7 +76,7 @@ def one_line(exc: BaseException) -> str:
     return "; ".join(dict.fromkeys(line for line in lines if line)) or type(exc).__name__
 
 
-class EventHubConfigError(ValueError):
+class EventHubConfigError(InputError):
     """The Event Hubs settings are wrong: missing, rejected credentials, unknown event hub, bad limits."""
 
 

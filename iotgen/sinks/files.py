@@ -31,6 +31,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .. import jsontext
+from ..errors import InputError
 from ..databricks import check_location
 from ..schema import ARROW_SCHEMA
 from .encoding import concatenated, json_lines, ndjson_bytes
@@ -58,17 +59,17 @@ def check_output_dir(path: str | os.PathLike, parameter: str = "OUTPUT_DIR") -> 
     check_location(parameter, os.fspath(path), "outputs")
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{parameter} {os.fspath(path)!r} exists and is not a folder")
+        raise InputError(f"{parameter} {os.fspath(path)!r} exists and is not a folder")
     run = next((p for p in (folder.absolute(), *folder.absolute().parents) if (p / MANIFEST).is_file()), None)
     if run is not None:
-        raise ValueError(f"{parameter} {os.fspath(path)!r} is inside the published run {os.fspath(run)!r} (it holds "
+        raise InputError(f"{parameter} {os.fspath(path)!r} is inside the published run {os.fspath(run)!r} (it holds "
                          f"{MANIFEST}); choose a folder outside it")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=temporary_prefix() + "probe-"):
             pass
     except OSError as exc:
-        raise ValueError(f"{parameter} {os.fspath(path)!r} is not writable: {exc.strerror or exc}") from None
+        raise InputError(f"{parameter} {os.fspath(path)!r} is not writable: {exc.strerror or exc}") from None
     remove_abandoned(folder)
     return folder
 
@@ -164,7 +165,7 @@ class EventFileWriter:
 
     def __init__(self, folder: Path, fmt: str) -> None:
         if fmt not in EXTENSIONS:
-            raise ValueError(f"OUTPUT_FORMAT must be one of {', '.join(EXTENSIONS)}, got {fmt!r}")
+            raise InputError(f"OUTPUT_FORMAT must be one of {', '.join(EXTENSIONS)}, got {fmt!r}")
         self.format = fmt
         self.folder = folder
         handle, name = tempfile.mkstemp(dir=folder, prefix=temporary_prefix(), suffix=EXTENSIONS[fmt] + ".tmp")
@@ -238,7 +239,7 @@ def encode_chunk(batch: pa.RecordBatch, fmt: str, first: bool) -> bytes:
         sink = io.BytesIO()
         pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=first))
         return sink.getvalue()
-    raise ValueError(f"OUTPUT_FORMAT must be one of {', '.join(EXTENSIONS)}, got {fmt!r}")
+    raise InputError(f"OUTPUT_FORMAT must be one of {', '.join(EXTENSIONS)}, got {fmt!r}")
 
 
 def _csv_timestamps(column: pa.Array) -> pa.Array:

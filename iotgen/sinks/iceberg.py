@@ -24,6 +24,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import pyarrow as pa
 
+from ..errors import InputError
 from .lakehouse import (
     LAYOUTS, CommitConflict, TableCommit, already_recorded, check_app_transactions, conform, layout_of,
     record_batches,
@@ -46,7 +47,7 @@ def check_identifier(identifier: str, parameter: str = "ICEBERG_TABLE_NAME") -> 
     ``parameter`` otherwise."""
     parts = tuple(identifier.split(".")) if isinstance(identifier, str) else ()
     if len(parts) < 2 or not all(_NAME.match(p) for p in parts):
-        raise ValueError(f"{parameter} must be NAMESPACE.TABLE (letters, digits, _; not starting with a digit), "
+        raise InputError(f"{parameter} must be NAMESPACE.TABLE (letters, digits, _; not starting with a digit), "
                          f"got {identifier!r}")
     return parts
 
@@ -57,20 +58,20 @@ def catalog_location(uri: str | None = None, warehouse: str | os.PathLike | None
     catalog is ``<warehouse>/catalog.db``."""
     if uri:
         if not isinstance(uri, str):
-            raise ValueError(f"ICEBERG_CATALOG_URI must be a string, got {uri!r}")
+            raise InputError(f"ICEBERG_CATALOG_URI must be a string, got {uri!r}")
         if uri.startswith("sqlite:///"):
             db = Path(uri[len("sqlite:///"):]).expanduser().absolute()
             if db.is_dir():
-                raise ValueError(f"ICEBERG_CATALOG_URI {uri!r} names a folder; use sqlite:///FOLDER/{CATALOG_FILE}")
+                raise InputError(f"ICEBERG_CATALOG_URI {uri!r} names a folder; use sqlite:///FOLDER/{CATALOG_FILE}")
             return f"sqlite:///{db}", str(Path(warehouse).absolute() if warehouse else db.parent)
         if "://" in uri:
             if warehouse is None:
-                raise ValueError(f"ICEBERG_CATALOG_URI {uri!r} is not a sqlite:/// file: also give a warehouse folder")
+                raise InputError(f"ICEBERG_CATALOG_URI {uri!r} is not a sqlite:/// file: also give a warehouse folder")
             return uri, str(Path(warehouse).absolute())
         folder = Path(uri).expanduser().absolute()
         return f"sqlite:///{folder / CATALOG_FILE}", str(Path(warehouse).absolute() if warehouse else folder)
     if warehouse is None:
-        raise ValueError("an Iceberg catalog needs ICEBERG_CATALOG_URI or a warehouse folder")
+        raise InputError("an Iceberg catalog needs ICEBERG_CATALOG_URI or a warehouse folder")
     folder = Path(warehouse).expanduser().absolute()
     return f"sqlite:///{folder / CATALOG_FILE}", str(folder)
 
@@ -83,15 +84,15 @@ def open_catalog(uri: str | None = None, warehouse: str | os.PathLike | None = N
     if sql_uri.startswith("sqlite:///"):
         db = Path(sql_uri[len("sqlite:///"):])
         if db.exists() and not db.is_file():
-            raise ValueError(f"Iceberg catalog {db} exists and is not a file")
+            raise InputError(f"Iceberg catalog {db} exists and is not a file")
         try:
             db.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ValueError(f"Iceberg catalog folder {db.parent} cannot be created: {exc.strerror}") from None
+            raise InputError(f"Iceberg catalog folder {db.parent} cannot be created: {exc.strerror}") from None
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ValueError(f"Iceberg warehouse {folder} cannot be created: {exc.strerror}") from None
+        raise InputError(f"Iceberg warehouse {folder} cannot be created: {exc.strerror}") from None
     return SqlCatalog(name, uri=sql_uri, warehouse=Path(folder).as_uri())
 
 
@@ -128,7 +129,7 @@ def table_layout(table) -> str:
     try:
         return layout_of(names)
     except ValueError as exc:
-        raise ValueError(f"Iceberg table {'.'.join(table.name())} does not have an iotgen layout: {exc}") from None
+        raise InputError(f"Iceberg table {'.'.join(table.name())} does not have an iotgen layout: {exc}") from None
 
 
 def iceberg_table(catalog, identifier: str, layout: str | None = "events", *, create: bool = True):
@@ -150,7 +151,7 @@ def iceberg_table(catalog, identifier: str, layout: str | None = "events", *, cr
             table = catalog.load_table(parts)
     existing = table_layout(table)
     if layout is not None and existing != layout:
-        raise ValueError(f"Iceberg table {identifier} holds {existing} rows, not {layout} rows")
+        raise InputError(f"Iceberg table {identifier} holds {existing} rows, not {layout} rows")
     return table
 
 
@@ -236,7 +237,7 @@ def iceberg_history(catalog, identifier: str, limit: int | None = None) -> list[
     from pyiceberg.table.snapshots import ancestors_of
 
     if not _exists(catalog, identifier):
-        raise ValueError(f"there is no Iceberg table {identifier}")
+        raise InputError(f"there is no Iceberg table {identifier}")
     table = catalog.load_table(check_identifier(identifier))
     out = []
     for snapshot in itertools.islice(ancestors_of(table.current_snapshot(), table.metadata), limit):

@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 
 from .. import __version__
 from ..config import Config, Secret
+from ..errors import InputError
 from ..schema import SCHEMA_VERSION
 from .encoding import json_lines
 from .eventhubs import ChunkOutcome, SendStats, parse_connection_string, redact
@@ -48,7 +49,7 @@ CONTENT_TYPE = b"application/json"
 QUEUE_MESSAGES = 500_000
 
 
-class KafkaConfigError(ValueError):
+class KafkaConfigError(InputError):
     """The Kafka settings are wrong: missing, rejected credentials, unknown topic."""
 
 

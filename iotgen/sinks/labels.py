@@ -13,7 +13,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from ..scenarios import LABEL_SCHEMA, Truth, label_counts
+from ..scenarios import label_counts
+from ..truth import LABEL_SCHEMA, Truth
 from .encoding import ndjson_bytes
 
 

@@ -21,6 +21,7 @@ from typing import Iterable, Iterator, Mapping
 
 import pyarrow as pa
 
+from ..errors import InputError
 from ..schema import ARROW_SCHEMA, TIMESTAMP
 
 JSON_COLUMN_MODES = ("variant", "string")
@@ -68,7 +69,7 @@ def layout_of(names: Iterable[str]) -> str:
     details = "; ".join(part for part in (
         f"missing {', '.join(missing)}" if missing else "",
         f"unexpected {', '.join(extra)}" if extra else "") if part)
-    raise ValueError(
+    raise InputError(
         "table data must have the 24 event columns of iotgen.schema.ARROW_SCHEMA (optionally with "
         f"_partition, _sequence_number, _enqueued_time), or the quarantine columns; {details or 'got ' + str(sorted(given))}")
 
@@ -78,7 +79,7 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     extra, of an incompatible type, or null where the schema forbids nulls."""
     if set(batch.schema.names) != set(schema.names) or len(batch.schema.names) != len(schema.names):
         layout_of(batch.schema.names)  # raises with the difference spelled out
-        raise ValueError(f"table data columns {batch.schema.names} do not match the table's {schema.names}")
+        raise InputError(f"table data columns {batch.schema.names} do not match the table's {schema.names}")
     columns = []
     for field in schema:
         column = batch.column(batch.schema.get_field_index(field.name))
@@ -86,9 +87,9 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
             try:
                 column = column.cast(field.type)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise ValueError(f"table column {field.name} must be {field.type}, got {column.type}: {exc}") from None
+                raise InputError(f"table column {field.name} must be {field.type}, got {column.type}: {exc}") from None
         if not field.nullable and column.null_count:
-            raise ValueError(f"table column {field.name} must not be null ({column.null_count} null values)")
+            raise InputError(f"table column {field.name} must not be null ({column.null_count} null values)")
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
@@ -108,14 +109,14 @@ def record_batches(data) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     try:
         first = next(iterator)
     except StopIteration:
-        raise ValueError("table data is an empty iterable: pass a pyarrow Table to write no rows") from None
+        raise InputError("table data is an empty iterable: pass a pyarrow Table to write no rows") from None
     if isinstance(first, pa.Table):
         first = first.combine_chunks()
         batches = first.to_batches() or [pa.RecordBatch.from_pylist([], schema=first.schema)]
     elif isinstance(first, pa.RecordBatch):
         batches = [first]
     else:
-        raise ValueError(f"table data must be pyarrow Tables or RecordBatches, got {type(first).__name__}")
+        raise InputError(f"table data must be pyarrow Tables or RecordBatches, got {type(first).__name__}")
 
     def chained() -> Iterator[pa.RecordBatch]:
         yield from batches
@@ -127,7 +128,7 @@ def record_batches(data) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
 
 def check_json_column_mode(mode: str) -> str:
     if not isinstance(mode, str) or mode.lower() not in JSON_COLUMN_MODES:
-        raise ValueError(f"JSON_COLUMN_MODE must be one of {', '.join(JSON_COLUMN_MODES)}, got {mode!r}")
+        raise InputError(f"JSON_COLUMN_MODE must be one of {', '.join(JSON_COLUMN_MODES)}, got {mode!r}")
     return mode.lower()
 
 
@@ -137,17 +138,17 @@ def check_app_transactions(idempotency_key: tuple[str, int] | None,
     txns: dict[str, int] = {}
     if idempotency_key is not None:
         if not (isinstance(idempotency_key, tuple) and len(idempotency_key) == 2):
-            raise ValueError(f"idempotency_key must be a tuple (app_id, version), got {idempotency_key!r}")
+            raise InputError(f"idempotency_key must be a tuple (app_id, version), got {idempotency_key!r}")
         txns[idempotency_key[0]] = idempotency_key[1]
     for app_id, version in (app_transactions or {}).items():
         if app_id in txns and txns[app_id] != version:
-            raise ValueError(f"app transaction {app_id!r} is given twice with different versions")
+            raise InputError(f"app transaction {app_id!r} is given twice with different versions")
         txns[app_id] = version
     for app_id, version in txns.items():
         if not isinstance(app_id, str) or not app_id.strip():
-            raise ValueError(f"an app transaction id must be a non-empty string, got {app_id!r}")
+            raise InputError(f"an app transaction id must be a non-empty string, got {app_id!r}")
         if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-            raise ValueError(f"app transaction {app_id!r} needs an integer version >= 0, got {version!r}")
+            raise InputError(f"app transaction {app_id!r} needs an integer version >= 0, got {version!r}")
     return txns
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..errors import InputError
 from ..databricks import on_databricks
 from ..sinks.eventhubs import SERVICE_BUS_SUFFIX, parse_connection_string
 from ..sinks.kafka import EMULATOR_KAFKA_PORT, EVENTHUBS_KAFKA_PORT
@@ -73,28 +74,28 @@ def kafka_options(connection_string: str | None = None, *, namespace: str | None
     if fields:
         host = urlsplit(fields.get("endpoint", "")).hostname or ""
         if not host or ("." not in host and not local):
-            raise ValueError("the connection string's Endpoint must be sb://<namespace>.servicebus.windows.net/ "
+            raise InputError("the connection string's Endpoint must be sb://<namespace>.servicebus.windows.net/ "
                              "for the Kafka route")
     elif namespace:
         host = _host(namespace)
     else:
-        raise ValueError("the Kafka route needs EVENTHUB_CONNECTION_STRING or, with EVENTHUB_SERVICE_CREDENTIAL, "
+        raise InputError("the Kafka route needs EVENTHUB_CONNECTION_STRING or, with EVENTHUB_SERVICE_CREDENTIAL, "
                          "EVENTHUB_NAMESPACE")
     topic = topic or fields.get("entitypath")
     if not topic:
-        raise ValueError("EVENTHUB_NAME is required when the connection string has no EntityPath")
+        raise InputError("EVENTHUB_NAME is required when the connection string has no EntityPath")
     if starting_offsets not in ("earliest", "latest") and not starting_offsets.lstrip().startswith("{"):
-        raise ValueError(f"starting_offsets must be earliest, latest or Kafka's JSON form, got {starting_offsets!r}")
+        raise InputError(f"starting_offsets must be earliest, latest or Kafka's JSON form, got {starting_offsets!r}")
     port = EMULATOR_KAFKA_PORT if local else KAFKA_PORT
     options = {"kafka.bootstrap.servers": (bootstrap_servers or "").strip() or f"{host}:{port}", "subscribe": topic}
     if service_credential:
         if local:
-            raise ValueError("EVENTHUB_SERVICE_CREDENTIAL is for Azure Event Hubs, not the local endpoint")
+            raise InputError("EVENTHUB_SERVICE_CREDENTIAL is for Azure Event Hubs, not the local endpoint")
         options["databricks.serviceCredential"] = service_credential
         options["databricks.serviceCredential.scope"] = f"https://{host}/.default"
     else:
         if not connection_string or ("sharedaccesskey" not in fields and "sharedaccesssignature" not in fields):
-            raise ValueError("the Kafka route needs a connection string with SharedAccessKey (or "
+            raise InputError("the Kafka route needs a connection string with SharedAccessKey (or "
                              "SharedAccessSignature), or EVENTHUB_SERVICE_CREDENTIAL; for Azure AD use "
                              "format('iotgen_eventhubs')")
         password = connection_string.strip().replace('"', '\\"')

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import InputError
 from ..schema import COLUMNS, FIXED_COLUMNS, TIMESTAMP, spark_ddl
 
 PROVENANCE = ("_partition", "_sequence_number", "_enqueued_time")
@@ -110,12 +111,12 @@ def parse_events(df: Any, body_column: str | None = None) -> Any:
     body, provenance = _provenance(df)
     if body_column is not None:
         if body_column not in df.columns:
-            raise ValueError(f"body_column {body_column!r} is not a column of the frame; columns: {df.columns}")
+            raise InputError(f"body_column {body_column!r} is not a column of the frame; columns: {df.columns}")
         body = body_column
     if not body and set(EVENT_COLUMNS) <= set(df.columns):
         return _events_to_variant(df)
     if not body:
-        raise ValueError("parse_events needs the iotgen_eventhubs source's frame (body, partition, sequenceNumber, "
+        raise InputError("parse_events needs the iotgen_eventhubs source's frame (body, partition, sequenceNumber, "
                          "enqueuedTime), a Kafka frame (value, ...), a frame with the 24 event columns, or "
                          f"body_column naming the JSON column; got columns {df.columns}")
     real = bool(provenance)

@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from ..config import Config
 from ..databricks import check_location, check_trigger, on_databricks
 from ..pipelines.tables import config_target
@@ -90,7 +91,7 @@ def choose_source(config: Config, basic_tier: bool = False, kafka_source: bool |
     connection = config.eventhub_connection_string
     fields = parse_connection_string(connection.reveal()) if connection is not None else {}
     if source == "kafka" and basic_tier:
-        raise ValueError("SPARK_SOURCE=kafka: the namespace is on the Basic tier (256 KB messages), which has no "
+        raise InputError("SPARK_SOURCE=kafka: the namespace is on the Basic tier (256 KB messages), which has no "
                          "Kafka endpoint: use SPARK_SOURCE=iotgen_eventhubs, or a Standard namespace or above")
     if source != "auto":
         return source
@@ -122,7 +123,7 @@ def event_source(config: Config, *, streaming: bool = True, basic_tier: bool = F
     connection = config.eventhub_connection_string
     if choose_source(config, basic_tier, kafka_source) == "kafka":
         if connection is None and not (config.eventhub_service_credential and config.eventhub_namespace):
-            raise ValueError("SPARK_SOURCE=kafka needs EVENTHUB_CONNECTION_STRING (env var or Databricks secret) or "
+            raise InputError("SPARK_SOURCE=kafka needs EVENTHUB_CONNECTION_STRING (env var or Databricks secret) or "
                              "EVENTHUB_SERVICE_CREDENTIAL with EVENTHUB_NAMESPACE")
         from .kafka import kafka_options
 
@@ -133,7 +134,7 @@ def event_source(config: Config, *, streaming: bool = True, basic_tier: bool = F
             bootstrap_servers=config.kafka_bootstrap_servers or None, starting_offsets=config.spark_starting_position,
             max_offsets_per_trigger=config.spark_max_events_per_trigger if streaming else None)
     if config.eventhub_service_credential and connection is None:
-        raise ValueError("EVENTHUB_SERVICE_CREDENTIAL is for the Kafka route (SPARK_SOURCE=kafka, Databricks Runtime "
+        raise InputError("EVENTHUB_SERVICE_CREDENTIAL is for the Kafka route (SPARK_SOURCE=kafka, Databricks Runtime "
                          "16.1+): the iotgen_eventhubs source reads on the executors, where dbutils is not available; "
                          "give it EVENTHUB_CONNECTION_STRING or EVENTHUB_NAMESPACE (Azure AD) instead")
     options = {"startingPosition": config.spark_starting_position}
@@ -142,7 +143,7 @@ def event_source(config: Config, *, streaming: bool = True, basic_tier: bool = F
     elif config.eventhub_namespace:
         options["fullyQualifiedNamespace"] = config.eventhub_namespace
     else:
-        raise ValueError("reading Event Hubs needs EVENTHUB_CONNECTION_STRING (env var or Databricks secret) or "
+        raise InputError("reading Event Hubs needs EVENTHUB_CONNECTION_STRING (env var or Databricks secret) or "
                          "EVENTHUB_NAMESPACE and EVENTHUB_NAME (Azure AD)")
     if config.eventhub_name:
         options["eventHubName"] = config.eventhub_name

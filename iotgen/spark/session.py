@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ..errors import InputError
 from ..databricks import on_databricks
 
 LOG4J2_PROPERTIES = """\
@@ -89,9 +90,9 @@ def jar_files(jars: str | os.PathLike | Iterable[str | os.PathLike] | None) -> l
         elif path.is_file() and path.suffix == ".jar":
             found.append(path)
         else:
-            raise ValueError(f"SPARK_JARS: {str(item).strip()!r} is neither a folder of jars nor a .jar file")
+            raise InputError(f"SPARK_JARS: {str(item).strip()!r} is neither a folder of jars nor a .jar file")
     if not found:
-        raise ValueError(f"SPARK_JARS: no .jar file in {jars!s}")
+        raise InputError(f"SPARK_JARS: no .jar file in {jars!s}")
     return [p.resolve() for p in found]
 
 

@@ -55,6 +55,7 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 
+from ..errors import InputError
 from ..config import Secret
 from ..sinks.eventhubs import parse_connection_string as sinks_connection_fields
 
@@ -105,38 +106,38 @@ class EventHubsOptions:
             if name is None:
                 if str(key).lower() == "path":
                     continue
-                raise ValueError(f"unknown option {key!r} for the iotgen_eventhubs source; allowed: {', '.join(OPTIONS)}")
+                raise InputError(f"unknown option {key!r} for the iotgen_eventhubs source; allowed: {', '.join(OPTIONS)}")
             values[name] = value
         connection = values.get("connectionString") or None
         namespace = values.get("fullyQualifiedNamespace") or None
         hub = values.get("eventHubName") or None
         if connection is None and namespace is None:
-            raise ValueError("the iotgen_eventhubs source needs the connectionString option (from a secret) or "
+            raise InputError("the iotgen_eventhubs source needs the connectionString option (from a secret) or "
                              "fullyQualifiedNamespace and eventHubName (Azure AD)")
         if connection is not None:
             fields = parse_connection_string(connection)
             hub = hub or fields.get("entitypath")
         if not hub:
-            raise ValueError("eventHubName is required when the connection string has no EntityPath")
+            raise InputError("eventHubName is required when the connection string has no EntityPath")
         starting = _starting_position(values.get("startingPosition", "earliest"))
         max_events = values.get("maxEventsPerTrigger")
         if max_events is not None:
             text = str(max_events).strip()
             if not text.isdigit() or int(text) < 1:
-                raise ValueError(f"maxEventsPerTrigger must be an integer >= 1, got {max_events!r}")
+                raise InputError(f"maxEventsPerTrigger must be an integer >= 1, got {max_events!r}")
             max_events = int(text)
         try:
             timeout = float(values.get("receiveTimeout", 60))
         except ValueError:
             timeout = -1.0
         if not 0 < timeout < float("inf"):
-            raise ValueError(f"receiveTimeout must be a number of seconds > 0, got {values.get('receiveTimeout')!r}")
+            raise InputError(f"receiveTimeout must be a number of seconds > 0, got {values.get('receiveTimeout')!r}")
         loss = str(values.get("failOnDataLoss", "true")).strip().lower()
         if loss not in ("true", "false"):
-            raise ValueError(f"failOnDataLoss must be true or false, got {values.get('failOnDataLoss')!r}")
+            raise InputError(f"failOnDataLoss must be true or false, got {values.get('failOnDataLoss')!r}")
         transport = str(values.get("transport", "amqp")).strip().lower()
         if transport not in ("amqp", "websockets"):
-            raise ValueError(f"transport must be amqp or websockets, got {values.get('transport')!r}")
+            raise InputError(f"transport must be amqp or websockets, got {values.get('transport')!r}")
         return cls(Secret(connection) if connection else None, namespace, hub,
                    values.get("consumerGroup") or "$Default", starting, max_events, timeout, loss == "true", transport)
 
@@ -158,7 +159,7 @@ def parse_connection_string(text: str) -> dict[str, str]:
     """``Key=Value;...`` fields of an Event Hubs connection string, keys lower-cased (values never shown)."""
     fields = sinks_connection_fields(text, "the Event Hubs connection string")
     if not fields.get("endpoint", "").startswith("sb://"):
-        raise ValueError("the Event Hubs connection string must contain Endpoint=sb://<namespace>/")
+        raise InputError("the Event Hubs connection string must contain Endpoint=sb://<namespace>/")
     return fields
 
 
@@ -172,7 +173,7 @@ def _starting_position(value: Any) -> str | dict[str, int]:
         positions = None
     if not isinstance(positions, dict) or not all(
             isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in positions.values()):
-        raise ValueError("startingPosition must be earliest, latest or a JSON object of partition id to "
+        raise InputError("startingPosition must be earliest, latest or a JSON object of partition id to "
                          f"sequence number such as {{\"0\": 120}}, got {value!r}")
     return {str(k): v for k, v in positions.items()}
 
@@ -382,7 +383,7 @@ class EventHubsStreamReader(DataSourceStreamReader, *AVAILABLE_NOW_BASES):
 
     def _check(self, offset: dict) -> dict[str, int]:
         if offset.get("eventHub") != self.options.hub:
-            raise ValueError(f"this checkpoint belongs to event hub {offset.get('eventHub')!r}, not "
+            raise InputError(f"this checkpoint belongs to event hub {offset.get('eventHub')!r}, not "
                              f"{self.options.hub!r}: use a new checkpoint location")
         return {str(k): int(v) for k, v in offset["sequenceNumbers"].items()}
 

@@ -61,10 +61,12 @@ from typing import Any, Iterator, Mapping
 
 import pyarrow as pa
 
+from ..errors import InputError
 from ..catalogs import Catalogs
 from ..config import Config
-from ..generator import BLOCK_SIZE, GeneratorSpec, generate_block
+from ..generator import BLOCK_SIZE, GeneratorSpec, block_slices, generate_block
 from ..schema import ARROW_SCHEMA, spark_ddl
+from ..spec_file import generator_spec
 
 from .runtime import (
     AVAILABLE_NOW_BASES, DataSource, DataSourceReader, DataSourceStreamReader, InputPartition, OffsetTracker,
@@ -119,15 +121,15 @@ class IotgenOptions:
             elif key != "path":
                 allowed = ", ".join(list(SOURCE_OPTIONS) + [_option_name(p) for p in GENERATOR_PARAMS
                                                             if p != "RANDOM_SEED"])
-                raise ValueError(f"unknown option {raw_key!r} for the iotgen source; allowed: {allowed}")
+                raise InputError(f"unknown option {raw_key!r} for the iotgen source; allowed: {allowed}")
         if "seed" in source:
             if "RANDOM_SEED" in params:
-                raise ValueError("give the iotgen source either seed or randomSeed, not both")
+                raise InputError("give the iotgen source either seed or randomSeed, not both")
             params["RANDOM_SEED"] = source["seed"]
         try:
             config = Config.load(params=params, env={})
-        except ValueError as exc:  # the message names the parameter; name the option too
-            raise ValueError(f"iotgen source option {_option_of(exc, given)}: {exc}") from None
+        except InputError as exc:  # the message names the parameter; name the option too
+            raise InputError(f"iotgen source option {_option_of(exc, given)}: {exc}") from None
         num_events = config.num_events if (not streaming or "NUM_EVENTS" in params) else None
         num_partitions = _positive_int("numPartitions", source.get("numPartitions"), max(1, os.cpu_count() or 1))
         rows_per_second = None
@@ -138,9 +140,9 @@ class IotgenOptions:
             rows_per_batch = _positive_int("rowsPerBatch", source["rowsPerBatch"], None)
         start_event = _positive_int("startEvent", source.get("startEvent"), 0, minimum=0)
         if streaming and num_events is None and rows_per_second is None and rows_per_batch is None:
-            raise ValueError("a streaming iotgen source needs rowsPerSecond, rowsPerBatch or numEvents")
+            raise InputError("a streaming iotgen source needs rowsPerSecond, rowsPerBatch or numEvents")
         if not streaming and (rows_per_second is not None or rows_per_batch is not None or "startEvent" in source):
-            raise ValueError("rowsPerSecond, rowsPerBatch and startEvent apply to spark.readStream only")
+            raise InputError("rowsPerSecond, rowsPerBatch and startEvent apply to spark.readStream only")
         catalogs = _catalogs(source.get("catalogs"))
         explicit = frozenset(params) | frozenset(source)
         return cls(config, catalogs, num_events, config.random_seed, num_partitions, rows_per_second,
@@ -157,11 +159,11 @@ class IotgenOptions:
             start = dt.datetime.fromtimestamp(window[0] / 1000, dt.timezone.utc)
             config = config.replace(anchor_time=start + dt.timedelta(days=config.base_time_days_ago))
         try:
-            spec = GeneratorSpec.from_config(config, self.catalogs)
-        except (ValueError, OSError) as exc:
+            spec = generator_spec(config, self.catalogs)
+        except (InputError, OSError) as exc:
             if config.spec_file is None:
                 raise
-            raise ValueError(f"iotgen source option specFile ({config.spec_file!r}): {exc}") from None
+            raise InputError(f"iotgen source option specFile ({config.spec_file!r}): {exc}") from None
         if window is not None:
             spec = dataclasses.replace(spec, window_start_ms=window[0], window_span_ms=window[1])
         return spec
@@ -182,11 +184,11 @@ def _option_of(error: ValueError, given: Mapping[str, str]) -> str:
 def _positive_int(name: str, value: Any, default: int | None, minimum: int = 1) -> int:
     if value is None:
         if default is None:
-            raise ValueError(f"{name} is required")
+            raise InputError(f"{name} is required")
         return default
     text = str(value).strip()
     if not text.lstrip("+").isdigit() or int(text) < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(text)
 
 
@@ -196,7 +198,7 @@ def _positive_float(name: str, value: Any) -> float:
     except ValueError:
         number = float("nan")
     if not number > 0 or number == float("inf"):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        raise InputError(f"{name} must be a finite number > 0, got {value!r}")
     return number
 
 
@@ -206,9 +208,9 @@ def _catalogs(text: Any) -> Catalogs | None:
     try:
         overrides = json.loads(text) if isinstance(text, str) else text
     except json.JSONDecodeError as exc:
-        raise ValueError(f"catalogs must be a JSON object of catalog overrides: {exc.msg}") from None
+        raise InputError(f"catalogs must be a JSON object of catalog overrides: {exc.msg}") from None
     if not isinstance(overrides, dict):
-        raise ValueError("catalogs must be a JSON object such as {\"DEVICE_TYPES\": [\"a\", \"b\"]}")
+        raise InputError("catalogs must be a JSON object such as {\"DEVICE_TYPES\": [\"a\", \"b\"]}")
     return Catalogs.build(**{str(k).lower(): v for k, v in overrides.items()})
 
 
@@ -217,7 +219,7 @@ def catalogs_option(catalogs: Catalogs | Mapping[str, Any] | None) -> str | None
     if catalogs is None:
         return None
     if isinstance(catalogs, Catalogs):
-        raise ValueError("pass the catalog overrides (a mapping such as {'DEVICE_TYPES': [...]}), not a Catalogs "
+        raise InputError("pass the catalog overrides (a mapping such as {'DEVICE_TYPES': [...]}), not a Catalogs "
                          "object: options travel to Spark as JSON text")
     return json.dumps({str(k).upper(): v for k, v in catalogs.items()})
 
@@ -271,14 +273,9 @@ def _block(spec: GeneratorSpec, block: int) -> pa.RecordBatch:
 
 def read_range(spec: GeneratorSpec, start: int, stop: int) -> Iterator[pa.RecordBatch]:
     """The events of one partition as Arrow record batches of at most one block, in Spark's schema."""
-    position = start
-    while position < stop:
-        block = position // BLOCK_SIZE
-        offset = position - block * BLOCK_SIZE
-        take = min(stop - position, BLOCK_SIZE - offset)
+    for block, offset, take in block_slices(start, stop):
         batch = _block(spec, block).slice(offset, take)
         yield pa.RecordBatch.from_arrays(batch.columns, schema=SPARK_ARROW_SCHEMA)
-        position += take
 
 
 # ---- readers -----------------------------------------------------------------------------------------------
@@ -322,7 +319,7 @@ class IotgenStreamReader(DataSourceStreamReader, *AVAILABLE_NOW_BASES):
     def _spec_for(self, offset: dict) -> GeneratorSpec:
         seed, window = offset["seed"], (offset["windowStartMs"], offset["windowSpanMs"])
         if "RANDOM_SEED" in self.options.explicit and self.spec.seed != seed:
-            raise ValueError(f"seed {self.spec.seed} differs from the seed {seed} in this query's "
+            raise InputError(f"seed {self.spec.seed} differs from the seed {seed} in this query's "
                              "checkpoint: use a new checkpoint location to change the seed")
         if (seed, *window) == (self.spec.seed, self.spec.window_start_ms, self.spec.window_span_ms):
             return self.spec

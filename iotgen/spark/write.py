@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from ..databricks import check_location, check_trigger, on_databricks
 from .parse import BODY, EVENT_COLUMNS, GOOD, PROVENANCE, bad_records, good_events, has_provenance, parse_events
 from .runtime import to_arrow
@@ -76,7 +77,7 @@ def parse_trigger(text: str) -> dict[str, Any]:
         word = ("milliseconds" if unit.startswith(("ms", "milli")) else "minutes" if unit.startswith("m") else
                 "hours" if unit.startswith("h") else "seconds")
         return {"processingTime": f"{number} {word}"}
-    raise ValueError(f"SPARK_TRIGGER must be availableNow, once or an interval such as '10 seconds', got {text!r}")
+    raise InputError(f"SPARK_TRIGGER must be availableNow, once or an interval such as '10 seconds', got {text!r}")
 
 
 # ---- targets ----------------------------------------------------------------------------------------------
@@ -103,18 +104,18 @@ class StreamTarget:
         engine = _choice("SPARK_ENGINE", engine, ENGINES)
         mode = _choice("JSON_COLUMN_MODE", json_column_mode, JSON_COLUMN_MODES)
         if not isinstance(table, str) or not table.strip():
-            raise ValueError(f"the {kind} target needs a table name or path, got {table!r}")
+            raise InputError(f"the {kind} target needs a table name or path, got {table!r}")
         table = table.strip()
         if kind == "parquet":
             engine = "files"
             if "://" in table and not table.startswith("file://"):
-                raise ValueError(f"the parquet target needs a local or mounted folder (e.g. /Volumes/...), got "
+                raise InputError(f"the parquet target needs a local or mounted folder (e.g. /Volumes/...), got "
                                  f"{table!r}; use the delta target for cloud storage URIs")
             table = table[len("file://"):] if table.startswith("file://") else table
         elif engine == "auto":
             engine = "spark" if native_support(spark, kind) else "embedded"
         elif engine == "spark" and not native_support(spark, kind):
-            raise ValueError(f"SPARK_ENGINE=spark needs {kind} support in this Spark session "
+            raise InputError(f"SPARK_ENGINE=spark needs {kind} support in this Spark session "
                              f"({_NATIVE_HINT[kind]}); plain local pyspark has no {kind} jars: use SPARK_ENGINE=embedded")
         if engine in ("embedded", "files") and _is_path(table):
             check_location("SPARK_TABLE" if kind == "parquet" else "OUTPUT_DIR", table, f"the {kind} target")
@@ -126,7 +127,7 @@ class StreamTarget:
             check_identifier(table)
         bad = bad_records or _bad_records_name(table, kind)
         if bad == table:
-            raise ValueError("SPARK_BAD_RECORDS must differ from the target table")
+            raise InputError("SPARK_BAD_RECORDS must differ from the target table")
         if kind == "iceberg" and engine == "spark" and not on_databricks():  # a local Hadoop catalog
             from ..sinks.iceberg import catalog_location
 
@@ -182,13 +183,13 @@ def _check_embedded(kind: str, table: str) -> None:
     try:
         __import__(module)
     except ImportError:
-        raise ValueError(f"the embedded {kind} writer needs the {module} package (pip install -r requirements.txt), "
+        raise InputError(f"the embedded {kind} writer needs the {module} package (pip install -r requirements.txt), "
                          f"or a Spark session with {kind} support") from None
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value.strip().lower() not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        raise InputError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     return value.strip().lower()
 
 
@@ -469,10 +470,10 @@ def write_stream(
 
 def _check_stream(frame: Any, checkpoint_location: str, trigger: str | dict[str, Any]) -> dict[str, Any]:
     if not frame.isStreaming:
-        raise ValueError("write_stream needs a streaming frame (spark.readStream...); for a static frame use "
+        raise InputError("write_stream needs a streaming frame (spark.readStream...); for a static frame use "
                          "frame.write")
     if not isinstance(checkpoint_location, str) or not checkpoint_location.strip():
-        raise ValueError("CHECKPOINT_DIR must be a non-empty folder path for the streaming checkpoint")
+        raise InputError("CHECKPOINT_DIR must be a non-empty folder path for the streaming checkpoint")
     check_location("CHECKPOINT_DIR", checkpoint_location, "streaming checkpoints")
     trigger_args = parse_trigger(trigger) if isinstance(trigger, str) else dict(trigger)
     check_trigger("SPARK_TRIGGER", trigger_args)

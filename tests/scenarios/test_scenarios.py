@@ -9,7 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from iotgen.generator import BLOCK_SIZE, generate_events, generate_range
+from iotgen import generator, scenarios
+from iotgen.generator import BLOCK_SIZE, generate_events, generate_range, labelled_block, labelled_range
 from iotgen.scenarios import LABEL_SCHEMA, OUT_OF_RANGE_VALUES, label_counts, truth_range
 from iotgen.schema import ARROW_SCHEMA
 
@@ -275,6 +276,24 @@ def test_labels_and_events_are_the_same_whatever_the_chunking():
     assert truth_range(again, 5000, 15_000).labels.equals(
         labels.filter(pa.compute.and_(pa.compute.greater_equal(labels["event_index"], 5000),
                                       pa.compute.less(labels["event_index"], 15_000))))
+
+
+def test_a_block_carries_its_labels_and_nothing_is_kept_between_calls(monkeypatch):
+    spec = build({"profile": "fleet", "fleet": {"device_count": 100}, "scenarios": ALL_ON})
+    first = labelled_block(spec, 1)
+    assert first.truth.start == BLOCK_SIZE and first.truth.labels.num_rows > 0
+    assert set(first.truth.labels["event_index"].to_pylist()) <= set(range(BLOCK_SIZE, 2 * BLOCK_SIZE))
+    assert not hasattr(scenarios, "block_truth")  # no side channel: the labels travel with the events
+    # a range's events and labels come from one generation of its blocks, and equal the per-range functions
+    made = []
+    real = generator.labelled_block
+    monkeypatch.setattr(generator, "labelled_block", lambda sp, b, j="text": made.append(b) or real(sp, b, j))
+    run = labelled_range(spec, 30_000, 40_000)
+    assert made == [0, 1]
+    monkeypatch.undo()
+    assert pa.Table.from_batches([run.events]).equals(rows(spec, 30_000, 40_000))
+    truth = truth_range(spec, 30_000, 40_000)
+    assert run.truth.labels.equals(truth.labels) and run.truth.drift_counts == truth.drift_counts
 
 
 def test_rate_table_measures_each_scenario_as_configured():

@@ -121,3 +121,23 @@ def test_a_relative_spec_file_is_found_from_the_project_whatever_the_working_dir
     from iotgen.spec_file import load_spec
 
     assert load_spec("iotgen/example_spec.yaml").profile == "fleet"
+
+
+def test_a_field_left_out_takes_its_dataclass_default():
+    """The reader repeats no default: a spec giving only rates builds exactly the dataclasses' defaults."""
+    from iotgen.fleet import Fleet
+    from iotgen.scenarios import ClockSkew, Drift, Duplicates, Lateness, OutOfOrder, Replays, Stuck
+
+    scenarios = {"late": {"rate": 0.1}, "stuck": {"rate": 0.1}, "drift": {"rate": 0.1}, "duplicates": {"rate": 0.1},
+                 "out_of_order": {"rate": 0.1}, "replays": {"rate": 0.1}, "clock_skew": {"device_fraction": 0.1}}
+    spec = generator_spec(Config(random_seed=1, anchor_time=ANCHOR, device_count=50),
+                          spec={"profile": "fleet", "scenarios": scenarios})
+    assert spec.fleet == Fleet(device_count=50)
+    s = spec.scenarios
+    assert (s.late, s.stuck, s.drift, s.duplicates, s.out_of_order, s.replays, s.clock_skew) == (
+        Lateness(0.1), Stuck(0.1), Drift(0.1), Duplicates(0.1), OutOfOrder(0.1), Replays(0.1), ClockSkew(0.1))
+    for distribution in ("exponential", "lognormal", "uniform"):  # the scale's default follows the distribution
+        late = {"late": {"rate": 0.1, "distribution": distribution}}
+        built = generator_spec(Config(random_seed=1, anchor_time=ANCHOR), spec={"scenarios": late}).scenarios.late
+        assert built == Lateness(0.1, distribution)
+    assert Lateness(0.1, "lognormal").scale_ms == 60_000 and Lateness(0.1).scale_ms == 120_000

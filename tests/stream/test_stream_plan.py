@@ -9,7 +9,7 @@ import pytest
 
 from iotgen.config import Config, Secret
 from iotgen.generator import GeneratorSpec, generate_range
-from iotgen.pipelines.stream import LIVE_TIME_COLUMNS, StreamPlan, StreamSummary, _EventCursor, rebase_times
+from iotgen.pipelines.stream import LIVE_TIME_COLUMNS, StreamPlan, StreamSummary, rebase_times
 from iotgen.sinks.eventhubs import EventHubConfigError, error_kind, redact, target_from_config
 
 KEY = "c2VjcmV0LWtleS0xMjM0NTY3ODkw"
@@ -160,15 +160,6 @@ def test_live_time_keeps_nulls_from_data_quality_scenarios(events):
     delay_after = pc.subtract(pc.filter(live.column("created_at"), both).cast(pa.int64()),
                               pc.filter(live.column("timestamp"), both).cast(pa.int64()))
     assert delay_after.equals(delay_before)
-
-
-def test_the_cursor_slices_blocks_into_steps_of_any_size_identically():
-    spec = GeneratorSpec.from_config(Config(random_seed=9))
-    cursor = _EventCursor(spec, 8000)
-    steps = [cursor.take(n) for n in (150, 300, 1, 9000)]
-    assert cursor.position == 8000 + 9451
-    joined = pa.Table.from_batches(steps).combine_chunks()
-    assert joined.equals(pa.Table.from_batches([generate_range(spec, 8000, 17451)]))
 
 
 def test_the_summary_says_what_happened_and_how_to_resume():
