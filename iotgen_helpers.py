@@ -616,11 +616,11 @@ def plot_drift_timeline(events: pd.DataFrame, gspec: GeneratorSpec):
         key = change.key
         if change.operation == "change_type":
             kind = {"string": str, "float": float, "object": dict}[change.to]
-            has = parsed.map(lambda o: isinstance(o, dict) and key in o)
-            shows = parsed[has].map(lambda o: isinstance(o[key], kind))
+            has = parsed.map(lambda o, key=key: isinstance(o, dict) and key in o)
+            shows = parsed[has].map(lambda o, key=key, kind=kind: isinstance(o[key], kind))
             share, label = shows.groupby(hour[has]).mean(), f"{key} is {change.to} (events with {key})"
         else:
-            has = parsed.map(lambda o: isinstance(o, dict) and key in o)
+            has = parsed.map(lambda o, key=key: isinstance(o, dict) and key in o)
             share, label = has.groupby(hour).mean(), f"events with {key}"
         line, = ax.plot(share.index, share.values, drawstyle="steps-post", label=f"{label}: {change.describe()}")
         ax.axvline(pd.Timestamp(gspec.window_start_ms + change.at_ms, unit="ms", tz="UTC"), color=line.get_color(),

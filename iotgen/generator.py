@@ -397,7 +397,8 @@ def _uuid4(rng: np.random.Generator, n: int) -> pa.Array:
 
 _FIRMWARE = pa.array([f"{a}.{b}.{c}" for a in range(1, 5) for b in range(10) for c in range(20)], pa.string())
 _FAULT_PROBABILITIES = [math.exp(-0.4) * 0.4**k / math.factorial(k) for k in range(50)]
-_FAULT_CUTS = draws.thresholds(_FAULT_PROBABILITIES + [max(0.0, 1.0 - sum(_FAULT_PROBABILITIES))])  # Poisson(0.4), max 50
+# Poisson(0.4), capped at 50
+_FAULT_CUTS = draws.thresholds(_FAULT_PROBABILITIES + [max(0.0, 1.0 - sum(_FAULT_PROBABILITIES))])
 
 
 SENSOR_TABLE_LIMIT = 1 << 17  # sensor ids come from a cached table up to this many sensors

@@ -386,7 +386,8 @@ class _Work:
                 arrays.append(pa.array(value, ARROW_SCHEMA.field(f.name).type, mask=mask))
             else:
                 array = value.get()
-                arrays.append(array if mask is None else pc.if_else(pa.array(mask), pa.scalar(None, pa.string()), array))
+                arrays.append(array if mask is None
+                              else pc.if_else(pa.array(mask), pa.scalar(None, pa.string()), array))
         batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
         if not np.array_equal(content, np.arange(self.n)):
             batch = batch.take(pa.array(content))  # copies and delays: one take of every column
@@ -437,7 +438,8 @@ class _Work:
         ordering = np.lexsort((column, kind, row))
         row, kind, column, value, source, note = (a[ordering] for a in (row, kind, column, value, source, note))
         names = pa.array(list(self.names), pa.string())
-        column_array = names.take(pa.array(np.where(column < 0, 0, column))) if len(column) else pa.array([], pa.string())
+        column_array = (names.take(pa.array(np.where(column < 0, 0, column))) if len(column)
+                        else pa.array([], pa.string()))
         return pa.table({
             "event_index": pa.array(first + row, pa.int64()),
             "event_id": batch.column(self.names.index("event_id")).take(pa.array(row, pa.int64())),
@@ -525,7 +527,7 @@ def _episodes(kind: str, episodes: Episodes, work: _Work) -> None:
     spec = work.spec
     period = max(episodes.duration_ms, int(round(episodes.duration_ms / episodes.rate)))
     offsets = dict(episodes.max_offset)
-    for number, column in enumerate(episodes.columns):
+    for column in episodes.columns:
         stream = (_STUCK if kind == "stuck" else _DRIFT) + ANOMALY_COLUMNS.index(column)
         spread = _permuted(work.device, work.device_count, spec.seed, stream) / work.device_count
         t = work.time
@@ -552,7 +554,8 @@ def _episodes(kind: str, episodes: Episodes, work: _Work) -> None:
             work.label(slots, "stuck", column, frozen)
         else:
             sign = np.where(kr.uniform(spec.seed, stream + 5, work.device[slots], start[slots]) < 0.5, -1.0, 1.0)
-            offset = sign * offsets.get(column, DEFAULT_DRIFT[column]) * (t[slots] - start[slots]) / episodes.duration_ms
+            elapsed = t[slots] - start[slots]
+            offset = sign * offsets.get(column, DEFAULT_DRIFT[column]) * elapsed / episodes.duration_ms
             before = values[slots]
             values[slots] = _quantise(before + offset, column)
             work.label(slots, "drift", column, values[slots] - before)

@@ -188,7 +188,8 @@ def _time_point(fields: _Fields, key: str, window_start_ms: int) -> int:
     if isinstance(value, (dt.datetime, dt.date)) or (isinstance(value, str) and re.match(r"^\d{4}-\d{2}-\d{2}", value)):
         moment = parse_datetime(value)
         if moment is None:
-            fields.fail(path, f"must be a duration after the window start (36h) or an ISO 8601 date-time, got {value!r}")
+            fields.fail(path,
+                        f"must be a duration after the window start (36h) or an ISO 8601 date-time, got {value!r}")
         return int(moment.timestamp() * 1000) - window_start_ms
     if value is None:
         fields.fail(path, "is required: a duration after the window start (36h) or an ISO 8601 date-time")
@@ -472,11 +473,11 @@ def _build_scenarios(data: Mapping[str, Any], catalogs: Catalogs, where: str, wi
         f.rate("device_fraction"), f.duration_ms("max_offset", default(ClockSkew, "max_offset")),
         f.duration_ms("max_drift_per_day", default(ClockSkew, "max_drift_per_day"))))
     section("malformed_json", _malformed)
-    section("duplicates", lambda f: Duplicates(f.rate(), f.integer("max_distance", default(Duplicates, "max_distance"),
-                                                                   1)))
+    section("duplicates", lambda f: Duplicates(
+        f.rate(), f.integer("max_distance", default(Duplicates, "max_distance"), 1)))
     section("replays", _replays)
-    section("out_of_order", lambda f: OutOfOrder(f.rate(), f.integer("max_distance", default(OutOfOrder, "max_distance"),
-                                                                     1)))
+    section("out_of_order", lambda f: OutOfOrder(
+        f.rate(), f.integer("max_distance", default(OutOfOrder, "max_distance"), 1)))
     nulls = s.section("nulls")
     pairs = []
     for column in nulls.data:

@@ -253,7 +253,7 @@ class _Committer:
         bodies, partitions, seqs, enqueued = _arrays(taken)
         ingested, quarantined = build_batch(bodies, partitions, seqs, enqueued, self.target.json_column_mode)
         last = {p: max(s) for p, (_, s, _) in taken.items() if s}
-        for attempt in range(COMMIT_ATTEMPTS):
+        for _ in range(COMMIT_ATTEMPTS):
             try:
                 self._commit_once(ingested, quarantined, last, summary)
                 return

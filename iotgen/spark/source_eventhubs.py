@@ -106,7 +106,8 @@ class EventHubsOptions:
             if name is None:
                 if str(key).lower() == "path":
                     continue
-                raise InputError(f"unknown option {key!r} for the iotgen_eventhubs source; allowed: {', '.join(OPTIONS)}")
+                raise InputError(
+                    f"unknown option {key!r} for the iotgen_eventhubs source; allowed: {', '.join(OPTIONS)}")
             values[name] = value
         connection = values.get("connectionString") or None
         namespace = values.get("fullyQualifiedNamespace") or None
