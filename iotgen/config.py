@@ -24,7 +24,7 @@ import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 from .errors import InputError
 from .times import parse_datetime
@@ -64,10 +64,13 @@ class Secret:
         return (Secret, (self._value,))
 
 
-def _allowing(allowed: str) -> Callable[[Callable[[str, Any], Any]], Callable[[str, Any], Any]]:
+_Parser = TypeVar("_Parser", bound=Callable[..., Any])
+
+
+def _allowing(allowed: str) -> Callable[[_Parser], _Parser]:
     """Attach the human description of what a parser accepts (shown in the configuration table and ``--help``)."""
 
-    def attach(parse: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    def attach(parse: _Parser) -> _Parser:
         parse.allowed = allowed  # type: ignore[attr-defined]
         return parse
 

@@ -254,8 +254,8 @@ def fleet_devices(spec: GeneratorSpec) -> "Devices":
         known = _BY_SPEC.get(id(spec))
         if known is not None and known[0] is spec:
             return known[1]
-    if spec.fleet is None:
-        raise InputError("PROFILE is not fleet: this GeneratorSpec has no fleet")
+    if not isinstance(spec.fleet, Fleet):
+        raise InputError("PROFILE is not fleet: this GeneratorSpec has no iotgen.fleet.Fleet")
     devices = _devices(spec.fleet, spec.seed, spec.catalogs, spec.window_start_ms)
     with _BY_SPEC_LOCK:
         _BY_SPEC[id(spec)] = (spec, devices)

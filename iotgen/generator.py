@@ -45,7 +45,9 @@ class FleetProfile(Protocol):
     """``spec.fleet``: makes each block's events instead of the independent draw (:class:`iotgen.fleet.Fleet`).
     Everything must be a pure function of the arguments."""
 
-    device_count: int
+    @property
+    def device_count(self) -> int:
+        """How many devices the fleet has (read-only: a profile is immutable)."""
 
     def build_block(self, spec: "GeneratorSpec", block: int, json_column: str = "text") -> pa.RecordBatch:
         """The :data:`BLOCK_SIZE` events of ``block``."""
@@ -53,12 +55,24 @@ class FleetProfile(Protocol):
     def readings_at(self, spec: "GeneratorSpec", device: np.ndarray, t_ms: np.ndarray) -> dict[str, Any]:
         """The readings of devices (0-based) at times (epoch ms): what a late event measured back then."""
 
+    def reading_at(self, spec: "GeneratorSpec", name: str, device: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
+        """One reading (``temperature``, ``humidity`` or ``pressure``) of devices at times: a stuck sensor's
+        value (the ``stuck`` scenario)."""
+
+    def events_per_hour(self, spec: "GeneratorSpec") -> float:
+        """How many events the fleet reports per hour of event time (a run's manifest)."""
+
+    def time_of_event(self, spec: "GeneratorSpec", index: int) -> int:
+        """The (clean) timestamp in epoch ms of event number ``index`` (``iotgen spec``)."""
+
 
 class ScenarioSet(Protocol):
     """``spec.scenarios``: transforms each block and says what it did (:class:`iotgen.scenarios.Scenarios`).
     Must be a pure function of the arguments and keep :data:`BLOCK_SIZE` rows."""
 
-    schema_drift: Sequence[Any]
+    @property
+    def schema_drift(self) -> Sequence[Any]:
+        """The schedule of schema-drift changes (read-only: a scenario set is immutable)."""
 
     def apply(self, spec: "GeneratorSpec", block: int, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Truth]:
         """The block with the scenarios applied, and its ground truth."""

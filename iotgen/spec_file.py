@@ -25,7 +25,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NoReturn
 
 import numpy as np
 
@@ -71,7 +71,7 @@ YAML_NAMES: dict[type, dict[str, str]] = {
 
 def default(cls: type, name: str) -> Any:
     """The default of the field the spec file's ``name`` sets in dataclass ``cls``."""
-    field_ = cls.__dataclass_fields__[YAML_NAMES.get(cls, {}).get(name, name)]
+    field_ = {f.name: f for f in dataclasses.fields(cls)}[YAML_NAMES.get(cls, {}).get(name, name)]
     if field_.default is not dataclasses.MISSING:
         return field_.default
     if field_.default_factory is not dataclasses.MISSING:
@@ -101,7 +101,7 @@ class _Fields:
         self.data = dict(data)
         self.used: set[str] = set()
 
-    def fail(self, path: str, message: str):
+    def fail(self, path: str, message: str) -> NoReturn:
         raise InputError(f"{self.where}: {path} {message}")
 
     def name(self, key: str) -> str:
@@ -258,9 +258,9 @@ def load_spec(source: str | os.PathLike | Mapping[str, Any] | None) -> Spec:
     spec = Spec(profile, {k: v for k, v in catalogs.data.items()}, top.section("fleet").data,
                 top.section("scenarios").data, where)
     top.done()
-    catalogs = spec.build_catalogs()  # check everything now, against the file's own catalogs
-    spec.build_fleet(catalogs, 1, 0)
-    spec.build_scenarios(catalogs, 0)
+    built = spec.build_catalogs()  # check everything now, against the file's own catalogs
+    spec.build_fleet(built, 1, 0)
+    spec.build_scenarios(built, 0)
     return spec
 
 
@@ -526,7 +526,7 @@ def _episodes(f: _Fields, kind: type[Episodes]) -> Episodes:
     rate = f.rate()
     duration = f.duration_ms("duration", default(kind, "duration"), 1000)
     columns = _columns(f, "columns", ANOMALY_COLUMNS, list(default(kind, "columns")))
-    offsets = ()
+    offsets: tuple[tuple[str, float], ...] = ()
     if kind is Drift:
         mapping = columns if isinstance(columns, Mapping) else {c: DEFAULT_DRIFT[c] for c in columns}
         offsets = tuple((c, f.check_number(f"{f.name('columns')}.{c}", v, 0.0, strict_low=True))
