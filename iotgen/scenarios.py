@@ -49,6 +49,7 @@ import pyarrow.compute as pc
 from . import keyed_random as kr
 from .catalogs import ValueSpec
 from .dynamic_json import build_json_column
+from .errors import InputError
 from .fleet import READING_RANGES
 from .generator import BLOCK_SIZE, GeneratorSpec, block_rng, labelled_range
 from .schema import ARROW_SCHEMA, TIMESTAMP
@@ -306,6 +307,7 @@ class _Columns(dict):
 
     def __missing__(self, name: str) -> Any:
         column = self.batch.column(self.batch.schema.get_field_index(name))
+        value: Any
         if name in _TIMES:
             value = _epoch_ms(column)
         elif name in _NUMERIC:
@@ -398,10 +400,10 @@ class _Work:
         first = self.block * BLOCK_SIZE
         slots = [e[0] for e in self.labels]
         columns: dict[str, list] = {"slot": slots, "kind": [], "column": [], "value": [], "note": []}
-        for entry_slots, kind, column, value, note in self.labels:
+        for entry_slots, kind_name, column_name, value, note in self.labels:
             m = len(entry_slots)
-            columns["kind"].append(np.full(m, KINDS.index(kind)))
-            columns["column"].append(np.full(m, -1 if column is None else self.names.index(column)))
+            columns["kind"].append(np.full(m, KINDS.index(kind_name)))
+            columns["column"].append(np.full(m, -1 if column_name is None else self.names.index(column_name)))
             columns["value"].append(np.full(m, np.nan) if value is None else np.broadcast_to(
                 np.asarray(value, dtype=np.float64), (m,)))
             columns["note"].append(np.full(m, None, dtype=object) if note is None else np.broadcast_to(
@@ -420,7 +422,7 @@ class _Work:
         source = np.full(len(row), -1, dtype=np.int64)
         final_of = np.empty(self.n, dtype=np.int64)
         final_of[order] = np.arange(self.n)  # pre-disorder position -> final row
-        extra = []
+        extra: list[tuple] = []  # (rows, kind, column, value, source) of labels added after the disorder
         if copied_from is not None:
             targets = np.flatnonzero(copied_from != np.arange(self.n))
             extra.append((final_of[targets], copy_kind[targets], -1, np.nan, final_of[copied_from[targets]]))
@@ -498,11 +500,14 @@ def _late(late: Lateness, work: _Work) -> None:
 
 def _lateness(late: Lateness, rng: np.random.Generator, m: int) -> np.ndarray:
     """``m`` draws of the lateness distribution in ms, each in [min_ms, max_ms] (redrawn until it is)."""
+    scale_ms = late.scale_ms
+    assert scale_ms is not None  # Lateness.__post_init__ fills it in
+
     def draw(k: int) -> np.ndarray:
         if late.distribution == "exponential":
-            return rng.exponential(late.scale_ms, k)
+            return rng.exponential(scale_ms, k)
         if late.distribution == "lognormal":
-            return late.scale_ms * np.exp(late.sigma * rng.standard_normal(k))
+            return scale_ms * np.exp(late.sigma * rng.standard_normal(k))
         return rng.uniform(late.min_ms, late.max_ms, k)
 
     values = draw(m)
@@ -617,6 +622,8 @@ def _schema_drift(changes: tuple[DriftChange, ...], work: _Work) -> list[np.ndar
         if not mask.any():
             continue
         if change.operation == "add_key":
+            if change.value is None:
+                raise InputError(f"schema drift: add_key {change.key!r} needs a value spec")
             rows = np.flatnonzero(mask)
             added = build_json_column(((change.key, change.value),), 1, 1, work.rng(_ADD_KEY + 10 * number), len(rows))
             text.add_member(rows, added)
@@ -697,7 +704,7 @@ class _JsonText:
         data = self._buffers()[0]
         at = np.minimum(starts[:, None] + np.arange(64), len(data) - 1)
         inside = (at < ends[:, None]) & np.isin(data[at], np.frombuffer(characters, np.uint8))
-        return inside.any(axis=1)
+        return np.asarray(inside.any(axis=1))  # an array for 2-D input (numpy's stubs say "or a scalar")
 
     def splice(self, rows: np.ndarray, cuts: np.ndarray, pattern: list, inserts: pa.Array | None = None) -> None:
         """Cut each of ``rows`` at its byte positions ``cuts`` (one row of increasing absolute positions per
@@ -847,7 +854,9 @@ def truth_range(spec: GeneratorSpec, start: int, stop: int) -> Truth:
     changes = len(spec.scenarios.schema_drift) if spec.scenarios is not None else 0
     if spec.scenarios is None or start >= stop:
         return Truth.empty(start, changes)
-    return labelled_range(spec, start, stop).truth
+    truth = labelled_range(spec, start, stop).truth
+    assert truth is not None  # a spec with scenarios labels every range
+    return truth
 
 
 def label_counts(labels: pa.Table) -> dict[str, int]:
