@@ -53,7 +53,10 @@ def _host(namespace: str) -> str:
     """``myns`` / ``myns.servicebus.windows.net`` / ``sb://myns.servicebus.windows.net/`` -> the host name."""
     text = namespace.strip()
     host = urlsplit(text).hostname if "://" in text else text.strip("/")
-    return host if "." in (host or "") else f"{host}{SERVICE_BUS_SUFFIX}"
+    if not host:
+        raise InputError(f"EVENTHUB_NAMESPACE must name a namespace (myns or myns.servicebus.windows.net), "
+                         f"got {namespace!r}")
+    return host if "." in host else f"{host}{SERVICE_BUS_SUFFIX}"
 
 
 def kafka_options(connection_string: str | None = None, *, namespace: str | None = None, topic: str | None = None,
