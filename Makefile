@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine (Python 3.11, Java 17):
 #   make demo   runs the main notebook headless on the embedded default (output under output/)
-#   make test   runs every test: unit, integration (local Event Hubs endpoint, local Spark) and notebooks (nbval),
+#   make test   runs make lint (ruff, mypy), then every test: unit, integration (local Event Hubs endpoint, local Spark) and notebooks (nbval),
 #               then the Spark matrix (make test-spark-matrix: Spark Connect, pyspark 4.0 with Spark's connectors,
 #               a pyspark 3.5 check)
 # Both create (or reuse) the virtual environment .venv; the Spark matrix also .venv-spark40 and .venv-spark35.
@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-current-env
 
-.PHONY: demo test test-newest-deps test-spark-matrix test-spark-connect test-spark40 test-spark35 bench clean jars sdk-live-tests
+.PHONY: demo lint test test-newest-deps test-spark-matrix test-spark-connect test-spark40 test-spark35 bench clean jars sdk-live-tests
 
 # JVM artifacts for the tests (deps/maven/<bundle>/pom.xml -> .jars/<bundle>/*.jar), from Maven Central.
 JARS := .jars
@@ -45,7 +45,12 @@ demo: $(STAMP)
 # outputs must not depend on the day or the time of day they were produced (tests/faked_clock.py).
 CLOCK := $(BIN)/python tests/faked_clock.py 2031-07-14T23:59:00Z --
 
-test: $(STAMP) jars
+# ruff and mypy over the package (configuration in pyproject.toml); the first step of `make test`, a few seconds.
+lint: $(STAMP)
+	$(BIN)/ruff check iotgen iotgen_helpers.py
+	$(BIN)/mypy iotgen iotgen_helpers.py
+
+test: $(STAMP) jars lint
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests
 	PATH="$(abspath $(BIN)):$$PATH" $(CLOCK) $(BIN)/python -m pytest iot_data_generation.ipynb notebooks $(NBVAL)
 	$(MAKE) test-newest-deps

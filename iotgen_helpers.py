@@ -492,6 +492,10 @@ def describe_spec(gspec: GeneratorSpec) -> pd.DataFrame:
 
 def device_table(gspec: GeneratorSpec) -> pd.DataFrame:
     """The fleet's devices and their stable attributes (sensor_id, device_type, model, region, ...)."""
+    from iotgen.fleet import Fleet
+
+    if not isinstance(gspec.fleet, Fleet):
+        raise InputError("device_table needs the fleet profile (PROFILE=fleet)")
     return gspec.fleet.device_table(gspec).to_pandas()
 
 
@@ -512,8 +516,10 @@ def scenario_rates(gspec: GeneratorSpec, events: pd.DataFrame, labels: pd.DataFr
     """Per scenario (and column), the configured rate against what the labels show: shares of events, and
     for stuck/drift the mean share of each device's events, for clock skew the share of devices."""
     import pyarrow as pa
-    from iotgen.scenarios import LABEL_SCHEMA, rate_table
+    from iotgen.scenarios import LABEL_SCHEMA, Scenarios, rate_table
 
+    if not isinstance(gspec.scenarios, Scenarios):
+        raise InputError("scenario_rates needs a spec with scenarios (the spec file's scenarios section)")
     table = pa.Table.from_pandas(labels, schema=LABEL_SCHEMA, preserve_index=False)
     sensors = pa.array(events["sensor_id"].dropna(), pa.string())
     return pd.DataFrame(rate_table(gspec.scenarios, table, len(events), sensors)).set_index(["scenario", "column"])
@@ -608,6 +614,8 @@ def plot_lateness(events: pd.DataFrame, labels: pd.DataFrame):
 def plot_drift_timeline(events: pd.DataFrame, gspec: GeneratorSpec):
     """Per hour of event time, for each schema-drift change, the share of events showing it: the new key
     present, the changed key of its new type (among events with that key), the removed key still present."""
+    if gspec.scenarios is None:
+        raise InputError("plot_drift_timeline needs a spec with scenarios (the spec file's scenarios section)")
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(14, 3.8))
     parsed = events["json_column"].map(_json_or_none)
@@ -616,11 +624,11 @@ def plot_drift_timeline(events: pd.DataFrame, gspec: GeneratorSpec):
         key = change.key
         if change.operation == "change_type":
             kind = {"string": str, "float": float, "object": dict}[change.to]
-            has = parsed.map(lambda o: isinstance(o, dict) and key in o)
-            shows = parsed[has].map(lambda o: isinstance(o[key], kind))
+            has = parsed.map(lambda o, key=key: isinstance(o, dict) and key in o)
+            shows = parsed[has].map(lambda o, key=key, kind=kind: isinstance(o[key], kind))
             share, label = shows.groupby(hour[has]).mean(), f"{key} is {change.to} (events with {key})"
         else:
-            has = parsed.map(lambda o: isinstance(o, dict) and key in o)
+            has = parsed.map(lambda o, key=key: isinstance(o, dict) and key in o)
             share, label = has.groupby(hour).mean(), f"events with {key}"
         line, = ax.plot(share.index, share.values, drawstyle="steps-post", label=f"{label}: {change.describe()}")
         ax.axvline(pd.Timestamp(gspec.window_start_ms + change.at_ms, unit="ms", tz="UTC"), color=line.get_color(),

@@ -39,7 +39,7 @@ def retain_freed_memory() -> bool:
         return False
     try:
         libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # glibc only
+        _ = libc.gnu_get_libc_version  # glibc only: AttributeError elsewhere (musl)
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False

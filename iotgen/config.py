@@ -24,7 +24,7 @@ import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 from .errors import InputError
 from .times import parse_datetime
@@ -64,10 +64,13 @@ class Secret:
         return (Secret, (self._value,))
 
 
-def _allowing(allowed: str) -> Callable[[Callable[[str, Any], Any]], Callable[[str, Any], Any]]:
+_Parser = TypeVar("_Parser", bound=Callable[..., Any])
+
+
+def _allowing(allowed: str) -> Callable[[_Parser], _Parser]:
     """Attach the human description of what a parser accepts (shown in the configuration table and ``--help``)."""
 
-    def attach(parse: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    def attach(parse: _Parser) -> _Parser:
         parse.allowed = allowed  # type: ignore[attr-defined]
         return parse
 
@@ -201,8 +204,10 @@ class Config:
     num_events: int = _param(1000, _integer(0, 10**12), "Events to generate in a batch run.")
     min_keys: int = _param(5, _integer(1, 1000), "Fewest top-level keys in json_column.")
     max_keys: int = _param(25, _integer(1, 1000), "Most top-level keys in json_column (<= key pool size).")
-    random_seed: int | None = _param(None, _optional(_integer(0, 2**64 - 1)), "Seed for identical output; None draws a fresh seed.")
-    base_time_days_ago: float = _param(7.0, _number(0, 36_500), "The event-time window starts this many days before ANCHOR_TIME.")
+    random_seed: int | None = _param(
+        None, _optional(_integer(0, 2**64 - 1)), "Seed for identical output; None draws a fresh seed.")
+    base_time_days_ago: float = _param(
+        7.0, _number(0, 36_500), "The event-time window starts this many days before ANCHOR_TIME.")
     time_spread_hours: float = _param(
         168.0, _number(0, 876_000, strict=True), "Length of the event-time window in hours.")
     anchor_time: dt.datetime | None = _param(
@@ -227,7 +232,8 @@ class Config:
     eventhub_namespace: str = _param("", _text, "Event Hubs namespace (for Azure AD auth), e.g. myns.")
     eventhub_name: str = _param("", _text, "Event hub (entity) name.")
     eventhub_connection_string: Secret | None = _param(
-        None, _optional(_allowing("connection string")(lambda n, v: v if isinstance(v, Secret) else Secret(_nonempty(n, v)))),
+        None,
+        _optional(_allowing("connection string")(lambda n, v: v if isinstance(v, Secret) else Secret(_nonempty(n, v)))),
         "Secret: only from the EVENTHUB_CONNECTION_STRING env var or a Databricks secret.", secret=True)
     eventhub_secret_scope: str = _param("", _text, "Databricks secret scope holding the connection string.")
     eventhub_secret_key: str = _param("", _text, "Databricks secret key holding the connection string.")
@@ -265,7 +271,8 @@ class Config:
 
     # Streaming (Event Hubs)
     stream_events: int | None = _param(
-        None, _optional(_integer(0, 10**12)), "Events to stream; None streams until STREAM_DURATION_SEC, Ctrl-C or Stop.")
+        None, _optional(_integer(0, 10**12)),
+        "Events to stream; None streams until STREAM_DURATION_SEC, Ctrl-C or Stop.")
     stream_duration_sec: float | None = _param(
         None, _optional(_number(0, 1e9, strict=True)), "Stop streaming after this many seconds.")
     rate_events_per_sec: float | None = _param(
@@ -283,8 +290,10 @@ class Config:
         "live", _choice("live", "window"), "live: event times re-based to send time; window: as generated.")
     send_timeout_sec: float = _param(
         30.0, _number(0, 3600, strict=True), "Time-out of one send (and of connecting), seconds.")
-    send_retries: int = _param(8, _integer(0, 100), "Retries of a batch (exponential back-off) before it counts as failed.")
-    stream_start_event: int = _param(0, _integer(0, 10**12), "Index of the first event to stream (resume a stopped stream).")
+    send_retries: int = _param(
+        8, _integer(0, 100), "Retries of a batch (exponential back-off) before it counts as failed.")
+    stream_start_event: int = _param(
+        0, _integer(0, 10**12), "Index of the first event to stream (resume a stopped stream).")
     stream_protocol: str = _param(
         "amqp", _choice("amqp", "kafka"),
         "amqp: the azure-eventhub SDK; kafka: Event Hubs' Kafka endpoint or any Kafka (librdkafka, see KAFKA_*).")

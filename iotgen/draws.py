@@ -36,7 +36,8 @@ def unit(rng: np.random.Generator, m: int) -> np.ndarray:
 
 
 def below(rng: np.random.Generator, bound, m: int) -> np.ndarray:
-    """``m`` uniform integers in ``[0, bound)`` (int64). ``bound`` is an int >= 1 or an array of them (one per value)."""
+    """``m`` uniform integers in ``[0, bound)`` (int64). ``bound`` is an int >= 1 or an array of them (one per
+    value)."""
     if np.ndim(bound) == 0:
         bound = int(bound)
         if bound <= SMALL_BOUND:

@@ -119,7 +119,10 @@ class _Combination(_Value):
     width = 1
 
     def __init__(self, table, prefix, suffix, min_len: int, max_len: int, values: tuple[str, ...]):
-        pieces, starts, counts, encoded = [], [], [], []
+        pieces: list[str] = []
+        starts: list[int] = []
+        counts: list[int] = []
+        encoded: list[list[bytes]] = []
         items = [variant_encoding.string_value(v) for v in values]
         for length in range(min_len, max_len + 1):
             starts.append(len(pieces))
@@ -332,7 +335,7 @@ def choose_keys(rng: np.random.Generator, n: int, pool: int, min_keys: int, max_
     wide = np.uint32 if pool < 65536 else np.uint64
     needed = (min_keys + draws.below(rng, max_keys - min_keys + 1, n)).astype(small)
     words = draws.words32(rng, (pool * n + 1) // 2).view(np.uint16)[:pool * n].reshape(pool, n)
-    ranks = words.astype(wide)
+    ranks: np.ndarray = words.astype(wide)  # uint32 or uint64 (numpy cannot type a dtype chosen at run time)
     ranks *= (pool - np.arange(pool, dtype=wide))[:, None]
     ranks >>= 16
     ranks = ranks.astype(small)

@@ -52,7 +52,7 @@ from .errors import InputError
 from .catalogs import Catalogs
 from .dynamic_json import build_json_column
 from .generator import BLOCK_SIZE, GeneratorSpec, _uuid4, block_rng  # _uuid4: the generator's UUID text
-from .schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS, TIMESTAMP, events_schema
+from .schema import CALIBRATION_DUE_DAYS, TIMESTAMP, events_schema
 from .times import DAY_MS, HOUR_MS
 
 SECOND_MS = 1000
@@ -254,8 +254,8 @@ def fleet_devices(spec: GeneratorSpec) -> "Devices":
         known = _BY_SPEC.get(id(spec))
         if known is not None and known[0] is spec:
             return known[1]
-    if spec.fleet is None:
-        raise InputError("PROFILE is not fleet: this GeneratorSpec has no fleet")
+    if not isinstance(spec.fleet, Fleet):
+        raise InputError("PROFILE is not fleet: this GeneratorSpec has no iotgen.fleet.Fleet")
     devices = _devices(spec.fleet, spec.seed, spec.catalogs, spec.window_start_ms)
     with _BY_SPEC_LOCK:
         _BY_SPEC[id(spec)] = (spec, devices)
@@ -422,8 +422,8 @@ class Devices:
         models = {name: getattr(self.fleet, name) for name in names}
         variation = {name: np.zeros(len(t)) for name in names}
         region = self.region[device]
-        for stream, key, hours, sd, levels, grid in (
-                (_WEATHER, region, "weather_hours", "weather_sd", 6, True), (_WALK, device, "walk_hours", "walk_sd", 7, False)):
+        for stream, key, hours, sd, levels, grid in ((_WEATHER, region, "weather_hours", "weather_sd", 6, True),
+                                                     (_WALK, device, "walk_hours", "walk_sd", 7, False)):
             by_period: dict[int, list[str]] = {}
             for name in names:
                 by_period.setdefault(max(1, int(getattr(models[name], hours) * HOUR_MS)), []).append(name)

@@ -45,7 +45,9 @@ class FleetProfile(Protocol):
     """``spec.fleet``: makes each block's events instead of the independent draw (:class:`iotgen.fleet.Fleet`).
     Everything must be a pure function of the arguments."""
 
-    device_count: int
+    @property
+    def device_count(self) -> int:
+        """How many devices the fleet has (read-only: a profile is immutable)."""
 
     def build_block(self, spec: "GeneratorSpec", block: int, json_column: str = "text") -> pa.RecordBatch:
         """The :data:`BLOCK_SIZE` events of ``block``."""
@@ -53,12 +55,24 @@ class FleetProfile(Protocol):
     def readings_at(self, spec: "GeneratorSpec", device: np.ndarray, t_ms: np.ndarray) -> dict[str, Any]:
         """The readings of devices (0-based) at times (epoch ms): what a late event measured back then."""
 
+    def reading_at(self, spec: "GeneratorSpec", name: str, device: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
+        """One reading (``temperature``, ``humidity`` or ``pressure``) of devices at times: a stuck sensor's
+        value (the ``stuck`` scenario)."""
+
+    def events_per_hour(self, spec: "GeneratorSpec") -> float:
+        """How many events the fleet reports per hour of event time (a run's manifest)."""
+
+    def time_of_event(self, spec: "GeneratorSpec", index: int) -> int:
+        """The (clean) timestamp in epoch ms of event number ``index`` (``iotgen spec``)."""
+
 
 class ScenarioSet(Protocol):
     """``spec.scenarios``: transforms each block and says what it did (:class:`iotgen.scenarios.Scenarios`).
     Must be a pure function of the arguments and keep :data:`BLOCK_SIZE` rows."""
 
-    schema_drift: Sequence[Any]
+    @property
+    def schema_drift(self) -> Sequence[Any]:
+        """The schedule of schema-drift changes (read-only: a scenario set is immutable)."""
 
     def apply(self, spec: "GeneratorSpec", block: int, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Truth]:
         """The block with the scenarios applied, and its ground truth."""
@@ -397,7 +411,8 @@ def _uuid4(rng: np.random.Generator, n: int) -> pa.Array:
 
 _FIRMWARE = pa.array([f"{a}.{b}.{c}" for a in range(1, 5) for b in range(10) for c in range(20)], pa.string())
 _FAULT_PROBABILITIES = [math.exp(-0.4) * 0.4**k / math.factorial(k) for k in range(50)]
-_FAULT_CUTS = draws.thresholds(_FAULT_PROBABILITIES + [max(0.0, 1.0 - sum(_FAULT_PROBABILITIES))])  # Poisson(0.4), max 50
+# Poisson(0.4), capped at 50
+_FAULT_CUTS = draws.thresholds(_FAULT_PROBABILITIES + [max(0.0, 1.0 - sum(_FAULT_PROBABILITIES))])
 
 
 SENSOR_TABLE_LIMIT = 1 << 17  # sensor ids come from a cached table up to this many sensors

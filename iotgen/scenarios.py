@@ -49,6 +49,7 @@ import pyarrow.compute as pc
 from . import keyed_random as kr
 from .catalogs import ValueSpec
 from .dynamic_json import build_json_column
+from .errors import InputError
 from .fleet import READING_RANGES
 from .generator import BLOCK_SIZE, GeneratorSpec, block_rng, labelled_range
 from .schema import ARROW_SCHEMA, TIMESTAMP
@@ -306,6 +307,7 @@ class _Columns(dict):
 
     def __missing__(self, name: str) -> Any:
         column = self.batch.column(self.batch.schema.get_field_index(name))
+        value: Any
         if name in _TIMES:
             value = _epoch_ms(column)
         elif name in _NUMERIC:
@@ -386,7 +388,8 @@ class _Work:
                 arrays.append(pa.array(value, ARROW_SCHEMA.field(f.name).type, mask=mask))
             else:
                 array = value.get()
-                arrays.append(array if mask is None else pc.if_else(pa.array(mask), pa.scalar(None, pa.string()), array))
+                arrays.append(array if mask is None
+                              else pc.if_else(pa.array(mask), pa.scalar(None, pa.string()), array))
         batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
         if not np.array_equal(content, np.arange(self.n)):
             batch = batch.take(pa.array(content))  # copies and delays: one take of every column
@@ -397,10 +400,10 @@ class _Work:
         first = self.block * BLOCK_SIZE
         slots = [e[0] for e in self.labels]
         columns: dict[str, list] = {"slot": slots, "kind": [], "column": [], "value": [], "note": []}
-        for entry_slots, kind, column, value, note in self.labels:
+        for entry_slots, kind_name, column_name, value, note in self.labels:
             m = len(entry_slots)
-            columns["kind"].append(np.full(m, KINDS.index(kind)))
-            columns["column"].append(np.full(m, -1 if column is None else self.names.index(column)))
+            columns["kind"].append(np.full(m, KINDS.index(kind_name)))
+            columns["column"].append(np.full(m, -1 if column_name is None else self.names.index(column_name)))
             columns["value"].append(np.full(m, np.nan) if value is None else np.broadcast_to(
                 np.asarray(value, dtype=np.float64), (m,)))
             columns["note"].append(np.full(m, None, dtype=object) if note is None else np.broadcast_to(
@@ -419,7 +422,7 @@ class _Work:
         source = np.full(len(row), -1, dtype=np.int64)
         final_of = np.empty(self.n, dtype=np.int64)
         final_of[order] = np.arange(self.n)  # pre-disorder position -> final row
-        extra = []
+        extra: list[tuple] = []  # (rows, kind, column, value, source) of labels added after the disorder
         if copied_from is not None:
             targets = np.flatnonzero(copied_from != np.arange(self.n))
             extra.append((final_of[targets], copy_kind[targets], -1, np.nan, final_of[copied_from[targets]]))
@@ -437,7 +440,8 @@ class _Work:
         ordering = np.lexsort((column, kind, row))
         row, kind, column, value, source, note = (a[ordering] for a in (row, kind, column, value, source, note))
         names = pa.array(list(self.names), pa.string())
-        column_array = names.take(pa.array(np.where(column < 0, 0, column))) if len(column) else pa.array([], pa.string())
+        column_array = (names.take(pa.array(np.where(column < 0, 0, column))) if len(column)
+                        else pa.array([], pa.string()))
         return pa.table({
             "event_index": pa.array(first + row, pa.int64()),
             "event_id": batch.column(self.names.index("event_id")).take(pa.array(row, pa.int64())),
@@ -496,11 +500,14 @@ def _late(late: Lateness, work: _Work) -> None:
 
 def _lateness(late: Lateness, rng: np.random.Generator, m: int) -> np.ndarray:
     """``m`` draws of the lateness distribution in ms, each in [min_ms, max_ms] (redrawn until it is)."""
+    scale_ms = late.scale_ms
+    assert scale_ms is not None  # Lateness.__post_init__ fills it in
+
     def draw(k: int) -> np.ndarray:
         if late.distribution == "exponential":
-            return rng.exponential(late.scale_ms, k)
+            return rng.exponential(scale_ms, k)
         if late.distribution == "lognormal":
-            return late.scale_ms * np.exp(late.sigma * rng.standard_normal(k))
+            return scale_ms * np.exp(late.sigma * rng.standard_normal(k))
         return rng.uniform(late.min_ms, late.max_ms, k)
 
     values = draw(m)
@@ -525,7 +532,7 @@ def _episodes(kind: str, episodes: Episodes, work: _Work) -> None:
     spec = work.spec
     period = max(episodes.duration_ms, int(round(episodes.duration_ms / episodes.rate)))
     offsets = dict(episodes.max_offset)
-    for number, column in enumerate(episodes.columns):
+    for column in episodes.columns:
         stream = (_STUCK if kind == "stuck" else _DRIFT) + ANOMALY_COLUMNS.index(column)
         spread = _permuted(work.device, work.device_count, spec.seed, stream) / work.device_count
         t = work.time
@@ -552,7 +559,8 @@ def _episodes(kind: str, episodes: Episodes, work: _Work) -> None:
             work.label(slots, "stuck", column, frozen)
         else:
             sign = np.where(kr.uniform(spec.seed, stream + 5, work.device[slots], start[slots]) < 0.5, -1.0, 1.0)
-            offset = sign * offsets.get(column, DEFAULT_DRIFT[column]) * (t[slots] - start[slots]) / episodes.duration_ms
+            elapsed = t[slots] - start[slots]
+            offset = sign * offsets.get(column, DEFAULT_DRIFT[column]) * elapsed / episodes.duration_ms
             before = values[slots]
             values[slots] = _quantise(before + offset, column)
             work.label(slots, "drift", column, values[slots] - before)
@@ -614,6 +622,8 @@ def _schema_drift(changes: tuple[DriftChange, ...], work: _Work) -> list[np.ndar
         if not mask.any():
             continue
         if change.operation == "add_key":
+            if change.value is None:
+                raise InputError(f"schema drift: add_key {change.key!r} needs a value spec")
             rows = np.flatnonzero(mask)
             added = build_json_column(((change.key, change.value),), 1, 1, work.rng(_ADD_KEY + 10 * number), len(rows))
             text.add_member(rows, added)
@@ -694,7 +704,7 @@ class _JsonText:
         data = self._buffers()[0]
         at = np.minimum(starts[:, None] + np.arange(64), len(data) - 1)
         inside = (at < ends[:, None]) & np.isin(data[at], np.frombuffer(characters, np.uint8))
-        return inside.any(axis=1)
+        return np.asarray(inside.any(axis=1))  # an array for 2-D input (numpy's stubs say "or a scalar")
 
     def splice(self, rows: np.ndarray, cuts: np.ndarray, pattern: list, inserts: pa.Array | None = None) -> None:
         """Cut each of ``rows`` at its byte positions ``cuts`` (one row of increasing absolute positions per
@@ -844,7 +854,9 @@ def truth_range(spec: GeneratorSpec, start: int, stop: int) -> Truth:
     changes = len(spec.scenarios.schema_drift) if spec.scenarios is not None else 0
     if spec.scenarios is None or start >= stop:
         return Truth.empty(start, changes)
-    return labelled_range(spec, start, stop).truth
+    truth = labelled_range(spec, start, stop).truth
+    assert truth is not None  # a spec with scenarios labels every range
+    return truth
 
 
 def label_counts(labels: pa.Table) -> dict[str, int]:

@@ -27,8 +27,8 @@ class Column:
 
 COLUMNS: tuple[Column, ...] = (
     Column("event_id", pa.string(), "", "UUID v4, unique", "Event identifier; consumers de-duplicate on it."),
-    Column("timestamp", TIMESTAMP, "UTC, ms precision", "ANCHOR_TIME - BASE_TIME_DAYS_AGO days + [0, TIME_SPREAD_HOURS)",
-           "When the device measured the event."),
+    Column("timestamp", TIMESTAMP, "UTC, ms precision",
+           "ANCHOR_TIME - BASE_TIME_DAYS_AGO days + [0, TIME_SPREAD_HOURS)", "When the device measured the event."),
     Column("device_type", pa.string(), "", "DEVICE_TYPES", "Kind of device."),
     Column("firmware_version", pa.string(), "semver", "1.0.0 - 4.9.19", "Firmware running on the device."),
     Column("battery_level", pa.float64(), "%", "0 - 100, 1 decimal", "Battery charge."),

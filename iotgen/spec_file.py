@@ -25,7 +25,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NoReturn
 
 import numpy as np
 
@@ -71,7 +71,7 @@ YAML_NAMES: dict[type, dict[str, str]] = {
 
 def default(cls: type, name: str) -> Any:
     """The default of the field the spec file's ``name`` sets in dataclass ``cls``."""
-    field_ = cls.__dataclass_fields__[YAML_NAMES.get(cls, {}).get(name, name)]
+    field_ = {f.name: f for f in dataclasses.fields(cls)}[YAML_NAMES.get(cls, {}).get(name, name)]
     if field_.default is not dataclasses.MISSING:
         return field_.default
     if field_.default_factory is not dataclasses.MISSING:
@@ -101,7 +101,7 @@ class _Fields:
         self.data = dict(data)
         self.used: set[str] = set()
 
-    def fail(self, path: str, message: str):
+    def fail(self, path: str, message: str) -> NoReturn:
         raise InputError(f"{self.where}: {path} {message}")
 
     def name(self, key: str) -> str:
@@ -188,7 +188,8 @@ def _time_point(fields: _Fields, key: str, window_start_ms: int) -> int:
     if isinstance(value, (dt.datetime, dt.date)) or (isinstance(value, str) and re.match(r"^\d{4}-\d{2}-\d{2}", value)):
         moment = parse_datetime(value)
         if moment is None:
-            fields.fail(path, f"must be a duration after the window start (36h) or an ISO 8601 date-time, got {value!r}")
+            fields.fail(path,
+                        f"must be a duration after the window start (36h) or an ISO 8601 date-time, got {value!r}")
         return int(moment.timestamp() * 1000) - window_start_ms
     if value is None:
         fields.fail(path, "is required: a duration after the window start (36h) or an ISO 8601 date-time")
@@ -257,9 +258,9 @@ def load_spec(source: str | os.PathLike | Mapping[str, Any] | None) -> Spec:
     spec = Spec(profile, {k: v for k, v in catalogs.data.items()}, top.section("fleet").data,
                 top.section("scenarios").data, where)
     top.done()
-    catalogs = spec.build_catalogs()  # check everything now, against the file's own catalogs
-    spec.build_fleet(catalogs, 1, 0)
-    spec.build_scenarios(catalogs, 0)
+    built = spec.build_catalogs()  # check everything now, against the file's own catalogs
+    spec.build_fleet(built, 1, 0)
+    spec.build_scenarios(built, 0)
     return spec
 
 
@@ -472,11 +473,11 @@ def _build_scenarios(data: Mapping[str, Any], catalogs: Catalogs, where: str, wi
         f.rate("device_fraction"), f.duration_ms("max_offset", default(ClockSkew, "max_offset")),
         f.duration_ms("max_drift_per_day", default(ClockSkew, "max_drift_per_day"))))
     section("malformed_json", _malformed)
-    section("duplicates", lambda f: Duplicates(f.rate(), f.integer("max_distance", default(Duplicates, "max_distance"),
-                                                                   1)))
+    section("duplicates", lambda f: Duplicates(
+        f.rate(), f.integer("max_distance", default(Duplicates, "max_distance"), 1)))
     section("replays", _replays)
-    section("out_of_order", lambda f: OutOfOrder(f.rate(), f.integer("max_distance", default(OutOfOrder, "max_distance"),
-                                                                     1)))
+    section("out_of_order", lambda f: OutOfOrder(
+        f.rate(), f.integer("max_distance", default(OutOfOrder, "max_distance"), 1)))
     nulls = s.section("nulls")
     pairs = []
     for column in nulls.data:
@@ -525,7 +526,7 @@ def _episodes(f: _Fields, kind: type[Episodes]) -> Episodes:
     rate = f.rate()
     duration = f.duration_ms("duration", default(kind, "duration"), 1000)
     columns = _columns(f, "columns", ANOMALY_COLUMNS, list(default(kind, "columns")))
-    offsets = ()
+    offsets: tuple[tuple[str, float], ...] = ()
     if kind is Drift:
         mapping = columns if isinstance(columns, Mapping) else {c: DEFAULT_DRIFT[c] for c in columns}
         offsets = tuple((c, f.check_number(f"{f.name('columns')}.{c}", v, 0.0, strict_low=True))

@@ -13,7 +13,7 @@ import logging
 import signal
 import sys
 import traceback
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from ..errors import InputError
 
@@ -29,7 +29,7 @@ COMMANDS = {
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # usage errors: one line, exit 2
+    def error(self, message: str) -> NoReturn:  # usage errors: one line, exit 2
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 HELP = ("run a local Azure Event Hubs emulator (AMQP 1.0 and Kafka on 127.0.0.1) for the SDK, Kafka clients, "
         "notebooks and tests")
@@ -27,8 +28,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     for action in source._actions:
         if not action.option_strings or isinstance(action, argparse._HelpAction):
             continue
+        converter: dict[str, Any] = {} if action.type is None else {"type": action.type}  # None: the default, str
         parser.add_argument(*action.option_strings, action=type(action), dest=action.dest, default=action.default,
-                            type=action.type, choices=action.choices, help=action.help, metavar=action.metavar)
+                            choices=action.choices, help=action.help, metavar=action.metavar, **converter)
 
 
 def emulator_argv(args: argparse.Namespace) -> list[str]:

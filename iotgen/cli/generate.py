@@ -35,7 +35,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events-per-file", metavar="E", help="split larger runs into parts (EVENTS_PER_FILE)")
     parser.add_argument("--anchor-time", metavar="ISO", help="reference 'now' of the time window (ANCHOR_TIME)")
     parser.add_argument("--sensors", metavar="N", help="distinct sensor_id values (NUM_SENSORS)")
-    parser.add_argument("--json-column-mode", metavar="M", help="Delta json_column: variant | string (JSON_COLUMN_MODE)")
+    parser.add_argument("--json-column-mode", metavar="M",
+                        help="Delta json_column: variant | string (JSON_COLUMN_MODE)")
     parser.add_argument("--spec", metavar="FILE", help="generation spec: catalogs, fleet, scenarios (SPEC_FILE)")
     parser.add_argument("--profile", metavar="P", help="independent | fleet (PROFILE; default: the spec's)")
     parser.add_argument("--devices", metavar="N", help="devices of the fleet profile (DEVICE_COUNT)")

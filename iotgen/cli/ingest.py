@@ -7,6 +7,8 @@ import logging
 import signal
 import sys
 import threading
+from types import FrameType
+from typing import Any, Callable
 
 from ..errors import InputError
 from ..pipelines.ingest import SOURCES, IngestOptions, run_ingest
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     options = IngestOptions.from_config(config)
     logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK's INFO lines drown the ingest's own
     stop = threading.Event()
-    previous = {}
+    previous: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int | None] = {}  # signal.signal's
 
     def request_stop(signum, frame) -> None:  # first Ctrl-C / SIGTERM: stop cleanly; a second one: hard stop
         stop.set()

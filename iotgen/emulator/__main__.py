@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="port to listen on, 0 for any free port (default: 5672)")
     parser.add_argument("--kafka-port", default=str(DEFAULT_KAFKA_PORT), type=_kafka_port, metavar="PORT",
                         help="port of the Kafka endpoint (SASL_PLAINTEXT, PLAIN with user $ConnectionString and the "
-                             f"connection string as password); 0: none; any: a free port (default: {DEFAULT_KAFKA_PORT})")
+                             "connection string as password); 0: none; any: a free port "
+                             f"(default: {DEFAULT_KAFKA_PORT})")
     parser.add_argument("--hub", action="append", type=_hub_name, metavar="NAME",
                         help="event hub name; repeat for several hubs (default: iot-events)")
     parser.add_argument("--partitions", default=4, type=_int_in(1, 1024),

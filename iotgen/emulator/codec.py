@@ -275,7 +275,7 @@ class Decimal128(_OpaqueDecimal):
     _width = 16
 
 
-class Array(list):  # type: ignore[type-arg]
+class Array(list):
     """AMQP ``array``: a homogeneous sequence whose element type is explicit.
 
     ``element_type`` is one of the classes of the table in the module docstring

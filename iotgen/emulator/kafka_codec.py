@@ -14,11 +14,12 @@ Compression ``none`` and ``gzip`` are read; batches are written uncompressed.
 
 from __future__ import annotations
 
+import builtins
 import gzip
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 __all__ = [
     "APIS",
@@ -39,6 +40,7 @@ class CodecError(ValueError):
     """A frame that does not follow the protocol: the connection is closed."""
 
 
+_crc32c_c: Callable[[bytes | memoryview], int] | None
 try:  # the C implementation (the ``crc32c`` wheel); a table-driven fallback keeps the emulator dependency-free
     from crc32c import crc32c as _crc32c_c
 except ImportError:  # pragma: no cover - exercised by tests through crc32c_python
@@ -161,7 +163,8 @@ class Reader:
     def uuid(self) -> bytes:
         return self.raw(16)
 
-    def string(self, compact: bool) -> str | None:
+    # ``bool`` and ``bytes`` name methods of this class from here on: annotations say ``builtins.``
+    def string(self, compact: builtins.bool) -> str | None:
         n = self.uvarint() - 1 if compact else self.int16()
         if n < 0:
             return None
@@ -170,11 +173,11 @@ class Reader:
         except UnicodeDecodeError:
             raise CodecError("string is not UTF-8") from None
 
-    def bytes(self, compact: bool) -> bytes | None:
+    def bytes(self, compact: builtins.bool) -> builtins.bytes | None:
         n = self.uvarint() - 1 if compact else self.int32()
         return None if n < 0 else self.raw(n)
 
-    def array_length(self, compact: bool) -> int:
+    def array_length(self, compact: builtins.bool) -> int:
         n = self.uvarint() - 1 if compact else self.int32()
         if n > self.end - self.pos:  # every element takes at least a byte: a bogus length is caught here
             raise CodecError("array longer than the frame")

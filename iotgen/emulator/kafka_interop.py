@@ -99,7 +99,7 @@ def _property_headers(message: bytes) -> list[tuple[str, bytes | None]]:
             pos, count = value_start + 9, int.from_bytes(message[value_start + 5:value_start + 9], "big")
         else:
             raise CodecError("application-properties is not a map")
-        headers = []
+        headers: list[tuple[str, bytes | None]] = []
         for _ in range(count // 2):
             name, pos = decode_value(message, pos)
             stop = value_end(message, pos)
@@ -129,9 +129,9 @@ def amqp_to_kafka(message: bytes) -> bytes:
     headers = _property_headers(message) if decoded.application_properties else []
     if decoded.properties is not None:
         for attribute, header in PROPERTY_HEADERS:
-            value = getattr(decoded.properties, attribute)
-            if value is not None:
-                headers.append((header, _text(value)))
+            field = getattr(decoded.properties, attribute)
+            if field is not None:
+                headers.append((header, _text(field)))
     partition_key = annotations.get(PARTITION_KEY_HEADER)
     if partition_key is not None:
         headers.append((PARTITION_KEY_HEADER, _text(partition_key)))

@@ -338,7 +338,9 @@ class KafkaEndpoint:
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
         self._sweeper: asyncio.Task | None = None
-        self._handlers: dict[int, Callable[[_Connection, Request], Awaitable[dict[str, Any] | None]]] = {
+        # A handler gets the request (header fields) and its parsed body (never None: _dispatch answers the rest).
+        self._handlers: dict[int, Callable[[_Connection, Request, dict[str, Any]],
+                                           Awaitable[dict[str, Any] | None]]] = {
             0: self._produce, 1: self._fetch, 2: self._list_offsets, 3: self._metadata, 8: self._offset_commit,
             9: self._offset_fetch, 10: self._find_coordinator, 11: self._join_group, 12: self._heartbeat,
             13: self._leave_group, 14: self._sync_group, 17: self._sasl_handshake, 18: self._api_versions,
@@ -455,10 +457,10 @@ class KafkaEndpoint:
             raise _Close(f"{api.name} before SASL authentication: the Kafka endpoint needs SASL PLAIN "
                          "(security.protocol=SASL_PLAINTEXT, user $ConnectionString, the connection string as "
                          "password)", level=logging.WARNING)
-        body = await self._handlers[request.api_key](connection, request)
-        if body is None:
+        response = await self._handlers[request.api_key](connection, request, request.body)
+        if response is None:
             return None
-        return encode_response(request, body)
+        return encode_response(request, response)
 
     # -- ApiVersions and SASL --------------------------------------------------------------------------------
     @staticmethod
@@ -466,11 +468,11 @@ class KafkaEndpoint:
         return [{"api_key": a.key, "min_version": a.min_version, "max_version": a.max_version}
                 for a in APIS.values()]
 
-    async def _api_versions(self, connection: _Connection, request: Request) -> dict[str, Any]:
+    async def _api_versions(self, connection: _Connection, request: Request, body: dict[str, Any]) -> dict[str, Any]:
         return {"error_code": ErrorCode.NONE, "api_keys": self._api_keys()}
 
-    async def _sasl_handshake(self, connection: _Connection, request: Request) -> dict[str, Any]:
-        mechanism = request.body["mechanism"]
+    async def _sasl_handshake(self, connection: _Connection, request: Request, body: dict[str, Any]) -> dict[str, Any]:
+        mechanism = body["mechanism"]
         if connection.authenticated or connection.handshake_done:
             raise _Close("a second SASL handshake on one connection", encode_response(
                 request, {"error_code": ErrorCode.ILLEGAL_SASL_STATE, "mechanisms": ["PLAIN"]}))
@@ -479,12 +481,13 @@ class KafkaEndpoint:
         connection.handshake_done = True
         return {"error_code": ErrorCode.NONE, "mechanisms": ["PLAIN"]}
 
-    async def _sasl_authenticate(self, connection: _Connection, request: Request) -> dict[str, Any]:
+    async def _sasl_authenticate(self, connection: _Connection, request: Request,
+                                 body: dict[str, Any]) -> dict[str, Any]:
         if not connection.handshake_done or connection.authenticated:
             raise _Close("SaslAuthenticate without a SaslHandshake", encode_response(request, {
                 "error_code": ErrorCode.ILLEGAL_SASL_STATE, "error_message": "send SaslHandshake (PLAIN) first",
                 "auth_bytes": b""}))
-        parts = (request.body["auth_bytes"] or b"").split(b"\x00")
+        parts = (body["auth_bytes"] or b"").split(b"\x00")
         user, password = (parts[1], parts[2]) if len(parts) == 3 else (b"", b"")
         scope: str | None
         if user.decode("utf-8", "replace") != CONNECTION_STRING_USER:
@@ -510,8 +513,8 @@ class KafkaEndpoint:
             return None, ErrorCode.TOPIC_AUTHORIZATION_FAILED
         return hub, ErrorCode.NONE
 
-    async def _metadata(self, connection: _Connection, request: Request) -> dict[str, Any]:
-        requested = request.body["topics"]
+    async def _metadata(self, connection: _Connection, request: Request, body: dict[str, Any]) -> dict[str, Any]:
+        requested = body["topics"]
         if requested is None:  # all topics (the ones these credentials may see)
             names = [h.name for h in self.store.hubs if not connection.scope or h.name.lower() == connection.scope]
         else:
@@ -534,8 +537,7 @@ class KafkaEndpoint:
         return hub.partition(str(index))
 
     # -- produce -------------------------------------------------------------------------------------------------
-    async def _produce(self, connection: _Connection, request: Request) -> dict[str, Any] | None:
-        body = request.body
+    async def _produce(self, connection: _Connection, request: Request, body: dict[str, Any]) -> dict[str, Any] | None:
         if body["transactional_id"] is not None:
             error = {"error_code": ErrorCode.INVALID_REQUEST, "base_offset": -1, "log_append_time_ms": -1,
                      "error_message": "Kafka transactions are not supported"}
@@ -609,8 +611,8 @@ class KafkaEndpoint:
             base = first if base is None else base
         return (partition.next_sequence if base is None else base), when
 
-    async def _init_producer_id(self, connection: _Connection, request: Request) -> dict[str, Any]:
-        body = request.body
+    async def _init_producer_id(self, connection: _Connection, request: Request,
+                                body: dict[str, Any]) -> dict[str, Any]:
         if body["transactional_id"] is not None:
             return {"error_code": ErrorCode.INVALID_REQUEST, "producer_id": -1, "producer_epoch": -1}
         producer_id, epoch = body.get("producer_id", -1), body.get("producer_epoch", -1)
@@ -634,7 +636,7 @@ class KafkaEndpoint:
 
     def _read_partition(self, partition: PartitionLog, offset: int, budget: int, first: bool) -> bytes:
         end = partition.visible_end
-        batches = []
+        batches: list[bytes] = []
         used = 0
         sequence = offset
         while sequence < end:
@@ -658,8 +660,7 @@ class KafkaEndpoint:
                 break
         return b"".join(batches)
 
-    async def _fetch(self, connection: _Connection, request: Request) -> dict[str, Any]:
-        body = request.body
+    async def _fetch(self, connection: _Connection, request: Request, body: dict[str, Any]) -> dict[str, Any]:
         deadline = time.monotonic() + max(0, body["max_wait_ms"]) / 1000
         min_bytes = max(1, body["min_bytes"])
         while True:
@@ -714,9 +715,9 @@ class KafkaEndpoint:
             topics.append({"name": topic["name"], "partitions": partitions})
         return topics, total, [] if errors else wake
 
-    async def _list_offsets(self, connection: _Connection, request: Request) -> dict[str, Any]:
+    async def _list_offsets(self, connection: _Connection, request: Request, body: dict[str, Any]) -> dict[str, Any]:
         topics = []
-        for topic in request.body["topics"]:
+        for topic in body["topics"]:
             hub, topic_error = self._hub(connection, topic["name"])
             partitions = []
             for entry in topic["partitions"]:
@@ -743,15 +744,15 @@ class KafkaEndpoint:
         return {"throttle_time_ms": 0, "topics": topics}
 
     # -- consumer groups ---------------------------------------------------------------------------------------
-    async def _find_coordinator(self, connection: _Connection, request: Request) -> dict[str, Any]:
-        if request.body.get("key_type", 0) != 0:
+    async def _find_coordinator(self, connection: _Connection, request: Request,
+                                body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("key_type", 0) != 0:
             return {"error_code": ErrorCode.COORDINATOR_NOT_AVAILABLE,
                     "error_message": "transactions are not supported", "node_id": -1, "host": "", "port": -1}
         return {"error_code": ErrorCode.NONE, "error_message": None, "node_id": NODE_ID,
                 "host": self.advertised_host, "port": self.port}
 
-    async def _join_group(self, connection: _Connection, request: Request) -> dict[str, Any]:
-        body = request.body
+    async def _join_group(self, connection: _Connection, request: Request, body: dict[str, Any]) -> dict[str, Any]:
         group_id = body["group_id"]
         failed = {"generation_id": -1, "protocol_type": None, "protocol_name": None, "leader": "",
                   "member_id": body["member_id"], "members": []}
@@ -787,10 +788,9 @@ class KafkaEndpoint:
         response = await future
         return {**failed, **response}
 
-    async def _sync_group(self, connection: _Connection, request: Request) -> dict[str, Any]:
-        body = request.body
+    async def _sync_group(self, connection: _Connection, request: Request, body: dict[str, Any]) -> dict[str, Any]:
         group = self.groups.get(body["group_id"])
-        out = {"protocol_type": None, "protocol_name": None, "assignment": b""}
+        out: dict[str, Any] = {"protocol_type": None, "protocol_name": None, "assignment": b""}
         member = None if group is None else group.members.get(body["member_id"])
         if group is None or member is None:
             return {"error_code": ErrorCode.UNKNOWN_MEMBER_ID, **out}
@@ -816,8 +816,7 @@ class KafkaEndpoint:
         error, assignment = await future
         return {"error_code": error, **out, "assignment": assignment}
 
-    async def _heartbeat(self, connection: _Connection, request: Request) -> dict[str, Any]:
-        body = request.body
+    async def _heartbeat(self, connection: _Connection, request: Request, body: dict[str, Any]) -> dict[str, Any]:
         group = self.groups.get(body["group_id"])
         member = None if group is None else group.members.get(body["member_id"])
         if group is None or member is None:
@@ -829,8 +828,7 @@ class KafkaEndpoint:
             return {"error_code": ErrorCode.ILLEGAL_GENERATION}
         return {"error_code": ErrorCode.NONE}
 
-    async def _leave_group(self, connection: _Connection, request: Request) -> dict[str, Any]:
-        body = request.body
+    async def _leave_group(self, connection: _Connection, request: Request, body: dict[str, Any]) -> dict[str, Any]:
         group = self.groups.get(body["group_id"])
         leaving = [m["member_id"] for m in body["members"]] if "members" in body else [body["member_id"]]
         results = []
@@ -871,8 +869,7 @@ class KafkaEndpoint:
             return ErrorCode.ILLEGAL_GENERATION
         return ErrorCode.NONE
 
-    async def _offset_commit(self, connection: _Connection, request: Request) -> dict[str, Any]:
-        body = request.body
+    async def _offset_commit(self, connection: _Connection, request: Request, body: dict[str, Any]) -> dict[str, Any]:
         group_id = body["group_id"]
         error = ErrorCode.INVALID_GROUP_ID if not group_id else self._commit_error(self.groups.get(group_id), body)
         member = None if not group_id else self.groups.get(group_id)
@@ -898,8 +895,7 @@ class KafkaEndpoint:
             await asyncio.to_thread(self.offsets.save)
         return {"throttle_time_ms": 0, "topics": topics}
 
-    async def _offset_fetch(self, connection: _Connection, request: Request) -> dict[str, Any]:
-        body = request.body
+    async def _offset_fetch(self, connection: _Connection, request: Request, body: dict[str, Any]) -> dict[str, Any]:
         group_id = body["group_id"]
         requested = body["topics"]
         if requested is None:  # every partition the group committed

@@ -1233,12 +1233,12 @@ class EventHubsEmulator:
             displaced.session.detach(displaced, Error(_LINK_STOLEN, (
                 f"New receiver with higher epoch of '{epoch}' is created hence current receiver with epoch "
                 f"'{displaced.epoch}' is getting disconnected.")))
-        link = _EventReceiverLink(session, attach, handle, partition, start, consumer_group, epoch)
-        link.entity_path = _entity_path(address)
-        self.exclusive_readers.add(link)
+        receiver = _EventReceiverLink(session, attach, handle, partition, start, consumer_group, epoch)
+        receiver.entity_path = _entity_path(address)
+        self.exclusive_readers.add(receiver)
         _LOGGER.debug("consumer attached to %s/%s/%s at sequence number %d (epoch %s)", hub.name,
                       consumer_group, partition.partition_id, start.sequence_number, epoch)
-        return link
+        return receiver
 
     def _hub_for(self, session: _Session, address: str, segments: list[str]) -> EventHub:
         if not segments:

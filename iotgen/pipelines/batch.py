@@ -29,6 +29,7 @@ from ..schema import SCHEMA_VERSION
 from ..sinks.files import EXTENSIONS, EventFileWriter, check_output_dir, encode_chunk, publish, run_name, \
     temporary_folder, write_manifest
 from ..sinks.labels import LabelsWriter
+from ..truth import Truth
 from ..spec_file import describe, drift_timeline, generator_spec
 from .. import __version__
 from .batch_stats import BatchStats, ChunkStats, bucket_us, chunk_stats
@@ -56,7 +57,7 @@ class _Chunk:
     scenarios (if any) and the chunk's statistics (if asked for)."""
 
     data: bytes | pa.RecordBatch
-    truth: pa.Table | None = None
+    truth: Truth | None = None
     stats: ChunkStats | None = None
 
 
@@ -133,7 +134,7 @@ def write_files(
     as_folder = parts > 1 or spec.scenarios is not None  # scenarios: events, _labels and _manifest.json together
     target = folder if not as_folder else temporary_folder(folder, base)
     writers: dict[int, EventFileWriter] = {}
-    finished: list[tuple[int, EventFileWriter]] = []
+    finished: list[tuple[int, EventFileWriter | _PartFile]] = []  # parts written here or by a worker
     # spawn, not fork: the caller may have threads (DuckDB's pool, the SDK, Spark's py4j), and a forked copy of a
     # threaded process can crash or hang in the first lock one of those threads held
     pool = ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn"),
@@ -142,14 +143,16 @@ def write_files(
     try:
         if spec.scenarios is not None:
             labels = LabelsWriter(target, fmt, len(spec.scenarios.schema_drift))
-        window: deque[tuple[int, int, int, Future | object]] = deque()
+        window: deque[tuple[int, int, int, Future[_Chunk] | _Chunk]] = deque()
 
         def drain_one() -> None:
             part, start, stop, job = window.popleft()
             chunk = job.result() if isinstance(job, Future) else job
             if labels is not None:
+                assert chunk.truth is not None  # labels: the spec has scenarios, so every chunk has its truth
                 labels.add(chunk.truth)
             if stats is not None:
+                assert chunk.stats is not None  # stats: every chunk job was given the sampling
                 stats.add(chunk.stats)
             result = chunk.data
             writer = writers.get(part)
@@ -190,8 +193,8 @@ def write_files(
             labels.close()
         for writer in writers.values():
             writer.discard()
-        for _, writer in finished:
-            writer.discard()
+        for _, part_file in finished:
+            part_file.discard()
         if target != folder:
             shutil.rmtree(target, ignore_errors=True)
         raise

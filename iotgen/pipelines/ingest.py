@@ -253,7 +253,7 @@ class _Committer:
         bodies, partitions, seqs, enqueued = _arrays(taken)
         ingested, quarantined = build_batch(bodies, partitions, seqs, enqueued, self.target.json_column_mode)
         last = {p: max(s) for p, (_, s, _) in taken.items() if s}
-        for attempt in range(COMMIT_ATTEMPTS):
+        for _ in range(COMMIT_ATTEMPTS):
             try:
                 self._commit_once(ingested, quarantined, last, summary)
                 return
@@ -266,7 +266,7 @@ class _Committer:
 
     def _commit_once(self, ingested: pa.Table, quarantined: pa.Table, last: dict[str, int],
                      summary: IngestSummary) -> None:
-        todo = {p: s for p, s in last.items() if self.offsets.get(p) is None or s > self.offsets[p]}
+        todo = {p: s for p, s in last.items() if (known := self.offsets.get(p)) is None or s > known}
         if not todo:
             return  # all already in the table (another writer got there first)
         fresh_q = _after(quarantined, self.quarantine_offsets)
@@ -474,9 +474,10 @@ class _PartitionEnds:
 
         ends = {}
         for partition, future in self.futures.items():
-            if future.exception() is not None:
+            error = future.exception()
+            if error is not None:
                 raise ConnectionError(f"cannot read partition {partition} of {self.source.description}: "
-                                      f"{one_line(future.exception())}")
+                                      f"{one_line(error)}")
             properties = future.result()
             ends[partition] = None if properties["is_empty"] else properties["last_enqueued_sequence_number"]
         return ends

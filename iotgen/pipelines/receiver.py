@@ -96,14 +96,17 @@ class Receiver:
         return self
 
     def receive(self, request: ReceiveRequest) -> None:
+        if self._requests is None or self._conn is None:
+            raise RuntimeError("Receiver.receive() before start()")
         self._requests.send(request)
-        self._thread = threading.Thread(target=self._pump, name="iotgen-ingest-receive", daemon=True)
+        self._thread = threading.Thread(target=self._pump, args=(self._conn,), name="iotgen-ingest-receive",
+                                        daemon=True)
         self._thread.start()
 
-    def _pump(self) -> None:
+    def _pump(self, conn: Connection) -> None:
         while True:
             try:
-                message = self._conn.recv()
+                message = conn.recv()
             except (EOFError, OSError):
                 if not self._stopping:
                     self._on_error(None, True, self._ended())

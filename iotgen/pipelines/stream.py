@@ -43,7 +43,7 @@ from ..catalogs import Catalogs
 from ..config import Config, Secret
 from ..databricks import on_databricks
 from ..generator import BlockCursor, GeneratorSpec
-from ..sinks.eventhubs import EventHubConfigError, EventHubProducer, EventHubTarget, SendStats, target_from_config
+from ..sinks.eventhubs import EventHubConfigError, EventHubProducer, SendStats, target_from_config
 from ..spec_file import generator_spec
 from .token_bucket import TokenBucket
 

@@ -83,14 +83,14 @@ def decode_bodies(bodies: pa.Array | Sequence[bytes], json_column: str = "text",
     good_parts: list[tuple[np.ndarray, pa.Table]] = []
     failed = _parse_chunks(text, candidates, good_parts, use_threads)
     for i in sorted(slow.union(failed)):
-        reason = _row_reason(text[i].as_py())
-        if reason is None:
+        why = _row_reason(text[i].as_py())
+        if why is None:
             parsed = _parse(text.take(pa.array([i])))  # Python says fine: the parser must agree, or say why not
-            reason = f"invalid value: {parsed}" if isinstance(parsed, str) else _null_reason(parsed)
-            if reason is None:
+            why = f"invalid value: {parsed}" if isinstance(parsed, str) else _null_reason(parsed)
+            if why is None:
                 good_parts.append((np.array([i], dtype=np.int64), parsed))
                 continue
-        reasons[i] = reason
+        reasons[i] = why
     indices, fixed = _merge(good_parts)
     objects = text.take(pa.array(indices))
     if json_column == "variant":

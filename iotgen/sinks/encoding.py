@@ -162,6 +162,7 @@ def _part(column: pa.Array, name: str):
 class _CompiledTable:
     def __init__(self, table: jsontext.PieceTable, key: tuple, prefix: str, suffix: str) -> None:
         kind = key[0]
+        self.pieces: jsontext.NumberPieces | jsontext.TimestampPieces | None
         if kind == "number":
             _, low, high, decimals, shortest = key
             self.pieces = jsontext.NumberPieces(table, low, high, decimals, prefix, suffix, shortest=shortest,
@@ -185,7 +186,7 @@ def _layout(slots: tuple) -> tuple[pa.StringArray, tuple]:
     """Compile a line layout: ``slots`` holds ``("const", text)``, ``("table", key, prefix, suffix)`` and
     ``("raw", index)`` entries in line order. Returns the piece table and, per slot, what fills it."""
     table = jsontext.PieceTable()
-    compiled = []
+    compiled: list[tuple] = []
     for slot in slots:
         if slot[0] == "const":
             compiled.append(("const", table.add([slot[1]])))
@@ -206,7 +207,7 @@ def _slots(names: list[str], parts: list, before: str, after: str) -> tuple:
         texts.append(text + ("," if i else "") + json.dumps(name) + ":" + ('"' if quoted else ""))
         text = '"' if quoted else ""
     texts.append(text + "}" + after)
-    slots = []
+    slots: list[tuple] = []
     raw = 0
     for k, part in enumerate(parts):
         if isinstance(part, _Table):

@@ -566,7 +566,7 @@ class EventHubProducer:
         sizes = pc.binary_length(messages).to_numpy(zero_copy_only=False).astype(np.int64)
         cost = sizes + batch_overhead(sizes)
         items = messages.to_pylist()
-        batches = []
+        batches: list[PreparedBatch] = []
         for partition_id, indices in self._groups(events):
             batches.extend(self._pack(partition_id, indices, cost, items, self._base_size))
         return PreparedChunk(first_index, events, batches)

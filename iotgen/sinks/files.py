@@ -4,9 +4,9 @@ A file is written under a hidden temporary name in its final folder and publishe
 fails rather than overwrite), falling back to a checked rename where the file system has no hard links (some
 FUSE mounts): a crash leaves nothing under a final name. Temporary names carry their owner
 (``.iotgen-<host>-<pid>-...``), so a run killed with SIGKILL leaves files that the next run in the same folder
-removes once that process is provably gone (same host, PID no longer alive): :func:`remove_abandoned`. Text formats are produced chunk by chunk as bytes
-(so worker processes can encode them); Parquet buffers rows into fixed-size row groups, so the file is the
-same whatever the chunk size.
+removes once that process is provably gone (same host, PID no longer alive): :func:`remove_abandoned`. Text formats
+are produced chunk by chunk as bytes (so worker processes can encode them); Parquet buffers rows into fixed-size row
+groups, so the file is the same whatever the chunk size.
 """
 
 from __future__ import annotations

@@ -207,7 +207,7 @@ def app_versions(table, app_ids: Iterable[str]) -> dict[str, int | None]:
     """The version each app id is at: from the newest snapshot of the current lineage that records it."""
     from pyiceberg.table.snapshots import ancestors_of
 
-    wanted = {app_id: None for app_id in app_ids}
+    wanted: dict[str, int | None] = {app_id: None for app_id in app_ids}
     missing = set(wanted)
     for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
         if not missing:

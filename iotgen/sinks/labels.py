@@ -31,9 +31,10 @@ class LabelsWriter:
     def add(self, truth: Truth) -> None:
         labels = truth.labels
         if labels.num_rows:
-            if self.parquet:
+            if self._writer is not None:
                 self._writer.write_table(labels)
             else:
+                assert self._file is not None, "LabelsWriter.add after close"
                 self._file.write(ndjson_bytes(labels))
             for key, n in label_counts(labels).items():
                 self.by_kind[key] = self.by_kind.get(key, 0) + n

@@ -71,7 +71,8 @@ def layout_of(names: Iterable[str]) -> str:
         f"unexpected {', '.join(extra)}" if extra else "") if part)
     raise InputError(
         "table data must have the 24 event columns of iotgen.schema.ARROW_SCHEMA (optionally with "
-        f"_partition, _sequence_number, _enqueued_time), or the quarantine columns; {details or 'got ' + str(sorted(given))}")
+        "_partition, _sequence_number, _enqueued_time), or the quarantine columns; "
+        f"{details or 'got ' + str(sorted(given))}")
 
 
 def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

@@ -16,8 +16,9 @@ KAFKA_BOOTSTRAP_SERVERS), SASL_PLAINTEXT with the same PLAIN login. That is how 
 
 The client settings follow Azure's recommendations for the Kafka endpoint (``request.timeout.ms`` 60000,
 ``session.timeout.ms`` 30000, ``metadata.max.age.ms`` and ``connections.max.idle.ms`` 180000: Azure closes idle
-connections after 240 s). The Basic tier has no Kafka endpoint: use the ``iotgen_eventhubs`` source there. This module needs no Python data source support: it works on every runtime
-(Spark 3.5-based Databricks runtimes included) where the Kafka source is on the classpath.
+connections after 240 s). The Basic tier has no Kafka endpoint: use the ``iotgen_eventhubs`` source there. This
+module needs no Python data source support: it works on every runtime (Spark 3.5-based Databricks runtimes included)
+where the Kafka source is on the classpath.
 
 ::
 
@@ -52,7 +53,10 @@ def _host(namespace: str) -> str:
     """``myns`` / ``myns.servicebus.windows.net`` / ``sb://myns.servicebus.windows.net/`` -> the host name."""
     text = namespace.strip()
     host = urlsplit(text).hostname if "://" in text else text.strip("/")
-    return host if "." in (host or "") else f"{host}{SERVICE_BUS_SUFFIX}"
+    if not host:
+        raise InputError(f"EVENTHUB_NAMESPACE must name a namespace (myns or myns.servicebus.windows.net), "
+                         f"got {namespace!r}")
+    return host if "." in host else f"{host}{SERVICE_BUS_SUFFIX}"
 
 
 def kafka_options(connection_string: str | None = None, *, namespace: str | None = None, topic: str | None = None,

@@ -85,8 +85,8 @@ def choose_source(config: Config, basic_tier: bool = False, kafka_source: bool |
     """``kafka`` or ``iotgen_eventhubs`` for SPARK_SOURCE. ``auto``: Spark's Kafka source where the session has it
     (``kafka_source``; None: only on Databricks) and the hub has a Kafka endpoint: a key-based connection string
     (off Databricks the local endpoint too, which serves Kafka like Microsoft's emulator, when
-    KAFKA_BOOTSTRAP_SERVERS gives its Kafka port), or EVENTHUB_SERVICE_CREDENTIAL, not on the Basic tier; the ``iotgen_eventhubs`` source otherwise. ``kafka`` on the Basic tier: ``ValueError``
-    saying why."""
+    KAFKA_BOOTSTRAP_SERVERS gives its Kafka port), or EVENTHUB_SERVICE_CREDENTIAL, not on the Basic tier; the
+    ``iotgen_eventhubs`` source otherwise. ``kafka`` on the Basic tier: ``ValueError`` saying why."""
     source = config.spark_source
     connection = config.eventhub_connection_string
     fields = parse_connection_string(connection.reveal()) if connection is not None else {}
@@ -272,7 +272,8 @@ def _rows_and_distinct(spark: Any, resolved: StreamTarget, table: str, column: s
     if resolved.kind == "parquet" or "/" in table:
         if resolved.kind == "parquet" and not any(Path(table).glob("*.parquet")):
             return 0, 0
-        frame = spark.read.parquet(table) if resolved.kind == "parquet" else spark.read.format(resolved.kind).load(table)
+        frame = (spark.read.parquet(table) if resolved.kind == "parquet"
+                 else spark.read.format(resolved.kind).load(table))
     else:
         if not spark.catalog.tableExists(table):
             return 0, 0

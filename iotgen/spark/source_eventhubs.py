@@ -89,7 +89,7 @@ class EventHubsDataLoss(RuntimeError):
 class EventHubsOptions:
     connection_string: Secret | None
     namespace: str | None
-    hub: str | None
+    hub: str
     consumer_group: str
     starting_position: str | dict[str, int]
     max_events_per_trigger: int | None
@@ -100,13 +100,14 @@ class EventHubsOptions:
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> "EventHubsOptions":
         known = {o.lower(): o for o in OPTIONS}
-        values: dict[str, str] = {}
+        values: dict[str, Any] = {}
         for key, value in options.items():
             name = known.get(str(key).lower())
             if name is None:
                 if str(key).lower() == "path":
                     continue
-                raise InputError(f"unknown option {key!r} for the iotgen_eventhubs source; allowed: {', '.join(OPTIONS)}")
+                raise InputError(
+                    f"unknown option {key!r} for the iotgen_eventhubs source; allowed: {', '.join(OPTIONS)}")
             values[name] = value
         connection = values.get("connectionString") or None
         namespace = values.get("fullyQualifiedNamespace") or None
@@ -120,11 +121,12 @@ class EventHubsOptions:
         if not hub:
             raise InputError("eventHubName is required when the connection string has no EntityPath")
         starting = _starting_position(values.get("startingPosition", "earliest"))
-        max_events = values.get("maxEventsPerTrigger")
-        if max_events is not None:
-            text = str(max_events).strip()
+        given_max = values.get("maxEventsPerTrigger")
+        max_events: int | None = None
+        if given_max is not None:
+            text = str(given_max).strip()
             if not text.isdigit() or int(text) < 1:
-                raise InputError(f"maxEventsPerTrigger must be an integer >= 1, got {max_events!r}")
+                raise InputError(f"maxEventsPerTrigger must be an integer >= 1, got {given_max!r}")
             max_events = int(text)
         try:
             timeout = float(values.get("receiveTimeout", 60))
@@ -150,6 +152,9 @@ class EventHubsOptions:
             target = EventHubTarget(host, self.hub, "connection string", self.connection_string,
                                     transport=self.transport)
         else:
+            if self.namespace is None:
+                raise InputError("the iotgen_eventhubs source needs the connectionString option (from a secret) or "
+                                 "fullyQualifiedNamespace and eventHubName (Azure AD)")
             namespace = self.namespace if "." in self.namespace else self.namespace + SERVICE_BUS_SUFFIX
             target = EventHubTarget(namespace, self.hub, "Azure AD", transport=self.transport)
         return target.consumer_client(self.consumer_group)
@@ -188,7 +193,7 @@ class PartitionRange(InputPartition):
     stop: int
 
 
-def _text_map(mapping: Mapping | None) -> list[tuple[str, str]] | None:
+def _text_map(mapping: Mapping | None) -> list[tuple[str, str | None]]:
     if not mapping:
         return []
     out = []
@@ -349,7 +354,8 @@ def share_limit(start: dict[str, int], end: dict[str, int], limit: int) -> dict[
     return {p: start.get(p, end[p]) + take[p] for p in end}
 
 
-class EventHubsStreamReader(DataSourceStreamReader, *AVAILABLE_NOW_BASES):
+# The ignore below: mypy cannot follow bases unpacked from a tuple (SupportsTriggerAvailableNow on Spark 4.2+)
+class EventHubsStreamReader(DataSourceStreamReader, *AVAILABLE_NOW_BASES):  # type: ignore[misc]
     """Offsets: ``{"eventHub": name, "sequenceNumbers": {partition: next sequence number to read}}``.
 
     Spark 4.2+ hands ``latestOffset`` the start and the read limit (``maxEventsPerTrigger``); older Spark hands
@@ -416,7 +422,8 @@ class EventHubsStreamReader(DataSourceStreamReader, *AVAILABLE_NOW_BASES):
         return [PartitionRange(p, begin.get(p, 0), stop[p])
                 for p in sorted(stop, key=lambda p: (len(p), p)) if stop[p] > begin.get(p, 0)]
 
-    def read(self, partition: PartitionRange) -> Iterator[pa.RecordBatch]:
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        assert isinstance(partition, PartitionRange)  # Spark hands back what partitions() returned
         return read_partition(self.options, partition)
 
     def commit(self, end: dict) -> None:
@@ -443,7 +450,8 @@ class EventHubsBatchReader(DataSourceReader):
     def partitions(self) -> list[PartitionRange]:
         return list(self.ranges) or [PartitionRange("0", 0, 0)]
 
-    def read(self, partition: PartitionRange) -> Iterator[pa.RecordBatch]:
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        assert isinstance(partition, PartitionRange)  # Spark hands back what partitions() returned
         return read_partition(self.options, partition)
 
 

@@ -289,11 +289,13 @@ class IotgenBatchReader(DataSourceReader):
         ranges = split_range(0, self.num_events, self.num_partitions)
         return [EventRange(self.spec, lo, hi) for lo, hi in ranges] or [EventRange(self.spec, 0, 0)]
 
-    def read(self, partition: EventRange) -> Iterator[pa.RecordBatch]:
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        assert isinstance(partition, EventRange)  # Spark hands back what partitions() returned
         return read_range(partition.spec, partition.start, partition.stop)
 
 
-class IotgenStreamReader(DataSourceStreamReader, *AVAILABLE_NOW_BASES):
+# The ignore below: mypy cannot follow bases unpacked from a tuple (SupportsTriggerAvailableNow on Spark 4.2+)
+class IotgenStreamReader(DataSourceStreamReader, *AVAILABLE_NOW_BASES):  # type: ignore[misc]
     """Offsets are ``{"event": next event position, "seed": ..., "windowStartMs": ..., "windowSpanMs": ...}``.
 
     The seed and time window live in the offset, so a query restarted from its checkpoint generates exactly
@@ -377,7 +379,8 @@ class IotgenStreamReader(DataSourceStreamReader, *AVAILABLE_NOW_BASES):
         ranges = split_range(start["event"], end["event"], self.options.num_partitions)
         return [EventRange(spec, lo, hi) for lo, hi in ranges]
 
-    def read(self, partition: EventRange) -> Iterator[pa.RecordBatch]:
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        assert isinstance(partition, EventRange)  # Spark hands back what partitions() returned
         return read_range(partition.spec, partition.start, partition.stop)
 
     def commit(self, end: dict) -> None:

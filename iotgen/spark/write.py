@@ -116,7 +116,8 @@ class StreamTarget:
             engine = "spark" if native_support(spark, kind) else "embedded"
         elif engine == "spark" and not native_support(spark, kind):
             raise InputError(f"SPARK_ENGINE=spark needs {kind} support in this Spark session "
-                             f"({_NATIVE_HINT[kind]}); plain local pyspark has no {kind} jars: use SPARK_ENGINE=embedded")
+                             f"({_NATIVE_HINT[kind]}); plain local pyspark has no {kind} jars: "
+                             "use SPARK_ENGINE=embedded")
         if engine in ("embedded", "files") and _is_path(table):
             check_location("SPARK_TABLE" if kind == "parquet" else "OUTPUT_DIR", table, f"the {kind} target")
         if engine == "embedded":
