@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-current-env
 
-.PHONY: demo lint test test-newest-deps test-spark-matrix test-spark-connect test-spark40 test-spark35 bench clean jars sdk-live-tests
+.PHONY: demo lint test test-newest-deps test-spark-matrix test-spark-connect test-spark40 test-spark41 test-spark35 bench clean jars sdk-live-tests
 
 # JVM artifacts for the tests (deps/maven/<bundle>/pom.xml -> .jars/<bundle>/*.jar), from Maven Central.
 JARS := .jars
@@ -28,13 +28,15 @@ $(STAMP): pyproject.toml requirements.txt requirements-test.txt requirements-dev
 	$(BIN)/python -m pip install --quiet -c requirements-lock.txt -r requirements-dev.txt -e .
 	touch $(STAMP)
 
-# The Spark 4.0 leg (Databricks Runtime 17.3 LTS's Spark): pyspark 4.0 in its own environment, the lock's other pins.
+# The Spark 4.0 leg (Databricks Runtime 17.3 LTS's Spark) and the Spark 4.1 check (Databricks Runtime 18's): pyspark
+# 4.0 / 4.1 in an environment of its own (.venv-spark40, .venv-spark41), the lock's other pins.
 VENV40 := .venv-spark40
-$(VENV40)/.installed: pyproject.toml requirements.txt requirements-test.txt requirements-spark40.txt requirements-lock.txt
-	test -x $(VENV40)/bin/python || $(PYTHON) -m venv $(VENV40)
-	$(VENV40)/bin/python -m pip install --quiet --upgrade pip
-	grep -v '^pyspark==' requirements-lock.txt > $(VENV40)/constraints.txt
-	$(VENV40)/bin/python -m pip install --quiet -c $(VENV40)/constraints.txt -r requirements-spark40.txt -e .
+VENV41 := .venv-spark41
+.venv-spark4%/.installed: pyproject.toml requirements.txt requirements-test.txt requirements-spark4%.txt requirements-lock.txt
+	test -x .venv-spark4$*/bin/python || $(PYTHON) -m venv .venv-spark4$*
+	.venv-spark4$*/bin/python -m pip install --quiet --upgrade pip
+	grep -v '^pyspark==' requirements-lock.txt > .venv-spark4$*/constraints.txt
+	.venv-spark4$*/bin/python -m pip install --quiet -c .venv-spark4$*/constraints.txt -r requirements-spark4$*.txt -e .
 	touch $@
 
 demo: $(STAMP)
@@ -72,19 +74,28 @@ test-newest-deps: $(STAMP)
 # they run once per pyspark, in its classic run. Then a Spark 3.5 check.
 NB03 := notebooks/03_spark_stream_to_lakehouse.ipynb
 CONNECT := IOTGEN_SPARK_CONNECT=true
-JARS40 := IOTGEN_SPARK_JARS=$(abspath $(JARS))/spark-4.0
-BIN40 := $(VENV40)/bin
 test-spark-matrix: test-spark-connect test-spark40 test-spark35
+
+# One pyspark leg with Spark's connectors: $(call spark_leg,<venv>,<jar bundle>): tests/spark and notebook 03,
+# classic (every test) then Spark Connect (without own_spark).
+define spark_leg
+	IOTGEN_SPARK_JARS=$(abspath $(JARS))/$(2) PATH="$(abspath $(1))/bin:$$PATH" $(1)/bin/python -m pytest tests/spark -rs
+	IOTGEN_SPARK_JARS=$(abspath $(JARS))/$(2) PATH="$(abspath $(1))/bin:$$PATH" $(CLOCK) $(1)/bin/python -m pytest $(NB03) $(NBVAL)
+	$(CONNECT) IOTGEN_SPARK_JARS=$(abspath $(JARS))/$(2) PATH="$(abspath $(1))/bin:$$PATH" $(1)/bin/python -m pytest tests/spark -m "not own_spark" -rs
+	$(CONNECT) IOTGEN_SPARK_JARS=$(abspath $(JARS))/$(2) PATH="$(abspath $(1))/bin:$$PATH" $(CLOCK) $(1)/bin/python -m pytest $(NB03) $(NBVAL)
+endef
 
 test-spark-connect: $(STAMP)
 	$(CONNECT) PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests/spark -m "not own_spark"
 	$(CONNECT) PATH="$(abspath $(BIN)):$$PATH" $(CLOCK) $(BIN)/python -m pytest $(NB03) $(NBVAL)
 
 test-spark40: $(STAMP) $(VENV40)/.installed jars
-	$(JARS40) PATH="$(abspath $(BIN40)):$$PATH" $(BIN40)/python -m pytest tests/spark -rs
-	$(JARS40) PATH="$(abspath $(BIN40)):$$PATH" $(CLOCK) $(BIN40)/python -m pytest $(NB03) $(NBVAL)
-	$(CONNECT) $(JARS40) PATH="$(abspath $(BIN40)):$$PATH" $(BIN40)/python -m pytest tests/spark -m "not own_spark"
-	$(CONNECT) $(JARS40) PATH="$(abspath $(BIN40)):$$PATH" $(CLOCK) $(BIN40)/python -m pytest $(NB03) $(NBVAL)
+	$(call spark_leg,$(VENV40),spark-4.0)
+
+# Spark 4.1 (Databricks Runtime 18's Spark), the same runs with deps/maven/spark-4.1's connectors: a manual check,
+# not part of `make test` (CI's time; docs/spark.md, "Runtimes", says when it was last run and what it gave).
+test-spark41: $(STAMP) $(VENV41)/.installed jars
+	$(call spark_leg,$(VENV41),spark-4.1)
 
 # Spark 3.5 (Databricks Runtime 15.4/16.4 LTS's Spark, without Databricks' backports): what needs no Python data
 # source imports and works, the rest fails with one line naming the runtime (tests/spark/test_runtime.py).
@@ -108,4 +119,4 @@ bench: $(STAMP) jars
 	for b in bench/bench_*.py; do PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(VENV40) $(VENV35) $(JARS) $(NEWEST) .sdk-live output/iot_events_* output/*.ipynb
+	rm -rf $(VENV) $(VENV40) $(VENV41) $(VENV35) $(JARS) $(NEWEST) .sdk-live output/iot_events_* output/*.ipynb
