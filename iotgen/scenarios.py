@@ -193,6 +193,15 @@ class DriftChange:
     value: ValueSpec | None = None  # add_key
     to: str | None = None           # change_type
 
+    def __post_init__(self) -> None:
+        if self.operation not in DRIFT_OPERATIONS:
+            raise InputError(f"schema drift: operation must be one of {', '.join(DRIFT_OPERATIONS)}, "
+                             f"got {self.operation!r}")
+        if self.operation == "add_key" and self.value is None:
+            raise InputError(f"schema drift: add_key {self.key!r} needs a value spec")
+        if self.operation == "change_type" and not self.to:
+            raise InputError(f"schema drift: change_type of {self.key!r} needs the type it changes to")
+
     def describe(self) -> str:
         if self.operation == "add_key":
             return f"key {self.key} appears"

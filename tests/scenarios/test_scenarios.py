@@ -311,3 +311,28 @@ def test_rate_table_measures_each_scenario_as_configured():
     assert table[("clock_skew", None)]["measured"] == len(skewed) / 50
     assert {key[0] for key in table} == {"late", "out_of_order", "duplicates", "replays", "malformed_json",
                                          "out_of_range", "clock_skew", "spikes", "stuck", "drift", "nulls"}
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(operation="add_key", key="x"), "add_key 'x' needs a value spec"),
+    (dict(operation="change_type", key="x"), "change_type of 'x' needs the type it changes to"),
+    (dict(operation="rename_key", key="x"), "operation must be one of add_key, change_type, remove_key"),
+])
+def test_a_drift_change_that_cannot_be_applied_is_refused_when_the_spec_is_built(change, message):
+    """Bad input is refused before any event is generated (not in the middle of a run)."""
+    from iotgen.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        scenarios.DriftChange(at_ms=0, **change)
+
+
+def test_helpers_that_need_a_fleet_or_scenarios_say_so_in_one_line():
+    import iotgen_helpers as h
+    from iotgen.config import Config
+    from iotgen.errors import InputError
+
+    plain = generator.GeneratorSpec.from_config(Config(random_seed=1))
+    with pytest.raises(InputError, match="device_table needs the fleet profile"):
+        h.device_table(plain)
+    with pytest.raises(InputError, match="scenario_rates needs a spec with scenarios"):
+        h.scenario_rates(plain, pd.DataFrame(), pd.DataFrame())

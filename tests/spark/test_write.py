@@ -199,3 +199,11 @@ def test_spark_iceberg_sink_creates_a_v3_table_with_variant_where_the_pair_suppo
     with duckdb_connection() as con:
         got = con.execute(f"SELECT event_id FROM read_parquet('{folder}/data/**/*.parquet')").fetchall()
     assert sorted(r[0] for r in got) == sorted(events(5000, seed=3).column("event_id").to_pylist())
+
+
+def test_a_namespace_without_a_host_is_one_clear_error():
+    from iotgen.errors import InputError
+
+    for bad in ("sb:///", "/"):
+        with pytest.raises(InputError, match="EVENTHUB_NAMESPACE must name a namespace"):
+            kafka_options(namespace=bad, topic="hub", service_credential="eh-cred")
