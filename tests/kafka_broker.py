@@ -118,7 +118,9 @@ class KafkaBroker:
 
     def start(self) -> "KafkaBroker":
         config = self._write_config()
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # as Kafka's Uuid.randomUuid(): the tool's parser takes "-..." as an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         formatted = subprocess.run(self._java("kafka.tools.StorageTool", "format", "--config", str(config),
                                               "--cluster-id", cluster_id, "--ignore-formatted"),
                                    capture_output=True, text=True, timeout=120)
