@@ -4,6 +4,7 @@
 #               then the Spark matrix (make test-spark-matrix: Spark Connect, pyspark 4.0 with Spark's connectors,
 #               a pyspark 3.5 check)
 # Both create (or reuse) the virtual environment .venv; the Spark matrix also .venv-spark40 and .venv-spark35.
+# make test-spark41 (by hand, not in make test): the Spark 4.0 leg's runs on pyspark 4.1 (.venv-spark41).
 
 PYTHON ?= python3
 VENV ?= .venv
