@@ -59,7 +59,7 @@ test: $(STAMP) jars lint
 	$(MAKE) test-newest-deps
 	$(MAKE) test-spark-matrix
 
-# The libraries whose private API iotgen uses (iotgen/sinks/private_api.py) at their newest release on PyPI, over the
+# The libraries whose private API iotgen uses (iotgen/outputs/private_api.py) at their newest release on PyPI, over the
 # locked environment: their checks and the tests of what uses them. An upgrade that moves something fails here.
 NEWEST := .newest-deps
 test-newest-deps: $(STAMP)

@@ -14,24 +14,38 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from iotgen.errors import InputError
-from iotgen.catalogs import (  # noqa: F401  (re-exported for the Data catalogs cell)
-    DEVICE_TYPES, ENVS, IOT_KEY_POOL, MODELS, NESTED_KEYS, REGIONS, SOURCES, STATUS_VALUES, ZONES, Catalogs,
+from iotgen.base.errors import InputError
+from iotgen.generation.generator import (  # noqa: F401
+    GeneratorSpec,
+    event_dicts,
+    generate_dynamic_json,
+    generate_events,
+    generate_fixed_row,
+    generate_table,
 )
-from iotgen.config import PARAMETERS, Config, Secret, parameter_docs  # noqa: F401
-from iotgen.databricks import on_databricks  # noqa: F401  (True in a Databricks runtime)
-from iotgen.generator import (  # noqa: F401
-    GeneratorSpec, event_dicts, generate_dynamic_json, generate_events, generate_fixed_row, generate_table,
+from iotgen.runs.batch import BatchResult, write_files
+from iotgen.runs.batch_stats import BatchStats
+from iotgen.settings.catalogs import (  # noqa: F401  (re-exported for the Data catalogs cell)
+    DEVICE_TYPES,
+    ENVS,
+    IOT_KEY_POOL,
+    MODELS,
+    NESTED_KEYS,
+    REGIONS,
+    SOURCES,
+    STATUS_VALUES,
+    ZONES,
+    Catalogs,
 )
-from iotgen.pipelines.batch import BatchResult, write_files
-from iotgen.pipelines.batch_stats import BatchStats
-from iotgen.schema import COLUMN_NAMES, markdown_table  # noqa: F401
+from iotgen.settings.config import PARAMETERS, Config, Secret, parameter_docs  # noqa: F401
+from iotgen.settings.databricks import on_databricks  # noqa: F401  (True in a Databricks runtime)
+from iotgen.settings.schema import COLUMN_NAMES, markdown_table  # noqa: F401
 
 
 # ---- environment --------------------------------------------------------------------------------------------
 def dbutils_or_none() -> Any:
     """Databricks' ``dbutils`` when running there, else None."""
-    from iotgen.databricks import dbutils
+    from iotgen.settings.databricks import dbutils
 
     return dbutils()
 
@@ -119,7 +133,7 @@ PROGRESS_FROM_EVENTS = 1_000_000  # longer runs show a progress bar (tqdm.auto: 
 @dataclass
 class BatchRun:
     """A batch generated once: ``df`` (every event up to ``PREVIEW_EVENTS``, else an even sample), the
-    statistics of every event (``stats``, see :mod:`iotgen.pipelines.batch_stats`) and the files written
+    statistics of every event (``stats``, see :mod:`iotgen.runs.batch_stats`) and the files written
     (``saved``: a ``BatchResult``, or None when ``SAVE_JSON`` is false)."""
 
     df: pd.DataFrame
@@ -140,7 +154,7 @@ def generate_batch(config: Config, catalogs: Catalogs | None = None) -> BatchRun
     when ``SAVE_JSON`` (with ``WORKERS`` processes), while the preview DataFrame and the statistics are gathered
     from the same chunks. Memory stays flat whatever ``NUM_EVENTS`` (bounded by ``CHUNK_SIZE`` and
     ``PREVIEW_EVENTS``); runs of a million events or more show a progress bar."""
-    from iotgen.pipelines.batch import gather_stats
+    from iotgen.runs.batch import gather_stats
 
     bar = None
     if config.num_events >= PROGRESS_FROM_EVENTS:
@@ -179,8 +193,8 @@ def _stats(data: BatchRun | pd.DataFrame) -> BatchStats:
         return data.stats
     import pyarrow as pa
 
-    from iotgen.pipelines.batch_stats import chunk_stats
-    from iotgen.schema import ARROW_SCHEMA
+    from iotgen.runs.batch_stats import chunk_stats
+    from iotgen.settings.schema import ARROW_SCHEMA
 
     stats = BatchStats(len(data), len(data))
     stats.add(chunk_stats(pa.RecordBatch.from_pandas(data, schema=ARROW_SCHEMA, preserve_index=False), 0, 1))
@@ -244,14 +258,14 @@ def plot_overview(data: BatchRun | pd.DataFrame):
 def table_target(config: Config, fmt: str = "delta"):
     """The Delta (``DELTA_TABLE_NAME`` under ``OUTPUT_DIR``) or Iceberg (``ICEBERG_TABLE_NAME`` in
     ``ICEBERG_CATALOG_URI`` / ``OUTPUT_DIR/iceberg``) table a Config names, as a ``TableTarget``."""
-    from iotgen.pipelines.tables import config_target
+    from iotgen.runs.tables import config_target
 
     return config_target(config, fmt)
 
 
 def write_lakehouse_table(config: Config, fmt: str = "delta", catalogs: Catalogs | None = None):
     """Append ``NUM_EVENTS`` generated events to the Delta or Iceberg table in one commit (``TableResult``)."""
-    from iotgen.pipelines.tables import write_table
+    from iotgen.runs.tables import write_table
 
     return write_table(config, catalogs, target=table_target(config, fmt))
 
@@ -277,7 +291,7 @@ def ingest_to_table(config: Config, target, connection=None, until_idle: float |
     without events. ``connection`` (from :func:`connect_eventhub`, e.g. the local endpoint) supplies the event
     hub; without it the Config's (``EVENTHUB_CONNECTION_STRING``, secret or Azure AD) is used. Returns the
     ``IngestSummary`` (``.lines()`` for a printable summary)."""
-    from iotgen.pipelines.ingest import IngestOptions, run_ingest
+    from iotgen.runs.ingest import IngestOptions, run_ingest
 
     if connection is not None:
         config = config.replace(eventhub_connection_string=connection.config.eventhub_connection_string,
@@ -295,7 +309,7 @@ def demo_output_dir(path: str = "", parent: str | None = None) -> str:
     otherwise): never the driver's disk."""
     import tempfile
 
-    from iotgen.databricks import check_location
+    from iotgen.settings.databricks import check_location
 
     utils = dbutils_or_none()
     if utils is not None and parent is None:
@@ -330,7 +344,7 @@ def connect_eventhub(config: Config, local_fallback: bool | None = None):
     127.0.0.1, in memory) and stream there; on Databricks only with ``EVENTHUB_LOCAL_ENDPOINT=yes``. Prints where
     events go (never the key); returns the ``EventHubConnection`` (``.producer``, ``.config``, ``.local``)."""
     global _EVENTHUB
-    from iotgen.pipelines.stream import connect
+    from iotgen.runs.stream import connect
 
     if _EVENTHUB is not None:
         _EVENTHUB.close()
@@ -350,8 +364,8 @@ def stream_events(config: Config, connection=None, catalogs: Catalogs | None = N
     the ``StreamSummary`` (``print`` it, or :func:`stream_report`)."""
     import sys
 
-    from iotgen.pipelines.stream import ProgressLine
-    from iotgen.pipelines.stream import stream_events as run_stream
+    from iotgen.runs.stream import ProgressLine
+    from iotgen.runs.stream import stream_events as run_stream
 
     connection = connection or _EVENTHUB or connect_eventhub(config)
     line = ProgressLine(sys.stderr) if progress else None
@@ -380,7 +394,7 @@ def stream_report(summary) -> pd.DataFrame:
 def read_eventhub(connection=None, max_events: int = 5, partition_id: str | None = "0") -> pd.DataFrame:
     """The first ``max_events`` events of a partition (all partitions with None), read back with the SDK's
     consumer: where each landed and its key fields."""
-    from iotgen.sinks.eventhubs import read_events
+    from iotgen.outputs.eventhubs import read_events
 
     connection = connection or _EVENTHUB
     events = read_events(connection.target, max_events=max_events, partition_id=partition_id)
@@ -401,7 +415,7 @@ def stop_local_endpoint() -> None:
 
 def describe_stream(config: Config) -> str:
     """How a stream with this Config is paced and when it stops, in one line."""
-    from iotgen.pipelines.stream import StreamPlan
+    from iotgen.runs.stream import StreamPlan
 
     return StreamPlan.from_config(config).describe()
 
@@ -414,7 +428,7 @@ def speed_up_generation() -> bool:
     its high-water mark (bounded by CHUNK_SIZE). Call once before generating; returns whether it took effect
     (False on macOS and Windows, where it does nothing).
     """
-    from iotgen.allocator import retain_freed_memory
+    from iotgen.base.allocator import retain_freed_memory
 
     return retain_freed_memory()
 
@@ -424,7 +438,7 @@ def measure_generation(config: Config, events: int = 500_000) -> pd.DataFrame:
     (in memory, nothing written): wall clock and per core (process CPU time)."""
     import time
 
-    from iotgen.sinks.encoding import ndjson_bytes
+    from iotgen.formats.encoding import ndjson_bytes
 
     spec = generator_spec(config)
     rows = []
@@ -441,17 +455,17 @@ def measure_generation(config: Config, events: int = 500_000) -> pd.DataFrame:
 
 # ---- fleet profile and data-quality scenarios (docs/scenarios.md) ----------------------------------------------
 def example_spec_path() -> str:
-    """Path of the documented example spec (``iotgen/example_spec.yaml``, package data: what
+    """Path of the documented example spec (``iotgen/spec/example_spec.yaml``, package data: what
     ``iotgen spec --example`` prints)."""
-    from iotgen.spec_file import EXAMPLE_PATH
+    from iotgen.spec.spec_file import EXAMPLE_PATH
 
     return str(EXAMPLE_PATH)
 
 
 def spec_mapping(path: str) -> dict:
     """A spec file as a mapping (to change in a notebook, then pass as ``spec=`` or :func:`save_spec`)."""
-    from iotgen.config import read_yaml_file
-    from iotgen.spec_file import load_spec, locate
+    from iotgen.settings.config import read_yaml_file
+    from iotgen.spec.spec_file import load_spec, locate
 
     load_spec(path)  # validated first: errors name the field
     return read_yaml_file(locate(path), "SPEC_FILE") or {}
@@ -461,7 +475,7 @@ def save_spec(spec: Mapping[str, Any], folder: str, name: str = "spec.yaml") -> 
     """Validate ``spec`` and write it as a YAML spec file in ``folder``; its path (for ``SPEC_FILE``)."""
     import yaml
 
-    from iotgen.spec_file import load_spec
+    from iotgen.spec.spec_file import load_spec
 
     load_spec(spec)
     path = os.path.join(folder, name)
@@ -472,15 +486,16 @@ def save_spec(spec: Mapping[str, Any], folder: str, name: str = "spec.yaml") -> 
 
 def generator_spec(config: Config, spec: Any = None, catalogs: Catalogs | None = None) -> GeneratorSpec:
     """The GeneratorSpec of a run with its fleet and scenarios: from ``SPEC_FILE``, or ``spec`` (a path or a
-    mapping shaped like the YAML file). See :func:`iotgen.spec_file.generator_spec`, the one Config -> spec path."""
-    from iotgen.spec_file import generator_spec as build
+    mapping shaped like the YAML file). See
+    :func:`iotgen.spec.spec_file.generator_spec`, the one Config -> spec path."""
+    from iotgen.spec.spec_file import generator_spec as build
 
     return build(config, catalogs, spec=spec)
 
 
 def describe_spec(gspec: GeneratorSpec) -> pd.DataFrame:
     """What a spec will generate: profile, devices, events per hour of event time, scenarios turned on."""
-    from iotgen.spec_file import describe
+    from iotgen.spec.spec_file import describe
 
     info = describe(gspec)
     rows = {"profile": info["profile"], "RANDOM_SEED": gspec.seed}
@@ -492,7 +507,7 @@ def describe_spec(gspec: GeneratorSpec) -> pd.DataFrame:
 
 def device_table(gspec: GeneratorSpec) -> pd.DataFrame:
     """The fleet's devices and their stable attributes (sensor_id, device_type, model, region, ...)."""
-    from iotgen.fleet import Fleet
+    from iotgen.generation.fleet import Fleet
 
     if not isinstance(gspec.fleet, Fleet):
         raise InputError("device_table needs the fleet profile (PROFILE=fleet)")
@@ -503,8 +518,8 @@ def generate_with_labels(config: Config, spec: Any = None,
                          catalogs: Catalogs | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``NUM_EVENTS`` events (``json_column`` as JSON text, or a broken text where the scenarios broke it) and
     their ground-truth labels (one row per injected fault: ``event_index``, ``event_id``, ``kind``, ...)."""
-    from iotgen.generator import labelled_range
-    from iotgen.truth import LABEL_SCHEMA
+    from iotgen.generation.generator import labelled_range
+    from iotgen.generation.truth import LABEL_SCHEMA
 
     gspec = generator_spec(config, spec, catalogs)
     run = labelled_range(gspec, 0, config.num_events)  # the events and their labels from one generation
@@ -516,7 +531,8 @@ def scenario_rates(gspec: GeneratorSpec, events: pd.DataFrame, labels: pd.DataFr
     """Per scenario (and column), the configured rate against what the labels show: shares of events, and
     for stuck/drift the mean share of each device's events, for clock skew the share of devices."""
     import pyarrow as pa
-    from iotgen.scenarios import LABEL_SCHEMA, Scenarios, rate_table
+
+    from iotgen.generation.scenarios import LABEL_SCHEMA, Scenarios, rate_table
 
     if not isinstance(gspec.scenarios, Scenarios):
         raise InputError("scenario_rates needs a spec with scenarios (the spec file's scenarios section)")
@@ -527,8 +543,8 @@ def scenario_rates(gspec: GeneratorSpec, events: pd.DataFrame, labels: pd.DataFr
 
 def drift_timeline(gspec: GeneratorSpec, labels: pd.DataFrame | None = None, events: int | None = None) -> pd.DataFrame:
     """The schema-drift changes (when, what) and, given ``events``, how many of the first ``events`` each touched."""
-    from iotgen.scenarios import truth_range
-    from iotgen.spec_file import drift_timeline as timeline
+    from iotgen.generation.scenarios import truth_range
+    from iotgen.spec.spec_file import drift_timeline as timeline
 
     frame = pd.DataFrame(timeline(gspec))
     if events and len(frame):
@@ -653,8 +669,8 @@ def spark_session(config: Config | None = None, app_name: str = "iotgen"):
     """The active Spark session (Databricks' ``spark``; never a new one there), else a quiet local one bound to
     127.0.0.1: classic, or Spark Connect with ``SPARK_CONNECT``, with the connector jars of ``SPARK_JARS``. The
     ``iotgen`` and ``iotgen_eventhubs`` data sources are registered where the runtime has Python data sources."""
-    from iotgen.spark.runtime import BATCH_SOURCES
-    from iotgen.spark.session import get_spark
+    from iotgen.runs.spark.runtime import BATCH_SOURCES
+    from iotgen.runs.spark.session import get_spark
 
     config = config or Config()
     return get_spark(app_name, connect=config.spark_connect, jars=config.spark_jars or None,
@@ -663,7 +679,7 @@ def spark_session(config: Config | None = None, app_name: str = "iotgen"):
 
 def spark_runtime(spark) -> str:
     """One line: the Spark version, classic or Spark Connect, and whether Python sources get admission control."""
-    from iotgen.spark.runtime import ADMISSION_CONTROL, is_connect
+    from iotgen.runs.spark.runtime import ADMISSION_CONTROL, is_connect
 
     mode = "Spark Connect" if is_connect(spark) else "classic"
     control = "with" if ADMISSION_CONTROL else "without"
@@ -674,7 +690,7 @@ def spark_generate(spark, config: Config):
     """``NUM_EVENTS`` events as a Spark DataFrame from the ``iotgen`` source in ``SPARK_NUM_PARTITIONS``
     partitions: the same events :func:`generate_dataframe` gives for the same seed, computed on the cluster
     (with the fleet and data-quality scenarios of ``SPEC_FILE`` / ``PROFILE`` / ``DEVICE_COUNT`` when set)."""
-    from iotgen.spark.pipeline import generate
+    from iotgen.runs.spark.pipeline import generate
 
     return generate(spark, config)
 
@@ -684,7 +700,7 @@ def spark_read_eventhub(spark, config: Config, connection=None, streaming: bool 
     the hub's Kafka endpoint where the session has it (Databricks; locally with spark-sql-kafka among SPARK_JARS,
     the local endpoint included), the ``iotgen_eventhubs`` source elsewhere (``SPARK_SOURCE``). ``connection`` (from
     :func:`connect_eventhub`, e.g. the local endpoint) supplies the hub; else the Config's."""
-    from iotgen.spark.pipeline import read_event_stream
+    from iotgen.runs.spark.pipeline import read_event_stream
 
     basic_tier = False
     if connection is not None:
@@ -709,22 +725,22 @@ BASIC_TIER_MESSAGE_BYTES = 256 * 1024
 
 def spark_parse(raw):
     """Message bodies -> the 23 typed columns + ``json_column`` as VARIANT, with ``_reason``/``_body`` for the
-    rows that are not events (see :func:`iotgen.spark.parse.parse_events`)."""
-    from iotgen.spark.parse import parse_events
+    rows that are not events (see :func:`iotgen.runs.spark.parse.parse_events`)."""
+    from iotgen.runs.spark.parse import parse_events
 
     return parse_events(raw)
 
 
 def spark_good_and_bad(parsed):
     """(good events, bad records) of a parsed frame: the two outputs a stream writes."""
-    from iotgen.spark.parse import bad_records, good_events
+    from iotgen.runs.spark.parse import bad_records, good_events
 
     return good_events(parsed), bad_records(parsed)
 
 
 def spark_typed_projection(events):
     """Typed values read out of the VARIANT: ``variant_get(json_column, '$.location.lat', 'double')``, ..."""
-    from iotgen.spark.parse import typed_projection
+    from iotgen.runs.spark.parse import typed_projection
 
     return typed_projection(events)
 
@@ -737,10 +753,10 @@ def spark_write_stream(parsed, config: Config, target: str | None = None):
     and why). Returns the query."""
     import logging
 
-    from iotgen.spark.pipeline import resolve_target, write_events
+    from iotgen.runs.spark.pipeline import resolve_target, write_events
 
     print(resolve_target(parsed.sparkSession, config, target).describe())
-    logger = logging.getLogger("iotgen.spark.write")
+    logger = logging.getLogger("iotgen.runs.spark.write")
     level = logger.level
     logger.setLevel(logging.ERROR)  # the line above says it; the library's warning would say it twice
     try:
@@ -752,14 +768,14 @@ def spark_write_stream(parsed, config: Config, target: str | None = None):
 def spark_await(query, timeout: float = 600.0) -> pd.DataFrame:
     """Wait for an ``availableNow`` query to finish; its micro-batches as a table (batch id, messages read).
     What each output table holds: :func:`spark_table_counts`."""
-    from iotgen.spark.pipeline import await_query
+    from iotgen.runs.spark.pipeline import await_query
 
     return pd.DataFrame(await_query(query, timeout), columns=["batch", "input_rows"])
 
 
 def spark_table_counts(spark, config: Config, target: str | None = None) -> pd.DataFrame:
     """Rows, distinct event ids and bad records in the table the stream wrote."""
-    from iotgen.spark.pipeline import table_counts
+    from iotgen.runs.spark.pipeline import table_counts
 
     return pd.DataFrame({"value": table_counts(spark, config, target)})
 
@@ -776,7 +792,7 @@ def spark_send_bad_messages(connection=None) -> int:
     (default: the last :func:`connect_eventhub`), to watch them land in the bad records. Returns how many."""
     from azure.eventhub import EventData
 
-    from iotgen.spark.parse import EXAMPLE_BAD_BODIES
+    from iotgen.runs.spark.parse import EXAMPLE_BAD_BODIES
 
     connection = connection or _EVENTHUB
     with connection.target.producer_client() as producer:

@@ -6,7 +6,7 @@ included, batches dropped):
 
 * ``independent``: each event drawn on its own (the reference);
 * ``independent + all scenarios`` and ``fleet``: one of the two additions;
-* ``fleet + all scenarios``: ``iotgen/example_spec.yaml``'s fleet and scenarios, with its schema-drift
+* ``fleet + all scenarios``: ``iotgen/spec/example_spec.yaml``'s fleet and scenarios, with its schema-drift
   changes moved to the start of the time window so that every scenario (all three drift changes included)
   acts on every measured block: the worst case, not the example's average;
 * ``fleet + all scenarios but schema drift``: the same without the drift changes (what the example costs
@@ -41,9 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pyarrow as pa  # noqa: E402
 
-from iotgen.config import Config  # noqa: E402
-from iotgen.generator import BLOCK_SIZE, GeneratorSpec, generate_range  # noqa: E402
-from iotgen.spec_file import EXAMPLE_PATH, generator_spec  # noqa: E402
+from iotgen.settings.config import Config  # noqa: E402
+from iotgen.generation.generator import BLOCK_SIZE, GeneratorSpec, generate_range  # noqa: E402
+from iotgen.spec.spec_file import EXAMPLE_PATH, generator_spec  # noqa: E402
 
 ANCHOR = "2026-01-08T00:00:00Z"
 TARGET_RATIO = 0.5
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{dt.date.today().isoformat()}; one core, CPU time, BLOCK_SIZE {BLOCK_SIZE}. Rounds interleave the "
         "contenders block by block; ratios are to the independent profile of the same round. The fleet + scenarios spec is "
-        "iotgen/example_spec.yaml with its schema-drift changes moved to the window start (every scenario acts "
+        "iotgen/spec/example_spec.yaml with its schema-drift changes moved to the window start (every scenario acts "
         "on every block: the worst case).",
         "",
         "| profile | events/s (best) | events/s (range) | / independent (range) |",

@@ -2,9 +2,9 @@
 
 One process, one core, every contender in the same run, so the ratios hold whatever the machine:
 
-* ``iotgen -> Arrow``: :func:`iotgen.generator.generate_events`, json_column included, batches dropped;
-* ``iotgen -> NDJSON bytes``: the same plus :func:`iotgen.sinks.encoding.ndjson_bytes` (no file);
-* ``iotgen -> NDJSON file`` and ``iotgen -> Parquet file``: :func:`iotgen.pipelines.batch.write_files`, the
+* ``iotgen -> Arrow``: :func:`iotgen.generation.generator.generate_events`, json_column included, batches dropped;
+* ``iotgen -> NDJSON bytes``: the same plus :func:`iotgen.formats.encoding.ndjson_bytes` (no file);
+* ``iotgen -> NDJSON file`` and ``iotgen -> Parquet file``: :func:`iotgen.runs.batch.write_files`, the
   code behind ``iotgen generate`` (atomic publish and fsync included);
 * ``per-row reference -> NDJSON file``: the seed notebook's way, one dict per event with ``random`` (23 fixed
   columns + a json_column of 5-25 keys incl. nested location/diagnostics/config) and ``json.dumps`` per line;
@@ -32,7 +32,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
     os.environ[_var] = "1"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from iotgen.allocator import retain_freed_memory  # noqa: E402
+from iotgen.base.allocator import retain_freed_memory  # noqa: E402
 
 ALLOCATOR_TUNED = retain_freed_memory()  # before numpy and pyarrow load, as the CLI does
 
@@ -52,13 +52,13 @@ from typing import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from iotgen.catalogs import (  # noqa: E402
+from iotgen.settings.catalogs import (  # noqa: E402
     DEVICE_TYPES, ENVS, IOT_KEY_POOL, MODELS, NESTED_KEYS, REGIONS, SOURCES, STATUS_VALUES, ZONES,
 )
-from iotgen.config import Config  # noqa: E402
-from iotgen.generator import GeneratorSpec, generate_events  # noqa: E402
-from iotgen.pipelines.batch import write_files  # noqa: E402
-from iotgen.sinks.encoding import ndjson_bytes  # noqa: E402
+from iotgen.settings.config import Config  # noqa: E402
+from iotgen.generation.generator import GeneratorSpec, generate_events  # noqa: E402
+from iotgen.runs.batch import write_files  # noqa: E402
+from iotgen.formats.encoding import ndjson_bytes  # noqa: E402
 
 TARGET_PER_CORE = 800_000  # into Arrow (stretch: 1,000,000)
 TARGET_FILE_PER_CORE = 300_000  # NDJSON and Parquet files
@@ -418,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     notes = [
         f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}; {pinned}; "
         f"Python {platform.python_version()}, numpy {np.__version__}, "
-        f"pyarrow {pa.__version__}; allocator tuning (iotgen.allocator) {'on' if ALLOCATOR_TUNED else 'unavailable'}.",
+        f"pyarrow {pa.__version__}; allocator tuning (iotgen.base.allocator) {'on' if ALLOCATOR_TUNED else 'unavailable'}.",
         f"Target 1: {TARGET_PER_CORE:,} events/s per core into Arrow with json_column: "
         f"{arrow.per_core:,.0f} ({'met' if arrow.per_core >= TARGET_PER_CORE else 'NOT met'}).",
         f"Target 3: {TARGET_FILE_PER_CORE:,} events/s per core into NDJSON and Parquet files: NDJSON "

@@ -32,12 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from iotgen.config import Config, Secret  # noqa: E402
-from iotgen.generator import generate_events, generate_table  # noqa: E402
-from iotgen.pipelines.ingest import IngestOptions, run_ingest  # noqa: E402
-from iotgen.pipelines.stream import stream_events  # noqa: E402
-from iotgen.pipelines.tables import TableTarget  # noqa: E402
-from iotgen.sinks.encoding import json_lines  # noqa: E402
+from iotgen.settings.config import Config, Secret  # noqa: E402
+from iotgen.generation.generator import generate_events, generate_table  # noqa: E402
+from iotgen.runs.ingest import IngestOptions, run_ingest  # noqa: E402
+from iotgen.runs.stream import stream_events  # noqa: E402
+from iotgen.runs.tables import TableTarget  # noqa: E402
+from iotgen.formats.encoding import json_lines  # noqa: E402
 
 BATCH = 10_000
 

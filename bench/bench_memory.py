@@ -63,7 +63,7 @@ def tree_rss(root: int) -> tuple[int, int]:
 
 def command(args: argparse.Namespace, folder: Path) -> list[str]:
     exe = shutil.which("iotgen", path=str(Path(sys.executable).parent)) or shutil.which("iotgen")
-    base = [exe] if exe else [sys.executable, "-m", "iotgen.cli"]
+    base = [exe] if exe else [sys.executable, "-m", "iotgen.faces.cli"]
     return base + [
         "generate", "--events", str(args.events), "--format", args.format, "--workers", str(args.workers),
         "--chunk-size", str(args.chunk_size), "--events-per-file", str(max(args.events, 1)), "--seed", "1",

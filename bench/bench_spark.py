@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from iotgen.catalogs import DEVICE_TYPES, ENVS, MODELS, REGIONS, SOURCES, STATUS_VALUES, ZONES  # noqa: E402
-from iotgen.config import Config  # noqa: E402
-from iotgen.generator import BLOCK_SIZE, GeneratorSpec, generate_events  # noqa: E402
+from iotgen.settings.catalogs import DEVICE_TYPES, ENVS, MODELS, REGIONS, SOURCES, STATUS_VALUES, ZONES  # noqa: E402
+from iotgen.settings.config import Config  # noqa: E402
+from iotgen.generation.generator import BLOCK_SIZE, GeneratorSpec, generate_events  # noqa: E402
 
 
 def dbldatagen_frame(spark, rows: int, partitions: int, json_column: bool = True):
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     parser.add_argument("--markdown", help="write the results table to this file")
     args = parser.parse_args(argv)
 
-    from iotgen.spark.session import get_spark
+    from iotgen.runs.spark.session import get_spark
 
     spark = get_spark("iotgen-bench", cores=args.cores)
     n = args.events

@@ -32,12 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import azure.eventhub  # noqa: E402
 
-from iotgen.config import Config, Secret  # noqa: E402
+from iotgen.settings.config import Config, Secret  # noqa: E402
 from iotgen.emulator import start_emulator_process  # noqa: E402
-from iotgen.generator import GeneratorSpec, generate_range  # noqa: E402
-from iotgen.pipelines.stream import stream_events  # noqa: E402
-from iotgen.sinks.eventhub_messages import encode_messages  # noqa: E402
-from iotgen.sinks.eventhubs import EventHubProducer  # noqa: E402
+from iotgen.generation.generator import GeneratorSpec, generate_range  # noqa: E402
+from iotgen.runs.stream import stream_events  # noqa: E402
+from iotgen.formats.eventhub_messages import encode_messages  # noqa: E402
+from iotgen.outputs.eventhubs import EventHubProducer  # noqa: E402
 
 
 def encode_only(config: Config, events: int) -> float:

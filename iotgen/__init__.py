@@ -1,8 +1,11 @@
 """iotgen: synthetic IoT events with 23 fixed columns and a dynamic JSON column, fast and reproducible.
 
-Layers, each importing only from those before it: ``config`` -> ``catalogs`` -> generator (``generator``,
-``dynamic_json``, ``jsontext``, ``schema``; pure) -> ``sinks`` (files, Event Hubs, tables) -> ``pipelines``
--> faces (``cli``, ``iotgen_helpers``, notebooks).
+The package is laid out by layer, each importing only from those below it (docs/architecture.md, checked by
+tests/test_layers.py): ``base`` -> ``settings`` -> ``generation`` -> ``spec`` -> ``formats`` -> ``outputs`` ->
+``runs`` (``runs.spark`` on Spark) -> ``faces`` (the CLI; ``iotgen_helpers`` and the notebooks beside the package).
+``emulator`` (the local Event Hubs endpoint) imports nothing else of iotgen's.
 """
 
-__version__ = "0.1.0"
+from .base.version import __version__
+
+__all__ = ["__version__"]

@@ -1,4 +1,4 @@
-"""A batch's statistics and preview, gathered from its chunks as they pass (iotgen.pipelines.batch_stats): the
+"""A batch's statistics and preview, gathered from its chunks as they pass (iotgen.runs.batch_stats): the
 same numbers as computed over the whole batch at once, whatever the chunk size or worker count."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from iotgen.config import Config
-from iotgen.generator import generate_table
-from iotgen.pipelines.batch import gather_stats, write_files
-from iotgen.pipelines.batch_stats import BatchStats, bucket_us, sample_every
+from iotgen.settings.config import Config
+from iotgen.generation.generator import generate_table
+from iotgen.runs.batch import gather_stats, write_files
+from iotgen.runs.batch_stats import BatchStats, bucket_us, sample_every
 
 ANCHOR = "2026-06-01T00:00:00Z"
 
@@ -68,7 +68,7 @@ def test_a_small_run_previews_every_event_and_counts_keys_without_json_loads_per
 
 
 def test_malformed_json_counts_as_minus_one_and_nulls_do_not_break_the_stats(tmp_path):
-    from iotgen.spec_file import generator_spec  # noqa: F401 - the spec path the CLI uses
+    from iotgen.spec.spec_file import generator_spec  # noqa: F401 - the spec path the CLI uses
 
     spec = tmp_path / "spec.yaml"
     spec.write_text("profile: fleet\nfleet: {device_count: 20}\n"

@@ -171,8 +171,8 @@ def test_ramp_up_without_a_rate_exits_2_before_connecting():
 def test_bad_input_is_one_line_exit_2_and_a_bug_is_a_traceback_exit_1(tmp_path, monkeypatch, capsys):
     """InputError (bad input) -> one line, status 2; any other exception, a ValueError from deep inside
     included, is a bug -> its traceback, status 1 (not passed off as bad input)."""
-    from iotgen import generator
-    from iotgen.cli import main
+    from iotgen.generation import generator
+    from iotgen.faces.cli import main
 
     assert main(["generate", "--events", "10", "--min-keys", "0", "--output", str(tmp_path)]) == 2
     err = capsys.readouterr().err

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from iotgen.config import PARAMETERS, Config, Secret, parameter_docs
+from iotgen.settings.config import PARAMETERS, Config, Secret, parameter_docs
 
 SEED_PARAMETERS = (
     "NUM_EVENTS MIN_KEYS MAX_KEYS OUTPUT_DIR SAVE_JSON OUTPUT_FILENAME_PREFIX RANDOM_SEED BASE_TIME_DAYS_AGO "
@@ -163,7 +163,7 @@ def test_config_table_shows_what_differs_from_the_defaults_and_hides_the_secret(
 
 
 def test_every_parameter_states_what_it_accepts_and_numbers_have_both_bounds():
-    from iotgen.config import PARAMETERS, allowed
+    from iotgen.settings.config import PARAMETERS, allowed
 
     for name in PARAMETERS:
         text = allowed(name)

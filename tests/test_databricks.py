@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from iotgen import databricks
-from iotgen.config import Config, Secret
-from iotgen.sinks.eventhubs import EventHubConfigError, EventHubTarget, target_from_config
+from iotgen.settings import databricks
+from iotgen.settings.config import Config, Secret
+from iotgen.outputs.eventhubs import EventHubConfigError, EventHubTarget, target_from_config
 
 KEY = "TOPSECRET0123456789abcdef"
 AZURE = f"Endpoint=sb://myns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey={KEY};EntityPath=hub"
@@ -49,7 +49,7 @@ def test_outputs_must_be_volumes_or_cloud_uris_on_databricks_only(on_databricks,
 
 
 def test_batch_files_on_databricks_need_a_volume_before_anything_is_written(on_databricks, tmp_path, monkeypatch):
-    from iotgen.pipelines.batch import write_files
+    from iotgen.runs.batch import write_files
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="OUTPUT_DIR must be a Unity Catalog volume"):
@@ -61,7 +61,7 @@ def test_batch_files_on_databricks_need_a_volume_before_anything_is_written(on_d
 
 
 def test_on_databricks_no_local_endpoint_unless_asked(on_databricks):
-    from iotgen.pipelines.stream import connect
+    from iotgen.runs.stream import connect
 
     with pytest.raises(EventHubConfigError, match="on Databricks iotgen starts no local endpoint unless "
                                                   "EVENTHUB_LOCAL_ENDPOINT=yes"):

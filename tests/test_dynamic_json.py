@@ -10,9 +10,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from iotgen.catalogs import IOT_KEY_POOL, NESTED_KEYS, Catalogs, parse_key_pool
-from iotgen.dynamic_json import COMBINATION_LIMIT, build_json_column, choose_keys, piece_table
-from iotgen.generator import BLOCK_SIZE, GeneratorSpec, block_rng, generate_dynamic_json, generate_range
+from iotgen.settings.catalogs import IOT_KEY_POOL, NESTED_KEYS, Catalogs, parse_key_pool
+from iotgen.generation.dynamic_json import COMBINATION_LIMIT, build_json_column, choose_keys, piece_table
+from iotgen.generation.generator import BLOCK_SIZE, GeneratorSpec, block_rng, generate_dynamic_json, generate_range
 
 POOL = Catalogs.build().key_pool
 SPECS = dict(POOL)

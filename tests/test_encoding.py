@@ -9,10 +9,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from iotgen.config import Config
-from iotgen.generator import GeneratorSpec, event_dicts, generate_table
-from iotgen.sinks import encoding
-from iotgen.sinks.encoding import concatenated, json_bytes, json_lines, ndjson_bytes, value_text
+from iotgen.settings.config import Config
+from iotgen.generation.generator import GeneratorSpec, event_dicts, generate_table
+from iotgen.formats import encoding
+from iotgen.formats.encoding import concatenated, json_bytes, json_lines, ndjson_bytes, value_text
 
 UTC = dt.timezone.utc
 

@@ -17,9 +17,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from iotgen.config import Config
-from iotgen.generator import event_dicts, generate_table
-from iotgen.pipelines.batch import write_files
+from iotgen.settings.config import Config
+from iotgen.generation.generator import event_dicts, generate_table
+from iotgen.runs.batch import write_files
 
 ANCHOR = "2026-06-01T00:00:00Z"
 NOW = dt.datetime(2026, 6, 1, 12, 30, 45, tzinfo=dt.timezone.utc)
@@ -78,7 +78,7 @@ def test_parts_written_by_workers_equal_those_of_one_process_with_labels_and_man
     same, part for part, labels and manifest included."""
     from pathlib import Path as P
 
-    spec = P(__file__).resolve().parents[1] / "iotgen" / "example_spec.yaml"
+    spec = P(__file__).resolve().parents[1] / "iotgen" / "spec" / "example_spec.yaml"
     runs = []
     for i, (workers, chunk) in enumerate([(1, 4_000), (2, 3_000), (3, 9_999)]):
         cfg = config(tmp_path / str(i), output_format=fmt, num_events=25_000, events_per_file=6_000,
@@ -169,7 +169,7 @@ def test_output_inside_a_published_run_is_refused(tmp_path):
 
 
 def test_files_left_by_killed_runs_are_removed_by_the_next_run_only_when_provably_abandoned(tmp_path):
-    from iotgen.sinks import files
+    from iotgen.outputs import files
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)  # exited: provably gone

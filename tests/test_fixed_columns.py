@@ -9,9 +9,9 @@ import uuid
 import numpy as np
 import pytest
 
-from iotgen import generator
-from iotgen.catalogs import Categorical, Catalogs
-from iotgen.generator import GeneratorSpec, build_events
+from iotgen.generation import generator
+from iotgen.settings.catalogs import Categorical, Catalogs
+from iotgen.generation.generator import GeneratorSpec, build_events
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 

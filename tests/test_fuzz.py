@@ -29,8 +29,8 @@ _json_values = st.recursive(
 
 
 def _template_event() -> dict:
-    from iotgen.config import Config
-    from iotgen.generator import generate_table
+    from iotgen.settings.config import Config
+    from iotgen.generation.generator import generate_table
 
     row = generate_table(Config(num_events=1, random_seed=3, anchor_time="2026-01-01T00:00:00Z")).to_pylist()[0]
     event = {k: (v.isoformat().replace("+00:00", "Z") if hasattr(v, "isoformat") else v) for k, v in row.items()}
@@ -67,7 +67,7 @@ def bodies(draw) -> bytes:
 @FUZZ
 @given(st.lists(bodies(), min_size=1, max_size=12), st.sampled_from(["text", "variant"]))
 def test_every_body_ends_as_an_event_or_a_rejected_row(batch, mode):
-    from iotgen.sinks.decoding import decode_bodies
+    from iotgen.formats.decoding import decode_bodies
 
     decoded = decode_bodies(batch, json_column=mode, use_threads=False)
     rejected = [i for i, _ in decoded.rejected]
@@ -88,8 +88,8 @@ _yaml_text = st.one_of(
 @FUZZ
 @given(_yaml_text)
 def test_yaml_readers_read_or_refuse_with_one_value_error(tmp_path_factory, text):
-    from iotgen.config import Config
-    from iotgen.spec_file import load_spec
+    from iotgen.settings.config import Config
+    from iotgen.spec.spec_file import load_spec
 
     path = tmp_path_factory.mktemp("yaml") / "file.yaml"
     path.write_text(text, encoding="utf-8")

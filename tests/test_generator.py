@@ -12,14 +12,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from iotgen.catalogs import IOT_KEY_POOL, NESTED_KEYS, Catalogs
-from iotgen.config import Config
-from iotgen import generator
-from iotgen.generator import (
+from iotgen.settings.catalogs import IOT_KEY_POOL, NESTED_KEYS, Catalogs
+from iotgen.settings.config import Config
+from iotgen.generation import generator
+from iotgen.generation.generator import (
     BLOCK_SIZE, BlockCursor, GeneratorSpec, block_slices, event_dicts, generate_dynamic_json, generate_events,
     generate_fixed_row, generate_range, generate_table,
 )
-from iotgen.schema import ARROW_SCHEMA, COLUMN_NAMES
+from iotgen.settings.schema import ARROW_SCHEMA, COLUMN_NAMES
 
 EXPECTED_COLUMNS = (
     "event_id timestamp device_type firmware_version battery_level sensor_id temperature humidity pressure status "
@@ -219,12 +219,12 @@ def test_the_cursor_cuts_steps_of_any_size_and_generates_each_block_once(monkeyp
 
 def test_the_core_takes_a_spec_and_from_config_is_the_one_path(monkeypatch):
     """GeneratorSpec.from_config and generate_events(config) are conveniences: both build the spec with
-    iotgen.spec_file.generator_spec, the one Config -> spec function."""
-    import iotgen.spec_file
+    iotgen.spec.spec_file.generator_spec, the one Config -> spec function."""
+    import iotgen.spec.spec_file
 
     calls = []
-    real = iotgen.spec_file.generator_spec
-    monkeypatch.setattr(iotgen.spec_file, "generator_spec", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = iotgen.spec.spec_file.generator_spec
+    monkeypatch.setattr(iotgen.spec.spec_file, "generator_spec", lambda *a, **k: calls.append(a) or real(*a, **k))
     config = Config(random_seed=3, anchor_time=ANCHOR, num_events=10)
     assert GeneratorSpec.from_config(config) == real(config)
     assert pa.Table.from_batches(list(generate_events(config))).equals(generate_table(real(config), 10))

@@ -27,7 +27,7 @@ NOW = dt.datetime(2026, 6, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 PROFILES = {
     "independent": {},
     "fleet": {"profile": "fleet", "device_count": 300},
-    "fleet+scenarios": {"spec_file": str(ROOT / "iotgen" / "example_spec.yaml"), "device_count": 300},
+    "fleet+scenarios": {"spec_file": str(ROOT / "iotgen" / "spec" / "example_spec.yaml"), "device_count": 300},
 }
 FORMATS = ("ndjson", "json", "csv", "parquet")
 EVENTS = 40_000  # two blocks of 32,768: a block boundary is crossed
@@ -46,8 +46,8 @@ def _file_digest(path: Path) -> str:
 
 def outputs(profile: str, fmt: str) -> dict[str, str]:
     """The digests of one seeded run's files: events, labels (with scenarios), the manifest's data fields."""
-    from iotgen.config import Config
-    from iotgen.pipelines.batch import write_files
+    from iotgen.settings.config import Config
+    from iotgen.runs.batch import write_files
 
     with tempfile.TemporaryDirectory() as folder:
         config = Config(num_events=EVENTS, random_seed=20260601, anchor_time="2026-05-20T00:00:00Z",

@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from iotgen import draws, jsontext
-from iotgen.allocator import retain_freed_memory
-from iotgen.jsontext import NumberPieces, PieceTable, TimestampPieces, fixed_text, join_pieces
+from iotgen.base import draws, jsontext
+from iotgen.base.allocator import retain_freed_memory
+from iotgen.base.jsontext import NumberPieces, PieceTable, TimestampPieces, fixed_text, join_pieces
 
 
 def render(pieces: PieceTable, codes: np.ndarray) -> list[str]:

@@ -11,20 +11,20 @@ PACKAGE = ROOT / "iotgen"
 
 #: Bottom to top. A module is in the first layer with a prefix it starts with.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("iotgen", "iotgen.errors", "iotgen.times", "iotgen.jsontext", "iotgen.draws", "iotgen.keyed_random",
-              "iotgen.allocator", "iotgen.variant_encoding")),
-    ("settings", ("iotgen.config", "iotgen.databricks", "iotgen.catalogs", "iotgen.schema")),
-    ("generation", ("iotgen.dynamic_json", "iotgen.generator", "iotgen.fleet", "iotgen.scenarios", "iotgen.truth")),
-    ("spec", ("iotgen.spec_file",)),
-    ("outputs", ("iotgen.sinks",)),
-    ("runs", ("iotgen.pipelines", "iotgen.spark")),
-    ("faces", ("iotgen.cli",)),
+    ("base", ("iotgen.base",)),
+    ("settings", ("iotgen.settings",)),
+    ("generation", ("iotgen.generation",)),
+    ("spec", ("iotgen.spec",)),
+    ("formats", ("iotgen.formats",)),
+    ("outputs", ("iotgen.outputs",)),
+    ("runs", ("iotgen.runs",)),
+    ("faces", ("iotgen.faces", "iotgen")),
 ]
 #: Upward imports that are deliberate, each with its reason. Keep this short.
 ALLOWED_UPWARD = {
     # GeneratorSpec.from_config and generate_events(config): a documented convenience that calls the one
     # Config -> spec function (lazily, at call time); the generation code itself takes a spec.
-    ("iotgen.generator", "iotgen.spec_file"),
+    ("iotgen.generation.generator", "iotgen.spec.spec_file"),
 }
 
 
@@ -72,7 +72,7 @@ def test_every_module_has_a_layer_and_imports_go_down_only():
         assert own is not None, f"{name} has no layer: add it to LAYERS (and docs/architecture.md)"
         for target in sorted(imports(path)):
             if target.startswith("iotgen.emulator"):
-                assert own >= layer_of("iotgen.pipelines"), f"{name} imports the emulator (runs and faces only)"
+                assert own >= layer_of("iotgen.runs"), f"{name} imports the emulator (runs and faces only)"
                 continue
             other = layer_of(target)
             if other is not None and other > own and (name, target) not in ALLOWED_UPWARD:

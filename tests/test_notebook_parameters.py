@@ -12,7 +12,7 @@ from pathlib import Path
 import papermill
 import pytest
 
-from iotgen.config import Config
+from iotgen.settings.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = [ROOT / "iot_data_generation.ipynb", *sorted((ROOT / "notebooks").glob("*.ipynb"))]

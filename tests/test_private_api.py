@@ -1,4 +1,4 @@
-"""The third-party private APIs iotgen uses (iotgen.sinks.private_api) exist in the installed libraries, and the
+"""The third-party private APIs iotgen uses (iotgen.outputs.private_api) exist in the installed libraries, and the
 public fallbacks work when they do not."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from iotgen.sinks import private_api
-from iotgen.sinks.iceberg import iceberg_app_versions, open_catalog, write_iceberg
-from iotgen.sinks.lakehouse import LAYOUTS
+from iotgen.outputs import private_api
+from iotgen.outputs.iceberg import iceberg_app_versions, open_catalog, write_iceberg
+from iotgen.outputs.lakehouse import LAYOUTS
 
 CONNECTION = ("Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=a;SharedAccessKey=b;UseDevelopmentEmulator=true;"
               "EntityPath=h")

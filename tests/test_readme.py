@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iotgen import config, schema
+from iotgen.settings import config, schema
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 CI = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text(encoding="utf-8")

@@ -1,4 +1,4 @@
-"""json_column written straight to VARIANT by the generator (iotgen.variant_encoding, build_json_column's
+"""json_column written straight to VARIANT by the generator (iotgen.base.variant_encoding, build_json_column's
 ``encoding="variant"``): the same JSON values as the text, decoded by independent readers (PySpark's decoder,
 DuckDB), for every kind of value, and the same random draws (the rest of a block is unchanged)."""
 
@@ -11,11 +11,11 @@ import pyarrow as pa
 import pytest
 from pyspark.sql.types import VariantVal
 
-from iotgen import variant_encoding
-from iotgen.catalogs import Catalogs, parse_key_pool
-from iotgen.config import Config
-from iotgen.dynamic_json import build_json_column
-from iotgen.generator import GeneratorSpec, block_rng, generate_events, generate_range
+from iotgen.base import variant_encoding
+from iotgen.settings.catalogs import Catalogs, parse_key_pool
+from iotgen.settings.config import Config
+from iotgen.generation.dynamic_json import build_json_column
+from iotgen.generation.generator import GeneratorSpec, block_rng, generate_events, generate_range
 
 LONG = "a value longer than sixty-three bytes, which needs the long string form: ü, 水, 🚀 ...."
 EVERY_KIND = parse_key_pool({
@@ -50,7 +50,7 @@ def test_variant_decodes_to_the_json_of_the_text_from_the_same_draws(pool, min_k
 
 def test_types_are_the_ones_a_json_reader_gives():
     """Integers as int64, numbers with decimals as doubles (``2.0`` stays a double), strings, booleans."""
-    from iotgen.sinks.variant import try_json_to_variant
+    from iotgen.formats.variant import try_json_to_variant
 
     variant = build_json_column(EVERY_KIND, 14, 14, block_rng(5, 1), 200, encoding="variant")
 
@@ -74,7 +74,7 @@ def test_one_shared_sorted_key_dictionary():
 def test_the_generator_and_the_delta_writer_take_variant_directly(tmp_path):
     """generate_events(json_column="variant") gives the same events with json_column as VARIANT; a Delta
     VARIANT table written that way reads back (DuckDB) equal to one written from the JSON text."""
-    from iotgen.pipelines.tables import duckdb_with_lakehouse_extensions, write_table
+    from iotgen.runs.tables import duckdb_with_lakehouse_extensions, write_table
 
     config = Config(num_events=40_000, random_seed=9, anchor_time="2026-01-01T00:00:00Z", chunk_size=7_000,
                     output_dir=str(tmp_path), output_format="delta")
@@ -97,7 +97,7 @@ def test_the_generator_and_the_delta_writer_take_variant_directly(tmp_path):
 def test_scenarios_are_not_written_directly():
     from pathlib import Path
 
-    example = Path(__file__).resolve().parents[1] / "iotgen" / "example_spec.yaml"
+    example = Path(__file__).resolve().parents[1] / "iotgen" / "spec" / "example_spec.yaml"
     spec = GeneratorSpec.from_config(Config(random_seed=1, spec_file=str(example)))
     with pytest.raises(ValueError, match="json_column='variant' is for specs without data-quality scenarios"):
         generate_range(spec, 0, 10, json_column="variant")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import math
+import os
 import signal
 import sys
 import threading

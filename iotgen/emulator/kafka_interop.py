@@ -23,17 +23,17 @@ import struct
 from typing import Any
 
 from .codec import (
-    CodecError,
-    Described,
-    Section,
-    Symbol,
-    ULong,
-    decode_message,
-    decode_value,
-    encode_value,
-    iter_sections,
-    value_end,
-)
+                    CodecError,
+                    Described,
+                    Section,
+                    Symbol,
+                    ULong,
+                    decode_message,
+                    decode_value,
+                    encode_value,
+                    iter_sections,
+                    value_end,
+                    )
 from .kafka_codec import KafkaRecord, encode_record_tail
 
 __all__ = ["KAFKA_KEY", "PARTITION_KEY_HEADER", "PROPERTY_HEADERS", "amqp_to_kafka", "kafka_to_amqp"]

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .kafka_codec import (
-    APIS,
     API_VERSIONS,
+    APIS,
     BatchError,
     CodecError,
     ErrorCode,

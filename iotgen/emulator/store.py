@@ -38,18 +38,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .codec import (
-    BATCH_MESSAGE_FORMAT,
-    CodecError,
-    Long,
-    MessageLayout,
-    Section,
-    Symbol,
-    Timestamp,
-    decode_value,
-    encode_value,
-    section_at,
-    value_end,
-)
+                    BATCH_MESSAGE_FORMAT,
+                    CodecError,
+                    Long,
+                    MessageLayout,
+                    Section,
+                    Symbol,
+                    Timestamp,
+                    decode_value,
+                    encode_value,
+                    section_at,
+                    value_end,
+                    )
 
 __all__ = [
     "EventHub",

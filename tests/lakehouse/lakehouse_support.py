@@ -15,9 +15,9 @@ from typing import Callable
 
 import pyarrow as pa
 
-from iotgen.config import Config
-from iotgen.generator import generate_table
-from iotgen.sinks.encoding import json_lines
+from iotgen.settings.config import Config
+from iotgen.generation.generator import generate_table
+from iotgen.formats.encoding import json_lines
 
 HUBS = ("kill-delta", "kill-iceberg", "malformed", "sigint", "errors", "available-now", "available-empty", "idle")
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +73,7 @@ def ingest_env(connection_string: str) -> dict[str, str]:
 
 
 def ingest_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "iotgen.cli", "ingest", *args]
+    return [sys.executable, "-m", "iotgen.faces.cli", "ingest", *args]
 
 
 def as_json(value) -> object:

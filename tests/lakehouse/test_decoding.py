@@ -9,9 +9,9 @@ import pyarrow as pa
 import pytest
 from lakehouse_support import bodies_of, events
 
-from iotgen.schema import ARROW_SCHEMA
-from iotgen.sinks.decoding import decode_bodies
-from iotgen.sinks.variant import VARIANT_TYPE, try_field_to_variant, try_json_to_variant
+from iotgen.settings.schema import ARROW_SCHEMA
+from iotgen.formats.decoding import decode_bodies
+from iotgen.formats.variant import VARIANT_TYPE, try_field_to_variant, try_json_to_variant
 
 
 def _variant_json(value) -> object:
@@ -45,7 +45,7 @@ def test_variant_mode_encodes_json_column_exactly_as_the_text_encoder_does():
 
 
 def test_bodies_out_of_bounds_are_rejected_in_both_modes_and_the_rest_kept():
-    """The rule of iotgen.sinks.json_bounds: nesting over 64 levels, an integer beyond int64, a number beyond a
+    """The rule of iotgen.formats.json_bounds: nesting over 64 levels, an integer beyond int64, a number beyond a
     double. Such a body once made the ingest fail with RecursionError on every restart (issue 13)."""
     table = events(3, seed=53)
     good = [b.encode() for b in bodies_of(table)]

@@ -12,10 +12,10 @@ import pyarrow as pa
 import pytest
 from lakehouse_support import ROOT, bodies_of, events, ingest_command, ingest_env, kill_and_restart, send
 
-from iotgen.config import Config
-from iotgen.pipelines.ingest import IngestOptions, offsets_app_id, run_ingest
-from iotgen.pipelines.tables import parse_target
-from iotgen.sinks.eventhubs import target_from_config
+from iotgen.settings.config import Config
+from iotgen.runs.ingest import IngestOptions, offsets_app_id, run_ingest
+from iotgen.runs.tables import parse_target
+from iotgen.outputs.eventhubs import target_from_config
 
 MALFORMED = {
     b"not json at all": "body is not valid JSON",
@@ -117,7 +117,7 @@ def test_sigkill_at_random_moments_ten_times_keeps_every_event_exactly_once(tmp_
         target_arg, extra = f"delta:{tmp_path / 't'}", []
         exists = lambda: any((tmp_path / "t" / "_delta_log").glob("*.json"))  # noqa: E731
     else:
-        from iotgen.sinks.iceberg import open_catalog
+        from iotgen.outputs.iceberg import open_catalog
 
         target_arg, extra = "iceberg:iot.t", ["--catalog", str(tmp_path / "wh")]
         exists = lambda: (tmp_path / "wh").is_dir() and open_catalog(str(tmp_path / "wh")).table_exists("iot.t")  # noqa: E731
@@ -127,7 +127,7 @@ def test_sigkill_at_random_moments_ten_times_keeps_every_event_exactly_once(tmp_
         table = f"delta_scan('{tmp_path / 't'}')"
         quarantine = f"delta_scan('{tmp_path / 't_quarantine'}')"
     else:
-        from iotgen.sinks.iceberg import open_catalog
+        from iotgen.outputs.iceberg import open_catalog
 
         catalog = open_catalog(str(tmp_path / "wh"))
         table = f"iceberg_scan('{catalog.load_table('iot.t').metadata_location}')"
@@ -165,7 +165,7 @@ def test_the_receiver_process_ends_when_the_ingest_is_killed(tmp_path, emulator)
             time.sleep(0.1)
         time.sleep(1.0)
         children = _children(process.pid)
-        assert any("iotgen.pipelines.receiver" in Path(f"/proc/{c}/cmdline").read_text() for c in children)
+        assert any("iotgen.runs.receiver" in Path(f"/proc/{c}/cmdline").read_text() for c in children)
         process.send_signal(signal.SIGKILL)
         process.wait(30)
         deadline = time.monotonic() + 10

@@ -9,11 +9,11 @@ import pytest
 from confluent_kafka import Producer
 from lakehouse_support import bodies_of, events, kill_and_restart, send
 
-from iotgen.config import Config
-from iotgen.pipelines.ingest import IngestOptions, offsets_app_id, run_ingest
-from iotgen.pipelines.tables import parse_target
-from iotgen.sinks.eventhubs import target_from_config
-from iotgen.sinks.kafka import kafka_target_from_config
+from iotgen.settings.config import Config
+from iotgen.runs.ingest import IngestOptions, offsets_app_id, run_ingest
+from iotgen.runs.tables import parse_target
+from iotgen.outputs.eventhubs import target_from_config
+from iotgen.outputs.kafka import kafka_target_from_config
 
 TIMEOUT = 30.0
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pyarrow.compute as pc
 
-from iotgen.config import Config
-from iotgen.generator import GeneratorSpec, generate_table
-from iotgen.pipelines.tables import parse_target
+from iotgen.settings.config import Config
+from iotgen.generation.generator import GeneratorSpec, generate_table
+from iotgen.runs.tables import parse_target
 
 
 def test_delta_and_iceberg_keep_scenario_nulls(tmp_path):
@@ -34,9 +34,9 @@ def test_every_scenario_reaches_a_delta_variant_table_malformed_json_as_variant_
 
     from lakehouse_support import ROOT
 
-    from iotgen.pipelines.tables import write_table
+    from iotgen.runs.tables import write_table
 
-    config = Config(random_seed=11, num_events=6000, spec_file=str(ROOT / "iotgen" / "example_spec.yaml"),
+    config = Config(random_seed=11, num_events=6000, spec_file=str(ROOT / "iotgen" / "spec" / "example_spec.yaml"),
                     anchor_time="2026-06-01T00:00:00Z", output_dir=str(tmp_path), output_format="delta")
     written = write_table(config)
     assert written.count == 6000

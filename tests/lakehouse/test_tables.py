@@ -12,12 +12,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from iotgen.config import Config
-from iotgen.pipelines.tables import TableTarget, config_target, parse_target, write_table
-from iotgen.schema import COLUMN_NAMES
-from iotgen.sinks.delta import compact_delta, delta_app_versions, delta_history, vacuum_delta, write_delta
-from iotgen.sinks.iceberg import iceberg_app_versions, iceberg_history, open_catalog, write_iceberg
-from iotgen.sinks.variant import json_to_variant, try_json_to_variant
+from iotgen.settings.config import Config
+from iotgen.runs.tables import TableTarget, config_target, parse_target, write_table
+from iotgen.settings.schema import COLUMN_NAMES
+from iotgen.outputs.delta import compact_delta, delta_app_versions, delta_history, vacuum_delta, write_delta
+from iotgen.outputs.iceberg import iceberg_app_versions, iceberg_history, open_catalog, write_iceberg
+from iotgen.formats.variant import json_to_variant, try_json_to_variant
 
 from lakehouse_support import ROOT, events
 
@@ -185,7 +185,7 @@ def test_write_table_and_generate_cli_delta_and_iceberg(tmp_path, duck):
     read = duck.sql(f"SELECT * EXCLUDE (json_column, event_date), json_column::JSON::VARCHAR AS json_column "
                     f"FROM delta_scan('{path}')").arrow().read_all()
     _assert_same_events(read, same)
-    out = subprocess.run([sys.executable, "-m", "iotgen.cli", "generate", "--format", "iceberg", "-n", "700",
+    out = subprocess.run([sys.executable, "-m", "iotgen.faces.cli", "generate", "--format", "iceberg", "-n", "700",
                           "--seed", "4", "-o", str(tmp_path), "--no-progress"], capture_output=True, text=True,
                          cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -212,7 +212,7 @@ def test_generate_table_bad_input_one_line_nothing_written(tmp_path, args, messa
     if "--output" not in args:
         args += ["--output", str(tmp_path / "out")]
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    out = subprocess.run([sys.executable, "-m", "iotgen.cli", "generate", "-n", "10", *args], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "iotgen.faces.cli", "generate", "-n", "10", *args], capture_output=True,
                          text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 2 and message in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
@@ -242,7 +242,7 @@ def test_table_data_and_mode_mismatches_are_clear_errors(tmp_path):
 @pytest.mark.parametrize("layout", ["ingested", "quarantine"])
 def test_app_versions_are_read_from_tables_of_every_layout(tmp_path, layout):
     """A restarted ingest reads its offsets back from its ingested and quarantine tables (not only events)."""
-    from iotgen.sinks.lakehouse import LAYOUTS
+    from iotgen.outputs.lakehouse import LAYOUTS
 
     empty = pa.Table.from_pylist([], schema=LAYOUTS[layout])
     catalog = open_catalog(warehouse=tmp_path / "wh")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from iotgen.generator import GeneratorSpec
+from iotgen.generation.generator import GeneratorSpec
 
 from scenario_support import build
 

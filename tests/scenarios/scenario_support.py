@@ -7,9 +7,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from iotgen.config import Config
-from iotgen.generator import GeneratorSpec, generate_range
-from iotgen.spec_file import generator_spec
+from iotgen.settings.config import Config
+from iotgen.generation.generator import GeneratorSpec, generate_range
+from iotgen.spec.spec_file import generator_spec
 
 ANCHOR = "2026-01-08T00:00:00Z"
 DEVICE_TYPES = ("temperature_sensor", "humidity_sensor", "pressure_sensor", "smart_meter", "air_quality_monitor",

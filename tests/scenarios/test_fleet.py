@@ -9,9 +9,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from iotgen.fleet import DAY_MS, HOUR_MS, fleet_devices
-from iotgen.generator import BLOCK_SIZE, generate_events, generate_range
-from iotgen.schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS
+from iotgen.generation.fleet import DAY_MS, HOUR_MS, fleet_devices
+from iotgen.generation.generator import BLOCK_SIZE, generate_events, generate_range
+from iotgen.settings.schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS
 
 from scenario_support import build, ms, rows
 
@@ -156,8 +156,8 @@ def test_device_count_comes_from_the_parameter_then_the_spec_then_num_sensors():
 
 
 def test_the_independent_profile_is_unchanged():
-    from iotgen.config import Config
-    from iotgen.generator import GeneratorSpec
+    from iotgen.settings.config import Config
+    from iotgen.generation.generator import GeneratorSpec
 
     config = Config(random_seed=3, anchor_time="2026-01-08")
     plain = GeneratorSpec.from_config(config)

@@ -13,13 +13,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from iotgen.cli import main
-from iotgen.config import Config
-from iotgen.generator import generate_range
-from iotgen.pipelines.batch import write_files
-from iotgen.scenarios import truth_range
-from iotgen.sinks.encoding import json_lines
-from iotgen.spec_file import EXAMPLE_PATH, generator_spec
+from iotgen.faces.cli import main
+from iotgen.settings.config import Config
+from iotgen.generation.generator import generate_range
+from iotgen.runs.batch import write_files
+from iotgen.generation.scenarios import truth_range
+from iotgen.formats.encoding import json_lines
+from iotgen.spec.spec_file import EXAMPLE_PATH, generator_spec
 
 from scenario_support import ANCHOR
 
@@ -106,7 +106,7 @@ def test_parquet_and_csv_carry_nulls_read_back_by_duckdb(tmp_path):
 
 
 def test_a_failed_run_leaves_nothing_under_a_final_name(tmp_path, monkeypatch):
-    import iotgen.pipelines.batch as batch
+    import iotgen.runs.batch as batch
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")

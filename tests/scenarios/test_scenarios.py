@@ -9,10 +9,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from iotgen import generator, scenarios
-from iotgen.generator import BLOCK_SIZE, generate_events, generate_range, labelled_block, labelled_range
-from iotgen.scenarios import LABEL_SCHEMA, OUT_OF_RANGE_VALUES, label_counts, truth_range
-from iotgen.schema import ARROW_SCHEMA
+from iotgen.generation import generator, scenarios
+from iotgen.generation.generator import BLOCK_SIZE, generate_events, generate_range, labelled_block, labelled_range
+from iotgen.generation.scenarios import LABEL_SCHEMA, OUT_OF_RANGE_VALUES, label_counts, truth_range
+from iotgen.settings.schema import ARROW_SCHEMA
 
 from scenario_support import EVEN_INTERVALS, build, clean, ms, rows
 
@@ -133,7 +133,7 @@ def test_clock_skew_shifts_every_event_of_some_devices(profile):
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_malformed_json_column_breaks_the_value_not_the_line(profile):
-    from iotgen.sinks.encoding import json_lines
+    from iotgen.formats.encoding import json_lines
 
     spec, dirty, clean_, labels = run({"malformed_json": {"rate": 0.02}}, profile)
     assert len(labels) == pytest.approx(0.02 * N, rel=0.1)
@@ -297,7 +297,7 @@ def test_a_block_carries_its_labels_and_nothing_is_kept_between_calls(monkeypatc
 
 
 def test_rate_table_measures_each_scenario_as_configured():
-    from iotgen.scenarios import rate_table
+    from iotgen.generation.scenarios import rate_table
 
     spec = build({"profile": "fleet", "fleet": {"device_count": 50}, "scenarios": ALL_ON})
     events = rows(spec, 0, 30_000)
@@ -320,7 +320,7 @@ def test_rate_table_measures_each_scenario_as_configured():
 ])
 def test_a_drift_change_that_cannot_be_applied_is_refused_when_the_spec_is_built(change, message):
     """Bad input is refused before any event is generated (not in the middle of a run)."""
-    from iotgen.errors import InputError
+    from iotgen.base.errors import InputError
 
     with pytest.raises(InputError, match=message):
         scenarios.DriftChange(at_ms=0, **change)
@@ -328,8 +328,8 @@ def test_a_drift_change_that_cannot_be_applied_is_refused_when_the_spec_is_built
 
 def test_helpers_that_need_a_fleet_or_scenarios_say_so_in_one_line():
     import iotgen_helpers as h
-    from iotgen.config import Config
-    from iotgen.errors import InputError
+    from iotgen.settings.config import Config
+    from iotgen.base.errors import InputError
 
     plain = generator.GeneratorSpec.from_config(Config(random_seed=1))
     with pytest.raises(InputError, match="device_table needs the fleet profile"):

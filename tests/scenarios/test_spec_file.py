@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iotgen.cli import main
-from iotgen.config import Config
-from iotgen.spec_file import EXAMPLE_PATH, generator_spec, load_spec, parse_duration_ms
+from iotgen.faces.cli import main
+from iotgen.settings.config import Config
+from iotgen.spec.spec_file import EXAMPLE_PATH, generator_spec, load_spec, parse_duration_ms
 
 from scenario_support import ANCHOR
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_example_is_printed_by_the_cli_and_is_valid(capsys):
-    assert EXAMPLE_PATH == ROOT / "iotgen" / "example_spec.yaml"
+    assert EXAMPLE_PATH == ROOT / "iotgen" / "spec" / "example_spec.yaml"
     assert main(["spec", "--example"]) == 0
     assert capsys.readouterr().out == EXAMPLE_PATH.read_text()
     spec = generator_spec(Config(spec_file=str(EXAMPLE_PATH), random_seed=1, anchor_time=ANCHOR))
@@ -31,7 +31,7 @@ def test_example_is_printed_by_the_cli_and_is_valid(capsys):
 
 
 def test_the_console_script_checks_a_spec(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "iotgen.cli", "spec", str(EXAMPLE_PATH), "--seed", "4"],
+    done = subprocess.run([sys.executable, "-m", "iotgen.faces.cli", "spec", str(EXAMPLE_PATH), "--seed", "4"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     summary = yaml.safe_load(done.stdout)
@@ -110,23 +110,23 @@ def test_times_are_durations_or_iso_dates():
 def test_a_relative_spec_file_is_found_from_the_project_whatever_the_working_directory(tmp_path, monkeypatch):
     """Serverless gives a notebook no fixed working directory: a relative SPEC_FILE is looked up in the working
     directory, then the project (the folder holding iotgen), then the package."""
-    from iotgen.spec_file import PROJECT_ROOT, locate
+    from iotgen.spec.spec_file import PROJECT_ROOT, locate
 
     monkeypatch.chdir(tmp_path)
-    assert locate("iotgen/example_spec.yaml") == PROJECT_ROOT / "iotgen" / "example_spec.yaml"
-    assert locate("example_spec.yaml") == PROJECT_ROOT / "iotgen" / "example_spec.yaml"
+    assert locate("iotgen/spec/example_spec.yaml") == PROJECT_ROOT / "iotgen" / "spec" / "example_spec.yaml"
+    assert locate("example_spec.yaml") == PROJECT_ROOT / "iotgen" / "spec" / "example_spec.yaml"
     (tmp_path / "example_spec.yaml").write_text("profile: fleet\n")
     assert locate("example_spec.yaml") == tmp_path / "example_spec.yaml"  # the working directory's first
     assert str(locate("nowhere.yaml")) == "nowhere.yaml"
-    from iotgen.spec_file import load_spec
+    from iotgen.spec.spec_file import load_spec
 
-    assert load_spec("iotgen/example_spec.yaml").profile == "fleet"
+    assert load_spec("iotgen/spec/example_spec.yaml").profile == "fleet"
 
 
 def test_a_field_left_out_takes_its_dataclass_default():
     """The reader repeats no default: a spec giving only rates builds exactly the dataclasses' defaults."""
-    from iotgen.fleet import Fleet
-    from iotgen.scenarios import ClockSkew, Drift, Duplicates, Lateness, OutOfOrder, Replays, Stuck
+    from iotgen.generation.fleet import Fleet
+    from iotgen.generation.scenarios import ClockSkew, Drift, Duplicates, Lateness, OutOfOrder, Replays, Stuck
 
     scenarios = {"late": {"rate": 0.1}, "stuck": {"rate": 0.1}, "drift": {"rate": 0.1}, "duplicates": {"rate": 0.1},
                  "out_of_order": {"rate": 0.1}, "replays": {"rate": 0.1}, "clock_skew": {"device_fraction": 0.1}}

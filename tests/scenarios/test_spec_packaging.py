@@ -1,5 +1,5 @@
 """The example spec ships in the wheel: ``iotgen spec --example`` works from an installed package, far from the
-source tree (it is package data, ``iotgen/example_spec.yaml``, read with importlib.resources)."""
+source tree (it is package data, ``iotgen/spec/example_spec.yaml``, read with importlib.resources)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iotgen.config import Config
-from iotgen.spec_file import EXAMPLE_PATH, generator_spec
+from iotgen.settings.config import Config
+from iotgen.spec.spec_file import EXAMPLE_PATH, generator_spec
 
 from scenario_support import ANCHOR
 
@@ -28,7 +28,7 @@ def _run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess
 
 
 def test_the_example_spec_is_package_data():
-    assert EXAMPLE_PATH == ROOT / "iotgen" / "example_spec.yaml" and EXAMPLE_PATH.is_file()
+    assert EXAMPLE_PATH == ROOT / "iotgen" / "spec" / "example_spec.yaml" and EXAMPLE_PATH.is_file()
     assert not (ROOT / "docs" / "example_spec.yaml").exists()  # one copy of the text
 
 
@@ -48,12 +48,12 @@ def test_iotgen_spec_example_works_from_an_installed_wheel(tmp_path):
     (wheel,) = dist.glob("iotgen-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
-    assert "iotgen/example_spec.yaml" in names and not any(n.startswith("docs/") for n in names)
+    assert "iotgen/spec/example_spec.yaml" in names and not any(n.startswith("docs/") for n in names)
     _run(sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", "--target", str(site),
          str(wheel), cwd=tmp_path)
     # The installed copy comes first on the path (this environment's editable install comes after it).
     env = {**os.environ, "PYTHONPATH": str(site)}
-    found = _run(sys.executable, "-c", "import iotgen.spec_file as s; print(s.__file__)", cwd=elsewhere, env=env)
+    found = _run(sys.executable, "-c", "import iotgen.spec.spec_file as s; print(s.__file__)", cwd=elsewhere, env=env)
     assert Path(found.stdout.strip()).is_relative_to(site)
 
     printed = _run(str(site / "bin" / "iotgen"), "spec", "--example", cwd=elsewhere, env=env).stdout

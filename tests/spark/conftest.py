@@ -20,8 +20,8 @@ from iotgen.emulator import EmulatorProcess
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory) -> Iterator[Any]:
-    from iotgen.spark.runtime import BATCH_SOURCES
-    from iotgen.spark.session import get_spark
+    from iotgen.runs.spark.runtime import BATCH_SOURCES
+    from iotgen.runs.spark.session import get_spark
 
     from spark_support import session_options
 

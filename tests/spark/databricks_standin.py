@@ -8,7 +8,7 @@ What it stands in for, and how:
   serverless or standard-access-mode cluster serves notebooks over Spark Connect;
 * **the notebook environment**: an IPython startup file (``IPYTHONDIR``) that defines ``spark`` (a Spark Connect
   session on that server) and a fake ``dbutils`` (widgets, secrets, credentials, library), and mounts the volumes
-  (``iotgen.databricks.VOLUMES_ROOT``) on a temporary folder; the kernel's environment has
+  (``iotgen.settings.databricks.VOLUMES_ROOT``) on a temporary folder; the kernel's environment has
   ``DATABRICKS_RUNTIME_VERSION`` as every Databricks runtime sets it.
 
 Nothing of iotgen's is replaced: the notebooks run their own code, which takes its Databricks branches.
@@ -30,7 +30,7 @@ import os as _os
 
 _standin = _json.loads(open(_os.environ["DATABRICKS_STANDIN"], encoding="utf-8").read())
 
-import iotgen.databricks as _databricks
+import iotgen.settings.databricks as _databricks
 
 _databricks.VOLUMES_ROOT = _standin["volumes_root"]
 
@@ -103,7 +103,7 @@ def start_cluster(root: Path, jars: str) -> tuple[subprocess.Popen, dict[str, An
 
 
 def _serve(config_path: str) -> None:
-    from iotgen.spark.session import get_spark
+    from iotgen.runs.spark.session import get_spark
 
     config = json.loads(Path(config_path).read_text())
     conf = {"spark.sql.catalog.main": "org.apache.iceberg.spark.SparkCatalog",
@@ -112,7 +112,7 @@ def _serve(config_path: str) -> None:
                       jars=config["jars"], register_sources=False)
     spark.sql("CREATE SCHEMA IF NOT EXISTS iot")
     spark.sql("CREATE NAMESPACE IF NOT EXISTS main.iot")
-    from iotgen.spark.session import local_connect_url
+    from iotgen.runs.spark.session import local_connect_url
 
     print(json.dumps({"url": local_connect_url(token=True)}), flush=True)
     sys.stdin.read()  # until the test closes it

@@ -11,9 +11,9 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from iotgen.config import Config
-from iotgen.generator import GeneratorSpec, generate_table
-from iotgen.sinks.encoding import json_lines
+from iotgen.settings.config import Config
+from iotgen.generation.generator import GeneratorSpec, generate_table
+from iotgen.formats.encoding import json_lines
 
 ANCHOR = "2026-01-08T00:00:00Z"
 
@@ -28,7 +28,7 @@ def session_options() -> dict:
 def connectors(spark) -> set[str]:
     """The formats this session writes with Spark's own sinks (``delta``, ``iceberg``). A run given connector
     jars (``IOTGEN_SPARK_JARS``) must have them: its tests of Spark's sinks never skip silently."""
-    from iotgen.spark.write import native_support
+    from iotgen.runs.spark.write import native_support
 
     found = {kind for kind in ("delta", "iceberg") if native_support(spark, kind)}
     jars = session_options()["jars"]

@@ -2,7 +2,7 @@
 
 Usage: ``python stream_worker.py OUT_DIR ENGINE`` with ``EVENTHUB_CONNECTION_STRING`` in the environment. The
 queries read the hub with the ``iotgen_eventhubs`` source (a few events per micro-batch) and write through
-:func:`iotgen.spark.write.write_stream`. ENGINE ``embedded``: one query to a Parquet folder and one to a Delta
+:func:`iotgen.runs.spark.write.write_stream`. ENGINE ``embedded``: one query to a Parquet folder and one to a Delta
 table through the embedded writer; ``spark``: Spark's own Delta streaming sink (``json_column`` VARIANT; the
 session needs delta-spark, ``IOTGEN_SPARK_JARS``). Their checkpoints are under OUT_DIR. Runs until killed (or
 300 s). The session (classic or Spark Connect, connectors) is the test run's (``spark_support.session_options``).
@@ -15,7 +15,7 @@ import sys
 
 
 def queries(spark, out: str, connection_string: str, trigger: str, max_events: int | None, engine: str):
-    from iotgen.spark.write import write_stream
+    from iotgen.runs.spark.write import write_stream
 
     def raw():
         reader = (spark.readStream.format("iotgen_eventhubs").option("connectionString", connection_string)
@@ -34,7 +34,7 @@ def queries(spark, out: str, connection_string: str, trigger: str, max_events: i
 
 
 def main() -> int:
-    from iotgen.spark.session import get_spark
+    from iotgen.runs.spark.session import get_spark
 
     from spark_support import session_options
 

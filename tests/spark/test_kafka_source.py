@@ -1,5 +1,5 @@
 """Spark's own Kafka source (``spark-sql-kafka-0-10``, the version of the pyspark under test) with the options
-``iotgen.spark.kafka`` builds: against the local endpoint's Kafka port (events sent over AMQP, read over Kafka,
+``iotgen.runs.spark.kafka`` builds: against the local endpoint's Kafka port (events sent over AMQP, read over Kafka,
 parsed to VARIANT, written to Delta with a checkpoint, restarted) and, with the very same options, against a real
 Apache Kafka broker. It runs where the connector is on the classpath (the Spark 4.0 runs of ``make test``: the
 jars of deps/maven/spark-4.0); a run given that jar fails rather than skips."""
@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from iotgen.config import Config, Secret
+from iotgen.settings.config import Config, Secret
 from iotgen.emulator import EmulatorProcess
-from iotgen.sinks.encoding import json_lines
-from iotgen.spark.kafka import kafka_options, kafka_source_available
-from iotgen.spark.parse import parse_events
-from iotgen.spark.pipeline import await_query, event_source, read_event_stream, table_counts, write_events
+from iotgen.formats.encoding import json_lines
+from iotgen.runs.spark.kafka import kafka_options, kafka_source_available
+from iotgen.runs.spark.parse import parse_events
+from iotgen.runs.spark.pipeline import await_query, event_source, read_event_stream, table_counts, write_events
 
 from spark_support import duckdb_connection, events, send_bodies, send_events, session_options
 

@@ -7,9 +7,9 @@ import json
 import pyarrow as pa
 import pytest
 
-from iotgen.schema import COLUMN_NAMES
-from iotgen.sinks.encoding import json_lines
-from iotgen.spark.parse import bad_records, good_events, has_provenance, parse_events, typed_projection
+from iotgen.settings.schema import COLUMN_NAMES
+from iotgen.formats.encoding import json_lines
+from iotgen.runs.spark.parse import bad_records, good_events, has_provenance, parse_events, typed_projection
 
 from spark_support import events
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from iotgen.config import Config, Secret
-from iotgen.spark.pipeline import choose_source, event_source, generate, resolve_target, target_table, write_events
-from iotgen.spark.runtime import ADMISSION_CONTROL
-from iotgen.spark.write import checkpoint_for
+from iotgen.settings.config import Config, Secret
+from iotgen.runs.spark.pipeline import choose_source, event_source, generate, resolve_target, target_table, write_events
+from iotgen.runs.spark.runtime import ADMISSION_CONTROL
+from iotgen.runs.spark.write import checkpoint_for
 
 from spark_support import ANCHOR, connectors, events
 

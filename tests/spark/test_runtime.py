@@ -1,4 +1,4 @@
-"""Every runtime: iotgen.spark imports, the Kafka route builds its options (and Spark's Kafka source takes them
+"""Every runtime: iotgen.runs.spark imports, the Kafka route builds its options (and Spark's Kafka source takes them
 where it is on the classpath), and what the runtime lacks fails with one line naming the runtime it needs.
 
 This file is the Spark 3.5 check (make test-spark35: pyspark 3.5.0, the Spark of Databricks Runtime 15.4 LTS
@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from iotgen.sinks.encoding import json_lines
-from iotgen.spark import runtime
+from iotgen.formats.encoding import json_lines
+from iotgen.runs.spark import runtime
 
 from spark_support import events, session_options
 
-MODULES = ("iotgen.spark", "iotgen.spark.runtime", "iotgen.spark.session", "iotgen.spark.kafka", "iotgen.spark.parse",
-           "iotgen.spark.write", "iotgen.spark.pipeline", "iotgen.spark.source_iotgen", "iotgen.spark.source_eventhubs")
+MODULES = ("iotgen.runs.spark", "iotgen.runs.spark.runtime", "iotgen.runs.spark.session", "iotgen.runs.spark.kafka", "iotgen.runs.spark.parse",
+           "iotgen.runs.spark.write", "iotgen.runs.spark.pipeline", "iotgen.runs.spark.source_iotgen", "iotgen.runs.spark.source_eventhubs")
 AZURE = ("Endpoint=sb://myns.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=TOPSECRET;"
          "EntityPath=iot-events")
 
@@ -28,7 +28,7 @@ AZURE = ("Endpoint=sb://myns.servicebus.windows.net/;SharedAccessKeyName=listen;
 def test_every_spark_module_imports_and_the_kafka_route_builds_its_options():
     for name in MODULES:
         importlib.import_module(name)
-    from iotgen.spark.kafka import kafka_options
+    from iotgen.runs.spark.kafka import kafka_options
 
     options = kafka_options(AZURE, shaded=False)
     assert options["kafka.bootstrap.servers"] == "myns.servicebus.windows.net:9093"
@@ -42,14 +42,14 @@ def _one_line(error: BaseException) -> str:
 
 
 def test_the_python_sources_register_or_fail_with_one_line_naming_the_runtime(spark):
-    import iotgen.spark
+    import iotgen.runs.spark
 
     if runtime.BATCH_SOURCES:
-        iotgen.spark.register(spark)
+        iotgen.runs.spark.register(spark)
         assert spark.read.format("iotgen").option("numEvents", 10).option("seed", 1).load().count() == 10
         return
     with pytest.raises(RuntimeError) as error:
-        iotgen.spark.register(spark)
+        iotgen.runs.spark.register(spark)
     assert _one_line(error.value) == (
         "the iotgen and iotgen_eventhubs Spark sources need Spark 4.0 or later (pyspark 4.0+, Databricks Runtime "
         "17.3 LTS+) or Databricks Runtime 15.4 LTS+ (its Python data source backport): this runtime's pyspark "
@@ -57,7 +57,7 @@ def test_the_python_sources_register_or_fail_with_one_line_naming_the_runtime(sp
 
 
 def test_variant_parsing_works_or_fails_with_one_line_naming_the_runtime(spark):
-    from iotgen.spark.parse import good_events, parse_events
+    from iotgen.runs.spark.parse import good_events, parse_events
 
     body = json_lines(events(1)).to_pylist()[0]
     frame = spark.createDataFrame([(body,)], "line STRING")
@@ -75,7 +75,7 @@ def test_spark_kafka_source_takes_the_kafka_routes_options(spark):
     """With spark-sql-kafka on the classpath (the runs given deps/maven/spark-<minor> as IOTGEN_SPARK_JARS), the
     Kafka source plans a stream from iotgen's options (reading an endpoint is the Kafka tests' part). Whether it
     runs follows the run's jars, not the session's conf (a Spark Connect client does not see ``spark.jars``)."""
-    from iotgen.spark.kafka import kafka_options
+    from iotgen.runs.spark.kafka import kafka_options
 
     jars = session_options()["jars"]
     if not jars or not any(Path(jars).glob("spark-sql-kafka-*.jar")):

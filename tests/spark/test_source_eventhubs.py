@@ -13,9 +13,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from iotgen.spark.runtime import ADMISSION_CONTROL
-from iotgen.spark.source_eventhubs import EventHubsOptions, parse_connection_string, share_limit
-from iotgen.spark.write import parquet_committed
+from iotgen.runs.spark.runtime import ADMISSION_CONTROL
+from iotgen.runs.spark.source_eventhubs import EventHubsOptions, parse_connection_string, share_limit
+from iotgen.runs.spark.write import parquet_committed
 
 from spark_support import (
     committed_offsets, connectors, duckdb_connection, events, run_query, run_to_the_end, send_bodies, send_events,
@@ -122,7 +122,7 @@ def test_max_events_per_trigger_cuts_micro_batches(spark, emulator, tmp_path, ca
     sent = send_events(emulator.connection_string, table)
     raw = (spark.readStream.format("iotgen_eventhubs").option("connectionString", emulator.connection_string)
            .option("maxEventsPerTrigger", 120).load())
-    from iotgen.spark.write import write_stream
+    from iotgen.runs.spark.write import write_stream
 
     out, checkpoint = tmp_path / "out", tmp_path / "cp"
     if ADMISSION_CONTROL:

@@ -10,11 +10,11 @@ import pytest
 
 from collections import Counter
 
-from iotgen.config import Config
-from iotgen.generator import BLOCK_SIZE, GeneratorSpec, generate_range
-from iotgen.spark.pipeline import _iotgen_options
-from iotgen.spark.source_iotgen import IotgenOptions, split_range
-from iotgen.spark.write import parquet_committed, write_stream
+from iotgen.settings.config import Config
+from iotgen.generation.generator import BLOCK_SIZE, GeneratorSpec, generate_range
+from iotgen.runs.spark.pipeline import _iotgen_options
+from iotgen.runs.spark.source_iotgen import IotgenOptions, split_range
+from iotgen.runs.spark.write import parquet_committed, write_stream
 
 from spark_support import ANCHOR, committed_offsets, events, run_query, run_to_the_end, wait_until
 
@@ -121,7 +121,7 @@ def _app(checkpoint) -> str:
 
 
 def test_a_seed_that_contradicts_the_checkpoint_is_refused():
-    from iotgen.spark.source_iotgen import IotgenStreamReader
+    from iotgen.runs.spark.source_iotgen import IotgenStreamReader
 
     pinned = IotgenStreamReader(IotgenOptions.parse({"numEvents": "10"}, streaming=True)).initialOffset()
     unseeded = IotgenStreamReader(IotgenOptions.parse({"numEvents": "10"}, streaming=True))
@@ -134,8 +134,8 @@ def test_a_seed_that_contradicts_the_checkpoint_is_refused():
 
 def test_rate_limits_and_available_now_offsets():
     """Spark 4.2+'s contract (admission control): the start and the read limit come with each request."""
-    from iotgen.spark.runtime import ReadAllAvailable, ReadMaxRows
-    from iotgen.spark.source_iotgen import IotgenStreamReader
+    from iotgen.runs.spark.runtime import ReadAllAvailable, ReadMaxRows
+    from iotgen.runs.spark.source_iotgen import IotgenStreamReader
 
     bounded = IotgenStreamReader(IotgenOptions.parse({"numEvents": "1000", "rowsPerBatch": "300", "seed": "1"},
                                                      streaming=True))
@@ -156,7 +156,7 @@ def test_rate_limits_and_available_now_offsets():
 def test_before_spark_4_2_the_reader_tracks_its_start_and_applies_its_own_limit():
     """Spark 4.0/4.1 call latestOffset() with no start and no limit: the reader knows where the stream is from
     what Spark planned (partitions), committed, or announced on a restart (partitions(latest, latest))."""
-    from iotgen.spark.source_iotgen import IotgenStreamReader
+    from iotgen.runs.spark.source_iotgen import IotgenStreamReader
 
     options = IotgenOptions.parse({"numEvents": "1000", "rowsPerBatch": "300", "seed": "1"}, streaming=True)
     reader = IotgenStreamReader(options)

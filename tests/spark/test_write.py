@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from iotgen.spark.kafka import kafka_options
-from iotgen.spark.write import (
+from iotgen.runs.spark.kafka import kafka_options
+from iotgen.runs.spark.write import (
     MicroBatchWriter, StreamTarget, append_parquet, checkpoint_for, parquet_committed, parse_trigger, write_stream,
 )
 
@@ -44,7 +44,7 @@ def test_delta_through_the_embedded_writer_with_variant_and_replays_skipped(spar
     writer = MicroBatchWriter(StreamTarget.resolve(spark, "delta", str(table), engine="embedded"), str(checkpoint),
                               provenance=False)
     replay = spark.read.format("iotgen").option("seed", 13).option("anchorTime", ANCHOR).option("numEvents", 5000).load()
-    from iotgen.spark.parse import parse_events
+    from iotgen.runs.spark.parse import parse_events
 
     writer(parse_events(replay), 1)
     assert writer.log == [{"batch_id": 1, "events": -1, "bad_records": 0}]
@@ -56,7 +56,7 @@ def test_iceberg_through_the_embedded_writer(spark, tmp_path):
     query = write_stream(_iotgen_stream(spark, 5000, seed=3), "iceberg", "iot.events",
                          str(tmp_path / "cp"), engine="embedded", iceberg_warehouse=str(warehouse))
     run_query(query)
-    from iotgen.sinks.iceberg import open_catalog
+    from iotgen.outputs.iceberg import open_catalog
 
     table = open_catalog(None, str(warehouse)).load_table(("iot", "events"))  # pyiceberg, not Spark
     data = table.scan(selected_fields=("event_id", "json_column")).to_arrow()
@@ -72,7 +72,7 @@ def test_parquet_replay_removes_the_leftovers_of_an_interrupted_attempt(spark, t
              .toArrow())
     folder.mkdir()
     leftover = folder / "part-000000000007-00009-{}.parquet"
-    from iotgen.spark.write import _short
+    from iotgen.runs.spark.write import _short
 
     leftover = Path(str(leftover).format(_short("app-1")))
     leftover.write_bytes(b"half a file")  # an attempt of batch 7 that died before its commit marker
@@ -202,7 +202,7 @@ def test_spark_iceberg_sink_creates_a_v3_table_with_variant_where_the_pair_suppo
 
 
 def test_a_namespace_without_a_host_is_one_clear_error():
-    from iotgen.errors import InputError
+    from iotgen.base.errors import InputError
 
     for bad in ("sb:///", "/"):
         with pytest.raises(InputError, match="EVENTHUB_NAMESPACE must name a namespace"):

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from azure.eventhub import EventHubConsumerClient
 
-from iotgen.config import Config, Secret
+from iotgen.settings.config import Config, Secret
 from iotgen.emulator import EmulatorProcess
 
 READ_TIMEOUT = 30.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from iotgen.config import Config
-from iotgen.sinks.kafka import KafkaConfigError, kafka_target_from_config
+from iotgen.settings.config import Config
+from iotgen.outputs.kafka import KafkaConfigError, kafka_target_from_config
 
 AZURE = ("Endpoint=sb://myns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=abc123=;"
          "EntityPath=iot-events")

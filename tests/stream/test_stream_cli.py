@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from iotgen.cli import build_parser, main
-from iotgen.cli.emulator import emulator_argv
+from iotgen.faces.cli import build_parser, main
+from iotgen.faces.cli.emulator import emulator_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,7 @@ def iotgen(*args: str, env: dict | None = None, timeout: float = 90) -> subproce
     environment = {k: v for k, v in os.environ.items() if k != "EVENTHUB_CONNECTION_STRING"
                    and not k.startswith("IOTGEN_")}
     environment.update(env or {})
-    return subprocess.run([sys.executable, "-m", "iotgen.cli", *args], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "iotgen.faces.cli", *args], capture_output=True, text=True, cwd=ROOT,
                           env=environment, timeout=timeout)
 
 
@@ -73,7 +73,7 @@ def test_stream_errors_have_the_documented_status(emulator, monkeypatch, capsys)
 
 def test_emulator_command_runs_the_local_endpoint_until_sigterm(tmp_path):
     environment = {**os.environ, "IOTGEN_EMULATOR_KEY": "test-key-123456789"}
-    process = subprocess.Popen([sys.executable, "-m", "iotgen.cli", "emulator", "--port", "0", "--hub", "cli-hub",
+    process = subprocess.Popen([sys.executable, "-m", "iotgen.faces.cli", "emulator", "--port", "0", "--hub", "cli-hub",
                                 "--partitions", "2", "--data-dir", str(tmp_path / "data"), "--kafka-port", "any"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
                                env=environment)
@@ -123,7 +123,7 @@ def test_ctrl_c_ends_the_stream_with_its_summary_and_status_130(emulator, read_b
 
     environment = {k: v for k, v in os.environ.items() if not k.startswith("IOTGEN_")}
     environment["EVENTHUB_CONNECTION_STRING"] = emulator.connection_string
-    process = subprocess.Popen([sys.executable, "-m", "iotgen.cli", "stream", "--rate", "2000", "--seed", "8"],
+    process = subprocess.Popen([sys.executable, "-m", "iotgen.faces.cli", "stream", "--rate", "2000", "--seed", "8"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=environment)
     try:
         with EventHubProducerClient.from_connection_string(emulator.connection_string) as client:

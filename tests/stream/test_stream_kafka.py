@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer
 
-from iotgen.config import Config, Secret
-from iotgen.pipelines.stream import stream_events
+from iotgen.settings.config import Config, Secret
+from iotgen.runs.stream import stream_events
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 30.0
@@ -28,7 +28,7 @@ def iotgen(*args: str, env: dict | None = None, timeout: float = 120) -> subproc
                                                                     "KAFKA_SASL_PASSWORD")
                    and not k.startswith("IOTGEN_")}
     environment.update(env or {})
-    return subprocess.run([sys.executable, "-m", "iotgen.cli", *args], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "iotgen.faces.cli", *args], capture_output=True, text=True, cwd=ROOT,
                           env=environment, timeout=timeout)
 
 
@@ -151,7 +151,7 @@ def test_lost_endpoint_counts_every_event_and_names_the_resume_point(emulator_fa
 
 
 def test_with_nothing_configured_a_local_emulator_with_a_kafka_endpoint_is_started(monkeypatch):
-    from iotgen.pipelines.stream import connect
+    from iotgen.runs.stream import connect
 
     monkeypatch.delenv("EVENTHUB_CONNECTION_STRING", raising=False)
     config = Config(stream_protocol="kafka", random_seed=2, stream_events=300, sleep_interval_sec=0)

@@ -9,11 +9,11 @@ import pyarrow as pa
 import pytest
 from azure.eventhub import EventData, EventDataBatch
 
-from iotgen.config import Config
-from iotgen.generator import GeneratorSpec, event_dicts, generate_block
-from iotgen.schema import SCHEMA_VERSION
-from iotgen.sinks.encoding import json_lines
-from iotgen.sinks.eventhub_messages import batch_overhead, encode_messages
+from iotgen.settings.config import Config
+from iotgen.generation.generator import GeneratorSpec, event_dicts, generate_block
+from iotgen.settings.schema import SCHEMA_VERSION
+from iotgen.formats.encoding import json_lines
+from iotgen.formats.eventhub_messages import batch_overhead, encode_messages
 
 
 def sdk_encoding(body: str, event_id: str, device_type: str, key: str | None) -> tuple[bytes, int]:

@@ -7,10 +7,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from iotgen.config import Config, Secret
-from iotgen.generator import GeneratorSpec, generate_range
-from iotgen.pipelines.stream import LIVE_TIME_COLUMNS, StreamPlan, StreamSummary, rebase_times
-from iotgen.sinks.eventhubs import EventHubConfigError, error_kind, redact, target_from_config
+from iotgen.settings.config import Config, Secret
+from iotgen.generation.generator import GeneratorSpec, generate_range
+from iotgen.runs.stream import LIVE_TIME_COLUMNS, StreamPlan, StreamSummary, rebase_times
+from iotgen.outputs.eventhubs import EventHubConfigError, error_kind, redact, target_from_config
 
 KEY = "c2VjcmV0LWtleS0xMjM0NTY3ODkw"
 CONNECTION = (f"Endpoint=sb://myns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey={KEY};"
@@ -112,7 +112,7 @@ def test_a_quota_error_ends_the_run_with_one_clear_line_and_an_idle_close_is_ret
     from azure.eventhub._pyamqp.error import MessageException
     from azure.eventhub.exceptions import ConnectionLostError, EventDataSendError
 
-    from iotgen.sinks.eventhubs import _describe
+    from iotgen.outputs.eventhubs import _describe
 
     quota = EventDataSendError("", MessageException(condition=b"amqp:resource-limit-exceeded",
                                                     description="The quota of the namespace was exceeded."))

@@ -13,9 +13,9 @@ from collections import defaultdict
 import pytest
 
 import iotgen_helpers as h
-from iotgen.generator import GeneratorSpec, generate_range
-from iotgen.pipelines.stream import stream_events
-from iotgen.sinks.eventhubs import EventHubConfigError, EventHubProducer, EventHubUnavailable
+from iotgen.generation.generator import GeneratorSpec, generate_range
+from iotgen.runs.stream import stream_events
+from iotgen.outputs.eventhubs import EventHubConfigError, EventHubProducer, EventHubUnavailable
 
 
 def event_ids(config, n):

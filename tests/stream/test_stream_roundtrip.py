@@ -6,10 +6,10 @@ from collections import defaultdict
 
 import pytest
 
-from iotgen.generator import GeneratorSpec, event_dicts, generate_range
-from iotgen.pipelines.stream import LIVE_TIME_COLUMNS, connect, stream_events
-from iotgen.schema import SCHEMA_VERSION
-from iotgen.sinks.eventhubs import EventHubProducer, partition_for_key, read_events
+from iotgen.generation.generator import GeneratorSpec, event_dicts, generate_range
+from iotgen.runs.stream import LIVE_TIME_COLUMNS, connect, stream_events
+from iotgen.settings.schema import SCHEMA_VERSION
+from iotgen.outputs.eventhubs import EventHubProducer, partition_for_key, read_events
 
 
 def expected_events(config, n, start=0):

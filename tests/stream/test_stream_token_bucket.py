@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from iotgen.pipelines.token_bucket import TokenBucket
+from iotgen.runs.token_bucket import TokenBucket
 
 
 class FakeClock:

@@ -1,0 +1,3 @@
+"""Base: the bottom layer, small pieces every layer may use (errors, time helpers, JSON text, random draws, the
+VARIANT encoding). Imports nothing else of iotgen's.
+"""

@@ -1,0 +1,222 @@
+"""The Parquet/Spark VARIANT binary encoding, built for whole columns at once (no parse, no loop per value).
+
+A VARIANT value is ``struct<metadata: binary, value: binary>`` (https://github.com/apache/parquet-format/blob/
+master/VariantEncoding.md): ``metadata`` is a dictionary of object keys, ``value`` a self-describing binary value
+whose objects name their fields by index into that dictionary. The generator knows every key and value it puts
+in ``json_column``, so it can write this encoding directly (:mod:`~.dynamic_json`): one metadata dictionary
+for the whole key pool (sorted, so a row's field ids in key order are ascending), shared by every row, and values
+assembled from per-type pieces with whole-array numpy and Arrow operations:
+
+* scalars: ``int64`` (integers), ``double`` (numbers with decimals: the value ``scaled / 10**decimals``, the same
+  double a JSON reader gets from the text), ``true``/``false``, strings (short strings up to 63 bytes);
+* containers (:func:`containers`): objects and arrays of any number of elements per row, their headers, field ids
+  and offsets computed with numpy and joined to the element values with one Arrow ``take``.
+
+What it gives decodes to the same JSON value as the text path (DuckDB's JSON -> VARIANT encoder): tested with
+PySpark's decoder, DuckDB and Spark's ``variant_get``. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+VARIANT_TYPE = pa.struct([
+    pa.field("metadata", pa.binary(), nullable=False),
+    pa.field("value", pa.binary(), nullable=False),
+])
+
+_PRIMITIVE, _SHORT_STRING, _OBJECT, _ARRAY = 0, 1, 2, 3
+_TRUE, _FALSE, _INT64, _DOUBLE, _STRING = 1, 2, 6, 7, 16
+
+
+def metadata(names) -> bytes:
+    """A sorted, unique key dictionary (version 1, ``sorted_strings`` set); field id = index in ``sorted(names)``."""
+    keys = [n.encode("utf-8") for n in sorted(set(names))]
+    data = b"".join(keys)
+    offsets = np.concatenate([[0], np.cumsum([len(k) for k in keys])]).astype(np.int64)
+    size = _width(max(len(keys), int(offsets[-1])))
+    header = 0x01 | 0x10 | ((size - 1) << 6)
+    return bytes([header]) + _le(np.array([len(keys)]), size) + _le(offsets, size) + data
+
+
+def string_value(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    if len(raw) <= 63:
+        return bytes([(len(raw) << 2) | _SHORT_STRING]) + raw
+    return bytes([(_STRING << 2) | _PRIMITIVE]) + struct.pack("<I", len(raw)) + raw
+
+
+def boolean_value(flag: bool) -> bytes:
+    return bytes([((_TRUE if flag else _FALSE) << 2) | _PRIMITIVE])
+
+
+def ints(values: np.ndarray) -> pa.BinaryArray:
+    """``int64`` values, 9 bytes each."""
+    return _fixed(np.asarray(values, dtype="<i8").view(np.uint8), _INT64)
+
+
+def doubles(values: np.ndarray) -> pa.BinaryArray:
+    """``double`` values, 9 bytes each."""
+    return _fixed(np.asarray(values, dtype="<f8").view(np.uint8), _DOUBLE)
+
+
+def _fixed(raw: np.ndarray, type_id: int) -> pa.BinaryArray:
+    m = len(raw) // 8
+    out = np.empty((m, 9), dtype=np.uint8)
+    out[:, 0] = (type_id << 2) | _PRIMITIVE
+    out[:, 1:] = raw.reshape(m, 8)
+    return pa.BinaryArray.from_buffers(pa.binary(), m, [None, pa.py_buffer(np.arange(0, 9 * m + 1, 9, dtype=np.int32)),
+                                                        pa.py_buffer(out)])
+
+
+def table(values) -> pa.BinaryArray:
+    """A piece table of encoded values (``take`` indices into it)."""
+    return pa.array(list(values), pa.binary())
+
+
+def containers(m: int, elements: list[pa.BinaryArray], present: np.ndarray | None = None,
+               field_ids: np.ndarray | None = None) -> pa.BinaryArray:
+    """``m`` objects (with ``field_ids``) or arrays (without), one per row.
+
+    Element slot ``j`` (in the order the container lists them: ascending field id for objects, item order for
+    arrays) holds ``elements[j]``: the encoded values of the rows where ``present[j]`` is true, in row order
+    (``present`` None: every row has every slot). Sizes (1, 2, 3 or 4 bytes) for the counts, field ids and
+    offsets are the smallest that fit the whole batch.
+    """
+    k = len(elements)
+    lengths = [np.diff(np.frombuffer(e.buffers()[1], dtype=np.int32, count=len(e) + 1, offset=4 * e.offset))
+               for e in elements]
+    if present is None and k:
+        return _full_containers(m, elements, lengths, field_ids)
+    if present is None:
+        counts = np.full(m, k, dtype=np.int64)
+        slots = np.tile(np.arange(k, dtype=np.int64), m)
+        flat = np.stack(lengths, axis=1).ravel() if k else np.zeros(0, dtype=np.int32)  # row-major sizes
+        slot_major = (np.arange(k, dtype=np.int64)[None, :] * m + np.arange(m)[:, None]).ravel()
+    else:
+        rows_first = np.ascontiguousarray(present.T)  # (m, k): a row's slots together
+        counts = rows_first.sum(axis=1, dtype=np.int64)
+        sizes = np.zeros((m, k), dtype=np.int32)
+        for j, size in enumerate(lengths):
+            sizes[present[j], j] = size
+        where = np.flatnonzero(rows_first)  # the present elements, row by row
+        flat = sizes.ravel()[where]
+        slots = where % k
+        # where each element sits among the elements (slot by slot, in row order within a slot)
+        rank = np.cumsum(rows_first, axis=0, dtype=np.int32).ravel()[where] - 1
+        slot_base = np.concatenate([[0], np.cumsum([len(e) for e in elements])[:-1]]).astype(np.int64)
+        slot_major = slot_base[slots] + rank
+    row_first = np.cumsum(counts) - counts  # each row's first element, among all elements
+    before = np.zeros(len(flat) + 1, dtype=np.int64)  # bytes of all elements before each one
+    np.cumsum(flat, out=before[1:])
+    totals = before[row_first + counts] - before[row_first]
+    element_offsets = before[:-1] - np.repeat(before[row_first], counts)
+    large = bool(m and counts.max() > 255)
+    count_size = 4 if large else 1
+    offset_size = _width(int(totals.max()) if m else 0)
+    id_size = _width(int(field_ids.max())) if field_ids is not None and k else 0
+    if field_ids is not None:
+        header = (((int(large) << 4) | ((max(id_size, 1) - 1) << 2) | (offset_size - 1)) << 2) | _OBJECT
+    else:
+        header = (((int(large) << 2) | (offset_size - 1)) << 2) | _ARRAY
+    lead = 1 + count_size + counts * id_size + (counts + 1) * offset_size  # bytes before the element values
+    starts = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(lead, out=starts[1:])
+    blob = np.zeros(int(starts[-1]), dtype=np.uint8)
+    row_start = starts[:-1]
+    blob[row_start] = header
+    _put(blob, row_start + 1, counts, count_size)
+    place = np.arange(len(flat)) - np.repeat(row_first, counts)  # an element's place in its row
+    element_row_start = np.repeat(row_start, counts)
+    if field_ids is not None and k:
+        _put(blob, element_row_start + 1 + count_size + place * id_size,
+             np.asarray(field_ids, dtype=np.int64)[slots], id_size)
+    offsets_at = row_start + 1 + count_size + counts * id_size
+    _put(blob, np.repeat(offsets_at, counts) + place * offset_size, element_offsets, offset_size)
+    _put(blob, offsets_at + counts * offset_size, totals, offset_size)
+    # one take: row r's lead, then its elements in slot order
+    leads = pa.BinaryArray.from_buffers(pa.binary(), m, [None, pa.py_buffer(starts.astype(np.int32)),
+                                                          pa.py_buffer(blob)])
+    pool = pa.concat_arrays([leads, *elements]) if k else leads
+    first = np.arange(m) + row_first  # each row's lead among the taken pieces
+    codes = np.empty(m + len(flat), dtype=np.int64)
+    codes[first] = np.arange(m)
+    element_slots = np.ones(len(codes), dtype=bool)
+    element_slots[first] = False
+    codes[element_slots] = m + slot_major
+    taken = pool.take(pa.array(codes))
+    taken_offsets = np.frombuffer(taken.buffers()[1], dtype=np.int32, count=len(codes) + 1, offset=4 * taken.offset)
+    row_offsets = np.empty(m + 1, dtype=np.int32)
+    row_offsets[:m] = taken_offsets[first]
+    row_offsets[m] = taken_offsets[-1]
+    return pa.BinaryArray.from_buffers(pa.binary(), m, [None, pa.py_buffer(row_offsets), taken.buffers()[2]])
+
+
+def _full_containers(m: int, elements: list[pa.BinaryArray], lengths: list[np.ndarray],
+                     field_ids: np.ndarray | None) -> pa.BinaryArray:
+    """:func:`containers` where every row has every slot: the same lead but its offsets, built as an
+    ``(m, lead)`` byte matrix, then joined to the elements row by row in C++."""
+    k = len(elements)
+    sizes = np.stack(lengths, axis=1).astype(np.int64)  # (m, k)
+    ends = np.cumsum(sizes, axis=1)
+    offset_size = _width(int(ends[:, -1].max()) if m else 0)
+    large = k > 255
+    count_size = 4 if large else 1
+    id_size = _width(int(field_ids.max())) if field_ids is not None else 0
+    if field_ids is not None:
+        header = (((int(large) << 4) | ((max(id_size, 1) - 1) << 2) | (offset_size - 1)) << 2) | _OBJECT
+    else:
+        header = (((int(large) << 2) | (offset_size - 1)) << 2) | _ARRAY
+    fixed = bytes([header]) + _le(np.array([k]), count_size)
+    if field_ids is not None:
+        fixed += _le(np.asarray(field_ids), id_size)
+    lead = np.empty((m, len(fixed) + (k + 1) * offset_size), dtype=np.uint8)
+    lead[:, :len(fixed)] = np.frombuffer(fixed, dtype=np.uint8)
+    offsets = np.zeros((m, k + 1), dtype="<u4")
+    offsets[:, 1:] = ends
+    lead[:, len(fixed):] = offsets.view(np.uint8).reshape(m, k + 1, 4)[:, :, :offset_size].reshape(m, -1)
+    width = lead.shape[1]
+    leads = pa.BinaryArray.from_buffers(pa.binary(), m, [None, pa.py_buffer(np.arange(0, width * m + 1, width,
+                                                                                       dtype=np.int32)),
+                                                          pa.py_buffer(lead)])
+    return pc.binary_join_element_wise(leads, *elements, pa.scalar(b"", pa.binary()))
+
+
+def with_metadata(values: pa.BinaryArray, metadata_bytes: bytes) -> pa.StructArray:
+    """The VARIANT struct array: every row with the same (shared) metadata."""
+    return pa.StructArray.from_arrays([_repeated(metadata_bytes, len(values)), values], fields=list(VARIANT_TYPE))
+
+
+@functools.lru_cache(maxsize=8)
+def _repeated(data: bytes, m: int) -> pa.BinaryArray:
+    """``data`` ``m`` times (cached: every block of a run has the same metadata and the same size, and Arrow
+    arrays are immutable, so the blocks share one array)."""
+    if len(data) * m >= 2**31:
+        raise ValueError("too many rows for one VARIANT batch")
+    offsets = np.arange(0, len(data) * m + 1, len(data), dtype=np.int32)
+    return pa.BinaryArray.from_buffers(pa.binary(), m, [None, pa.py_buffer(offsets),
+                                                         pa.py_buffer(np.tile(np.frombuffer(data, np.uint8), m))])
+
+
+def _width(largest: int) -> int:
+    """Bytes (1 to 4) of an unsigned little-endian integer that holds ``largest``."""
+    for size in (1, 2, 3, 4):
+        if largest < 1 << (8 * size):
+            return size
+    raise ValueError(f"{largest} does not fit a VARIANT offset")
+
+
+def _le(values: np.ndarray, size: int) -> bytes:
+    return np.asarray(values, dtype="<u4").view(np.uint8).reshape(-1, 4)[:, :size].tobytes()
+
+
+def _put(blob: np.ndarray, at: np.ndarray, values: np.ndarray, size: int) -> None:
+    """Write ``values`` as ``size``-byte little-endian integers at the positions ``at`` of ``blob``."""
+    values = np.asarray(values, dtype=np.int64)
+    for byte in range(size):
+        blob[at + byte] = (values >> (8 * byte)) & 0xFF

@@ -1,0 +1,502 @@
+"""The event generator: pure, vectorised and deterministic.
+
+Events are numbered 0, 1, 2, ... and cut into fixed blocks of :data:`BLOCK_SIZE`. Block ``b`` is computed
+from its own random stream, derived from ``(seed, b)`` alone, so event ``i`` is the same whatever the chunk
+size, the worker count, the order blocks are produced in, or how many events are asked for (the idea of
+dbldatagen's partition-independent seeding). Every column of a block, ``json_column`` included, is computed
+with whole-array numpy/Arrow operations: there is no Python loop per event. Nothing here does I/O or keeps
+state between calls.
+
+The core takes a :class:`GeneratorSpec` and nothing else: a :class:`~iotgen.settings.config.Config` becomes a spec in
+one place, :func:`iotgen.spec.spec_file.generator_spec` (``GeneratorSpec.from_config`` and ``generate_events(config)``
+are conveniences that call it). A block with data-quality scenarios comes with its ground truth
+(:func:`labelled_block`); :class:`BlockCursor` is the one piece that cuts ranges of events (and their truth)
+out of blocks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from ..base import draws
+from ..base.errors import InputError
+from ..base.times import DAY_MS, HOUR_MS, iso_utc
+from ..settings.catalogs import Catalogs, Categorical
+from ..settings.schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS, TIMESTAMP, events_schema
+from .dynamic_json import build_json_column
+from .truth import Truth
+
+if TYPE_CHECKING:
+    from ..settings.config import Config
+
+BLOCK_SIZE = 32768
+
+
+# ---- the extension points ---------------------------------------------------------------------------------------
+class FleetProfile(Protocol):
+    """``spec.fleet``: makes each block's events instead of the independent draw (:class:`~.fleet.Fleet`).
+    Everything must be a pure function of the arguments."""
+
+    @property
+    def device_count(self) -> int:
+        """How many devices the fleet has (read-only: a profile is immutable)."""
+
+    def build_block(self, spec: "GeneratorSpec", block: int, json_column: str = "text") -> pa.RecordBatch:
+        """The :data:`BLOCK_SIZE` events of ``block``."""
+
+    def readings_at(self, spec: "GeneratorSpec", device: np.ndarray, t_ms: np.ndarray) -> dict[str, Any]:
+        """The readings of devices (0-based) at times (epoch ms): what a late event measured back then."""
+
+    def reading_at(self, spec: "GeneratorSpec", name: str, device: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
+        """One reading (``temperature``, ``humidity`` or ``pressure``) of devices at times: a stuck sensor's
+        value (the ``stuck`` scenario)."""
+
+    def events_per_hour(self, spec: "GeneratorSpec") -> float:
+        """How many events the fleet reports per hour of event time (a run's manifest)."""
+
+    def time_of_event(self, spec: "GeneratorSpec", index: int) -> int:
+        """The (clean) timestamp in epoch ms of event number ``index`` (``iotgen spec``)."""
+
+
+class ScenarioSet(Protocol):
+    """``spec.scenarios``: transforms each block and says what it did (:class:`iotgen.generation.scenarios.Scenarios`).
+    Must be a pure function of the arguments and keep :data:`BLOCK_SIZE` rows."""
+
+    @property
+    def schema_drift(self) -> Sequence[Any]:
+        """The schedule of schema-drift changes (read-only: a scenario set is immutable)."""
+
+    def apply(self, spec: "GeneratorSpec", block: int, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Truth]:
+        """The block with the scenarios applied, and its ground truth."""
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """Everything that determines the events: a seed, the catalogs and the ranges. Immutable and picklable.
+
+    Build it from a Config with :func:`iotgen.spec.spec_file.generator_spec` (every face does), or directly."""
+
+    seed: int
+    catalogs: Catalogs
+    window_start_ms: int
+    window_span_ms: int
+    min_keys: int = 5
+    max_keys: int = 25
+    num_sensors: int = 1000
+    # Extension points (see generate_block): a device-fleet profile and data-quality scenarios.
+    fleet: FleetProfile | None = None
+    scenarios: ScenarioSet | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise InputError(f"RANDOM_SEED must be an integer in [0, 2**63), got {self.seed!r}")
+        pool = len(self.catalogs.key_pool)
+        if not 1 <= self.min_keys <= self.max_keys:
+            raise InputError(f"MIN_KEYS must be between 1 and MAX_KEYS ({self.max_keys}), got {self.min_keys}")
+        if self.max_keys > pool:
+            raise InputError(f"MAX_KEYS must be <= the number of keys in IOT_KEY_POOL ({pool}), got {self.max_keys}")
+        if self.window_span_ms <= 0:
+            raise InputError(f"TIME_SPREAD_HOURS must be > 0, got a window of {self.window_span_ms} ms")
+        if self.num_sensors < 1:
+            raise InputError(f"NUM_SENSORS must be >= 1, got {self.num_sensors}")
+
+    @classmethod
+    def from_config(
+        cls, config: "Config | None" = None, catalogs: Catalogs | None = None, now: dt.datetime | None = None
+    ) -> "GeneratorSpec":
+        """A convenience for :func:`iotgen.spec.spec_file.generator_spec` (the one Config -> spec path): the spec a
+        Config describes, with the fleet profile and scenarios of ``SPEC_FILE`` / ``PROFILE`` when set. Without
+        ``RANDOM_SEED`` a fresh seed is drawn (and kept in the spec)."""
+        from ..spec.spec_file import generator_spec  # the layer above: the spec file and the fleet/scenario builders
+
+        return generator_spec(config, catalogs, now)
+
+
+def block_rng(seed: int, block: int, stream: int = 0) -> np.random.Generator:
+    """The random stream of one block: a function of (seed, block, stream) only."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, block, stream])))
+
+
+# ---- blocks and ranges ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LabelledEvents:
+    """Events and their ground truth (None for a spec without scenarios)."""
+
+    events: pa.RecordBatch
+    truth: Truth | None = None
+
+
+def labelled_block(spec: GeneratorSpec, block: int, json_column: str = "text") -> LabelledEvents:
+    """The :data:`BLOCK_SIZE` events numbered ``block * BLOCK_SIZE`` and up, with their ground truth.
+
+    With ``spec.fleet`` set, ``spec.fleet.build_block(spec, block, json_column)`` makes the events instead of
+    the independent draw; with ``spec.scenarios`` set, ``spec.scenarios.apply(spec, block, batch)`` then
+    transforms them and gives their truth. ``json_column="variant"`` writes ``json_column`` directly as VARIANT
+    (the same values; not with scenarios, which rewrite ``json_column`` text: a writer encodes their output
+    itself).
+    """
+    if json_column == "variant" and spec.scenarios is not None:
+        raise InputError("json_column='variant' is for specs without data-quality scenarios: generate text and "
+                         "encode it (iotgen.formats.variant.json_or_text_to_variant)")
+    if spec.fleet is not None:
+        batch = spec.fleet.build_block(spec, block, json_column)
+    else:
+        batch = build_events(spec, block_rng(spec.seed, block), BLOCK_SIZE, json_column)
+    if spec.scenarios is None:
+        return LabelledEvents(batch)
+    return LabelledEvents(*spec.scenarios.apply(spec, block, batch))
+
+
+def generate_block(spec: GeneratorSpec, block: int, json_column: str = "text") -> pa.RecordBatch:
+    """The events of :func:`labelled_block` (their ground truth left out)."""
+    return labelled_block(spec, block, json_column).events
+
+
+def block_slices(start: int, stop: int) -> Iterator[tuple[int, int, int]]:
+    """``(block, offset, length)`` of each block's share of events ``start .. stop``, in order."""
+    position = start
+    while position < stop:
+        block = position // BLOCK_SIZE
+        offset = position - block * BLOCK_SIZE
+        take = min(stop - position, BLOCK_SIZE - offset)
+        yield block, offset, take
+        position += take
+
+
+def _joined(pieces: list[pa.RecordBatch]) -> pa.RecordBatch:
+    return pieces[0] if len(pieces) == 1 else pa.Table.from_batches(pieces).combine_chunks().to_batches()[0]
+
+
+class BlockCursor:
+    """Ranges of events (with their truth) cut out of blocks; the last block read is kept, so reading a run in
+    order, in steps of any size, generates each block once. ``take(n)`` reads on from :attr:`position`."""
+
+    def __init__(self, spec: GeneratorSpec, start: int = 0, json_column: str = "text") -> None:
+        self.spec, self.json_column, self.position = spec, json_column, start
+        self._kept: tuple[int, LabelledEvents] | None = None
+
+    def block(self, block: int) -> LabelledEvents:
+        if self._kept is None or self._kept[0] != block:
+            self._kept = (block, labelled_block(self.spec, block, self.json_column))
+        return self._kept[1]
+
+    def read(self, start: int, stop: int) -> LabelledEvents:
+        """Events ``start`` (inclusive) to ``stop`` (exclusive), identical to the same events of any other read;
+        :attr:`position` moves to ``stop``."""
+        if not 0 <= start <= stop:
+            raise InputError(f"event range must satisfy 0 <= start <= stop, got {start}..{stop}")
+        self.position = stop
+        if start == stop:
+            changes = len(self.spec.scenarios.schema_drift) if self.spec.scenarios is not None else 0
+            return LabelledEvents(pa.RecordBatch.from_pylist([], schema=events_schema(self.json_column)),
+                                  None if self.spec.scenarios is None else Truth.empty(start, changes))
+        events, truths = [], []
+        for block, offset, take in block_slices(start, stop):
+            whole = self.block(block)
+            events.append(whole.events.slice(offset, take))
+            if whole.truth is not None:
+                first = block * BLOCK_SIZE + offset
+                truths.append(whole.truth.slice(first, first + take))
+        return LabelledEvents(_joined(events), Truth.concat(truths) if truths else None)
+
+    def take(self, n: int) -> LabelledEvents:
+        """The next ``n`` events."""
+        return self.read(self.position, self.position + n)
+
+
+def generate_range(spec: GeneratorSpec, start: int, stop: int, json_column: str = "text") -> pa.RecordBatch:
+    """Events ``start`` (inclusive) to ``stop`` (exclusive), identical to the same events of any other call."""
+    return BlockCursor(spec, json_column=json_column).read(start, stop).events
+
+
+def labelled_range(spec: GeneratorSpec, start: int, stop: int) -> LabelledEvents:
+    """Events ``start .. stop`` and their ground truth, from one generation of their blocks."""
+    return BlockCursor(spec).read(start, stop)
+
+
+def generate_events(
+    spec: "GeneratorSpec | Config | None" = None,
+    num_events: int | None = None,
+    *,
+    chunk_size: int | None = None,
+    start: int = 0,
+    as_pandas: bool = False,
+    catalogs: Catalogs | None = None,
+    json_column: str = "text",
+) -> Iterator[Any]:
+    """Yield events ``start .. start + num_events`` as Arrow record batches (pandas DataFrames on request).
+
+    ``spec`` is a :class:`GeneratorSpec`; as a convenience it may be a :class:`~iotgen.settings.config.Config` (or None,
+    the defaults): the spec is then :func:`iotgen.spec.spec_file.generator_spec` of it, and ``num_events`` and
+    ``chunk_size`` default to its ``NUM_EVENTS`` and ``CHUNK_SIZE``. Chunks are cut by one
+    :class:`BlockCursor`, so each block is computed once; memory is bounded by ``chunk_size``.
+    ``json_column="variant"``: see :func:`labelled_block`.
+    """
+    if isinstance(spec, GeneratorSpec):
+        if catalogs is not None:
+            raise InputError("catalogs can only be given with a Config; a GeneratorSpec already holds its catalogs")
+        defaults = _config_defaults()
+    else:
+        defaults = spec if spec is not None else _config_defaults()
+        spec = GeneratorSpec.from_config(defaults, catalogs)
+    num_events = defaults.num_events if num_events is None else num_events
+    chunk_size = defaults.chunk_size if chunk_size is None else chunk_size
+    for name, value, minimum in (("NUM_EVENTS", num_events, 0), ("CHUNK_SIZE", chunk_size, 1), ("start", start, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return _chunks(spec, start, start + num_events, chunk_size, as_pandas, json_column)
+
+
+def _config_defaults() -> "Config":
+    from ..settings.config import Config  # the defaults of NUM_EVENTS, CHUNK_SIZE, MIN_KEYS, ...: the one table of them
+
+    return Config()
+
+
+def _chunks(spec: GeneratorSpec, start: int, stop: int, chunk_size: int, as_pandas: bool,
+            json_column: str = "text") -> Iterator[Any]:
+    cursor = BlockCursor(spec, start, json_column)
+    while cursor.position < stop:
+        batch = cursor.take(min(chunk_size, stop - cursor.position)).events
+        yield batch.to_pandas() if as_pandas else batch
+
+
+def generate_table(spec: "GeneratorSpec | Config | None" = None, num_events: int | None = None, **kwargs) -> pa.Table:
+    """All events of a run as one Arrow table."""
+    batches = list(generate_events(spec, num_events, **kwargs))
+    return pa.Table.from_batches(batches, schema=batches[0].schema if batches else ARROW_SCHEMA)
+
+
+# ---- one batch of events ------------------------------------------------------------------------------------
+def build_events(spec: GeneratorSpec, rng: np.random.Generator, n: int, json_column: str = "text") -> pa.RecordBatch:
+    """``n`` events drawn from ``rng`` (the draw order is part of the output format: change it knowingly)."""
+    cats = spec.catalogs
+    event_id = _uuid4(rng, n)
+    ts = spec.window_start_ms + draws.below(rng, spec.window_span_ms, n)
+    device_type = _draw(cats.device_types, rng, n)
+    firmware = _FIRMWARE.take(draws.below(rng, len(_FIRMWARE), n))
+    battery = _grid_draw(rng, ("beta", 5.0, 1.5, 100.0), 0, 100, 1, n)
+    sensor = 1 + draws.below(rng, spec.num_sensors, n)
+    temperature = _quantise(_normal(rng, 22.0, 8.0, n), -40, 85, 2)
+    humidity = _quantise(_normal(rng, 50.0, 15.0, n), 0, 100, 1)
+    pressure = _quantise(_normal(rng, 1013.25, 8.0, n), 870, 1085, 2)
+    status = _draw(cats.status_values, rng, n)
+    region = _draw(cats.regions, rng, n)
+    zone = _draw(cats.zones, rng, n)
+    model = _draw(cats.models, rng, n)
+    version = (1 + draws.below(rng, 5, n)).astype(np.int32)
+    signal = np.clip(np.rint(_normal(rng, -70.0, 12.0, n)), -120, -30).astype(np.int32)
+    uptime = _quantise(720.0 * rng.standard_exponential(n, dtype=np.float32), 0, 8760, 2)
+    faults = draws.weighted(rng, _FAULT_CUTS, n).astype(np.int32)
+    calibration = ts - (DAY_MS + draws.below(rng, 364 * DAY_MS + 1, n))
+    maintenance_due = (ts - calibration) > CALIBRATION_DUE_DAYS * DAY_MS
+    delay = np.exp(_normal(rng, np.log(800.0), 1.0, n))
+    created = ts + np.minimum(np.rint(delay), 30_000).astype(np.int64)
+    updated = created + np.where(draws.coin(rng, 0.2, n), 1 + draws.below(rng, HOUR_MS, n), 0)
+    source = _draw(cats.sources, rng, n)
+    env = _draw(cats.envs, rng, n)
+    payload = build_json_column(cats.key_pool, spec.min_keys, spec.max_keys, rng, n, json_column)
+    columns = [
+        event_id, _ts(ts), device_type, firmware, pa.array(battery), _sensor_ids(sensor, spec.num_sensors),
+        pa.array(temperature), pa.array(humidity), pa.array(pressure), status, region, zone, model,
+        pa.array(version), pa.array(signal), pa.array(uptime), pa.array(faults), _ts(calibration),
+        pa.array(maintenance_due), _ts(created), _ts(updated), source, env, payload,
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=events_schema(json_column))
+
+
+def _ts(epoch_ms: np.ndarray) -> pa.Array:
+    return pa.array(epoch_ms * 1000, type=TIMESTAMP)
+
+
+def _normal(rng: np.random.Generator, mean: float, sigma: float, n: int) -> np.ndarray:
+    """Normal draws (float32 ziggurat: half the random bits; values are quantised to 1-2 decimals anyway)."""
+    x = rng.standard_normal(n, dtype=np.float32).astype(np.float64)
+    x *= sigma
+    x += mean
+    return x
+
+
+def _quantise(x: np.ndarray, low: float, high: float, decimals: int) -> np.ndarray:
+    """``x`` clipped to ``[low, high]`` and rounded to ``decimals`` in float64 (in place when it is float64)."""
+    x = x.astype(np.float64, copy=False)
+    np.clip(x, low, high, out=x)
+    return np.round(x, decimals, out=x)
+
+
+def _cdf(distribution: tuple, x: np.ndarray) -> np.ndarray:
+    kind = distribution[0]
+    if kind == "normal":
+        _, mean, sigma = distribution
+        erf = np.frompyfunc(math.erf, 1, 1)
+        return 0.5 * (1.0 + erf((x - mean) / (sigma * math.sqrt(2.0))).astype(np.float64))
+    if kind == "beta" and distribution[1:3] == (5.0, 1.5):  # closed form: with t = sqrt(1 - y) the density is
+        scale = distribution[3]                               # a polynomial, 2 t**2 (1 - t**2)**4 dt
+        t = np.sqrt(1.0 - np.clip(x / scale, 0.0, 1.0))
+        q = t**3 / 3 - 4 * t**5 / 5 + 6 * t**7 / 7 - 4 * t**9 / 9 + t**11 / 11
+        return 1.0 - q / (1 / 3 - 4 / 5 + 6 / 7 - 4 / 9 + 1 / 11)
+    raise ValueError(f"no CDF for {distribution!r}")
+
+
+@functools.lru_cache(maxsize=32)
+def _grid_table(distribution: tuple, low: float, high: float, decimals: int) -> draws.AliasTable:
+    """The exact distribution of ``round(clip(x, low, high), decimals)`` for ``x`` from ``distribution``."""
+    unit = 10**decimals
+    grid = np.arange(round(low * unit), round(high * unit) + 1) / unit
+    edges = _cdf(distribution, (grid[:-1] + grid[1:]) / 2)
+    return draws.AliasTable(np.diff(np.concatenate([[0.0], edges, [1.0]])))
+
+
+def _grid_draw(rng: np.random.Generator, distribution: tuple, low: float, high: float, decimals: int,
+               n: int) -> np.ndarray:
+    """Draws of ``round(clip(x, low, high), decimals)`` (float64) straight from its discrete distribution."""
+    unit = 10**decimals
+    codes = _grid_table(distribution, low, high, decimals).draw(rng, n) + round(low * unit)
+    return codes / unit if decimals else codes.astype(np.float64)
+
+
+@functools.lru_cache(maxsize=64)
+def _categorical(cat: Categorical) -> tuple[pa.StringArray, np.ndarray]:
+    return pa.array(cat.values, pa.string()), draws.thresholds(cat.probabilities)
+
+
+def _draw(cat: Categorical, rng: np.random.Generator, n: int) -> pa.Array:
+    values, cuts = _categorical(cat)
+    return values.take(draws.weighted(rng, cuts, n))
+
+
+def _fixed_width(text: np.ndarray) -> pa.StringArray:
+    """A string array from an ``(n, width)`` uint8 matrix of ASCII text, one string per row."""
+    n, width = text.shape
+    offsets = np.arange(0, width * (n + 1), width, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(text)))
+
+
+@functools.lru_cache(maxsize=1)
+def _hex_quads() -> np.ndarray:
+    """The 4 lower-case hex digits of every 16-bit value, as uint32 (their bytes in text order)."""
+    value = np.arange(65536)
+    nibbles = np.stack([(value >> shift) & 15 for shift in (12, 8, 4, 0)], axis=1)
+    return np.frombuffer(b"0123456789abcdef", dtype=np.uint8)[nibbles].view(np.uint32).ravel()
+
+
+def _row_items(matrix: np.ndarray, start: int, width: int) -> np.ndarray:
+    """Bytes ``start .. start + width`` of every row of an ``(n, k)`` uint8 matrix, as one item per row."""
+    return np.ndarray((matrix.shape[0],), dtype=f"V{width}", buffer=matrix, offset=start, strides=(matrix.strides[0],))
+
+
+def _uuid4(rng: np.random.Generator, n: int) -> pa.Array:
+    """Random (version 4, variant 1) UUIDs as text."""
+    raw = rng.bit_generator.random_raw(2 * n).view(np.uint8).reshape(n, 16)
+    raw[:, 6] &= 0x0F
+    raw[:, 6] |= 0x40
+    raw[:, 8] &= 0x3F
+    raw[:, 8] |= 0x80
+    hexed = _hex_quads()[raw.view(">u2")].view(np.uint8).reshape(n, 32)
+    text = np.empty((n, 36), dtype=np.uint8)
+    for dash in (8, 13, 18, 23):
+        text[:, dash] = ord("-")
+    for start, stop, at in ((0, 8, 0), (8, 12, 9), (12, 16, 14), (16, 20, 19), (20, 32, 24)):
+        _row_items(text, at, stop - start)[...] = _row_items(hexed, start, stop - start)
+    return _fixed_width(text)
+
+
+_FIRMWARE = pa.array([f"{a}.{b}.{c}" for a in range(1, 5) for b in range(10) for c in range(20)], pa.string())
+_FAULT_PROBABILITIES = [math.exp(-0.4) * 0.4**k / math.factorial(k) for k in range(50)]
+# Poisson(0.4), capped at 50
+_FAULT_CUTS = draws.thresholds(_FAULT_PROBABILITIES + [max(0.0, 1.0 - sum(_FAULT_PROBABILITIES))])
+
+
+SENSOR_TABLE_LIMIT = 1 << 17  # sensor ids come from a cached table up to this many sensors
+
+
+def _sensor_text(number: np.ndarray, width: int) -> np.ndarray:
+    """``sensor-`` and the numbers zero-padded to ``width`` digits, one row of ASCII per id."""
+    text = np.empty((len(number), 7 + width), dtype=np.uint8)
+    text[:, :7] = np.frombuffer(b"sensor-", dtype=np.uint8)
+    for column in range(6 + width, 6, -1):
+        higher = number // 10
+        text[:, column] = number - higher * 10 + 48
+        number = higher
+    return text
+
+
+@functools.lru_cache(maxsize=4)
+def _sensor_table(num_sensors: int, width: int) -> np.ndarray:
+    return _row_items(_sensor_text(np.arange(1, num_sensors + 1), width), 0, 7 + width)
+
+
+def _sensor_ids(sensor: np.ndarray, num_sensors: int) -> pa.Array:
+    """``sensor-00042``: zero-padded to at least five digits (a fixed-size gather from a cached table)."""
+    width = max(5, len(str(num_sensors)))
+    if num_sensors > SENSOR_TABLE_LIMIT:
+        return _fixed_width(_sensor_text(sensor, width))
+    return _fixed_width(_sensor_table(num_sensors, width)[sensor - 1].view(np.uint8).reshape(len(sensor), 7 + width))
+
+
+# ---- the seed notebook's per-row functions --------------------------------------------------------------------
+def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def generate_fixed_row(
+    rng: np.random.Generator | int | None = None,
+    *,
+    config: "Config | None" = None,
+    **catalog_overrides: Any,
+) -> dict[str, Any]:
+    """One event's 23 fixed columns as a dict of JSON values (timestamps as ISO 8601 text), as in the seed.
+
+    ``rng`` is a numpy Generator, a seed, or None (fresh). Catalog overrides: ``device_types``,
+    ``status_values``, ``regions``, ``zones``, ``models``, ``sources``, ``envs``.
+    """
+    event = _one_event(rng, config, catalog_overrides)
+    event.pop("json_column")
+    return event
+
+
+def generate_dynamic_json(
+    min_keys: int | None = None,
+    max_keys: int | None = None,
+    key_pool: Any = None,
+    nested_keys: Any = None,
+    rng: np.random.Generator | int | None = None,
+) -> dict[str, Any]:
+    """One ``json_column`` object with ``min_keys..max_keys`` keys from ``key_pool`` (seed-compatible)."""
+    config = _config_defaults()
+    min_keys = config.min_keys if min_keys is None else min_keys
+    max_keys = config.max_keys if max_keys is None else max_keys
+    catalogs = Catalogs.build(iot_key_pool=key_pool, nested_keys=nested_keys)
+    spec_check = GeneratorSpec(0, catalogs, 0, 1, min_keys, max_keys)
+    text = build_json_column(catalogs.key_pool, spec_check.min_keys, spec_check.max_keys, _rng(rng), 1)
+    return json.loads(text[0].as_py())
+
+
+def _one_event(rng, config: "Config | None", overrides: dict[str, Any]) -> dict[str, Any]:
+    from ..settings.catalogs import CATEGORICAL_CATALOGS
+
+    unknown = set(overrides) - set(CATEGORICAL_CATALOGS)
+    if unknown:
+        raise InputError(f"unknown catalog override(s) {sorted(unknown)}; allowed: {', '.join(CATEGORICAL_CATALOGS)}")
+    spec = GeneratorSpec.from_config(config or _config_defaults().replace(random_seed=0), Catalogs.build(**overrides))
+    batch = build_events(spec, _rng(rng), 1)
+    return event_dicts(batch)[0]
+
+
+def event_dicts(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    """Events as dicts of JSON values (what one NDJSON line holds): ISO 8601 timestamps, json_column a dict."""
+    rows = batch.to_pylist()
+    for row in rows:
+        for key, value in row.items():
+            if isinstance(value, dt.datetime):
+                row[key] = iso_utc(value)
+        row["json_column"] = json.loads(row["json_column"])
+    return rows

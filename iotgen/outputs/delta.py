@@ -1,0 +1,294 @@
+"""Delta Lake tables through delta-rs (``deltalake``): no JVM, no cluster.
+
+* ``json_column`` is stored as ``VARIANT`` (the table is created with delta-rs ``VariantType``, which turns on
+  the ``variantType`` reader/writer feature; values are Parquet-variant encoded by :mod:`iotgen.formats.variant`)
+  or as JSON text (``json_column_mode="string"``).
+* Event tables are partitioned by ``event_date`` (the UTC date of ``timestamp``); quarantine tables are not.
+* Every write is one atomic Delta commit. ``idempotency_key=(app_id, version)`` and ``app_transactions``
+  are recorded in that commit as Delta app transactions (``txn`` actions, read back with
+  ``DeltaTable.transaction_version``); a write whose key the table already records at a version >= its own is
+  skipped, and a commit that loses a race for the same app id fails with :class:`CommitConflict` instead of
+  appending twice. The app transactions are also put in the commit info (``iotgen.app_transactions``) so the
+  table history shows them.
+* Deletion vectors are never enabled (delta-rs would then refuse to read the table).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..base.errors import InputError
+from ..formats.variant import VARIANT_TYPE, json_or_text_to_variant
+from .lakehouse import (
+    LAYOUTS,
+    CommitConflict,
+    TableCommit,
+    already_recorded,
+    check_app_transactions,
+    check_json_column_mode,
+    conform,
+    layout_of,
+    record_batches,
+)
+
+PARTITION_COLUMN = "event_date"
+COMMIT_INFO_KEY = "iotgen.app_transactions"
+#: delta-rs buffers each open partition's file in memory up to its target size (100 MiB by default), so a long
+#: write's memory grows with the partitions (event dates) it spans: measured 1.34 -> 2.29 GB peak for 1M -> 4M
+#: events over 8 dates at the default, 1.36 -> 1.55 GB at 32 MiB (bench/bench_notebook_memory.py covers the
+#: notebook). Small files are merged later with compact_delta (OPTIMIZE).
+TARGET_FILE_SIZE = 32 * 2**20
+_MICROS_PER_DAY = 86_400_000_000
+
+
+def _deltalake():
+    import deltalake
+
+    return deltalake
+
+
+def table_uri(target: str | os.PathLike) -> str:
+    """A local path as an absolute path (folders are created on write); URIs (``abfss://``, ``s3://``) as given."""
+    text = os.fspath(target)
+    if not text.strip():
+        raise InputError("the Delta table path must not be empty")
+    return text if "://" in text else str(Path(text).expanduser().absolute())
+
+
+def write_schema(layout: str, json_column_mode: str) -> pa.Schema:
+    """The Arrow schema of the batches given to delta-rs: the layout, ``json_column`` encoded for the mode,
+    plus ``event_date`` for event layouts."""
+    schema = LAYOUTS[layout]
+    fields = [pa.field(f.name, VARIANT_TYPE, f.nullable)
+              if f.name == "json_column" and json_column_mode == "variant" else f for f in schema]
+    if "timestamp" in schema.names:
+        fields.append(pa.field(PARTITION_COLUMN, pa.date32(), nullable=False))
+    return pa.schema(fields)
+
+
+def delta_schema(layout: str, json_column_mode: str):
+    """The Delta schema of a new table (``json_column`` as ``VARIANT`` in variant mode)."""
+    dl = _deltalake()
+    from deltalake.schema import Field, VariantType
+
+    arrow = write_schema(layout, "string")
+    fields = []
+    for f in arrow:
+        if f.name == "json_column" and json_column_mode == "variant":
+            fields.append(Field(f.name, VariantType(), nullable=f.nullable))
+        else:
+            fields.append(Field.from_arrow(f))
+    return dl.Schema(fields)
+
+
+def prepare_batch(batch: pa.RecordBatch, layout: str, json_column_mode: str) -> pa.RecordBatch:
+    """A batch of ``layout`` data as delta-rs is given it: ``json_column`` variant-encoded in variant mode
+    (unless it already is a :data:`VARIANT_TYPE` struct) and ``event_date`` (re)computed from ``timestamp``."""
+    target = write_schema(layout, json_column_mode)
+    if batch.schema.equals(target):
+        return batch
+    if PARTITION_COLUMN in batch.schema.names:
+        batch = batch.drop_columns([PARTITION_COLUMN])
+    schema = LAYOUTS[layout]
+    encoded = "json_column" in schema.names and batch.schema.field("json_column").type.equals(VARIANT_TYPE)
+    if encoded:
+        if json_column_mode != "variant":
+            raise InputError("json_column is VARIANT-encoded but JSON_COLUMN_MODE is 'string'")
+        index = schema.get_field_index("json_column")
+        schema = schema.set(index, schema.field(index).with_type(VARIANT_TYPE))
+    batch = conform(batch, schema)
+    columns = list(batch.columns)
+    names = batch.schema.names
+    if "json_column" in names and json_column_mode == "variant" and not encoded:
+        i = names.index("json_column")
+        columns[i] = json_or_text_to_variant(columns[i])
+    if "timestamp" in names:
+        columns.append(event_date(batch.column(names.index("timestamp"))))
+    return pa.RecordBatch.from_arrays(columns, schema=target)
+
+
+def event_date(timestamp: pa.Array) -> pa.Array:
+    """The UTC date of each timestamp."""
+    micros = pc.cast(timestamp.cast(pa.timestamp("us", tz="UTC")), pa.int64())
+    days = pc.floor(pc.divide(pc.cast(micros, pa.float64()), float(_MICROS_PER_DAY)))
+    return pc.cast(pc.cast(days, pa.int32()), pa.date32())
+
+
+def open_delta_table(target, storage_options: dict[str, str] | None = None):
+    """The Delta table at ``target`` (a path, URI or DeltaTable), or None if there is none yet; a
+    ``ValueError`` when the path is a file or a non-empty folder that is not a Delta table."""
+    dl = _deltalake()
+    if isinstance(target, dl.DeltaTable):
+        return target
+    uri = table_uri(target)
+    if "://" not in uri and Path(uri).exists() and not Path(uri).is_dir():
+        raise InputError(f"Delta table path {uri!r} is a file, not a folder")
+    if dl.DeltaTable.is_deltatable(uri, storage_options):
+        return dl.DeltaTable(uri, storage_options=storage_options)
+    if "://" not in uri:
+        path = Path(uri)
+        if path.is_dir() and any(not p.name.startswith(".") for p in path.iterdir()):
+            raise InputError(f"Delta table path {uri!r} is a non-empty folder that is not a Delta table; "
+                             "choose a new or empty folder")
+    return None
+
+
+def table_layout(table) -> tuple[str, str]:
+    """(layout, json_column_mode) of an existing iotgen Delta table; ``ValueError`` if it is not one."""
+    from deltalake.schema import VariantType
+
+    fields = {f.name: f for f in table.schema().fields}
+    names = [n for n in fields if n != PARTITION_COLUMN]
+    try:
+        layout = layout_of(names)
+    except ValueError as exc:
+        raise InputError(f"Delta table {table.table_uri} does not have an iotgen layout: {exc}") from None
+    mode = "variant" if "json_column" in fields and isinstance(fields["json_column"].type, VariantType) else "string"
+    return layout, mode
+
+
+def _create(uri: str, layout: str, json_column_mode: str, storage_options):
+    dl = _deltalake()
+    partition_by = [PARTITION_COLUMN] if "timestamp" in LAYOUTS[layout].names else None
+    if "://" not in uri:
+        Path(uri).mkdir(parents=True, exist_ok=True)
+    return dl.DeltaTable.create(uri, delta_schema(layout, json_column_mode), mode="ignore",
+                                partition_by=partition_by, storage_options=storage_options)
+
+
+def delta_table(target, layout: str = "events", json_column_mode: str = "variant",
+                storage_options: dict[str, str] | None = None):
+    """The Delta table at ``target``, created (empty) with ``layout`` if there is none; ``ValueError`` when an
+    existing table has another layout or ``json_column`` mode."""
+    mode = check_json_column_mode(json_column_mode)
+    table = open_delta_table(target, storage_options)
+    if table is None:
+        table = _create(table_uri(target), layout, mode, storage_options)
+    existing_layout, existing_mode = table_layout(table)
+    if existing_layout != layout:
+        raise InputError(f"Delta table {table.table_uri} holds {existing_layout} rows, not {layout} rows")
+    if "json_column" in LAYOUTS[layout].names and existing_mode != mode:
+        raise InputError(f"JSON_COLUMN_MODE is {mode!r} but Delta table {table.table_uri} stores json_column as "
+                         f"{'VARIANT' if existing_mode == 'variant' else 'STRING'}: use {existing_mode!r}")
+    return table
+
+
+def write_delta(
+    target,
+    data,
+    *,
+    json_column_mode: str = "variant",
+    idempotency_key: tuple[str, int] | None = None,
+    app_transactions: Mapping[str, int] | None = None,
+    storage_options: dict[str, str] | None = None,
+    target_file_size: int = TARGET_FILE_SIZE,
+) -> TableCommit:
+    """Append ``data`` (Table, RecordBatch, RecordBatchReader or iterable of batches) to the Delta table at
+    ``target`` (path, URI or DeltaTable) in one commit, creating the table if needed. See the module docs for
+    ``idempotency_key`` and ``app_transactions``; everything is checked before anything is written. Data files
+    are cut at ``target_file_size`` bytes, which bounds the memory of a long write (:data:`TARGET_FILE_SIZE`)."""
+    dl = _deltalake()
+    from deltalake import CommitProperties, Transaction
+
+    mode = check_json_column_mode(json_column_mode)
+    txns = check_app_transactions(idempotency_key, app_transactions)
+    schema, batches = record_batches(data)
+    layout = layout_of([n for n in schema.names if n != PARTITION_COLUMN])
+    table = delta_table(target, layout, mode, storage_options)
+    if already_recorded(delta_app_versions(table, [idempotency_key[0]]) if idempotency_key else {},
+                        idempotency_key):
+        return TableCommit(table.table_uri, None, 0, skipped=True)
+    counter = _RowCounter()
+    first = [prepare_batch(b, layout, mode) for b in itertools.islice(batches, 1)]  # bad data fails here, early
+    prepared = pa.RecordBatchReader.from_batches(
+        write_schema(layout, mode),
+        counter.count(itertools.chain(first, (prepare_batch(b, layout, mode) for b in batches))))
+    properties = CommitProperties(
+        app_transactions=[Transaction(app_id, version) for app_id, version in txns.items()] or None,
+        custom_metadata={COMMIT_INFO_KEY: json.dumps(txns, sort_keys=True)} if txns else None)
+    try:
+        dl.write_deltalake(table, prepared, mode="append", commit_properties=properties,
+                           target_file_size=target_file_size)
+    except dl.exceptions.CommitFailedError as exc:
+        table.update_incremental()
+        if already_recorded(delta_app_versions(table, [idempotency_key[0]]) if idempotency_key else {},
+                            idempotency_key):
+            return TableCommit(table.table_uri, None, 0, skipped=True)
+        raise CommitConflict(f"Delta table {table.table_uri}: {exc}") from None
+    except dl.exceptions.DeltaError as exc:  # a later batch of a stream failed its checks: nothing committed
+        message = str(exc)
+        if "ValueError: " in message:
+            raise InputError(message.rsplit("ValueError: ", 1)[1].strip()) from None
+        raise
+    table.update_incremental()
+    return TableCommit(table.table_uri, table.version(), counter.rows)
+
+
+class _RowCounter:
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def count(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            self.rows += batch.num_rows
+            yield batch
+
+
+def delta_app_versions(target, app_ids: Iterable[str], storage_options: dict[str, str] | None = None
+                       ) -> dict[str, int | None]:
+    """The version each app id is recorded at in the table (None if never, or if there is no table)."""
+    table = open_delta_table(target, storage_options)
+    return {app_id: (None if table is None else table.transaction_version(app_id)) for app_id in app_ids}
+
+
+def delta_history(target, limit: int | None = None, storage_options: dict[str, str] | None = None
+                  ) -> list[dict[str, Any]]:
+    """The table's commits, newest first: version, UTC time, operation, rows added, app transactions."""
+    table = open_delta_table(target, storage_options)
+    if table is None:
+        raise InputError(f"there is no Delta table at {os.fspath(target)!r}")
+    out = []
+    for commit in table.history(limit):
+        metrics = commit.get("operationMetrics") or {}
+        txns = commit.get(COMMIT_INFO_KEY)
+        out.append({
+            "version": commit.get("version"),
+            "timestamp": dt.datetime.fromtimestamp(commit["timestamp"] / 1000, dt.timezone.utc),
+            "operation": commit.get("operation"),
+            "rows_added": metrics.get("num_added_rows"),
+            "files_added": metrics.get("num_added_files"),
+            "app_transactions": json.loads(txns) if isinstance(txns, str) else (txns or {}),
+        })
+    return out
+
+
+def compact_delta(target, *, target_size: int | None = None, storage_options: dict[str, str] | None = None
+                  ) -> dict[str, Any]:
+    """Bin-pack small files into larger ones (delta-rs OPTIMIZE compact); returns delta-rs' metrics. App
+    transactions are kept, so an ingest resumes from the same offsets afterwards."""
+    table = open_delta_table(target, storage_options)
+    if table is None:
+        raise InputError(f"there is no Delta table at {os.fspath(target)!r}")
+    return table.optimize.compact(target_size=target_size)
+
+
+def vacuum_delta(target, *, retention_hours: int = 168, dry_run: bool = True,
+                 storage_options: dict[str, str] | None = None) -> list[str]:
+    """Delete files no longer referenced by the table and older than ``retention_hours`` (also files left by
+    a killed writer); with ``dry_run`` only list them. Less than 168 hours needs ``retention_hours=0`` explicitly
+    and is only safe when no reader or writer is running."""
+    if isinstance(retention_hours, bool) or not isinstance(retention_hours, int) or retention_hours < 0:
+        raise InputError(f"retention_hours must be an integer >= 0, got {retention_hours!r}")
+    table = open_delta_table(target, storage_options)
+    if table is None:
+        raise InputError(f"there is no Delta table at {os.fspath(target)!r}")
+    return table.vacuum(retention_hours=retention_hours, dry_run=dry_run,
+                        enforce_retention_duration=retention_hours >= 168)

@@ -1,1 +1,0 @@
-"""Pipelines: generator + sinks put together (batch files, streaming, ingest, Spark)."""

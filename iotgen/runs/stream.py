@@ -1,0 +1,423 @@
+"""Streaming: generate events and send them to Azure Event Hubs at a steady rate, until told to stop.
+
+The loop takes ``BATCH_SIZE`` events at a time from the seeded generator (blocks are generated once and
+sliced), paces them with a :class:`~iotgen.runs.token_bucket.TokenBucket`, and hands them to an
+:class:`~iotgen.outputs.eventhubs.EventHubProducer`, which sends in a background thread while the next events are
+generated and encoded. It stops on ``STREAM_EVENTS``, ``STREAM_DURATION_SEC``, Ctrl-C / the notebook's Stop
+button (after the batch in flight is settled) or a batch that cannot be delivered, and returns a
+:class:`StreamSummary`.
+
+Pacing:
+
+* ``RATE_EVENTS_PER_SEC`` set: that many events per second, ``BATCH_SIZE`` events per step;
+* otherwise ``BATCH_SIZE`` events every ``SLEEP_INTERVAL_SEC`` seconds (the seed notebook's parameters; the
+  time spent sending is part of the interval, so the rate does not drift); ``SLEEP_INTERVAL_SEC = 0`` sends as
+  fast as the hub takes them;
+* ``MAX_MB_PER_SEC`` caps the bytes sent; ``RAMP_UP_SEC`` climbs linearly to the rate.
+
+Event time (``STREAM_TIME_MODE``): ``live`` (default) re-bases ``timestamp`` to the time the event is released
+(spread evenly since the previous step) and moves ``created_at``, ``updated_at`` and ``last_calibration`` with
+it, so ingest delays and calibration ages are kept; ``window`` keeps the generated times. Everything else, the
+``event_id`` and payload included, comes from the seeded generator unchanged: the same seed streams the same
+events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import secrets
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, TextIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..base.errors import InputError
+from ..generation.generator import BlockCursor, GeneratorSpec
+from ..outputs.eventhubs import EventHubConfigError, EventHubProducer, SendStats, target_from_config
+from ..settings.catalogs import Catalogs
+from ..settings.config import Config, Secret
+from ..settings.databricks import on_databricks
+from ..spec.spec_file import generator_spec
+from .token_bucket import TokenBucket
+
+_LOGGER = logging.getLogger(__name__)
+MB = 1_000_000
+LIVE_TIME_COLUMNS = ("timestamp", "created_at", "updated_at", "last_calibration")
+
+
+# ---- the plan ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StreamPlan:
+    """When to send and when to stop, from a Config (validated: a bad combination raises ValueError)."""
+
+    batch_size: int
+    rate: float | None  # events/s; None: as fast as possible
+    max_bytes_per_sec: float | None
+    ramp_up: float
+    max_events: int | None
+    duration: float | None
+    time_mode: str
+    start: int
+
+    @classmethod
+    def from_config(cls, config: Config) -> "StreamPlan":
+        if config.ramp_up_sec > 0 and config.rate_events_per_sec is None:
+            raise InputError(f"RAMP_UP_SEC={config.ramp_up_sec:g} needs RATE_EVENTS_PER_SEC (--rate), the rate to "
+                             "climb to")
+        rate = config.rate_events_per_sec
+        if rate is None and config.sleep_interval_sec > 0:
+            rate = config.batch_size / config.sleep_interval_sec
+        return cls(
+            batch_size=config.batch_size,
+            rate=rate,
+            max_bytes_per_sec=None if config.max_mb_per_sec is None else config.max_mb_per_sec * MB,
+            ramp_up=config.ramp_up_sec,
+            max_events=config.stream_events,
+            duration=config.stream_duration_sec,
+            time_mode=config.stream_time_mode,
+            start=config.stream_start_event,
+        )
+
+    def describe(self) -> str:
+        pace = "as fast as the hub takes them" if self.rate is None else f"{self.rate:,.0f} events/s"
+        if self.ramp_up:
+            pace += f" (ramp-up {self.ramp_up:g} s)"
+        if self.max_bytes_per_sec:
+            pace += f", at most {self.max_bytes_per_sec / MB:g} MB/s"
+        stops = []
+        if self.max_events is not None:
+            stops.append(f"{self.max_events:,} events")
+        if self.duration is not None:
+            stops.append(f"{self.duration:g} s")
+        until = " or ".join(stops) if stops else "Ctrl-C / Stop"
+        return f"{pace}, {self.batch_size:,} events per step, until {until}"
+
+
+# ---- the result ----------------------------------------------------------------------------------------------------
+@dataclass
+class StreamSummary(SendStats):
+    """What a stream did: the producer's counts for the run (see :class:`~iotgen.outputs.eventhubs.SendStats`),
+    how long it took and why it stopped; also the live progress snapshot (``stopped_by`` None while running)."""
+
+    endpoint: str = ""
+    seed: int = 0
+    first_event: int = 0
+    target_rate: float | None = None
+    time_mode: str = "live"
+    elapsed_sec: float = 0.0
+    resume_from: int = 0
+    stopped_by: str | None = None  # "events", "duration", "interrupted", "failure"
+
+    @property
+    def ok(self) -> bool:
+        """True when no event failed."""
+        return self.failed == 0
+
+    @property
+    def events_per_sec(self) -> float:
+        return self.acknowledged / self.elapsed_sec if self.elapsed_sec > 0 else 0.0
+
+    @property
+    def mb_per_sec(self) -> float:
+        return self.bytes / MB / self.elapsed_sec if self.elapsed_sec > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.update(events_per_sec=self.events_per_sec, mb_per_sec=self.mb_per_sec, ok=self.ok)
+        return data
+
+    def progress_text(self) -> str:
+        """One line: counts, rate, elapsed time."""
+        return (f"{self.sent:,} sent, {self.acknowledged:,} acknowledged, {self.retried:,} retried, "
+                f"{self.failed:,} failed | {self.events_per_sec:,.0f} ev/s, {self.mb_per_sec:.2f} MB/s | "
+                f"{self.elapsed_sec:.1f} s")
+
+    def lines(self) -> list[str]:
+        why = {"events": "event count reached", "duration": "duration reached", "interrupted": "interrupted",
+               "failure": "a batch could not be delivered", None: "running"}[self.stopped_by]
+        out = [
+            f"streamed to {self.endpoint}: {why}",
+            f"  events     {self.sent:,} sent, {self.acknowledged:,} acknowledged, {self.retried:,} retried, "
+            f"{self.failed:,} failed",
+            f"  rate       {self.events_per_sec:,.0f} ev/s, {self.mb_per_sec:.2f} MB/s over {self.elapsed_sec:.1f} s"
+            + (f" (target {self.target_rate:,.0f} ev/s)" if self.target_rate else ""),
+            f"  batches    {self.batches:,} ({self.bytes / MB:,.1f} MB); partitions "
+            + ", ".join(f"{p}: {n:,}" for p, n in self.partitions.items()),
+            f"  events     #{self.first_event:,} to #{self.resume_from - 1:,}, seed {self.seed}, "
+            f"event time {self.time_mode}",
+        ]
+        if self.retried:
+            out.append(f"  note       up to {self.retried:,} events may be duplicated (re-sent after a failure): "
+                       "de-duplicate on event_id")
+        out += [f"  error      {e}" for e in self.errors]
+        if self.stopped_by in ("failure", "interrupted"):
+            out.append(f"  resume     STREAM_START_EVENT={self.resume_from} (same RANDOM_SEED) sends the rest")
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+# ---- event time --------------------------------------------------------------------------------------------------
+def rebase_times(batch: pa.RecordBatch, after_us: int, until_us: int) -> pa.RecordBatch:
+    """Events with ``timestamp`` spread evenly over the interval (after_us, until_us] (epoch microseconds; the
+    last event at ``until_us``; whole milliseconds) and ``created_at``, ``updated_at``, ``last_calibration``
+    moved by the same amount as their event's ``timestamp``. Nulls stay null; an event without a ``timestamp``
+    has its other times moved by the step's mean shift."""
+    n = batch.num_rows
+    if n == 0:
+        return batch
+    offsets = np.arange(1, n + 1, dtype=np.float64) * ((until_us - after_us) / n)
+    new = (np.floor((after_us + offsets) / 1000) * 1000).astype(np.int64)
+    old, known = _micros(batch.column("timestamp"))
+    shift = new - old
+    if not known.all():
+        shift[~known] = int(shift[known].mean()) if known.any() else 0
+    columns = []
+    for name, column in zip(batch.schema.names, batch.columns):
+        if name in LIVE_TIME_COLUMNS:
+            values, valid = (new, known) if name == "timestamp" else _micros(column)
+            values = values if name == "timestamp" else values + shift
+            column = pa.array(values, type=pa.int64(), mask=None if valid.all() else ~valid).cast(column.type)
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=batch.schema)
+
+
+def _micros(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Epoch microseconds of a timestamp column (0 where null) and where it is not null."""
+    micros = pc.cast(column.cast(pa.timestamp("us", tz="UTC")), pa.int64())
+    return pc.fill_null(micros, 0).to_numpy(), pc.is_valid(micros).to_numpy(zero_copy_only=False)
+
+
+# ---- the loop ------------------------------------------------------------------------------------------------------
+def stream_events(
+    config: Config,
+    producer: EventHubProducer | None = None,
+    *,
+    catalogs: Catalogs | None = None,
+    on_progress: Callable[[StreamSummary], None] | None = None,
+    progress_interval: float = 0.5,
+) -> StreamSummary:
+    """Stream events as ``config`` says to ``producer`` (by default one opened from ``config`` and closed
+    after). Returns the summary; it never raises for a batch that fails (see ``summary.ok``), only for bad
+    settings (``ValueError``) and an endpoint that cannot be reached when opening."""
+    plan = StreamPlan.from_config(config)
+    spec = generator_spec(config, catalogs)  # + SPEC_FILE's catalogs, fleet (PROFILE) and scenarios
+    if plan.time_mode == "live" and (spec.fleet is not None or spec.scenarios is not None):
+        _LOGGER.warning("STREAM_TIME_MODE=live re-times every event to its send time, which replaces the fleet's "
+                        "schedule and the scenarios' late, skewed or out-of-order times; STREAM_TIME_MODE=window "
+                        "keeps them")
+    if producer is None:
+        with open_producer(config) as owned:
+            return _run(plan, spec, owned, on_progress, progress_interval)
+    return _run(plan, spec, producer, on_progress, progress_interval)
+
+
+class _Stream:
+    """State of one run: the plan, the producer's counters at the start, and the summary being built."""
+
+    def __init__(self, plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer) -> None:
+        self.plan = plan
+        self.producer = producer
+        self.baseline = producer.stats
+        self.summary = StreamSummary(endpoint=producer.target.description, seed=spec.seed, first_event=plan.start,
+                                     target_rate=plan.rate, time_mode=plan.time_mode, resume_from=plan.start)
+        self.started = time.monotonic()
+
+    def snapshot(self) -> StreamSummary:
+        return dataclasses.replace(self.summary, **self.producer.stats.since(self.baseline),
+                                   elapsed_sec=time.monotonic() - self.started)
+
+    def settle(self, in_flight: deque) -> bool:
+        """Wait for the oldest chunk in flight; True when every event of it was acknowledged."""
+        futures, end = in_flight[0]
+        outcome = self.producer.settle(futures)  # (an interrupt here leaves the chunk in flight, to settle again)
+        in_flight.popleft()
+        if outcome.first_failed is not None:
+            self.summary.resume_from = min(outcome.first_failed, self.summary.resume_from) \
+                if self.summary.stopped_by == "failure" else outcome.first_failed
+            self.summary.stopped_by = "failure"
+            return False
+        if self.summary.stopped_by != "failure":
+            self.summary.resume_from = end
+        return True
+
+    def settle_all(self, in_flight: deque) -> None:
+        while in_flight:
+            self.settle(in_flight)
+
+
+#: A paced STREAM_DURATION_SEC run sends the events due in the duration; when the hub lags, it may finish them
+#: this many seconds late, then stops anyway.
+DURATION_GRACE = 1.0
+#: Steps sent while the next is generated and encoded: a partition's lane sends the next step's batches as soon
+#: as it is done with the previous ones.
+IN_FLIGHT = 2
+
+
+def _run(plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer,
+         on_progress: Callable[[StreamSummary], None] | None, progress_interval: float) -> StreamSummary:
+    producer.reset()
+    state = _Stream(plan, spec, producer)
+    cursor = BlockCursor(spec, plan.start)  # each block generated once, cut into steps of any size
+    events_bucket = bytes_bucket = None
+    if plan.rate is not None:
+        events_bucket = TokenBucket(plan.rate, max(2 * plan.batch_size, plan.rate), ramp_up=plan.ramp_up)
+    if plan.max_bytes_per_sec is not None:
+        bytes_bucket = TokenBucket(plan.max_bytes_per_sec, max(2 * producer.max_batch_bytes, plan.max_bytes_per_sec))
+    limit = plan.max_events
+    if plan.duration is not None and events_bucket is not None:  # the events due by the end of the duration
+        due = math.floor(events_bucket.issued(plan.duration) + 1e-9)
+        limit = due if limit is None else min(limit, due)
+    in_flight: deque = deque()
+    released = time.time()
+    last_report = 0.0
+    try:
+        while True:
+            taken = cursor.position - plan.start
+            if limit is not None and taken >= limit:
+                state.summary.stopped_by = "events" if limit == plan.max_events else "duration"
+                break
+            late = DURATION_GRACE if events_bucket is not None else 0.0
+            if plan.duration is not None and time.monotonic() - state.started >= plan.duration + late:
+                state.summary.stopped_by = "duration"
+                break
+            n = plan.batch_size if limit is None else min(plan.batch_size, limit - taken)
+            if events_bucket is not None:
+                events_bucket.acquire(n)
+            now = time.time()
+            first = cursor.position
+            events = cursor.take(n).events
+            if plan.time_mode == "live":  # the events happened since the previous step
+                events = rebase_times(events, int(released * 1e6), int(now * 1e6))
+            released = now
+            chunk = producer.prepare(events, first)
+            if bytes_bucket is not None:
+                bytes_bucket.acquire(chunk.size)
+            while len(in_flight) >= getattr(producer, "in_flight", IN_FLIGHT):
+                if not state.settle(in_flight):
+                    break
+            if state.summary.stopped_by == "failure":
+                break
+            in_flight.append((producer.submit(chunk), first + n))
+            if on_progress is not None and time.monotonic() - last_report >= progress_interval:
+                last_report = time.monotonic()
+                on_progress(state.snapshot())
+        state.settle_all(in_flight)
+    except KeyboardInterrupt:
+        if state.summary.stopped_by != "failure":
+            state.summary.stopped_by = "interrupted"
+        producer.stop_retrying()
+        state.settle_all(in_flight)
+    summary = state.snapshot()
+    if on_progress is not None:
+        on_progress(summary)
+    return summary
+
+
+# ---- the endpoint ------------------------------------------------------------------------------------------------
+def open_producer(config: Config) -> Any:
+    """The producer ``STREAM_PROTOCOL`` names, connected and checked: the azure-eventhub SDK (``amqp``) or
+    librdkafka (``kafka``: Event Hubs' Kafka endpoint, the local emulator's, or any Kafka)."""
+    if config.stream_protocol == "kafka":
+        from ..outputs.kafka import KafkaProducer
+
+        return KafkaProducer.open(config)
+    return EventHubProducer.open(config)
+
+
+@dataclass
+class EventHubConnection:
+    """An open producer (AMQP or Kafka), and the local emulator it streams to when nothing is configured."""
+
+    producer: Any
+    config: Config
+    emulator: Any = None
+
+    @property
+    def target(self) -> Any:
+        """The producer's target (an EventHubTarget or a KafkaTarget; both have ``description``)."""
+        return self.producer.target
+
+    @property
+    def local(self) -> bool:
+        return self.emulator is not None
+
+    def close(self) -> None:
+        """Close the producer and stop the local emulator if this connection started one."""
+        try:
+            self.producer.close()
+        finally:
+            if self.emulator is not None:
+                self.emulator.close()
+                self.emulator = None
+
+    def __enter__(self) -> "EventHubConnection":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def connect(config: Config, *, local_fallback: bool | None = None, partitions: int = 4) -> EventHubConnection:
+    """Open a producer for the configured event hub; with none configured (no connection string, no
+    EVENTHUB_NAMESPACE) and ``local_fallback``, start a local emulator (``iotgen.emulator``, 127.0.0.1, a fresh
+    random key, in memory) and stream to it. ``local_fallback`` None follows EVENTHUB_LOCAL_ENDPOINT: ``auto``
+    falls back everywhere but on Databricks (where Spark's executors cannot reach the driver's 127.0.0.1: it
+    takes ``yes`` there). The returned connection's ``config`` holds the connection string used (as a Secret)."""
+    emulator = None
+    if local_fallback is None:
+        local_fallback = config.eventhub_local_endpoint == "yes" or (
+            config.eventhub_local_endpoint == "auto" and not on_databricks())
+    kafka = config.stream_protocol == "kafka"
+    configured = target_from_config(config) is not None or (kafka and config.kafka_bootstrap_servers)
+    if not configured and not local_fallback and on_databricks() and config.eventhub_local_endpoint == "auto":
+        raise EventHubConfigError(
+            "no event hub configured (EVENTHUB_SECRET_SCOPE/EVENTHUB_SECRET_KEY, EVENTHUB_NAMESPACE with "
+            "EVENTHUB_SERVICE_CREDENTIAL or Azure AD): on Databricks iotgen starts no local endpoint unless "
+            "EVENTHUB_LOCAL_ENDPOINT=yes (single-node clusters only: executors cannot reach the driver's 127.0.0.1)")
+    if not configured and local_fallback:
+        from ..emulator import start_emulator_process
+
+        emulator = start_emulator_process(hub=config.eventhub_name or "iot-events", partitions=partitions,
+                                          key=secrets.token_urlsafe(32), kafka_port="any")
+        # Kafka is served too (a free port), as Microsoft's emulator does: Spark's Kafka source reads it.
+        config = config.replace(eventhub_connection_string=Secret(emulator.connection_string),
+                                kafka_bootstrap_servers=emulator.kafka_bootstrap)
+    try:
+        return EventHubConnection(open_producer(config), config, emulator)
+    except BaseException:
+        if emulator is not None:
+            emulator.close()
+        raise
+
+
+# ---- showing progress ----------------------------------------------------------------------------------------------
+class ProgressLine:
+    """A one-line live display on a text stream, rewritten in place with ``\\r`` (on a terminal the rest of
+    the line is cleared too; notebooks clear it themselves), ended with a newline by :meth:`close`."""
+
+    def __init__(self, stream: TextIO | None = None, prefix: str = "streaming: ") -> None:
+        self.stream = stream or sys.stderr
+        self.prefix = prefix
+        self._clear = "\x1b[K" if getattr(self.stream, "isatty", lambda: False)() else ""
+        self._shown = False
+
+    def __call__(self, summary: StreamSummary) -> None:
+        self.stream.write("\r" + self.prefix + summary.progress_text() + self._clear)
+        self.stream.flush()
+        self._shown = True
+
+    def close(self) -> None:
+        if self._shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._shown = False
+

@@ -1,1 +1,0 @@
-"""Where events go: files, Event Hubs, lakehouse tables."""
