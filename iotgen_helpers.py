@@ -14,15 +14,14 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from iotgen.base.errors import InputError
-from iotgen.generation.generator import (  # noqa: F401
-    GeneratorSpec,
-    event_dicts,
+from iotgen import (  # noqa: F401  (the package's public functions, re-exported for the notebooks)
     generate_dynamic_json,
     generate_events,
     generate_fixed_row,
     generate_table,
 )
+from iotgen.base.errors import InputError
+from iotgen.generation.generator import GeneratorSpec, event_dicts  # noqa: F401
 from iotgen.runs.batch import BatchResult, write_files
 from iotgen.runs.batch_stats import BatchStats
 from iotgen.settings.catalogs import (  # noqa: F401  (re-exported for the Data catalogs cell)

@@ -33,6 +33,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from iotgen.base.allocator import retain_freed_memory  # noqa: E402
+from iotgen.spec.spec_file import generator_spec
 
 ALLOCATOR_TUNED = retain_freed_memory()  # before numpy and pyarrow load, as the CLI does
 
@@ -52,13 +53,21 @@ from typing import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
+from iotgen import generate_events  # noqa: E402
+from iotgen.formats.encoding import ndjson_bytes  # noqa: E402
+from iotgen.runs.batch import write_files  # noqa: E402
 from iotgen.settings.catalogs import (  # noqa: E402
-    DEVICE_TYPES, ENVS, IOT_KEY_POOL, MODELS, NESTED_KEYS, REGIONS, SOURCES, STATUS_VALUES, ZONES,
+    DEVICE_TYPES,
+    ENVS,
+    IOT_KEY_POOL,
+    MODELS,
+    NESTED_KEYS,
+    REGIONS,
+    SOURCES,
+    STATUS_VALUES,
+    ZONES,
 )
 from iotgen.settings.config import Config  # noqa: E402
-from iotgen.generation.generator import GeneratorSpec, generate_events  # noqa: E402
-from iotgen.runs.batch import write_files  # noqa: E402
-from iotgen.formats.encoding import ndjson_bytes  # noqa: E402
 
 TARGET_PER_CORE = 800_000  # into Arrow (stretch: 1,000,000)
 TARGET_FILE_PER_CORE = 300_000  # NDJSON and Parquet files
@@ -234,12 +243,12 @@ def _config(n: int, folder: Path, **extra) -> Config:
 
 
 def iotgen_arrow(n: int, folder: Path) -> None:
-    for _ in generate_events(GeneratorSpec.from_config(_config(n, folder)), n):
+    for _ in generate_events(generator_spec(_config(n, folder)), n):
         pass
 
 
 def iotgen_ndjson_bytes(n: int, folder: Path) -> None:
-    for batch in generate_events(GeneratorSpec.from_config(_config(n, folder)), n):
+    for batch in generate_events(generator_spec(_config(n, folder)), n):
         ndjson_bytes(batch)
 
 

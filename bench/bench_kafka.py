@@ -32,12 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from iotgen.settings.config import Config, Secret  # noqa: E402
-from iotgen.generation.generator import generate_events, generate_table  # noqa: E402
+from iotgen import generate_events, generate_table  # noqa: E402
+from iotgen.formats.encoding import json_lines  # noqa: E402
 from iotgen.runs.ingest import IngestOptions, run_ingest  # noqa: E402
 from iotgen.runs.stream import stream_events  # noqa: E402
 from iotgen.runs.tables import TableTarget  # noqa: E402
-from iotgen.formats.encoding import json_lines  # noqa: E402
+from iotgen.settings.config import Config, Secret  # noqa: E402
 
 BATCH = 10_000
 
@@ -91,9 +91,9 @@ def main() -> int:
     parser.add_argument("--out", default=None, help="write the Markdown results here")
     args = parser.parse_args()
     from confluent_kafka import Producer
+    from kafka_broker import KafkaBroker
 
     from iotgen.emulator import start_emulator_process
-    from kafka_broker import KafkaBroker
 
     produce: dict[str, list[float]] = {}
     ingest: dict[str, list[float]] = {}

@@ -26,11 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from iotgen.settings.config import Config  # noqa: E402
-from iotgen.generation.generator import generate_events, generate_table  # noqa: E402
+from iotgen import generate_events, generate_table  # noqa: E402
+from iotgen.formats.encoding import json_lines  # noqa: E402
 from iotgen.runs.ingest import IngestOptions, run_ingest  # noqa: E402
 from iotgen.runs.tables import TableTarget, parse_target  # noqa: E402
-from iotgen.formats.encoding import json_lines  # noqa: E402
+from iotgen.settings.config import Config  # noqa: E402
 
 
 def batch_rates(n: int, folder: Path) -> dict[str, float]:

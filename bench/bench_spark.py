@@ -23,9 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from iotgen import generate_events  # noqa: E402
+from iotgen.generation.generator import BLOCK_SIZE
 from iotgen.settings.catalogs import DEVICE_TYPES, ENVS, MODELS, REGIONS, SOURCES, STATUS_VALUES, ZONES  # noqa: E402
 from iotgen.settings.config import Config  # noqa: E402
-from iotgen.generation.generator import BLOCK_SIZE, GeneratorSpec, generate_events  # noqa: E402
+from iotgen.spec.spec_file import generator_spec
 
 
 def dbldatagen_frame(spark, rows: int, partitions: int, json_column: bool = True):
@@ -121,7 +123,7 @@ def timed_noop(frame) -> tuple[float, float]:
 
 
 def embedded_rate(rows: int) -> float:
-    spec = GeneratorSpec.from_config(Config(random_seed=42, anchor_time="2026-01-08T00:00:00Z"))
+    spec = generator_spec(Config(random_seed=42, anchor_time="2026-01-08T00:00:00Z"))
     start = time.perf_counter()
     for _ in generate_events(spec, rows, chunk_size=BLOCK_SIZE):
         pass

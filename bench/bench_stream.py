@@ -32,16 +32,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import azure.eventhub  # noqa: E402
 
-from iotgen.settings.config import Config, Secret  # noqa: E402
 from iotgen.emulator import start_emulator_process  # noqa: E402
-from iotgen.generation.generator import GeneratorSpec, generate_range  # noqa: E402
-from iotgen.runs.stream import stream_events  # noqa: E402
 from iotgen.formats.eventhub_messages import encode_messages  # noqa: E402
+from iotgen.generation.generator import generate_range  # noqa: E402
 from iotgen.outputs.eventhubs import EventHubProducer  # noqa: E402
+from iotgen.runs.stream import stream_events  # noqa: E402
+from iotgen.settings.config import Config, Secret  # noqa: E402
+from iotgen.spec.spec_file import generator_spec
 
 
 def encode_only(config: Config, events: int) -> float:
-    spec = GeneratorSpec.from_config(config)
+    spec = generator_spec(config)
     start = time.perf_counter()
     for first in range(0, events, 8192):
         encode_messages(generate_range(spec, first, min(events, first + 8192)))

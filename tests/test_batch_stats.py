@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from iotgen.settings.config import Config
-from iotgen.generation.generator import generate_table
+from iotgen import generate_table
 from iotgen.runs.batch import gather_stats, write_files
 from iotgen.runs.batch_stats import BatchStats, bucket_us, sample_every
+from iotgen.settings.config import Config
 
 ANCHOR = "2026-06-01T00:00:00Z"
 

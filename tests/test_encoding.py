@@ -9,17 +9,19 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from iotgen.settings.config import Config
-from iotgen.generation.generator import GeneratorSpec, event_dicts, generate_table
+from iotgen import generate_table
 from iotgen.formats import encoding
 from iotgen.formats.encoding import concatenated, json_bytes, json_lines, ndjson_bytes, value_text
+from iotgen.generation.generator import event_dicts
+from iotgen.settings.config import Config
+from iotgen.spec.spec_file import generator_spec
 
 UTC = dt.timezone.utc
 
 
 @pytest.fixture(scope="module")
 def table() -> pa.Table:
-    spec = GeneratorSpec.from_config(Config(random_seed=3, anchor_time="2026-06-01T00:00:00Z"))
+    spec = generator_spec(Config(random_seed=3, anchor_time="2026-06-01T00:00:00Z"))
     return generate_table(spec, 12_000)
 
 

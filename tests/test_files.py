@@ -17,9 +17,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from iotgen.settings.config import Config
-from iotgen.generation.generator import event_dicts, generate_table
+from iotgen import generate_table
+from iotgen.generation.generator import event_dicts
 from iotgen.runs.batch import write_files
+from iotgen.settings.config import Config
 
 ANCHOR = "2026-06-01T00:00:00Z"
 NOW = dt.datetime(2026, 6, 1, 12, 30, 45, tzinfo=dt.timezone.utc)

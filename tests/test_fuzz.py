@@ -29,8 +29,8 @@ _json_values = st.recursive(
 
 
 def _template_event() -> dict:
+    from iotgen import generate_table
     from iotgen.settings.config import Config
-    from iotgen.generation.generator import generate_table
 
     row = generate_table(Config(num_events=1, random_seed=3, anchor_time="2026-01-01T00:00:00Z")).to_pylist()[0]
     event = {k: (v.isoformat().replace("+00:00", "Z") if hasattr(v, "isoformat") else v) for k, v in row.items()}

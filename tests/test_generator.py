@@ -12,14 +12,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from iotgen.settings.catalogs import IOT_KEY_POOL, NESTED_KEYS, Catalogs
-from iotgen.settings.config import Config
+from iotgen import generate_events, generate_fixed_row, generate_table
 from iotgen.generation import generator
 from iotgen.generation.generator import (
-    BLOCK_SIZE, BlockCursor, GeneratorSpec, block_slices, event_dicts, generate_dynamic_json, generate_events,
-    generate_fixed_row, generate_range, generate_table,
+    BLOCK_SIZE,
+    BlockCursor,
+    GeneratorSpec,
+    block_slices,
+    event_dicts,
+    generate_dynamic_json,
+    generate_range,
 )
+from iotgen.settings.catalogs import IOT_KEY_POOL, NESTED_KEYS, Catalogs
+from iotgen.settings.config import Config
 from iotgen.settings.schema import ARROW_SCHEMA, COLUMN_NAMES
+from iotgen.spec.spec_file import generator_spec
 
 EXPECTED_COLUMNS = (
     "event_id timestamp device_type firmware_version battery_level sensor_id temperature humidity pressure status "
@@ -33,7 +40,7 @@ ANCHOR = dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc)
 def spec(**config) -> GeneratorSpec:
     config.setdefault("random_seed", 7)
     config.setdefault("anchor_time", ANCHOR)
-    return GeneratorSpec.from_config(Config(**config))
+    return generator_spec(Config(**config))
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +184,7 @@ def test_custom_key_pool_list_of_names_and_single_key():
 
 def test_catalog_overrides_reach_the_fast_path():
     cats = Catalogs.build(device_types={"pump": 3, "valve": 1}, regions=["mars-1"])
-    batch = generate_range(GeneratorSpec.from_config(Config(random_seed=1), cats), 0, 4000)
+    batch = generate_range(generator_spec(Config(random_seed=1), cats), 0, 4000)
     assert set(batch.column("region").to_pylist()) == {"mars-1"}
     pumps = batch.column("device_type").to_pylist().count("pump") / 4000
     assert 0.72 < pumps < 0.78
@@ -217,28 +224,33 @@ def test_the_cursor_cuts_steps_of_any_size_and_generates_each_block_once(monkeyp
     assert cursor.take(0).events.num_rows == 0 and cursor.take(0).truth is None  # no scenarios: no truth
 
 
-def test_the_core_takes_a_spec_and_from_config_is_the_one_path(monkeypatch):
-    """GeneratorSpec.from_config and generate_events(config) are conveniences: both build the spec with
-    iotgen.spec.spec_file.generator_spec, the one Config -> spec function."""
+def test_the_core_takes_a_spec_and_the_public_functions_take_a_config_through_the_one_path(monkeypatch):
+    """Generation takes a GeneratorSpec only; iotgen.generate_events/generate_table/generate_fixed_row take a Config
+    too and build its spec with iotgen.spec.spec_file.generator_spec, the one Config -> spec function."""
+    import iotgen
     import iotgen.spec.spec_file
 
+    config = Config(random_seed=3, anchor_time=ANCHOR, num_events=10, chunk_size=4)
+    with pytest.raises(TypeError, match="takes a GeneratorSpec.*iotgen.generate_events"):
+        generator.generate_events(config)
     calls = []
     real = iotgen.spec.spec_file.generator_spec
     monkeypatch.setattr(iotgen.spec.spec_file, "generator_spec", lambda *a, **k: calls.append(a) or real(*a, **k))
-    config = Config(random_seed=3, anchor_time=ANCHOR, num_events=10)
-    assert GeneratorSpec.from_config(config) == real(config)
-    assert pa.Table.from_batches(list(generate_events(config))).equals(generate_table(real(config), 10))
-    assert len(calls) == 2
-    source = open(generator.__file__, encoding="utf-8").read()
-    assert "\nfrom .config import" not in source and "base_from_config" not in source
+    chunks = list(iotgen.generate_events(config))
+    assert [len(c) for c in chunks] == [4, 4, 2]  # NUM_EVENTS and CHUNK_SIZE of the Config
+    assert pa.Table.from_batches(chunks).equals(generator.generate_table(real(config), 10))
+    assert iotgen.generate_table(config).equals(pa.Table.from_batches(chunks))
+    assert iotgen.generate_fixed_row(5, config=config) == iotgen.generate_fixed_row(5, config=config)
+    assert len(calls) == 4
+    assert not hasattr(GeneratorSpec, "from_config")
 
 
 def test_different_or_missing_seed_gives_different_events():
     a = generate_range(spec(random_seed=1), 0, 100).column("event_id").to_pylist()
     b = generate_range(spec(random_seed=2), 0, 100).column("event_id").to_pylist()
     assert not set(a) & set(b)
-    fresh1 = GeneratorSpec.from_config(Config())
-    fresh2 = GeneratorSpec.from_config(Config())
+    fresh1 = generator_spec(Config())
+    fresh2 = generator_spec(Config())
     assert fresh1.seed != fresh2.seed
     assert generate_range(fresh1, 0, 5).column("event_id") != generate_range(fresh2, 0, 5).column("event_id")
 
@@ -291,6 +303,6 @@ def test_bad_key_pools(pool, nested, message):
 
 def test_more_keys_than_the_pool_holds():
     with pytest.raises(ValueError, match=r"MAX_KEYS must be <= the number of keys in IOT_KEY_POOL \(38\)"):
-        GeneratorSpec.from_config(Config(max_keys=40))
+        generator_spec(Config(max_keys=40))
     with pytest.raises(ValueError, match="MAX_KEYS"):
         generate_dynamic_json(min_keys=2, max_keys=9, key_pool=["a", "b"], nested_keys={})

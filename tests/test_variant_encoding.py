@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pyarrow as pa
 import pytest
 from pyspark.sql.types import VariantVal
 
+from iotgen import generate_events
 from iotgen.base import variant_encoding
+from iotgen.generation.dynamic_json import build_json_column
+from iotgen.generation.generator import block_rng, generate_range
 from iotgen.settings.catalogs import Catalogs, parse_key_pool
 from iotgen.settings.config import Config
-from iotgen.generation.dynamic_json import build_json_column
-from iotgen.generation.generator import GeneratorSpec, block_rng, generate_events, generate_range
+from iotgen.spec.spec_file import generator_spec
 
 LONG = "a value longer than sixty-three bytes, which needs the long string form: ü, 水, 🚀 ...."
 EVERY_KIND = parse_key_pool({
@@ -78,7 +79,7 @@ def test_the_generator_and_the_delta_writer_take_variant_directly(tmp_path):
 
     config = Config(num_events=40_000, random_seed=9, anchor_time="2026-01-01T00:00:00Z", chunk_size=7_000,
                     output_dir=str(tmp_path), output_format="delta")
-    spec = GeneratorSpec.from_config(config)
+    spec = generator_spec(config)
     text = pa.Table.from_batches(list(generate_events(spec, 40_000, chunk_size=7_000)))
     variant = pa.Table.from_batches(list(generate_events(spec, 40_000, chunk_size=7_000, json_column="variant")))
     assert text.drop_columns(["json_column"]).equals(variant.drop_columns(["json_column"]))
@@ -98,7 +99,7 @@ def test_scenarios_are_not_written_directly():
     from pathlib import Path
 
     example = Path(__file__).resolve().parents[1] / "iotgen" / "spec" / "example_spec.yaml"
-    spec = GeneratorSpec.from_config(Config(random_seed=1, spec_file=str(example)))
+    spec = generator_spec(Config(random_seed=1, spec_file=str(example)))
     with pytest.raises(ValueError, match="json_column='variant' is for specs without data-quality scenarios"):
         generate_range(spec, 0, 10, json_column="variant")
 

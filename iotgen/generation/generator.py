@@ -7,11 +7,11 @@ dbldatagen's partition-independent seeding). Every column of a block, ``json_col
 with whole-array numpy/Arrow operations: there is no Python loop per event. Nothing here does I/O or keeps
 state between calls.
 
-The core takes a :class:`GeneratorSpec` and nothing else: a :class:`~iotgen.settings.config.Config` becomes a spec in
-one place, :func:`iotgen.spec.spec_file.generator_spec` (``GeneratorSpec.from_config`` and ``generate_events(config)``
-are conveniences that call it). A block with data-quality scenarios comes with its ground truth
-(:func:`labelled_block`); :class:`BlockCursor` is the one piece that cuts ranges of events (and their truth)
-out of blocks.
+The core takes a :class:`GeneratorSpec` and nothing else: a :class:`~iotgen.settings.config.Config` becomes a
+spec in one place, :func:`iotgen.spec.spec_file.generator_spec`, a layer above this one (the package's public
+functions, :func:`iotgen.generate_events` and friends, accept a Config and call it). A block with data-quality
+scenarios comes with its ground truth (:func:`labelled_block`); :class:`BlockCursor` is the one piece that cuts
+ranges of events (and their truth) out of blocks.
 """
 
 from __future__ import annotations
@@ -107,17 +107,6 @@ class GeneratorSpec:
             raise InputError(f"TIME_SPREAD_HOURS must be > 0, got a window of {self.window_span_ms} ms")
         if self.num_sensors < 1:
             raise InputError(f"NUM_SENSORS must be >= 1, got {self.num_sensors}")
-
-    @classmethod
-    def from_config(
-        cls, config: "Config | None" = None, catalogs: Catalogs | None = None, now: dt.datetime | None = None
-    ) -> "GeneratorSpec":
-        """A convenience for :func:`iotgen.spec.spec_file.generator_spec` (the one Config -> spec path): the spec a
-        Config describes, with the fleet profile and scenarios of ``SPEC_FILE`` / ``PROFILE`` when set. Without
-        ``RANDOM_SEED`` a fresh seed is drawn (and kept in the spec)."""
-        from ..spec.spec_file import generator_spec  # the layer above: the spec file and the fleet/scenario builders
-
-        return generator_spec(config, catalogs, now)
 
 
 def block_rng(seed: int, block: int, stream: int = 0) -> np.random.Generator:
@@ -223,30 +212,23 @@ def labelled_range(spec: GeneratorSpec, start: int, stop: int) -> LabelledEvents
 
 
 def generate_events(
-    spec: "GeneratorSpec | Config | None" = None,
+    spec: GeneratorSpec,
     num_events: int | None = None,
     *,
     chunk_size: int | None = None,
     start: int = 0,
     as_pandas: bool = False,
-    catalogs: Catalogs | None = None,
     json_column: str = "text",
 ) -> Iterator[Any]:
-    """Yield events ``start .. start + num_events`` as Arrow record batches (pandas DataFrames on request).
-
-    ``spec`` is a :class:`GeneratorSpec`; as a convenience it may be a :class:`~iotgen.settings.config.Config` (or None,
-    the defaults): the spec is then :func:`iotgen.spec.spec_file.generator_spec` of it, and ``num_events`` and
-    ``chunk_size`` default to its ``NUM_EVENTS`` and ``CHUNK_SIZE``. Chunks are cut by one
-    :class:`BlockCursor`, so each block is computed once; memory is bounded by ``chunk_size``.
-    ``json_column="variant"``: see :func:`labelled_block`.
+    """Yield events ``start .. start + num_events`` of ``spec`` as Arrow record batches (pandas DataFrames on
+    request); ``num_events`` and ``chunk_size`` default to Config's ``NUM_EVENTS`` and ``CHUNK_SIZE``. Chunks are
+    cut by one :class:`BlockCursor`, so each block is computed once; memory is bounded by ``chunk_size``.
+    ``json_column="variant"``: see :func:`labelled_block`. From a Config: :func:`iotgen.generate_events`.
     """
-    if isinstance(spec, GeneratorSpec):
-        if catalogs is not None:
-            raise InputError("catalogs can only be given with a Config; a GeneratorSpec already holds its catalogs")
-        defaults = _config_defaults()
-    else:
-        defaults = spec if spec is not None else _config_defaults()
-        spec = GeneratorSpec.from_config(defaults, catalogs)
+    if not isinstance(spec, GeneratorSpec):
+        raise TypeError(f"generate_events takes a GeneratorSpec, got {type(spec).__name__}; from a Config use "
+                        "iotgen.generate_events (or iotgen.spec.spec_file.generator_spec first)")
+    defaults = _config_defaults()
     num_events = defaults.num_events if num_events is None else num_events
     chunk_size = defaults.chunk_size if chunk_size is None else chunk_size
     for name, value, minimum in (("NUM_EVENTS", num_events, 0), ("CHUNK_SIZE", chunk_size, 1), ("start", start, 0)):
@@ -269,9 +251,13 @@ def _chunks(spec: GeneratorSpec, start: int, stop: int, chunk_size: int, as_pand
         yield batch.to_pandas() if as_pandas else batch
 
 
-def generate_table(spec: "GeneratorSpec | Config | None" = None, num_events: int | None = None, **kwargs) -> pa.Table:
-    """All events of a run as one Arrow table."""
-    batches = list(generate_events(spec, num_events, **kwargs))
+def generate_table(spec: GeneratorSpec, num_events: int | None = None, **kwargs) -> pa.Table:
+    """All events of ``spec`` (``generate_events``' arguments) as one Arrow table."""
+    return table_of(list(generate_events(spec, num_events, **kwargs)))
+
+
+def table_of(batches: list[pa.RecordBatch]) -> pa.Table:
+    """Record batches of events as one table (the event schema when there are none)."""
     return pa.Table.from_batches(batches, schema=batches[0].schema if batches else ARROW_SCHEMA)
 
 
@@ -447,18 +433,11 @@ def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
-def generate_fixed_row(
-    rng: np.random.Generator | int | None = None,
-    *,
-    config: "Config | None" = None,
-    **catalog_overrides: Any,
-) -> dict[str, Any]:
-    """One event's 23 fixed columns as a dict of JSON values (timestamps as ISO 8601 text), as in the seed.
-
-    ``rng`` is a numpy Generator, a seed, or None (fresh). Catalog overrides: ``device_types``,
-    ``status_values``, ``regions``, ``zones``, ``models``, ``sources``, ``envs``.
-    """
-    event = _one_event(rng, config, catalog_overrides)
+def generate_fixed_row(spec: GeneratorSpec, rng: np.random.Generator | int | None = None) -> dict[str, Any]:
+    """One event's 23 fixed columns as a dict of JSON values (timestamps as ISO 8601 text), as in the seed;
+    ``rng`` is a numpy Generator, a seed, or None (fresh). With a Config and catalog overrides:
+    :func:`iotgen.generate_fixed_row`."""
+    event = event_dicts(build_events(spec, _rng(rng), 1))[0]
     event.pop("json_column")
     return event
 
@@ -478,17 +457,6 @@ def generate_dynamic_json(
     spec_check = GeneratorSpec(0, catalogs, 0, 1, min_keys, max_keys)
     text = build_json_column(catalogs.key_pool, spec_check.min_keys, spec_check.max_keys, _rng(rng), 1)
     return json.loads(text[0].as_py())
-
-
-def _one_event(rng, config: "Config | None", overrides: dict[str, Any]) -> dict[str, Any]:
-    from ..settings.catalogs import CATEGORICAL_CATALOGS
-
-    unknown = set(overrides) - set(CATEGORICAL_CATALOGS)
-    if unknown:
-        raise InputError(f"unknown catalog override(s) {sorted(unknown)}; allowed: {', '.join(CATEGORICAL_CATALOGS)}")
-    spec = GeneratorSpec.from_config(config or _config_defaults().replace(random_seed=0), Catalogs.build(**overrides))
-    batch = build_events(spec, _rng(rng), 1)
-    return event_dicts(batch)[0]
 
 
 def event_dicts(batch: pa.RecordBatch) -> list[dict[str, Any]]:

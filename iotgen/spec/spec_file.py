@@ -7,9 +7,9 @@ file is read (or, for what depends on the catalogs, when the GeneratorSpec is bu
 one :class:`~iotgen.base.errors.InputError` naming the file and the field (``scenarios.late.rate must be ...``).
 
 :func:`generator_spec` is the one way a :class:`~iotgen.settings.config.Config` becomes the
-:class:`~.generator.GeneratorSpec` it generates from (every face calls it; ``GeneratorSpec.from_config``
-is a convenience that calls it): the seed and time window of the Config, the spec file's catalogs, and the
-fleet (``PROFILE=fleet``) and scenarios it describes::
+:class:`~iotgen.generation.generator.GeneratorSpec` it generates from (every face calls it, and so do the
+package's public functions, ``iotgen.generate_events`` and friends): the seed and time window of the Config,
+the spec file's catalogs, and the fleet (``PROFILE=fleet``) and scenarios it describes::
 
     spec = generator_spec(Config.load(params={"SPEC_FILE": "my_spec.yaml", "NUM_EVENTS": 100_000}))
     batches = generate_events(spec, 100_000)

@@ -15,9 +15,9 @@ from typing import Callable
 
 import pyarrow as pa
 
-from iotgen.settings.config import Config
-from iotgen.generation.generator import generate_table
+from iotgen import generate_table
 from iotgen.formats.encoding import json_lines
+from iotgen.settings.config import Config
 
 HUBS = ("kill-delta", "kill-iceberg", "malformed", "sigint", "errors", "available-now", "available-empty", "idle")
 ROOT = Path(__file__).resolve().parents[2]

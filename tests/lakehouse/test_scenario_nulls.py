@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pyarrow.compute as pc
 
-from iotgen.settings.config import Config
-from iotgen.generation.generator import GeneratorSpec, generate_table
+from iotgen import generate_table
 from iotgen.runs.tables import parse_target
+from iotgen.settings.config import Config
+from iotgen.spec.spec_file import generator_spec
 
 
 def test_delta_and_iceberg_keep_scenario_nulls(tmp_path):
@@ -14,7 +15,7 @@ def test_delta_and_iceberg_keep_scenario_nulls(tmp_path):
     spec_file.write_text("scenarios:\n  nulls:\n    temperature: 0.2\n    region: 0.1\n")
     config = Config(random_seed=3, num_events=3000, spec_file=str(spec_file), anchor_time="2026-06-01T00:00:00Z",
                     output_dir=str(tmp_path))
-    events = generate_table(GeneratorSpec.from_config(config), 3000)
+    events = generate_table(generator_spec(config), 3000)
     expected = {c: events.column(c).null_count for c in ("temperature", "region")}
     assert 450 < expected["temperature"] < 750 and 200 < expected["region"] < 400
     for target in (f"delta:{tmp_path / 'delta'}", "iceberg:iot.nulls"):
@@ -40,7 +41,7 @@ def test_every_scenario_reaches_a_delta_variant_table_malformed_json_as_variant_
                     anchor_time="2026-06-01T00:00:00Z", output_dir=str(tmp_path), output_format="delta")
     written = write_table(config)
     assert written.count == 6000
-    events = generate_table(GeneratorSpec.from_config(config), 6000)
+    events = generate_table(generator_spec(config), 6000)
     expected = {}
     for event_id, text in zip(events.column("event_id").to_pylist(), events.column("json_column").to_pylist()):
         try:

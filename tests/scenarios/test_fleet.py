@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-
-from iotgen.generation.fleet import DAY_MS, HOUR_MS, fleet_devices
-from iotgen.generation.generator import BLOCK_SIZE, generate_events, generate_range
-from iotgen.settings.schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS
-
 from scenario_support import build, ms, rows
+
+from iotgen import generate_events
+from iotgen.generation.fleet import DAY_MS, HOUR_MS, fleet_devices
+from iotgen.generation.generator import BLOCK_SIZE, generate_range
+from iotgen.settings.schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS
+from iotgen.spec.spec_file import generator_spec
 
 ATTRIBUTES = ["device_type", "model", "region", "zone", "env", "source", "version"]
 
@@ -157,10 +156,9 @@ def test_device_count_comes_from_the_parameter_then_the_spec_then_num_sensors():
 
 def test_the_independent_profile_is_unchanged():
     from iotgen.settings.config import Config
-    from iotgen.generation.generator import GeneratorSpec
 
     config = Config(random_seed=3, anchor_time="2026-01-08")
-    plain = GeneratorSpec.from_config(config)
+    plain = generator_spec(config)
     via_spec = build(random_seed=3, anchor_time="2026-01-08")
     assert via_spec == plain
     assert generate_range(via_spec, 0, 5000).equals(generate_range(plain, 0, 5000))

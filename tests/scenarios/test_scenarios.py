@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from scenario_support import EVEN_INTERVALS, build, clean, ms, rows
 
+from iotgen import generate_events
 from iotgen.generation import generator, scenarios
-from iotgen.generation.generator import BLOCK_SIZE, generate_events, generate_range, labelled_block, labelled_range
+from iotgen.generation.generator import BLOCK_SIZE, generate_range, labelled_block, labelled_range
 from iotgen.generation.scenarios import LABEL_SCHEMA, OUT_OF_RANGE_VALUES, label_counts, truth_range
 from iotgen.settings.schema import ARROW_SCHEMA
-
-from scenario_support import EVEN_INTERVALS, build, clean, ms, rows
+from iotgen.spec.spec_file import generator_spec
 
 N = 20_000
 PROFILES = ("independent", "fleet")
@@ -328,10 +329,10 @@ def test_a_drift_change_that_cannot_be_applied_is_refused_when_the_spec_is_built
 
 def test_helpers_that_need_a_fleet_or_scenarios_say_so_in_one_line():
     import iotgen_helpers as h
-    from iotgen.settings.config import Config
     from iotgen.base.errors import InputError
+    from iotgen.settings.config import Config
 
-    plain = generator.GeneratorSpec.from_config(Config(random_seed=1))
+    plain = generator_spec(Config(random_seed=1))
     with pytest.raises(InputError, match="device_table needs the fleet profile"):
         h.device_table(plain)
     with pytest.raises(InputError, match="scenario_rates needs a spec with scenarios"):

@@ -11,9 +11,11 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from iotgen.settings.config import Config
-from iotgen.generation.generator import GeneratorSpec, generate_table
+from iotgen import generate_table
 from iotgen.formats.encoding import json_lines
+from iotgen.generation.generator import GeneratorSpec
+from iotgen.settings.config import Config
+from iotgen.spec.spec_file import generator_spec
 
 ANCHOR = "2026-01-08T00:00:00Z"
 
@@ -41,7 +43,7 @@ QUERY_TIMEOUT = 120  # seconds any streaming query in these tests may take
 
 
 def spec(seed: int = 7) -> GeneratorSpec:
-    return GeneratorSpec.from_config(Config(random_seed=seed, anchor_time=ANCHOR))
+    return generator_spec(Config(random_seed=seed, anchor_time=ANCHOR))
 
 
 def events(n: int, seed: int = 7, start: int = 0) -> pa.Table:

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from spark_support import ANCHOR, committed_offsets, events, run_to_the_end, wait_until
 
-from collections import Counter
-
-from iotgen.settings.config import Config
-from iotgen.generation.generator import BLOCK_SIZE, GeneratorSpec, generate_range
+from iotgen.generation.generator import BLOCK_SIZE, generate_range
 from iotgen.runs.spark.pipeline import _iotgen_options
 from iotgen.runs.spark.source_iotgen import IotgenOptions, split_range
 from iotgen.runs.spark.write import parquet_committed, write_stream
-
-from spark_support import ANCHOR, committed_offsets, events, run_query, run_to_the_end, wait_until
+from iotgen.settings.config import Config
+from iotgen.spec.spec_file import generator_spec
 
 N = 2 * BLOCK_SIZE + 1234  # three blocks, the last one partial
 
@@ -197,7 +196,7 @@ def spec_file(tmp_path):
 
 
 def _embedded(spec_file: str, seed: int, start: int, stop: int):
-    spec = GeneratorSpec.from_config(Config(spec_file=spec_file, random_seed=seed, anchor_time=ANCHOR))
+    spec = generator_spec(Config(spec_file=spec_file, random_seed=seed, anchor_time=ANCHOR))
     assert spec.fleet is not None and spec.scenarios is not None
     return pa.Table.from_batches([generate_range(spec, start, stop)])
 

@@ -9,11 +9,12 @@ import pyarrow as pa
 import pytest
 from azure.eventhub import EventData, EventDataBatch
 
-from iotgen.settings.config import Config
-from iotgen.generation.generator import GeneratorSpec, event_dicts, generate_block
-from iotgen.settings.schema import SCHEMA_VERSION
 from iotgen.formats.encoding import json_lines
 from iotgen.formats.eventhub_messages import batch_overhead, encode_messages
+from iotgen.generation.generator import event_dicts, generate_block
+from iotgen.settings.config import Config
+from iotgen.settings.schema import SCHEMA_VERSION
+from iotgen.spec.spec_file import generator_spec
 
 
 def sdk_encoding(body: str, event_id: str, device_type: str, key: str | None) -> tuple[bytes, int]:
@@ -30,7 +31,7 @@ def sdk_encoding(body: str, event_id: str, device_type: str, key: str | None) ->
 
 @pytest.fixture(scope="module")
 def block() -> pa.RecordBatch:
-    return generate_block(GeneratorSpec.from_config(Config(random_seed=5)), 3)
+    return generate_block(generator_spec(Config(random_seed=5)), 3)
 
 
 @pytest.mark.parametrize("key", ["sensor_id", None])
@@ -88,5 +89,5 @@ def test_the_body_is_the_event_as_json(block):
 
 
 def test_no_events_no_messages():
-    empty = generate_block(GeneratorSpec.from_config(Config(random_seed=1)), 0).slice(0, 0)
+    empty = generate_block(generator_spec(Config(random_seed=1)), 0).slice(0, 0)
     assert len(encode_messages(empty)) == 0

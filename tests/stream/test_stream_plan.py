@@ -7,10 +7,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from iotgen.settings.config import Config, Secret
-from iotgen.generation.generator import GeneratorSpec, generate_range
-from iotgen.runs.stream import LIVE_TIME_COLUMNS, StreamPlan, StreamSummary, rebase_times
+from iotgen.generation.generator import generate_range
 from iotgen.outputs.eventhubs import EventHubConfigError, error_kind, redact, target_from_config
+from iotgen.runs.stream import LIVE_TIME_COLUMNS, StreamPlan, StreamSummary, rebase_times
+from iotgen.settings.config import Config, Secret
+from iotgen.spec.spec_file import generator_spec
 
 KEY = "c2VjcmV0LWtleS0xMjM0NTY3ODkw"
 CONNECTION = (f"Endpoint=sb://myns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey={KEY};"
@@ -76,8 +77,14 @@ def test_redact_hides_keys_and_signatures():
 
 
 def test_errors_are_classified_for_retry():
-    from azure.eventhub.exceptions import (AuthenticationError, ConnectError, ConnectionLostError, EventDataError,
-                                           EventDataSendError, OperationTimeoutError)
+    from azure.eventhub.exceptions import (
+        AuthenticationError,
+        ConnectError,
+        ConnectionLostError,
+        EventDataError,
+        EventDataSendError,
+        OperationTimeoutError,
+    )
 
     assert error_kind(EventDataSendError("com.microsoft:server-busy: the request was throttled")) == "busy"
     assert error_kind(ConnectionLostError("link detached")) == "retry"
@@ -127,7 +134,7 @@ def test_a_quota_error_ends_the_run_with_one_clear_line_and_an_idle_close_is_ret
 
 @pytest.fixture(scope="module")
 def events() -> pa.RecordBatch:
-    return generate_range(GeneratorSpec.from_config(Config(random_seed=3)), 100, 600)
+    return generate_range(generator_spec(Config(random_seed=3)), 100, 600)
 
 
 def test_live_time_spreads_events_over_the_step_and_keeps_every_delay(events):

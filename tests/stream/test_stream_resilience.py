@@ -13,13 +13,14 @@ from collections import defaultdict
 import pytest
 
 import iotgen_helpers as h
-from iotgen.generation.generator import GeneratorSpec, generate_range
-from iotgen.runs.stream import stream_events
+from iotgen.generation.generator import generate_range
 from iotgen.outputs.eventhubs import EventHubConfigError, EventHubProducer, EventHubUnavailable
+from iotgen.runs.stream import stream_events
+from iotgen.spec.spec_file import generator_spec
 
 
 def event_ids(config, n):
-    return generate_range(GeneratorSpec.from_config(config), 0, n).column("event_id").to_pylist()
+    return generate_range(generator_spec(config), 0, n).column("event_id").to_pylist()
 
 
 def run_in_thread(config, when, action):

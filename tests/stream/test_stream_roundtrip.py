@@ -6,14 +6,15 @@ from collections import defaultdict
 
 import pytest
 
-from iotgen.generation.generator import GeneratorSpec, event_dicts, generate_range
+from iotgen.generation.generator import event_dicts, generate_range
+from iotgen.outputs.eventhubs import EventHubProducer, partition_for_key, read_events
 from iotgen.runs.stream import LIVE_TIME_COLUMNS, connect, stream_events
 from iotgen.settings.schema import SCHEMA_VERSION
-from iotgen.outputs.eventhubs import EventHubProducer, partition_for_key, read_events
+from iotgen.spec.spec_file import generator_spec
 
 
 def expected_events(config, n, start=0):
-    return event_dicts(generate_range(GeneratorSpec.from_config(config), start, start + n))
+    return event_dicts(generate_range(generator_spec(config), start, start + n))
 
 
 @pytest.mark.parametrize("fast, hub, n", [(True, "a", 2000), (False, "b", 600)],
@@ -91,7 +92,7 @@ def test_batches_are_packed_by_bytes_up_to_the_limit(hubs, stream_config, read_b
     config = stream_config(connection, stream_events=1000, batch_size=1000, max_batch_bytes=65536,
                            partition_key="none")
     with EventHubProducer.open(config) as producer:
-        chunk = producer.prepare(generate_range(GeneratorSpec.from_config(config), 0, 1000), 0)
+        chunk = producer.prepare(generate_range(generator_spec(config), 0, 1000), 0)
         sizes = [b.size for b in chunk.batches]
         assert all(size <= 65536 for size in sizes) and sum(b.count for b in chunk.batches) == 1000
         assert all(size > 65536 - 4000 for size in sizes[:-1])  # full but for less than one event
