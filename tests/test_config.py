@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from iotgen.base.errors import InputError
 from iotgen.settings.config import PARAMETERS, Config, Secret, parameter_docs
 
 SEED_PARAMETERS = (
@@ -175,3 +176,38 @@ def test_every_parameter_states_what_it_accepts_and_numbers_have_both_bounds():
 def test_the_variables_of_other_faces_do_not_break_config():
     config = Config.load(env={"IOTGEN_EMULATOR_KEY": "k", "IOTGEN_CONFIG": "", "IOTGEN_NUM_EVENTS": "7"})
     assert config.num_events == 7
+
+
+def test_spark_trigger_is_checked_when_the_config_is_built_with_the_one_trigger_grammar():
+    from iotgen.base.times import parse_duration_ms
+    from iotgen.settings.config import parse_trigger
+
+    with pytest.raises(InputError, match="^SPARK_TRIGGER must be availableNow, once or an interval"):
+        Config(spark_trigger="sometimes")
+    assert Config(spark_trigger=" 2 min ").spark_trigger == "2 min"
+    assert parse_trigger("2 min") == {"processingTime": "2 minutes"}
+    assert parse_trigger("processingTime: 90 seconds") == {"processingTime": "90 seconds"}
+    assert parse_trigger("1.5s") == {"processingTime": "1500 milliseconds"}
+    assert parse_trigger("available-now") == {"availableNow": True}
+    # the same duration grammar as the YAML spec's durations
+    assert parse_duration_ms("10 seconds") == parse_duration_ms("10s") == 10_000
+    assert parse_duration_ms("1h30m") == parse_duration_ms("1 hour 30 minutes") == 5_400_000
+    assert parse_duration_ms("10") is None and parse_duration_ms("ten seconds") is None
+
+
+def test_one_value_parser_serves_config_and_the_spark_options():
+    """Config parameters and Spark source options read a number, a flag or a choice with the same rules and
+    the same one-line message (iotgen.base.values)."""
+    from iotgen.runs.spark.source_eventhubs import EventHubsOptions
+
+    with pytest.raises(InputError) as from_config:
+        Config(ramp_up_sec="-1")
+    assert str(from_config.value).startswith("RAMP_UP_SEC must be a number")
+    good = "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=a;SharedAccessKey=b;EntityPath=h"
+    for option, value, message in [("maxEventsPerTrigger", "0", "maxEventsPerTrigger must be an integer from 1"),
+                                   ("receiveTimeout", "nan", "receiveTimeout must be a number > 0"),
+                                   ("failOnDataLoss", "maybe", "failOnDataLoss must be true or false"),
+                                   ("transport", "carrier pigeon", "transport must be one of amqp, websockets")]:
+        with pytest.raises(InputError, match=f"^{message}"):
+            EventHubsOptions.parse({"connectionString": good, option: value})
+    assert EventHubsOptions.parse({"connectionString": good, "failOnDataLoss": " FALSE "}).fail_on_data_loss is False

@@ -3,7 +3,8 @@
 * :data:`HOUR_MS`, :data:`DAY_MS`: milliseconds in an hour and a day (event times are epoch milliseconds);
 * :func:`parse_datetime`: ISO 8601 text (a ``Z`` suffix allowed), a date or a datetime; naive means UTC;
 * :func:`iso_utc` / :func:`iso_time`: a moment or epoch ms as ISO 8601 UTC with milliseconds and ``Z``;
-* :func:`parse_duration_ms`: ``90s``, ``15m``, ``2h``, ``1d``, ``1h30m``, ``500ms`` or a number of seconds.
+* :func:`parse_duration_ms`: ``90s``, ``15m``, ``2h``, ``1d``, ``1h30m``, ``500ms``, ``10 seconds`` or a number of
+  seconds.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from typing import Any
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": HOUR_MS, "d": DAY_MS}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+_UNIT_WORDS = {"milliseconds": "ms", "millisecond": "ms", "millis": "ms", "ms": "ms", "seconds": "s", "second": "s",
+               "secs": "s", "sec": "s", "s": "s", "minutes": "m", "minute": "m", "mins": "m", "min": "m", "m": "m",
+               "hours": "h", "hour": "h", "h": "h", "days": "d", "day": "d", "d": "d"}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(" + "|".join(sorted(_UNIT_WORDS, key=len, reverse=True)) + ")")
 
 
 def parse_datetime(value: Any) -> dt.datetime | None:
@@ -44,7 +48,8 @@ def iso_time(ms: int) -> str:
 
 
 def parse_duration_ms(value: Any) -> int | None:
-    """``90s``, ``15m``, ``2h``, ``1d``, ``1h30m``, ``500ms`` or a number of seconds, in ms (None if not one)."""
+    """``90s``, ``15m``, ``2h``, ``1d``, ``1h30m``, ``500ms`` (or the units' words: ``10 seconds``, ``2 min``) or a
+    number of seconds, in ms (None if not one)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -55,4 +60,4 @@ def parse_duration_ms(value: Any) -> int | None:
     parts = _DURATION.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
         return None
-    return int(round(sum(float(n) * _UNITS_MS[u] for n, u in parts)))
+    return int(round(sum(float(n) * _UNITS_MS[_UNIT_WORDS[u]] for n, u in parts)))

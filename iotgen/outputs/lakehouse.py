@@ -22,6 +22,7 @@ from typing import Iterable, Iterator, Mapping
 import pyarrow as pa
 
 from ..base.errors import InputError
+from ..base.values import parse_choice
 from ..settings.schema import ARROW_SCHEMA, TIMESTAMP
 
 JSON_COLUMN_MODES = ("variant", "string")
@@ -128,9 +129,7 @@ def record_batches(data) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
 
 
 def check_json_column_mode(mode: str) -> str:
-    if not isinstance(mode, str) or mode.lower() not in JSON_COLUMN_MODES:
-        raise InputError(f"JSON_COLUMN_MODE must be one of {', '.join(JSON_COLUMN_MODES)}, got {mode!r}")
-    return mode.lower()
+    return parse_choice("JSON_COLUMN_MODE", mode, JSON_COLUMN_MODES)
 
 
 def check_app_transactions(idempotency_key: tuple[str, int] | None,

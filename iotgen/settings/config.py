@@ -22,12 +22,14 @@ import dataclasses
 import datetime as dt
 import difflib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
 from ..base.errors import InputError
-from ..base.times import parse_datetime
+from ..base.times import HOUR_MS, parse_datetime, parse_duration_ms
+from ..base.values import parse_bool, parse_choice, parse_int, parse_number, show_bound
 
 ENV_PREFIX = "IOTGEN_"
 # IOTGEN_* variables that belong to other faces, not to Config: the YAML file's path, the local endpoint's key,
@@ -77,56 +79,17 @@ def _allowing(allowed: str) -> Callable[[_Parser], _Parser]:
     return attach
 
 
-def _show(number: float) -> str:
-    """A bound as people write it: 1,000,000,000,000 as 10^12, 65,536 as 65536."""
-    if number == 2**64 - 1:
-        return "2^64 - 1"
-    if number >= 10**6 and float(number).is_integer() and str(int(number)).rstrip("0") == "1":
-        return f"10^{len(str(int(number))) - 1}"
-    return f"{number:g}" if isinstance(number, float) else str(number)
-
-
-def _int(name: str, value: Any, minimum: int = 0, maximum: int = 10**12) -> int:
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-        value = int(value.strip())
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise InputError(f"{name} must be an integer from {_show(minimum)} to {_show(maximum)}, got {value!r}")
-    return value
-
-
 def _integer(minimum: int = 0, maximum: int = 10**12) -> Callable[[str, Any], int]:
-    return _allowing(f"{_show(minimum)} - {_show(maximum)}")(lambda n, v: _int(n, v, minimum, maximum))
-
-
-def _float(name: str, value: Any, minimum: float = 0.0, strict: bool = False, maximum: float = 1e12) -> float:
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            pass
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
-            or value < minimum or (strict and value == minimum) or value > maximum:
-        relation = ">" if strict else ">="
-        raise InputError(f"{name} must be a number {relation} {_show(minimum)} and <= {_show(maximum)}, "
-                         f"got {value!r}")
-    return float(value)
+    return _allowing(f"{show_bound(minimum)} - {show_bound(maximum)}")(lambda n, v: parse_int(n, v, minimum, maximum))
 
 
 def _number(minimum: float = 0.0, maximum: float = 1e12, strict: bool = False) -> Callable[[str, Any], float]:
-    low = f"> {_show(minimum)}" if strict else f"{_show(minimum)}"
-    allowed = f"{low} - {_show(maximum)}" if not strict else f"{low}, <= {_show(maximum)}"
-    return _allowing(allowed)(lambda n, v: _float(n, v, minimum, strict, maximum))
+    low = f"> {show_bound(minimum)}" if strict else f"{show_bound(minimum)}"
+    allowed = f"{low} - {show_bound(maximum)}" if not strict else f"{low}, <= {show_bound(maximum)}"
+    return _allowing(allowed)(lambda n, v: parse_number(n, v, minimum, strict, maximum))
 
 
-@_allowing("true | false")
-def _bool(name: str, value: Any) -> bool:
-    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
-        return value.strip().lower() in ("true", "1", "yes", "on")
-    if not isinstance(value, bool):
-        raise InputError(f"{name} must be true or false, got {value!r}")
-    return value
+_bool = _allowing("true | false")(parse_bool)
 
 
 @_allowing("text")
@@ -153,12 +116,31 @@ def _optional(parse: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
 
 
 def _choice(*allowed: str) -> Callable[[str, Any], str]:
-    def parse_choice(name: str, value: Any) -> str:
-        if not isinstance(value, str) or value.lower() not in allowed:
-            raise InputError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-        return value.lower()
+    return _allowing(" | ".join(allowed))(lambda name, value: parse_choice(name, value, allowed))
 
-    return _allowing(" | ".join(allowed))(parse_choice)
+
+def parse_trigger(text: Any, name: str = "SPARK_TRIGGER") -> dict[str, Any]:
+    """A Spark trigger, ``availableNow`` | ``once`` | an interval (``10 seconds``, ``500ms``, ``2 min``, also as
+    ``processingTime=<interval>``), as ``DataStreamWriter.trigger()`` keyword arguments; one InputError naming
+    ``name`` otherwise."""
+    value = str(text).strip()
+    if value.replace("_", "").replace("-", "").lower() in ("availablenow", ""):
+        return {"availableNow": True}
+    if value.lower() == "once":
+        return {"once": True}
+    ms = parse_duration_ms(re.sub(r"^processingtime\s*[:=]", "", value, flags=re.IGNORECASE))
+    if ms is None or ms <= 0:
+        raise InputError(f"{name} must be availableNow, once or an interval such as '10 seconds', got {text!r}")
+    for word, size in (("hours", HOUR_MS), ("minutes", 60_000), ("seconds", 1000)):
+        if ms % size == 0:
+            return {"processingTime": f"{ms // size} {word}"}
+    return {"processingTime": f"{ms} milliseconds"}
+
+
+@_allowing("availableNow | once | an interval such as '10 seconds'")
+def _trigger(name: str, value: Any) -> str:
+    parse_trigger(value, name)
+    return str(value).strip()
 
 
 # Event times the generator can write (with last_calibration up to a year before and updated_at an hour after).
@@ -340,7 +322,7 @@ class Config:
         "OUTPUT_DIR/parquet/iot_events.")
     spark_bad_records: str = _param("", _text, "Table or path for rejected messages; empty: <table>_bad_records.")
     spark_trigger: str = _param(
-        "availableNow", _nonempty, "availableNow | once | an interval such as '10 seconds'.")
+        "availableNow", _trigger, "When micro-batches run: all available now, once, or every interval.")
     spark_source: str = _param(
         "auto", _choice("auto", "iotgen_eventhubs", "kafka"),
         "auto: the Kafka endpoint on Databricks (Standard tier and up), the iotgen_eventhubs source elsewhere.")

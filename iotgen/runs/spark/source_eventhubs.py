@@ -56,6 +56,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 
 from ...base.errors import InputError
+from ...base.values import parse_bool, parse_choice, parse_int, parse_number
 from ...outputs.eventhubs import parse_connection_string as sinks_connection_fields
 from ...settings.config import Secret
 from .runtime import (
@@ -128,26 +129,12 @@ class EventHubsOptions:
             raise InputError("eventHubName is required when the connection string has no EntityPath")
         starting = _starting_position(values.get("startingPosition", "earliest"))
         given_max = values.get("maxEventsPerTrigger")
-        max_events: int | None = None
-        if given_max is not None:
-            text = str(given_max).strip()
-            if not text.isdigit() or int(text) < 1:
-                raise InputError(f"maxEventsPerTrigger must be an integer >= 1, got {given_max!r}")
-            max_events = int(text)
-        try:
-            timeout = float(values.get("receiveTimeout", 60))
-        except ValueError:
-            timeout = -1.0
-        if not 0 < timeout < float("inf"):
-            raise InputError(f"receiveTimeout must be a number of seconds > 0, got {values.get('receiveTimeout')!r}")
-        loss = str(values.get("failOnDataLoss", "true")).strip().lower()
-        if loss not in ("true", "false"):
-            raise InputError(f"failOnDataLoss must be true or false, got {values.get('failOnDataLoss')!r}")
-        transport = str(values.get("transport", "amqp")).strip().lower()
-        if transport not in ("amqp", "websockets"):
-            raise InputError(f"transport must be amqp or websockets, got {values.get('transport')!r}")
+        max_events = None if given_max is None else parse_int("maxEventsPerTrigger", given_max, 1)
+        timeout = parse_number("receiveTimeout", values.get("receiveTimeout", 60), 0.0, strict=True)
+        loss = parse_bool("failOnDataLoss", values.get("failOnDataLoss", "true"))
+        transport = parse_choice("transport", values.get("transport", "amqp"), ("amqp", "websockets"))
         return cls(Secret(connection) if connection else None, namespace, hub,
-                   values.get("consumerGroup") or "$Default", starting, max_events, timeout, loss == "true", transport)
+                   values.get("consumerGroup") or "$Default", starting, max_events, timeout, loss, transport)
 
     def client(self) -> Any:
         """A new ``EventHubConsumerClient`` (close it when done), as iotgen's producer builds its clients."""

@@ -62,6 +62,7 @@ from typing import Any, Iterator, Mapping
 import pyarrow as pa
 
 from ...base.errors import InputError
+from ...base.values import parse_int, parse_number
 from ...generation.generator import BLOCK_SIZE, GeneratorSpec, block_slices, generate_block
 from ...settings.catalogs import Catalogs
 from ...settings.config import Config
@@ -137,14 +138,14 @@ class IotgenOptions:
         except InputError as exc:  # the message names the parameter; name the option too
             raise InputError(f"iotgen source option {_option_of(exc, given)}: {exc}") from None
         num_events = config.num_events if (not streaming or "NUM_EVENTS" in params) else None
-        num_partitions = _positive_int("numPartitions", source.get("numPartitions"), max(1, os.cpu_count() or 1))
+        num_partitions = parse_int("numPartitions", source.get("numPartitions", max(1, os.cpu_count() or 1)), 1)
         rows_per_second = None
         if source.get("rowsPerSecond") is not None:
-            rows_per_second = _positive_float("rowsPerSecond", source["rowsPerSecond"])
+            rows_per_second = parse_number("rowsPerSecond", source["rowsPerSecond"], 0.0, strict=True)
         rows_per_batch = None
         if source.get("rowsPerBatch") is not None:
-            rows_per_batch = _positive_int("rowsPerBatch", source["rowsPerBatch"], None)
-        start_event = _positive_int("startEvent", source.get("startEvent"), 0, minimum=0)
+            rows_per_batch = parse_int("rowsPerBatch", source["rowsPerBatch"], 1)
+        start_event = parse_int("startEvent", source.get("startEvent", 0), 0)
         if streaming and num_events is None and rows_per_second is None and rows_per_batch is None:
             raise InputError("a streaming iotgen source needs rowsPerSecond, rowsPerBatch or numEvents")
         if not streaming and (rows_per_second is not None or rows_per_batch is not None or "startEvent" in source):
@@ -185,27 +186,6 @@ def _option_of(error: ValueError, given: Mapping[str, str]) -> str:
     """The option a Config error is about (its message starts with the parameter's name)."""
     named = [p for p in given if str(error).startswith(p)]
     return given[max(named, key=len)] if named else "value"
-
-
-def _positive_int(name: str, value: Any, default: int | None, minimum: int = 1) -> int:
-    if value is None:
-        if default is None:
-            raise InputError(f"{name} is required")
-        return default
-    text = str(value).strip()
-    if not text.lstrip("+").isdigit() or int(text) < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(text)
-
-
-def _positive_float(name: str, value: Any) -> float:
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        number = float("nan")
-    if not number > 0 or number == float("inf"):
-        raise InputError(f"{name} must be a finite number > 0, got {value!r}")
-    return number
 
 
 def _catalogs(text: Any) -> Catalogs | None:

@@ -47,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from ...base.errors import InputError
+from ...base.values import parse_choice
+from ...settings.config import parse_trigger  # noqa: F401  (re-exported: spark.write.parse_trigger)
 from ...settings.databricks import check_location, check_trigger, on_databricks
 from .parse import BODY, EVENT_COLUMNS, GOOD, PROVENANCE, bad_records, good_events, has_provenance, parse_events
 from .runtime import to_arrow
@@ -57,27 +59,6 @@ TARGETS = ("delta", "iceberg", "parquet")
 ENGINES = ("auto", "spark", "embedded")
 JSON_COLUMN_MODES = ("variant", "string")
 BAD_RECORDS_SUFFIX = "_bad_records"
-_INTERVAL = re.compile(r"^\s*(?:processingTime\s*[:=]\s*)?(\d+(?:\.\d+)?)\s*"
-                       r"(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?)\s*$", re.IGNORECASE)
-
-
-# ---- triggers ----------------------------------------------------------------------------------------------
-def parse_trigger(text: str) -> dict[str, Any]:
-    """``availableNow`` | ``once`` | ``<n> seconds`` (or ``processingTime=<n> seconds``) as ``trigger()``
-    keyword arguments; ``ValueError`` naming SPARK_TRIGGER otherwise."""
-    value = str(text).strip()
-    if value.replace("_", "").replace("-", "").lower() in ("availablenow", ""):
-        return {"availableNow": True}
-    if value.lower() == "once":
-        return {"once": True}
-    match = _INTERVAL.match(value)
-    if match:
-        number, unit = match.groups()
-        unit = unit.lower()
-        word = ("milliseconds" if unit.startswith(("ms", "milli")) else "minutes" if unit.startswith("m") else
-                "hours" if unit.startswith("h") else "seconds")
-        return {"processingTime": f"{number} {word}"}
-    raise InputError(f"SPARK_TRIGGER must be availableNow, once or an interval such as '10 seconds', got {text!r}")
 
 
 # ---- targets ----------------------------------------------------------------------------------------------
@@ -100,9 +81,9 @@ class StreamTarget:
                 json_column_mode: str = "variant", iceberg_catalog_uri: str | None = None,
                 iceberg_warehouse: str | None = None) -> "StreamTarget":
         """Check everything (before any output) and pick the engine; ``ValueError`` naming the parameter."""
-        kind = _choice("SPARK_TARGET", kind, TARGETS)
-        engine = _choice("SPARK_ENGINE", engine, ENGINES)
-        mode = _choice("JSON_COLUMN_MODE", json_column_mode, JSON_COLUMN_MODES)
+        kind = parse_choice("SPARK_TARGET", kind, TARGETS)
+        engine = parse_choice("SPARK_ENGINE", engine, ENGINES)
+        mode = parse_choice("JSON_COLUMN_MODE", json_column_mode, JSON_COLUMN_MODES)
         if not isinstance(table, str) or not table.strip():
             raise InputError(f"the {kind} target needs a table name or path, got {table!r}")
         table = table.strip()
@@ -186,12 +167,6 @@ def _check_embedded(kind: str, table: str) -> None:
     except ImportError:
         raise InputError(f"the embedded {kind} writer needs the {module} package (pip install -r requirements.txt), "
                          f"or a Spark session with {kind} support") from None
-
-
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value.strip().lower() not in allowed:
-        raise InputError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-    return value.strip().lower()
 
 
 def _bad_records_name(table: str, kind: str) -> str:
