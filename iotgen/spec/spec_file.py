@@ -250,7 +250,7 @@ class Spec:
 
 
 #: The folder holding the ``iotgen`` package: the project (a Databricks Git folder's root) in a checkout.
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def locate(path: str | os.PathLike) -> Path:
