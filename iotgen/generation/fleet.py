@@ -53,6 +53,7 @@ from ..base.errors import InputError
 from ..base.times import DAY_MS, HOUR_MS
 from ..settings.catalogs import Catalogs
 from ..settings.schema import CALIBRATION_DUE_DAYS, TIMESTAMP, events_schema
+from .devices import Lifecycle, Registry
 from .dynamic_json import build_json_column
 from .generator import BLOCK_SIZE, GeneratorSpec, _uuid4, block_rng  # _uuid4: the generator's UUID text
 
@@ -176,6 +177,9 @@ class Fleet:
     rollouts: tuple[Rollout, ...] = DEFAULT_ROLLOUTS
     models: tuple[tuple[str, tuple[str, ...]], ...] = _pairs(DEFAULT_MODELS)
     status: tuple[tuple[str, str], ...] = tuple((role, role) for role in STATUS_ROLES)
+    #: The device registry and its change feed (:mod:`iotgen.generation.devices`); None: off, and the events
+    #: are those of a fleet whose devices never move, fail an update, get replaced or decommissioned.
+    registry: Registry | None = None
 
     # ---- the GeneratorSpec extension point ------------------------------------------------------------
     def build_block(self, spec: GeneratorSpec, block: int, json_column: str = "text") -> pa.RecordBatch:
@@ -257,7 +261,8 @@ def fleet_devices(spec: GeneratorSpec) -> "Devices":
             return known[1]
     if not isinstance(spec.fleet, Fleet):
         raise InputError("PROFILE is not fleet: this GeneratorSpec has no iotgen.generation.fleet.Fleet")
-    devices = _devices(spec.fleet, spec.seed, spec.catalogs, spec.window_start_ms)
+    span = spec.window_span_ms if spec.fleet.registry is not None else 0  # the registry's changes need it
+    devices = _devices(spec.fleet, spec.seed, spec.catalogs, spec.window_start_ms, span)
     with _BY_SPEC_LOCK:
         _BY_SPEC[id(spec)] = (spec, devices)
         while len(_BY_SPEC) > 8:
@@ -266,14 +271,15 @@ def fleet_devices(spec: GeneratorSpec) -> "Devices":
 
 
 @functools.lru_cache(maxsize=8)
-def _devices(fleet: Fleet, seed: int, catalogs: Catalogs, window_start_ms: int) -> "Devices":
-    return Devices(fleet, seed, catalogs, window_start_ms)
+def _devices(fleet: Fleet, seed: int, catalogs: Catalogs, window_start_ms: int, window_span_ms: int = 0) -> "Devices":
+    return Devices(fleet, seed, catalogs, window_start_ms, window_span_ms)
 
 
 class Devices:
     """Every device's attributes and parameters as numpy arrays, plus the schedule (epoch tables, cached)."""
 
-    def __init__(self, fleet: Fleet, seed: int, catalogs: Catalogs, window_start_ms: int) -> None:
+    def __init__(self, fleet: Fleet, seed: int, catalogs: Catalogs, window_start_ms: int,
+                 window_span_ms: int = 0) -> None:
         fleet.check(catalogs)
         self.fleet, self.seed, self.catalogs, self.t0 = fleet, seed, catalogs, window_start_ms
         n = self.count = fleet.device_count
@@ -303,8 +309,9 @@ class Devices:
         self.signal_level = np.clip(-70 + 10 * z(12), -110, -40)
         climates = dict(fleet.climate)
         region_climate = [climates.get(r, fleet.default_climate) for r in catalogs.regions.values]
-        self.climate = {f: np.array([getattr(c, f) for c in region_climate])[self.region]
-                        for f in Climate.__dataclass_fields__}
+        self.region_climate = {f: np.array([getattr(c, f) for c in region_climate])
+                               for f in Climate.__dataclass_fields__}
+        self.climate = {f: by_region[self.region] for f, by_region in self.region_climate.items()}
         # Battery: drain (%/ms, faster for frequent reporters), threshold, cycle length and phase.
         drain = fleet.battery_drain_pct_per_day / DAY_MS * np.sqrt(300_000 / self.interval) * np.exp(0.3 * z(13))
         low, high = fleet.recharge_below_pct
@@ -335,6 +342,9 @@ class Devices:
         self._lock = threading.Lock()
         self._epochs: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
         self._before: dict[int, int] = {}
+        # The registry: devices commissioned, relocated, replaced and decommissioned; firmware that rolls back.
+        self.lifecycle = Lifecycle(self, fleet.registry, window_span_ms) if fleet.registry is not None else None
+        self._skipped = int(self._reports_before(0).sum()) if self.lifecycle is not None else 0
 
     def _models(self, u: np.ndarray) -> np.ndarray:
         """Model index per device: one of its type's models when they are in the MODELS catalog, else any."""
@@ -358,13 +368,16 @@ class Devices:
     def _reports_before(self, t: int) -> np.ndarray:
         """Per device, how many of its reports fall before ``t`` ms after the window start."""
         j, interval = self.jitter, self.interval
+        if self.lifecycle is not None:  # a device reports from its commissioning until its decommissioning
+            t = np.clip(t, self.lifecycle.active_from, self.lifecycle.active_until)
         # Reports whose latest possible time is before t; at most one more (2J < I) may be, depending on jitter.
         sure = np.maximum(0, -((2 * j + self.phase - t) // interval))
         return sure + (self._report_time(self.index, sure) < t)
 
     def _events_before_epoch(self, e: int) -> int:
         if e not in self._before:
-            self._before[e] = int(self._reports_before(e * self.epoch_ms).sum()) if e > 0 else 0
+            # (less those a device skipped before its commissioning: its report numbers start there)
+            self._before[e] = int(self._reports_before(e * self.epoch_ms).sum()) - self._skipped if e > 0 else 0
         return self._before[e]
 
     def _epoch(self, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -415,14 +428,18 @@ class Devices:
     # ---- readings ---------------------------------------------------------------------------------------
     def _readings(self, names: tuple[str, ...], device: np.ndarray, t: np.ndarray,
                   noise: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Temperature, humidity and/or pressure: climate, daily cycle, regional weather, device walk, noise."""
-        climate = self.climate
-        local = self._local_hours(device, t)
+        """Temperature, humidity and/or pressure: climate, daily cycle, regional weather, device walk, noise
+        (the climate and weather of the region the device is in at ``t``)."""
+        if self.lifecycle is None:
+            climate, index, region = self.climate, device, self.region[device]
+        else:
+            climate, index = self.region_climate, self.lifecycle.place(device, t)[0]
+            region = index
+        local = (t / HOUR_MS + climate["utc_offset_h"][index]) % 24
         daily = _cycle(local, 24, 15)
         noise = kr.keyed(self.seed, _NOISE, device, t) if noise is None else noise
         models = {name: getattr(self.fleet, name) for name in names}
         variation = {name: np.zeros(len(t)) for name in names}
-        region = self.region[device]
         for stream, key, hours, sd, levels, grid in ((_WEATHER, region, "weather_hours", "weather_sd", 6, True),
                                                      (_WALK, device, "walk_hours", "walk_sd", 7, False)):
             by_period: dict[int, list[str]] = {}
@@ -436,11 +453,11 @@ class Devices:
         out = {}
         for name in names:
             if name == "temperature":
-                level = climate["temperature_c"][device] + climate["temperature_daily_c"][device] * daily
+                level = climate["temperature_c"][index] + climate["temperature_daily_c"][index] * daily
             elif name == "humidity":
-                level = climate["humidity_pct"][device] - climate["humidity_daily_pct"][device] * daily
+                level = climate["humidity_pct"][index] - climate["humidity_daily_pct"][index] * daily
             else:
-                level = climate["pressure_hpa"][device] + 0.6 * _cycle(local, 12, 10)
+                level = climate["pressure_hpa"][index] + 0.6 * _cycle(local, 12, 10)
             sensor_noise = models[name].noise_sd * kr.to_normal(noise, _READINGS.index(name))
             out[name] = _quantise(level + self.offset[name][device] + variation[name] + sensor_noise, name)
         return out
@@ -495,10 +512,13 @@ class Devices:
         role = np.where(t - calibration < fleet.maintenance_hours * HOUR_MS, 3, role)
         role = np.where(tf - last_fault < fleet.error_hours * HOUR_MS, 4, role)
         out["status"] = np.where(out["battery_level"] <= 2, 5, role)
-        firmware = self.firmware[device].copy()
-        for code, when in self.rollouts:
-            firmware = np.where(tf >= when[device], code, firmware)
-        out["firmware"] = firmware
+        if self.lifecycle is None:
+            firmware = self.firmware[device].copy()
+            for code, when in self.rollouts:
+                firmware = np.where(tf >= when[device], code, firmware)
+            out["firmware"] = firmware
+        else:  # rollouts as above, and the failed ones rolled back
+            out["firmware"] = self.lifecycle.firmware(device, t)[0]
         return out
 
     def _faults(self, device, tf, reset, next_reset) -> tuple[np.ndarray, np.ndarray]:
@@ -577,6 +597,14 @@ class Devices:
             "source": _take(cats.sources.values, self.source[device]),
             "env": _take(cats.envs.values, self.env[device]),
         })
+        if self.lifecycle is not None:  # the registry's device in the slot, its place and hardware, as of t
+            life = self.lifecycle
+            entity = life.entity(device, t)
+            region, zone = life.place(device, t)
+            out["sensor_id"] = life.sensor_ids.take(pa.array(entity))
+            out["region"] = _take(cats.regions.values, region)
+            out["zone"] = _take(cats.zones.values, zone)
+            out["version"] = pa.array(life.stable(entity, device)["version"])
         return out
 
     def table(self) -> pa.Table:

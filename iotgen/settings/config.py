@@ -38,6 +38,7 @@ OTHER_ENV = ("IOTGEN_CONFIG", "IOTGEN_EMULATOR_KEY", "IOTGEN_EMULATOR_BENCHMARK_
 SECRET_PARAMS = ("EVENTHUB_CONNECTION_STRING", "KAFKA_SASL_PASSWORD")
 FILE_FORMATS = ("ndjson", "json", "parquet", "csv")
 TABLE_FORMATS = ("delta", "iceberg")
+CDC_LAYOUTS = ("flat", "debezium")  # the device change feed's layouts (iotgen.generation.devices)
 
 
 class Secret:
@@ -310,6 +311,14 @@ class Config:
     spec_file: str | None = _param(
         None, _optional(_nonempty),
         "YAML generation spec (catalogs, fleet, data-quality scenarios); see docs/scenarios.md.")
+    # Device registry and change feed (issue 15)
+    device_registry: bool | None = _param(
+        None, _optional(_bool),
+        "Fleet profile: write the device registry and its change feed (CDC) next to the events, which follow it; "
+        "None: on when the spec file has a registry section. See docs/registry.md.")
+    cdc_layout: str = _param(
+        "flat", _choice(*CDC_LAYOUTS),
+        "The change feed's layout: flat (Delta CDF: _change_type, _commit_version, ...) | debezium (before/after).")
 
     # Spark: the iotgen/iotgen_eventhubs sources, parsing to VARIANT, streaming writes (issue 5, issue 11)
     spark_target: str = _param(

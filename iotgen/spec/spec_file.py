@@ -31,6 +31,7 @@ import numpy as np
 
 from ..base.errors import InputError
 from ..base.times import HOUR_MS, iso_time, parse_datetime, parse_duration_ms
+from ..generation.devices import CdcFaults, Registry
 from ..generation.fleet import (
     DEFAULT_CLIMATES,
     DEFAULT_INTERVALS_S,
@@ -75,7 +76,7 @@ EXAMPLE_NAME = "example_spec.yaml"
 #: The example spec as a file (package data next to this module; a file to pass as SPEC_FILE).
 EXAMPLE_PATH = Path(__file__).resolve().parent / EXAMPLE_NAME
 PROFILES = ("independent", "fleet")
-SECTIONS = ("profile", "catalogs", "fleet", "scenarios")
+SECTIONS = ("profile", "catalogs", "fleet", "scenarios", "registry")
 CATALOG_KEYS = ("device_types", "status_values", "regions", "zones", "models", "sources", "envs", "iot_key_pool",
                 "nested_keys")
 
@@ -93,6 +94,12 @@ YAML_NAMES: dict[type, dict[str, str]] = {
     Stuck: {"duration": "duration_ms"},
     Drift: {"duration": "duration_ms"},
     ClockSkew: {"max_offset": "max_offset_ms", "max_drift_per_day": "max_drift_ms_per_day"},
+    Registry: {"rollback.fraction": "rollback_fraction", "rollback.within": "rollback_within_ms",
+               "relocations.per_device_day": "relocations_per_device_day",
+               "relocations.cross_region_fraction": "cross_region_fraction"},
+    CdcFaults: {"duplicates.rate": "duplicates", "duplicates.max_distance": "duplicate_distance",
+                "out_of_order.rate": "out_of_order", "out_of_order.window": "out_of_order_window",
+                "late.rate": "late", "late.max": "late_max_ms"},
 }
 # and two that set two fields: ``replays.length`` ([min_length, max_length]) and ``drift.columns`` (columns and
 # max_offset).
@@ -235,6 +242,10 @@ class Spec:
     fleet: Mapping[str, Any] = field(default_factory=dict)
     scenarios: Mapping[str, Any] = field(default_factory=dict)
     where: str = "spec"
+    registry: Mapping[str, Any] | None = None  # None: no registry section
+
+    def build_registry(self) -> Registry:
+        return _build_registry(self.registry or {}, self.where)
 
     def build_catalogs(self) -> Catalogs:
         try:
@@ -284,12 +295,15 @@ def load_spec(source: str | os.PathLike | Mapping[str, Any] | None) -> Spec:
     for key in CATALOG_KEYS:
         catalogs.raw(key)
     catalogs.done()
+    registry = top.raw("registry")
     spec = Spec(profile, {k: v for k, v in catalogs.data.items()}, top.section("fleet").data,
-                top.section("scenarios").data, where)
+                top.section("scenarios").data, where,
+                None if registry is None or registry is False else _Fields(registry, "registry", where).data)
     top.done()
     built = spec.build_catalogs()  # check everything now, against the file's own catalogs
     spec.build_fleet(built, 1, 0)
     spec.build_scenarios(built, 0)
+    spec.build_registry()
     return spec
 
 
@@ -313,6 +327,13 @@ def generator_spec(config: Config | None = None, catalogs: Catalogs | None = Non
         count = config.device_count or spec.fleet.get("device_count") or config.num_sensors
         fleet = spec.build_fleet(catalogs, count, window_start_ms)
     scenarios = spec.build_scenarios(catalogs, window_start_ms)
+    registry = config.device_registry if config.device_registry is not None else spec.registry is not None
+    if registry:
+        if fleet is None:
+            raise InputError("DEVICE_REGISTRY needs the fleet profile (PROFILE=fleet or the spec's profile: fleet), "
+                             f"got the {profile} profile{'' if config.device_registry else ' and a registry section'}"
+                             f"{'' if config.device_registry else ' in the spec (set DEVICE_REGISTRY=false to ignore it)'}")
+        fleet = dataclasses.replace(fleet, registry=spec.build_registry())
     return GeneratorSpec(
         seed=_fresh_seed() if config.random_seed is None else config.random_seed,
         catalogs=catalogs,
@@ -642,6 +663,48 @@ def _drift_change(f: _Fields, catalogs: Catalogs, window_start_ms: int) -> Drift
     return DriftChange(at, operation, key, value, to)
 
 
+# ---- registry ---------------------------------------------------------------------------------------------------
+def _build_registry(data: Mapping[str, Any], where: str) -> Registry:
+    f = _Fields(data, "registry", where)
+    rollback, relocations = f.section("rollback"), f.section("relocations")
+    per_day = {"low": 0.0, "high": 100.0}
+    registry = Registry(
+        commissioned_fraction=f.rate("commissioned_fraction", default(Registry, "commissioned_fraction")),
+        install_days=f.number("install_days", default(Registry, "install_days"), 0.0, 36_500.0),
+        rollback_fraction=rollback.rate("fraction", default(Registry, "rollback.fraction")),
+        rollback_within_ms=rollback.duration_ms("within", default(Registry, "rollback.within"), 1),
+        relocations_per_device_day=relocations.number("per_device_day", default(Registry, "relocations.per_device_day"),
+                                                      **per_day),
+        cross_region_fraction=relocations.rate("cross_region_fraction",
+                                               default(Registry, "relocations.cross_region_fraction")),
+        replacements_per_device_day=f.number("replacements_per_device_day",
+                                             default(Registry, "replacements_per_device_day"), **per_day),
+        decommissions_per_device_day=f.number("decommissions_per_device_day",
+                                              default(Registry, "decommissions_per_device_day"), **per_day),
+        faults=_cdc_faults(f.section("faults")),
+    )
+    rollback.done()
+    relocations.done()
+    f.done()
+    return registry
+
+
+def _cdc_faults(f: _Fields) -> CdcFaults:
+    duplicates, disorder, late = f.section("duplicates"), f.section("out_of_order"), f.section("late")
+    faults = CdcFaults(
+        duplicates=duplicates.rate("rate", default(CdcFaults, "duplicates.rate")),
+        duplicate_distance=duplicates.integer("max_distance", default(CdcFaults, "duplicates.max_distance"), 1),
+        out_of_order=disorder.rate("rate", default(CdcFaults, "out_of_order.rate")),
+        out_of_order_window=disorder.integer("window", default(CdcFaults, "out_of_order.window"), 1),
+        late=late.rate("rate", default(CdcFaults, "late.rate")),
+        late_max_ms=late.duration_ms("max", default(CdcFaults, "late.max"), 1),
+    )
+    for section in (duplicates, disorder, late):
+        section.done()
+    f.done()
+    return faults
+
+
 # ---- describing a run -------------------------------------------------------------------------------------------
 def describe(spec: GeneratorSpec) -> dict[str, Any]:
     """What a manifest records of the fleet and the scenarios (JSON-ready)."""
@@ -649,6 +712,9 @@ def describe(spec: GeneratorSpec) -> dict[str, Any]:
     if spec.fleet is not None:
         out["device_count"] = spec.fleet.device_count
         out["events_per_hour"] = round(spec.fleet.events_per_hour(spec), 3)
+        registry = getattr(spec.fleet, "registry", None)
+        if registry is not None:
+            out["registry"] = _jsonable(registry)
     if spec.scenarios is not None:
         out["scenarios"] = _jsonable(spec.scenarios)
         out["schema_drift"] = drift_timeline(spec)
