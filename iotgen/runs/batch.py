@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from ..base.allocator import retain_freed_memory
 from ..base.version import __version__
+from ..generation.devices import describe_registry
 from ..generation.generator import GeneratorSpec, generate_events, labelled_range
 from ..generation.truth import Truth
 from ..outputs.files import (
@@ -36,6 +37,7 @@ from ..outputs.files import (
     write_manifest,
 )
 from ..outputs.labels import LabelsWriter
+from ..outputs.registry import registry_enabled, write_registry_files
 from ..settings.catalogs import Catalogs
 from ..settings.config import Config
 from ..settings.schema import SCHEMA_VERSION
@@ -139,7 +141,8 @@ def write_files(
     count = config.num_events
     parts = max(1, -(-count // config.events_per_file))
     base = run_name(config.output_filename_prefix, now)
-    as_folder = parts > 1 or spec.scenarios is not None  # scenarios: events, _labels and _manifest.json together
+    # scenarios: events, _labels and _manifest.json together; the registry: its files too
+    as_folder = parts > 1 or spec.scenarios is not None or registry_enabled(spec)
     target = folder if not as_folder else temporary_folder(folder, base)
     writers: dict[int, EventFileWriter] = {}
     finished: list[tuple[int, EventFileWriter | _PartFile]] = []  # parts written here or by a worker
@@ -294,6 +297,9 @@ def _publish(finished, folder: Path, target: Path, base: str, fmt: str, spec: Ge
         path = writer.publish(base)
         manifest["parts"] = [{"path": path.name, "count": writer.count}]
         return BatchResult([path], count, spec.seed, manifest)
+    if registry_enabled(spec):  # the registry's files, published with the events
+        manifest["registry"] = {**describe_registry(spec, config.cdc_layout),
+                                "files": write_registry_files(target, spec, fmt, config.cdc_layout)}
     entries = []
     for part, writer in finished:
         name = f"part-{part:05d}{EXTENSIONS[fmt]}"

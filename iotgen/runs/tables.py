@@ -22,6 +22,7 @@ from ..generation.generator import generate_events
 from ..outputs import delta, iceberg
 from ..outputs.files import check_output_dir
 from ..outputs.lakehouse import TableCommit, check_json_column_mode
+from ..outputs.registry import registry_datasets, registry_enabled, write_registry_delta, write_registry_iceberg
 from ..settings.catalogs import Catalogs
 from ..settings.config import TABLE_FORMATS, Config
 from ..settings.databricks import check_location
@@ -246,6 +247,8 @@ class TableResult:
     commit: TableCommit
     count: int
     seed: int
+    #: With the device registry: its tables next to the events table, by dataset (see write_registry_tables).
+    registry: dict[str, "TableTarget"] = field(default_factory=dict)
 
 
 def write_table(
@@ -274,7 +277,28 @@ def write_table(
 
     data: Any = chunks() if config.num_events else pa.Table.from_batches([], schema=_events_schema())
     commit = target.write(data)
-    return TableResult(target, commit, commit.rows, spec.seed)
+    registry = write_registry_tables(target, spec, config.cdc_layout) if registry_enabled(spec) else {}
+    return TableResult(target, commit, commit.rows, spec.seed, registry)
+
+
+def registry_target(target: TableTarget, dataset: str) -> TableTarget:
+    """The table of a registry dataset next to the events table: ``<events>_devices``, ``<events>_device_changes``,
+    ``<events>_device_history``, ``<events>_device_change_labels``."""
+    return target.sibling("_" + dataset.lstrip("_"))
+
+
+def write_registry_tables(target: TableTarget, spec, layout: str) -> dict[str, TableTarget]:
+    """Write the device registry's datasets (:func:`iotgen.outputs.registry.registry_datasets`) as tables next to
+    the events table ``target``, each replacing its previous contents in one commit."""
+    written = {}
+    for name, table in registry_datasets(spec, layout).items():
+        sibling = registry_target(target, name)
+        if target.format == "delta":
+            write_registry_delta(sibling.location, table)
+        else:
+            write_registry_iceberg(target.catalog(), sibling.location, table)
+        written[name] = sibling
+    return written
 
 
 def _events_schema() -> pa.Schema:

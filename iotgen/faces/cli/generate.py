@@ -18,6 +18,7 @@ FLAGS = {
     "chunk_size": "CHUNK_SIZE", "events_per_file": "EVENTS_PER_FILE", "anchor_time": "ANCHOR_TIME",
     "sensors": "NUM_SENSORS", "json_column_mode": "JSON_COLUMN_MODE",
     "spec": "SPEC_FILE", "profile": "PROFILE", "devices": "DEVICE_COUNT",
+    "registry": "DEVICE_REGISTRY", "cdc_layout": "CDC_LAYOUT",
 }
 
 
@@ -40,6 +41,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spec", metavar="FILE", help="generation spec: catalogs, fleet, scenarios (SPEC_FILE)")
     parser.add_argument("--profile", metavar="P", help="independent | fleet (PROFILE; default: the spec's)")
     parser.add_argument("--devices", metavar="N", help="devices of the fleet profile (DEVICE_COUNT)")
+    parser.add_argument("--registry", metavar="BOOL",
+                        help="fleet: also write the device registry and its change feed (DEVICE_REGISTRY: true | false)")
+    parser.add_argument("--cdc-layout", metavar="L", help="the change feed's layout: flat | debezium (CDC_LAYOUT)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     add_config_option(parser)
 
@@ -57,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
             print(table.target.location)
             print(f"appended {table.count} events (seed {table.seed}) to {table.target.describe(table.commit)}",
                   file=sys.stderr)
+            for name, sibling in table.registry.items():
+                print(sibling.location)
+                print(f"wrote the registry's {name.lstrip('_')} to {sibling.describe()}", file=sys.stderr)
             return 0
         result = write_files(config, on_progress=progress.update if progress else None)
     finally:
