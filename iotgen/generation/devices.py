@@ -270,17 +270,14 @@ class Lifecycle:
             "interval_s": pa.array(devices.interval[slot] / 1000.0),
             "install_time": pa.array(install * 1000, type=TIMESTAMP),
             "lifecycle_status": pa.array(np.array(LIFECYCLE_STATUSES)[rolled.astype(np.int64)], pa.string()),
-            "replaces": pa.array(np.where(replacement, _slot_ids(self, slot), None), pa.string()),
+            "replaces": pc.if_else(pa.array(replacement), self.sensor_ids.take(pa.array(slot)),
+                                   pa.scalar(None, pa.string())),
         }, schema=REGISTRY_SCHEMA)
 
     # ---- the changes ----------------------------------------------------------------------------------------
     @functools.cached_property
     def changes(self) -> "_Changes":
         return _changes(self)
-
-
-def _slot_ids(lifecycle: Lifecycle, slot: np.ndarray) -> np.ndarray:
-    return np.asarray(lifecycle.sensor_ids.take(pa.array(slot)).to_numpy(zero_copy_only=False), dtype=object)
 
 
 def _poisson(u: np.ndarray, mean: np.ndarray, cap: int) -> np.ndarray:
@@ -384,11 +381,16 @@ def _rows_differ(a: pa.Table, b: pa.Table) -> np.ndarray:
 
 
 # ---- the public API: registry, history, change feed --------------------------------------------------------------
+def registry_of(spec: "GeneratorSpec") -> Registry | None:
+    """The registry parameters of ``spec`` (None: the registry is off, or the profile is not the fleet)."""
+    return getattr(spec.fleet, "registry", None) if spec.fleet is not None else None
+
+
 def lifecycle(spec: "GeneratorSpec") -> Lifecycle:
     """The lifecycle of ``spec``'s fleet (cached with its devices); InputError without a registry."""
     from .fleet import fleet_devices
 
-    if spec.fleet is None or getattr(spec.fleet, "registry", None) is None:
+    if registry_of(spec) is None:
         raise InputError("DEVICE_REGISTRY is off: the device registry needs PROFILE=fleet and DEVICE_REGISTRY=true "
                          "(or a registry section in the spec file)")
     life = fleet_devices(spec).lifecycle

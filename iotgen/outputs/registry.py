@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from ..base.errors import InputError
 from ..base.times import iso_utc
-from ..generation.devices import change_feed, registry_history, registry_snapshot
+from ..generation.devices import change_feed, registry_history, registry_of, registry_snapshot
 from ..generation.generator import GeneratorSpec
 from .files import EXTENSIONS, encode_chunk
 
@@ -37,22 +37,23 @@ DATASETS = {
 def registry_datasets(spec: GeneratorSpec, layout: str) -> dict[str, pa.Table]:
     """The registry's datasets of ``spec`` by name (labels only when delivery faults are configured)."""
     feed = change_feed(spec, layout)
-    out = {"devices": registry_snapshot(spec), "device_changes": feed.changes, "_device_history": registry_history(spec)}
-    faults = getattr(spec.fleet, "registry").faults
-    if faults.enabled():
+    out = {"devices": registry_snapshot(spec), "device_changes": feed.changes,
+           "_device_history": registry_history(spec)}
+    registry = registry_of(spec)
+    if registry is not None and registry.faults.enabled():
         out["_device_change_labels"] = feed.labels
     return out
 
 
 def registry_enabled(spec: GeneratorSpec) -> bool:
-    return spec.fleet is not None and getattr(spec.fleet, "registry", None) is not None
+    return registry_of(spec) is not None
 
 
 # ---- files -------------------------------------------------------------------------------------------------------
 def _nested_as_json(table: pa.Table) -> pa.Table:
     """``table`` with each struct column as JSON text (null stays null), timestamps inside as ISO 8601 UTC."""
     columns = []
-    for name, column in zip(table.column_names, table.columns):
+    for column in table.columns:
         if pa.types.is_struct(column.type):
             values = [None if v is None else json.dumps(_jsonable(v), separators=(",", ":"))
                       for v in column.to_pylist()]

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..base.errors import InputError
 from ..base.times import HOUR_MS, iso_time, parse_datetime, parse_duration_ms
-from ..generation.devices import CdcFaults, Registry
+from ..generation.devices import CdcFaults, Registry, registry_of
 from ..generation.fleet import (
     DEFAULT_CLIMATES,
     DEFAULT_INTERVALS_S,
@@ -330,9 +330,10 @@ def generator_spec(config: Config | None = None, catalogs: Catalogs | None = Non
     registry = config.device_registry if config.device_registry is not None else spec.registry is not None
     if registry:
         if fleet is None:
+            why = "" if config.device_registry else \
+                " and a registry section in the spec (DEVICE_REGISTRY=false ignores it)"
             raise InputError("DEVICE_REGISTRY needs the fleet profile (PROFILE=fleet or the spec's profile: fleet), "
-                             f"got the {profile} profile{'' if config.device_registry else ' and a registry section'}"
-                             f"{'' if config.device_registry else ' in the spec (set DEVICE_REGISTRY=false to ignore it)'}")
+                             f"got the {profile} profile{why}")
         fleet = dataclasses.replace(fleet, registry=spec.build_registry())
     return GeneratorSpec(
         seed=_fresh_seed() if config.random_seed is None else config.random_seed,
@@ -380,7 +381,7 @@ def _build_fleet(data: Mapping[str, Any], catalogs: Catalogs, device_count: int,
             known(climate.name(key), key, regions, "REGIONS")
             climates[key] = _climate(climate.section(key), climates.get(key, default_climate))
     climate.done()
-    series = {name: _series(f.section(name), DEFAULT_SERIES[name]) for name in DEFAULT_SERIES}
+    series: dict[str, Any] = {name: _series(f.section(name), DEFAULT_SERIES[name]) for name in DEFAULT_SERIES}
     battery = f.section("battery")
     drain = battery.number("drain_pct_per_day", default(Fleet, "battery.drain_pct_per_day"), 0.0, 100.0,
                            strict_low=True)
@@ -667,20 +668,19 @@ def _drift_change(f: _Fields, catalogs: Catalogs, window_start_ms: int) -> Drift
 def _build_registry(data: Mapping[str, Any], where: str) -> Registry:
     f = _Fields(data, "registry", where)
     rollback, relocations = f.section("rollback"), f.section("relocations")
-    per_day = {"low": 0.0, "high": 100.0}
     registry = Registry(
         commissioned_fraction=f.rate("commissioned_fraction", default(Registry, "commissioned_fraction")),
         install_days=f.number("install_days", default(Registry, "install_days"), 0.0, 36_500.0),
         rollback_fraction=rollback.rate("fraction", default(Registry, "rollback.fraction")),
         rollback_within_ms=rollback.duration_ms("within", default(Registry, "rollback.within"), 1),
         relocations_per_device_day=relocations.number("per_device_day", default(Registry, "relocations.per_device_day"),
-                                                      **per_day),
+                                                      0.0, 100.0),
         cross_region_fraction=relocations.rate("cross_region_fraction",
                                                default(Registry, "relocations.cross_region_fraction")),
         replacements_per_device_day=f.number("replacements_per_device_day",
-                                             default(Registry, "replacements_per_device_day"), **per_day),
+                                             default(Registry, "replacements_per_device_day"), 0.0, 100.0),
         decommissions_per_device_day=f.number("decommissions_per_device_day",
-                                              default(Registry, "decommissions_per_device_day"), **per_day),
+                                              default(Registry, "decommissions_per_device_day"), 0.0, 100.0),
         faults=_cdc_faults(f.section("faults")),
     )
     rollback.done()
@@ -712,7 +712,7 @@ def describe(spec: GeneratorSpec) -> dict[str, Any]:
     if spec.fleet is not None:
         out["device_count"] = spec.fleet.device_count
         out["events_per_hour"] = round(spec.fleet.events_per_hour(spec), 3)
-        registry = getattr(spec.fleet, "registry", None)
+        registry = registry_of(spec)
         if registry is not None:
             out["registry"] = _jsonable(registry)
     if spec.scenarios is not None:

@@ -42,7 +42,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", metavar="P", help="independent | fleet (PROFILE; default: the spec's)")
     parser.add_argument("--devices", metavar="N", help="devices of the fleet profile (DEVICE_COUNT)")
     parser.add_argument("--registry", metavar="BOOL",
-                        help="fleet: also write the device registry and its change feed (DEVICE_REGISTRY: true | false)")
+                        help="fleet: also write the device registry and its change feed "
+                             "(DEVICE_REGISTRY: true | false)")
     parser.add_argument("--cdc-layout", metavar="L", help="the change feed's layout: flat | debezium (CDC_LAYOUT)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     add_config_option(parser)
