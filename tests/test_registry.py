@@ -288,3 +288,41 @@ def test_registry_parameters_have_their_defaults_in_one_place():
     assert default(Registry, "rollback.within") == Registry().rollback_within_ms
     assert default(CdcFaults, "late.max") == CdcFaults().late_max_ms
     assert busy_spec().fleet.registry.faults == CdcFaults()
+
+
+def test_the_example_specs_registry_section_is_valid_once_uncommented():
+    from iotgen.spec.spec_file import EXAMPLE_PATH, load_spec
+
+    lines = EXAMPLE_PATH.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("# registry:"))
+    block = "\n".join(line[2:] for line in lines[start:] if line.startswith("# "))
+    spec = load_spec({"profile": "fleet", **_yaml(block)})
+    registry = spec.build_registry()
+    assert registry.faults.late == 0.005 and registry.rollback_within_ms == 2 * 3_600_000
+
+
+def _yaml(text: str) -> dict:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("fmt", ["delta", "iceberg"])
+def test_the_registry_tables_sit_next_to_the_events_table_and_hold_the_latest_run(tmp_path, fmt):
+    from iotgen.outputs.registry import registry_datasets
+    from iotgen.runs.tables import write_table
+
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps({"profile": "fleet", "fleet": {"device_count": 40}, "registry": BUSY}))
+    config = Config(num_events=3000, random_seed=5, anchor_time=ANCHOR, output_dir=str(tmp_path / "out"),
+                    output_format=fmt, spec_file=str(path), cdc_layout="debezium")
+    for _ in range(2):  # a second run replaces the registry tables (and appends its events)
+        result = write_table(config)
+    assert sorted(result.registry) == ["_device_history", "device_changes", "devices"]
+    expected = registry_datasets(generator_spec(config), "debezium")
+    for name, target in result.registry.items():
+        assert target.location.endswith("iot_events_" + name.lstrip("_"))
+        got = target.read()
+        assert got.num_rows == expected[name].num_rows > 0
+        assert sorted(map(str, got.to_pylist())) == sorted(map(str, expected[name].to_pylist()))
+    assert result.target.read().num_rows == 6000
