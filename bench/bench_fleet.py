@@ -10,7 +10,11 @@ included, batches dropped):
   changes moved to the start of the time window so that every scenario (all three drift changes included)
   acts on every measured block: the worst case, not the example's average;
 * ``fleet + all scenarios but schema drift``: the same without the drift changes (what the example costs
-  before its first change).
+  before its first change);
+* ``fleet + registry``: the fleet with the device registry on (issue 15; the registry section's defaults with
+  every delivery fault on): the events, which follow the registry, plus, once per round, building the registry's
+  lifecycle, its change feed, history and snapshot from scratch (what a run writes next to its events). Its
+  target is a ratio to ``fleet`` of the same round: at least 0.6.
 
 Rounds interleave the contenders block by block (each round measures every one on the same blocks, taking
 turns), so machine noise hits them alike; a contender's rate is events per second of process CPU time, single
@@ -43,10 +47,14 @@ import pyarrow as pa  # noqa: E402
 
 from iotgen.settings.config import Config  # noqa: E402
 from iotgen.generation.generator import BLOCK_SIZE, GeneratorSpec, generate_range  # noqa: E402
+from iotgen.generation import devices as registry  # noqa: E402
+from iotgen.generation.fleet import fleet_devices  # noqa: E402
 from iotgen.spec.spec_file import EXAMPLE_PATH, generator_spec  # noqa: E402
 
 ANCHOR = "2026-01-08T00:00:00Z"
 TARGET_RATIO = 0.5
+REGISTRY_RATIO = 0.6  # fleet + registry against the fleet alone
+REGISTRY = registry.Registry(faults=registry.CdcFaults(duplicates=0.01, out_of_order=0.01, late=0.005))
 
 
 def contenders(devices: int) -> dict[str, GeneratorSpec]:
@@ -63,7 +71,20 @@ def contenders(devices: int) -> dict[str, GeneratorSpec]:
         "fleet": dataclasses.replace(full, scenarios=None),
         "fleet + all scenarios but schema drift": dataclasses.replace(full, scenarios=no_drift),
         "fleet + all scenarios": full,
+        "fleet + registry": dataclasses.replace(full, scenarios=None,
+                                                fleet=dataclasses.replace(full.fleet, registry=REGISTRY)),
     }
+
+
+def build_registry(spec: GeneratorSpec) -> float:
+    """CPU seconds to build ``spec``'s registry from scratch: the lifecycle of every device, then the change feed
+    (flat), its history and its snapshot, as a run writes them (nothing cached)."""
+    began = time.process_time()
+    life = registry.Lifecycle(fleet_devices(spec), REGISTRY, spec.window_span_ms)
+    registry._build_feed(life, "flat")
+    history = registry._build_history(life)
+    history.filter(history.column("valid_to").is_null())
+    return time.process_time() - began
 
 
 def measure(specs: dict[str, GeneratorSpec], start: int, events: int) -> dict[str, float]:
@@ -75,6 +96,9 @@ def measure(specs: dict[str, GeneratorSpec], start: int, events: int) -> dict[st
             began = time.process_time()
             generate_range(spec, position, position + BLOCK_SIZE)
             spent[name] += time.process_time() - began
+    for name, spec in specs.items():
+        if registry.registry_of(spec) is not None:
+            spent[name] += build_registry(spec)
     return {name: events / seconds for name, seconds in spent.items()}
 
 
@@ -110,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{min(ratios):.2f} - {max(ratios):.2f} |")
     fleet_ratio = min(v / r for v, r in zip(rates["fleet"], reference))
     all_ratio = min(v / r for v, r in zip(rates["fleet + all scenarios"], reference))
+    registry_ratios = [v / r for v, r in zip(rates["fleet + registry"], rates["fleet"])]
+    registry_ratio = min(registry_ratios)
     text = "\n".join([
         "# Fleet and scenarios benchmark",
         "",
@@ -127,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         f"Target: the fleet profile at >= {TARGET_RATIO:.0%} of the independent profile's speed: "
         f"{'met' if fleet_ratio >= TARGET_RATIO else 'NOT met'} (worst round {fleet_ratio:.2f}). "
         f"With every scenario on: worst round {all_ratio:.2f}.",
+        "",
+        f"Target: the fleet with the device registry and its change feed at >= {REGISTRY_RATIO:.0%} of the fleet "
+        f"alone (same round): {'met' if registry_ratio >= REGISTRY_RATIO else 'NOT met'} (rounds "
+        f"{min(registry_ratios):.2f} - {max(registry_ratios):.2f}).",
         "",
     ])
     out = args.out if args.out.suffix == ".md" else args.out / "fleet.md"
