@@ -190,9 +190,9 @@ def test_merging_the_change_feed_gives_the_registry_snapshot_at_any_time(tmp_pat
 
 
 # ---- determinism ------------------------------------------------------------------------------------------------
-def test_the_same_seed_gives_the_same_files_at_any_chunk_size_and_part_count(tmp_path):
+def test_the_same_seed_gives_the_same_files_at_any_chunk_size_part_count_and_workers(tmp_path):
     one = write_run(tmp_path / "a", "ndjson", faults=True, chunk_size=60_000)
-    other = write_run(tmp_path / "b", "ndjson", faults=True, chunk_size=7_777, events_per_file=25_000)
+    other = write_run(tmp_path / "b", "ndjson", faults=True, chunk_size=7_777, events_per_file=25_000, workers=2)
     for name in ("devices.ndjson", "device_changes.ndjson", "_device_history.ndjson", "_device_change_labels.ndjson"):
         assert (one / name).read_bytes() == (other / name).read_bytes(), name
     events = [b"".join(p.read_bytes() for p in sorted(run.glob("part-*"))) for run in (one, other)]
