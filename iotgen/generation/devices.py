@@ -494,23 +494,23 @@ def _feed(life: Lifecycle, layout: str) -> ChangeFeed:
     return _cached(life, f"feed/{layout}", lambda: _build_feed(life, layout))
 
 
-def _delivery(life: Lifecycle) -> tuple[np.ndarray, list[tuple[np.ndarray, str, np.ndarray, np.ndarray]]]:
+def _delivery(life: Lifecycle) -> tuple[np.ndarray, list[tuple[np.ndarray, str, np.ndarray]]]:
     """The order changes are delivered in (indices into the commits, duplicates repeated) and its labels."""
     c, faults, seed = life.changes, life.registry.faults, life.devices.seed
     m = c.count
     version = np.arange(1, m + 1, dtype=np.int64)
     key = np.arange(m, dtype=np.float64)  # delivery position of each change
-    kinds: list[tuple[np.ndarray, str, np.ndarray, np.ndarray]] = []  # (changes, kind, value, source position)
+    kinds: list[tuple[np.ndarray, str, np.ndarray]] = []  # (changes, kind, value)
     if faults.late > 0:  # delivered after every change committed up to L after it
         late = np.flatnonzero(kr.uniform(seed, _FAULTS, version, 0) < faults.late)
         delay = 1 + np.floor(kr.uniform(seed, _FAULTS, version[late], 1) * faults.late_max_ms).astype(np.int64)
         key[late] = np.searchsorted(c.time_ms, c.time_ms[late] + delay, side="right") - 0.5
-        kinds.append((late, "late", delay / 1000.0, np.full(len(late), -1)))
+        kinds.append((late, "late", delay / 1000.0))
     if faults.out_of_order > 0:  # delivered up to `window` changes later
         moved = np.flatnonzero(kr.uniform(seed, _FAULTS, version, 2) < faults.out_of_order)
         by = 1 + np.floor(kr.uniform(seed, _FAULTS, version[moved], 3) * faults.out_of_order_window)
         key[moved] += by + 0.25
-        kinds.append((moved, "out_of_order", by, np.full(len(moved), -1)))
+        kinds.append((moved, "out_of_order", by))
     order = np.argsort(key, kind="stable")
     if faults.duplicates > 0:  # delivered again, up to `distance` changes later
         position = np.empty(m, dtype=np.int64)
@@ -520,7 +520,7 @@ def _delivery(life: Lifecycle) -> tuple[np.ndarray, list[tuple[np.ndarray, str, 
         keys = np.concatenate([np.arange(m, dtype=np.float64), position[copied] + by + 0.5])
         items = np.concatenate([order, copied])
         order = items[np.argsort(keys, kind="stable")]
-        kinds.append((copied, "duplicate", by, position[copied]))
+        kinds.append((copied, "duplicate", by))
     return order, kinds
 
 
@@ -539,7 +539,7 @@ def _build_feed(life: Lifecycle, layout: str) -> ChangeFeed:
     last[order] = positions
     ids = c.after.column("sensor_id")
     label_rows: list[pa.Table] = []
-    for changes, kind, values, _ in kinds:
+    for changes, kind, values in kinds:
         values = np.asarray(values, dtype=np.float64)
         at = (last if kind == "duplicate" else first)[changes]
         note = {"late": "delivered after the changes committed up to value s later",
