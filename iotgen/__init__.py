@@ -5,7 +5,9 @@ The public API, importable from here (``from iotgen import Config, generate_even
 - :class:`Config` (every parameter), :class:`Catalogs`, :class:`InputError` (bad input, one line);
 - :func:`generator_spec` (Config + YAML spec -> :class:`GeneratorSpec`, the one path);
 - :func:`generate_events`, :func:`generate_table`: events of a Config or a spec, chunk by chunk or whole;
-- :func:`generate_fixed_row`, :func:`generate_dynamic_json`: the seed notebook's per-row functions.
+- :func:`generate_fixed_row`, :func:`generate_dynamic_json`: the seed notebook's per-row functions;
+- :func:`registry_snapshot`, :func:`registry_history`, :func:`change_feed`: the device registry of a fleet spec
+  (``DEVICE_REGISTRY``), its SCD2 history and its change feed (docs/registry.md).
 
 The package is laid out by layer, each importing only from those below it (docs/architecture.md, checked by
 tests/test_layers.py): ``base`` -> ``settings`` -> ``generation`` -> ``spec`` -> ``formats`` -> ``outputs`` ->
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from .base.errors import InputError
+    from .generation.devices import change_feed, registry_history, registry_snapshot
     from .generation.generator import GeneratorSpec, generate_dynamic_json
     from .settings.catalogs import Catalogs
     from .settings.config import Config
@@ -38,10 +41,14 @@ _LAZY = {
     "GeneratorSpec": "iotgen.generation.generator",
     "generate_dynamic_json": "iotgen.generation.generator",
     "generator_spec": "iotgen.spec.spec_file",
+    "registry_snapshot": "iotgen.generation.devices",
+    "registry_history": "iotgen.generation.devices",
+    "change_feed": "iotgen.generation.devices",
 }
 
 __all__ = ["__version__", "Config", "Catalogs", "InputError", "GeneratorSpec", "generator_spec", "generate_events",
-           "generate_table", "generate_fixed_row", "generate_dynamic_json"]
+           "generate_table", "generate_fixed_row", "generate_dynamic_json", "registry_snapshot", "registry_history",
+           "change_feed"]
 
 
 def __getattr__(name: str) -> Any:

@@ -86,3 +86,18 @@ def test_the_allowed_exceptions_are_still_needed():
     for name, target in ALLOWED_UPWARD:
         path = ROOT / (name.replace(".", "/") + ".py")
         assert target in imports(path), f"{name} no longer imports {target}: remove it from ALLOWED_UPWARD"
+
+
+def test_the_package_root_is_the_public_api_and_stays_light():
+    """``from iotgen import ...`` gives every public name (imported when first used), and importing a subpackage
+    such as the emulator loads nothing of the generator (no numpy)."""
+    import subprocess
+    import sys
+
+    import iotgen
+
+    for name in iotgen.__all__:
+        assert getattr(iotgen, name) is not None, name
+    probe = "import sys, iotgen.emulator; print('numpy' in sys.modules, 'iotgen.settings.config' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.split() == ["False", "False"]

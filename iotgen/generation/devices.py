@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -156,6 +155,8 @@ class Lifecycle:
 
     def __init__(self, devices: "Devices", registry: Registry, window_span_ms: int) -> None:
         self.devices, self.registry = devices, registry
+        self.lock = threading.Lock()
+        self.built: dict[str, Any] = {}  # the memo of _cached (history, feeds)
         seed, n, t0 = devices.seed, devices.count, devices.t0
         self.t0, self.t_end = t0, t0 + window_span_ms
         d = np.arange(n, dtype=np.int64)
@@ -450,21 +451,13 @@ def change_range(spec: "GeneratorSpec", start: int, stop: int, layout: str = "fl
     return changes.slice(start, max(0, min(stop, changes.num_rows) - start))
 
 
-_CACHE_LOCK = threading.Lock()
-_FEEDS: OrderedDict[tuple[int, str], tuple[Lifecycle, Any]] = OrderedDict()
-
-
 def _cached(life: Lifecycle, key: str, build) -> Any:
-    with _CACHE_LOCK:
-        known = _FEEDS.get((id(life), key))
-        if known is not None and known[0] is life:
-            return known[1]
-    value = build()
-    with _CACHE_LOCK:
-        _FEEDS[(id(life), key)] = (life, value)
-        while len(_FEEDS) > 8:
-            _FEEDS.popitem(last=False)
-    return value
+    """``build()`` once per lifecycle (the history and feeds are pure functions of it, so a memo on the object that
+    holds them changes no result; no module state)."""
+    with life.lock:
+        if key not in life.built:
+            life.built[key] = build()
+        return life.built[key]
 
 
 def _history(life: Lifecycle) -> pa.Table:
