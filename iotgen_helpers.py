@@ -257,7 +257,7 @@ def plot_overview(data: BatchRun | pd.DataFrame):
 def table_target(config: Config, fmt: str = "delta"):
     """The Delta (``DELTA_TABLE_NAME`` under ``OUTPUT_DIR``) or Iceberg (``ICEBERG_TABLE_NAME`` in
     ``ICEBERG_CATALOG_URI`` / ``OUTPUT_DIR/iceberg``) table a Config names, as a ``TableTarget``."""
-    from iotgen.runs.tables import config_target
+    from iotgen.outputs.table_target import config_target
 
     return config_target(config, fmt)
 

@@ -36,7 +36,7 @@ from iotgen import generate_events, generate_table  # noqa: E402
 from iotgen.formats.encoding import json_lines  # noqa: E402
 from iotgen.runs.ingest import IngestOptions, run_ingest  # noqa: E402
 from iotgen.runs.stream import stream_events  # noqa: E402
-from iotgen.runs.tables import TableTarget  # noqa: E402
+from iotgen.outputs.table_target import TableTarget  # noqa: E402
 from iotgen.settings.config import Config, Secret  # noqa: E402
 
 BATCH = 10_000

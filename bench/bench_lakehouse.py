@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from iotgen import generate_events, generate_table  # noqa: E402
 from iotgen.formats.encoding import json_lines  # noqa: E402
 from iotgen.runs.ingest import IngestOptions, run_ingest  # noqa: E402
-from iotgen.runs.tables import TableTarget, parse_target  # noqa: E402
+from iotgen.outputs.table_target import TableTarget, parse_target  # noqa: E402
 from iotgen.settings.config import Config  # noqa: E402
 
 

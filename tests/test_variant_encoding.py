@@ -75,7 +75,8 @@ def test_one_shared_sorted_key_dictionary():
 def test_the_generator_and_the_delta_writer_take_variant_directly(tmp_path):
     """generate_events(json_column="variant") gives the same events with json_column as VARIANT; a Delta
     VARIANT table written that way reads back (DuckDB) equal to one written from the JSON text."""
-    from iotgen.runs.tables import duckdb_with_lakehouse_extensions, write_table
+    from iotgen.runs.tables import write_table
+    from iotgen.outputs.table_target import duckdb_with_lakehouse_extensions
 
     config = Config(num_events=40_000, random_seed=9, anchor_time="2026-01-01T00:00:00Z", chunk_size=7_000,
                     output_dir=str(tmp_path), output_format="delta")

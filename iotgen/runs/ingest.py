@@ -45,7 +45,7 @@ from ..outputs.lakehouse import INGEST_FIELDS, QUARANTINE_SCHEMA, CommitConflict
 from ..settings.config import Config
 from ..settings.schema import TIMESTAMP
 from .receiver import Receiver, ReceiveRequest
-from .tables import TableTarget
+from ..outputs.table_target import TableTarget
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from lakehouse_support import ROOT, bodies_of, events, ingest_command, ingest_en
 
 from iotgen.settings.config import Config
 from iotgen.runs.ingest import IngestOptions, offsets_app_id, run_ingest
-from iotgen.runs.tables import parse_target
+from iotgen.outputs.table_target import parse_target
 from iotgen.outputs.eventhubs import target_from_config
 
 MALFORMED = {

@@ -11,7 +11,7 @@ from lakehouse_support import bodies_of, events, kill_and_restart, send
 
 from iotgen.settings.config import Config
 from iotgen.runs.ingest import IngestOptions, offsets_app_id, run_ingest
-from iotgen.runs.tables import parse_target
+from iotgen.outputs.table_target import parse_target
 from iotgen.outputs.eventhubs import target_from_config
 from iotgen.outputs.kafka import kafka_target_from_config
 

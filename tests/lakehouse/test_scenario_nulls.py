@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow.compute as pc
 
 from iotgen import generate_table
-from iotgen.runs.tables import parse_target
+from iotgen.outputs.table_target import parse_target
 from iotgen.settings.config import Config
 from iotgen.spec.spec_file import generator_spec
 

@@ -13,7 +13,8 @@ import pyarrow.compute as pc
 import pytest
 
 from iotgen.settings.config import Config
-from iotgen.runs.tables import TableTarget, config_target, parse_target, write_table
+from iotgen.runs.tables import write_table
+from iotgen.outputs.table_target import TableTarget, config_target, parse_target
 from iotgen.settings.schema import COLUMN_NAMES
 from iotgen.outputs.delta import compact_delta, delta_app_versions, delta_history, vacuum_delta, write_delta
 from iotgen.outputs.iceberg import iceberg_app_versions, iceberg_history, open_catalog, write_iceberg

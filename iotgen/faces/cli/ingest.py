@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from ...base.errors import InputError
 from ...runs.ingest import SOURCES, IngestOptions, run_ingest
-from ...runs.tables import TARGET_HELP, parse_target
+from ...outputs.table_target import TARGET_HELP, parse_target
 from .options import add_config_option, load_config
 
 HELP = ("ingest events from Event Hubs (AMQP or Kafka) or Kafka into a Delta or Iceberg table, exactly once "

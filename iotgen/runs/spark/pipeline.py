@@ -20,7 +20,7 @@ from ...base.errors import InputError
 from ...outputs.eventhubs import parse_connection_string
 from ...settings.config import Config
 from ...settings.databricks import check_location, check_trigger, on_databricks
-from ..tables import config_target
+from ...outputs.table_target import config_target
 from .parse import parse_events
 from .runtime import available_now_limits
 from .write import StreamTarget, checkpoint_for, parse_trigger, start_stream
@@ -173,7 +173,7 @@ def target_table(config: Config, target: str | None = None, engine: str = "embed
     """The table (or path) a target writes to: SPARK_TABLE, else DELTA_TABLE_NAME / ICEBERG_TABLE_NAME /
     OUTPUT_DIR/parquet/iot_events. A bare Delta name is a Unity Catalog table for Spark's sink on Databricks, and
     a folder under OUTPUT_DIR everywhere else (as everywhere in iotgen, see
-    :func:`iotgen.runs.tables.config_target`)."""
+    :func:`iotgen.outputs.table_target.config_target`)."""
     kind = (target or config.spark_target).lower()
     if config.spark_table:
         return config.spark_table

@@ -357,8 +357,8 @@ def _append(target: StreamTarget, table: str, data: Any, app_id: str, batch_id: 
 
 
 def embedded_table(target: StreamTarget, table: str) -> Any:
-    """The :class:`~iotgen.runs.tables.TableTarget` the embedded writers append ``table`` through."""
-    from ..tables import TableTarget
+    """The :class:`~iotgen.outputs.table_target.TableTarget` the embedded writers append ``table`` through."""
+    from ...outputs.table_target import TableTarget
 
     if target.kind == "delta":
         return TableTarget("delta", table, target.json_column_mode)
