@@ -222,6 +222,17 @@ class Fleet:
         """How many events the fleet reports per hour of event time."""
         return fleet_devices(spec).rate_per_ms * HOUR_MS
 
+    def reports_before(self, spec: GeneratorSpec, device: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
+        """How many reports each ``device`` makes before epoch-ms ``t_ms`` (closed form; the offline scenario's
+        delivery schedule)."""
+        devices = fleet_devices(spec)
+        return devices.reports_before(np.asarray(device, dtype=np.int64), np.asarray(t_ms, dtype=np.int64) - devices.t0)
+
+    def report_times(self, spec: GeneratorSpec, device: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """Epoch-ms time of each ``device``'s ``k``-th report (0-based)."""
+        devices = fleet_devices(spec)
+        return devices._report_time(np.asarray(device, dtype=np.int64), np.asarray(k, dtype=np.int64)) + devices.t0
+
     def time_of_event(self, spec: GeneratorSpec, index: int) -> int:
         """The (clean) timestamp in epoch ms of event number ``index``."""
         return int(fleet_devices(spec).schedule(index, index + 1)[2][0])
@@ -357,10 +368,14 @@ class Devices:
 
     def _reports_before(self, t: int) -> np.ndarray:
         """Per device, how many of its reports fall before ``t`` ms after the window start."""
-        j, interval = self.jitter, self.interval
+        return self.reports_before(self.index, t)
+
+    def reports_before(self, device: np.ndarray, t: Any) -> np.ndarray:
+        """How many reports each ``device`` makes before ``t`` ms after the window start (``t`` per device or one)."""
+        j, interval = self.jitter[device], self.interval[device]
         # Reports whose latest possible time is before t; at most one more (2J < I) may be, depending on jitter.
-        sure = np.maximum(0, -((2 * j + self.phase - t) // interval))
-        return sure + (self._report_time(self.index, sure) < t)
+        sure = np.maximum(0, -((2 * j + self.phase[device] - t) // interval))
+        return sure + (self._report_time(device, sure) < t)
 
     def _events_before_epoch(self, e: int) -> int:
         if e not in self._before:
