@@ -13,6 +13,7 @@ import pytest
 from iotgen.base.errors import InputError
 from iotgen.generation.generator import BLOCK_SIZE, generate_events, labelled_range
 from iotgen.generation.offline import Offline
+from iotgen.generation.scenarios import rate_table
 
 from scenario_support import EVEN_INTERVALS, build, clean, ms, rows
 
@@ -154,6 +155,8 @@ def test_dropped_reports_are_missing_and_labelled_at_their_place():
     # every device loses its share: one report in each stratum of 1 / rate
     per_device = labels.groupby("sensor_id").size()
     assert len(per_device) == DEVICES and per_device.min() >= 0.5 * per_device.mean()
+    (row,) = rate_table(spec.scenarios, pa.Table.from_pandas(labels, preserve_index=False), len(events))
+    assert row["scenario"] == "dropped" and row["measured"] == pytest.approx(0.03, rel=0.05)
 
 
 @pytest.mark.parametrize("chunk", [999, 32_769])
