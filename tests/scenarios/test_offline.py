@@ -159,6 +159,17 @@ def test_dropped_reports_are_missing_and_labelled_at_their_place():
     assert row["scenario"] == "dropped" and row["measured"] == pytest.approx(0.03, rel=0.05)
 
 
+@pytest.mark.parametrize("rate", [0.37, 0.9])
+def test_each_device_drops_its_share_of_reports_at_any_rate(rate):
+    spec, events, labels = run({"dropped": {"rate": rate}}, n=3000)
+    cut = int(ms(events.timestamp).max())
+    made = clean_reports(spec, cut).groupby("sensor_id").size()
+    dropped = labels[iso_ms(labels.note) < cut].groupby("sensor_id").size()
+    assert made.sum() == dropped.sum() + (ms(events.timestamp) < cut).sum()
+    share = dropped.reindex(made.index, fill_value=0) / made
+    assert share.between(rate - 1.5 / made, rate + 1.5 / made).all()  # one drop per stratum of 1 / rate reports
+
+
 @pytest.mark.parametrize("chunk", [999, 32_769])
 def test_the_same_events_and_labels_at_any_chunking(chunk):
     spec = spec_with({"offline": OFFLINE, "dropped": {"rate": 0.02}, "late": {"rate": 0.01},
