@@ -53,7 +53,7 @@ import pyarrow.compute as pc
 
 from ..base import keyed_random as kr
 from ..base.errors import InputError
-from ..base.times import DAY_MS, HOUR_MS, iso_time
+from ..base.times import DAY_MS, HOUR_MS
 from ..settings.catalogs import ValueSpec
 from ..settings.schema import ARROW_SCHEMA, TIMESTAMP
 from .dynamic_json import build_json_column
@@ -255,7 +255,7 @@ class Scenarios:
         if delivered is not None:
             up = np.flatnonzero(delivered.catch_up)
             work.label(up, "catch_up", None, (delivered.arrival[up] - delivered.time[up]) / 1000.0,
-                       np.array([iso_time(int(t)) for t in delivered.arrival[up]], dtype=object))
+                       _iso(delivered.arrival[up]).to_numpy(zero_copy_only=False))
         if self.late:
             _late(self.late, work)
         for kind, episodes in (("stuck", self.stuck), ("drift", self.drift)):
@@ -309,8 +309,8 @@ def _missing_labels(spec: GeneratorSpec, delivered: Delivered) -> pa.Table:
     m = len(delivered.missing_index)
     kind = np.asarray(MISSING_KINDS)[delivered.missing_kind]
     gap = kind == "offline"
-    notes = [f"{iso_time(int(t))}/{iso_time(int(e))}" if g else iso_time(int(t))
-             for t, e, g in zip(delivered.missing_time, delivered.missing_end, gap)]
+    measured = _iso(delivered.missing_time)
+    notes = pc.if_else(pa.array(gap), pc.binary_join_element_wise(measured, _iso(delivered.missing_end), "/"), measured)
     value = np.where(gap, (delivered.missing_end - delivered.missing_time) / 1000.0, np.nan)
     return pa.table({
         "event_index": pa.array(delivered.missing_index, pa.int64()),
@@ -320,8 +320,13 @@ def _missing_labels(spec: GeneratorSpec, delivered: Delivered) -> pa.Table:
         "column": pa.nulls(m, pa.string()),
         "value": pa.array(value, pa.float64(), mask=np.isnan(value)),
         "source_index": pa.nulls(m, pa.int64()),
-        "note": pa.array(notes, pa.string()),
+        "note": notes,
     }, schema=LABEL_SCHEMA)
+
+
+def _iso(ms: np.ndarray) -> pa.Array:
+    """Epoch ms as ISO 8601 UTC text with milliseconds, as :func:`~iotgen.base.times.iso_time` writes one."""
+    return pc.strftime(pa.array(ms, pa.timestamp("ms", tz="UTC")), format="%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---- the working state of one block ------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from iotgen.base.errors import InputError
+from iotgen.base.times import iso_time
 from iotgen.generation.generator import BLOCK_SIZE, generate_events, labelled_range
 from iotgen.generation.offline import Offline
 from iotgen.generation.scenarios import rate_table
@@ -101,6 +102,7 @@ def test_gaps_hold_no_events_and_bursts_arrive_after_reconnecting_in_order():
     assert len(found) > 2 * DEVICES  # every device goes offline, more than once
     reports = clean_reports(spec, int(found.end.max()))
     assert (found.end - found.start == 3_600_000).all() and (found.value == 3600).all()
+    assert list(found.note) == [f"{iso_time(int(a))}/{iso_time(int(b))}" for a, b in zip(found.start, found.end)]
     ups = labels[labels.kind == "catch_up"]
     lost = labels[labels.kind == "overflow"]
     stamp = ms(events.timestamp).to_numpy()
@@ -116,6 +118,7 @@ def test_gaps_hold_no_events_and_bursts_arrive_after_reconnecting_in_order():
         assert (at >= gap.event_index).all()
         assert (np.diff(stamp[at]) > 0).all()
         assert list(arrival[at]) == [gap.end + 100 * j for j in range(len(at))]
+        assert list(burst.note) == [iso_time(int(t)) for t in arrival[at]]  # the arrival, as text too
         # the buffer holds 30: the rest of the gap's reports are lost, exactly counted, the oldest ones
         dropped = lost[(lost.sensor_id == gap.sensor_id) & (lost.event_index == gap.event_index)]
         taken = ms(reports.timestamp)
