@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -12,6 +13,7 @@ import pytest
 
 from iotgen.base.errors import InputError
 from iotgen.base.times import iso_time
+from iotgen.generation.devices import EVENT_ATTRIBUTES, registry_history
 from iotgen.generation.generator import BLOCK_SIZE, generate_events, labelled_range
 from iotgen.generation.offline import Offline
 from iotgen.generation.scenarios import rate_table
@@ -203,3 +205,80 @@ def test_the_independent_profile_and_bad_values_are_one_line_errors():
     with pytest.raises(InputError, match="offline: rate"):
         Offline(rate=1.0)
     assert dataclasses.replace(Offline(0.1), buffer=0).buffer == 0  # a device that buffers nothing loses every gap
+
+
+# ---- with the device registry: devices commissioned, relocated, replaced and decommissioned -------------------
+REGISTRY = {"commissioned_fraction": 0.2, "rollback": {"fraction": 0.3, "within": "3h"},
+            "relocations": {"per_device_day": 0.5, "cross_region_fraction": 0.5},
+            "replacements_per_device_day": 0.05, "decommissions_per_device_day": 0.05}
+
+
+def with_registry(scenarios: dict):
+    return build({"profile": "fleet", "fleet": {"device_count": DEVICES, **EVEN_INTERVALS}, "registry": REGISTRY,
+                  "scenarios": scenarios}, time_spread_hours=48.0)
+
+
+def test_offline_and_dropped_follow_the_device_registry():
+    """Reports are made only between a device's commissioning and decommissioning; each is delivered once, lost or
+    dropped; an uploaded backlog keeps its measurement time, so its attributes are the registry's as of then."""
+    spec = with_registry({"offline": OFFLINE, "dropped": {"rate": 0.02}})
+    got = labelled_range(spec, 0, N)
+    assert got.truth is not None
+    events, labels = got.events.to_pandas(), got.truth.labels.to_pandas()
+    assert set(labels.kind) == {"offline", "catch_up", "overflow", "dropped"}
+    # Every report of the registry's fleet (the clean run, which follows it) is delivered, lost or dropped.
+    cut = int(ms(events.timestamp).max()) - 3 * 3_600_000
+    expected = clean_reports(spec, cut)
+    missing = labels[labels.kind.isin(["overflow", "dropped"])]
+    accounted = pd.Series([k for k in list(zip(events.sensor_id, ms(events.timestamp)))
+                           + list(zip(missing.sensor_id, iso_ms(missing.note))) if k[1] < cut])
+    assert not accounted.duplicated().any()
+    assert set(accounted) == set(zip(expected.sensor_id, ms(expected.timestamp)))
+    # Each event falls in exactly one version of its device, with the registry's attributes of that version.
+    history = registry_history(spec)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("events", got.events)
+    con.register("history", history)
+    on = ("e.sensor_id = v.sensor_id AND v.valid_from <= e.timestamp "
+          "AND (v.valid_to IS NULL OR e.timestamp < v.valid_to)")
+    matched = con.execute(f"SELECT count(*), count(DISTINCT e.event_id) FROM events e JOIN history v ON {on}")
+    assert matched.fetchone() == (N, N)
+    differ = " OR ".join(f"e.{c} IS DISTINCT FROM v.{c}" for c in EVENT_ATTRIBUTES)
+    assert con.execute(f"SELECT count(*) FROM events e JOIN history v ON {on} WHERE {differ}").fetchone()[0] == 0
+    # No event, loss or gap of a device outside its life (its first version's start to its last one's end).
+    life = history.to_pandas().groupby("sensor_id").agg(born=("valid_from", "min"), gone=("valid_to", "max"),
+                                                        open=("valid_to", lambda v: v.isna().any()))
+    life["gone"] = ms(life.gone.where(~life.open, pd.Timestamp.max.tz_localize("UTC")))
+    life["born"] = ms(life.born)
+    at = life.loc[events.sensor_id]
+    assert ((ms(events.timestamp).to_numpy() >= at.born.to_numpy())
+            & (ms(events.timestamp).to_numpy() < at.gone.to_numpy())).all()
+    at = life.loc[missing.sensor_id]
+    assert ((iso_ms(missing.note) >= at.born.to_numpy()) & (iso_ms(missing.note) < at.gone.to_numpy())).all()
+    found = gaps(labels)
+    at = life.loc[found.sensor_id]
+    assert ((found.start.to_numpy() >= at.born.to_numpy()) & (found.start.to_numpy() < at.gone.to_numpy())).all()
+    assert len(found) > 2 * DEVICES
+    # (the run holds devices commissioned, replaced and decommissioned while it reports)
+    first = int(ms(events.timestamp).min())
+    assert ((life.born > first) & (life.born < cut)).sum() >= 3 and ((life.gone > first) & (life.gone < cut)).sum() >= 3
+    # Some uploads arrive after their device changed (moved, updated, replaced or was deleted): only a join as of
+    # the event's time gives their attributes.
+    arrival = arrival_ms(events, labels)
+    up = labels[labels.kind == "catch_up"].event_index.to_numpy()
+    con.register("uploads", pa.table({"sensor_id": got.events["sensor_id"].take(up),
+                                      "timestamp": got.events["timestamp"].take(up),
+                                      "arrival": pa.array(arrival[up] * 1000, pa.timestamp("us", tz="UTC"))}))
+    crossed = con.execute(f"SELECT count(*) FROM uploads e JOIN history v ON {on} "
+                          "WHERE v.valid_to IS NOT NULL AND v.valid_to <= e.arrival").fetchone()[0]
+    assert crossed > 0
+    # The same events and labels at any chunking.
+    start, stop = 20_000, 2 * BLOCK_SIZE + 3_000
+    whole = labelled_range(spec, start, stop)
+    for chunk in (7_777, 32_769):
+        pieces = [labelled_range(spec, a, min(a + chunk, stop)) for a in range(start, stop, chunk)]
+        assert pa.Table.from_batches([p.events for p in pieces]).equals(pa.Table.from_batches([whole.events]))
+        assert pa.concat_tables([p.truth.labels for p in pieces]).equals(whole.truth.labels)
+        batches = list(generate_events(spec, stop - start, start=start, chunk_size=chunk))
+        assert pa.Table.from_batches(batches).equals(pa.Table.from_batches([whole.events]))
