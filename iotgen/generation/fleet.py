@@ -53,7 +53,7 @@ from ..base.errors import InputError
 from ..base.times import DAY_MS, HOUR_MS
 from ..settings.catalogs import Catalogs
 from ..settings.schema import CALIBRATION_DUE_DAYS, TIMESTAMP, events_schema
-from .devices import Lifecycle, Registry
+from .devices import NEVER, Lifecycle, Registry
 from .dynamic_json import build_json_column
 from .generator import BLOCK_SIZE, GeneratorSpec, _uuid4, block_rng  # _uuid4: the generator's UUID text
 
@@ -226,6 +226,28 @@ class Fleet:
         """How many events the fleet reports per hour of event time."""
         return fleet_devices(spec).rate_per_ms * HOUR_MS
 
+    def reports_before(self, spec: GeneratorSpec, device: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
+        """How many reports each ``device`` makes before epoch-ms ``t_ms`` (closed form; the offline scenario's
+        delivery schedule)."""
+        devices = fleet_devices(spec)
+        return devices.reports_before(np.asarray(device, dtype=np.int64), np.asarray(t_ms, dtype=np.int64) - devices.t0)
+
+    def report_times(self, spec: GeneratorSpec, device: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """Epoch-ms time of each ``device``'s ``k``-th report (0-based, counted as :meth:`reports_before` does)."""
+        devices = fleet_devices(spec)
+        return devices.report_times(np.asarray(device, dtype=np.int64), np.asarray(k, dtype=np.int64)) + devices.t0
+
+    def active_span(self, spec: GeneratorSpec, device: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Epoch ms ``[from, until)`` in which each ``device`` reports (the registry's commissioning and
+        decommissioning; without it, the window start and a time beyond any event)."""
+        devices = fleet_devices(spec)
+        start, stop = devices.active_span(np.asarray(device, dtype=np.int64))
+        return start + devices.t0, np.where(stop < NEVER, stop + devices.t0, NEVER)
+
+    def sensor_ids_at(self, spec: GeneratorSpec, device: np.ndarray, t_ms: np.ndarray) -> pa.Array:
+        """The ``sensor_id`` of ``device`` (0-based slot) at epoch-ms ``t_ms`` (the registry's device then)."""
+        return fleet_devices(spec).sensor_ids_at(np.asarray(device, dtype=np.int64), np.asarray(t_ms, dtype=np.int64))
+
     def time_of_event(self, spec: GeneratorSpec, index: int) -> int:
         """The (clean) timestamp in epoch ms of event number ``index``."""
         return int(fleet_devices(spec).schedule(index, index + 1)[2][0])
@@ -344,7 +366,9 @@ class Devices:
         self._before: dict[int, int] = {}
         # The registry: devices commissioned, relocated, replaced and decommissioned; firmware that rolls back.
         self.lifecycle = Lifecycle(self, fleet.registry, window_span_ms) if fleet.registry is not None else None
-        self._skipped = int(self._reports_before(0).sum()) if self.lifecycle is not None else 0
+        # Per device, the number of its first report (those before its commissioning are never made).
+        self._first = self._reports_before(0) if self.lifecycle is not None else np.zeros(n, dtype=np.int64)
+        self._skipped = int(self._first.sum())
 
     def _models(self, u: np.ndarray) -> np.ndarray:
         """Model index per device: one of its type's models when they are in the MODELS catalog, else any."""
@@ -367,12 +391,42 @@ class Devices:
 
     def _reports_before(self, t: int) -> np.ndarray:
         """Per device, how many of its reports fall before ``t`` ms after the window start."""
-        j, interval = self.jitter, self.interval
+        return self._numbered_before(self.index, t)
+
+    def _numbered_before(self, device: np.ndarray, t: Any) -> np.ndarray:
+        """Per device, how many reports of its schedule (numbered from the window start, as its keyed jitter is)
+        fall before ``t`` ms after the window start clipped to its lifecycle: with the registry, those skipped
+        before its commissioning included (see :meth:`reports_before`)."""
+        j, interval = self.jitter[device], self.interval[device]
         if self.lifecycle is not None:  # a device reports from its commissioning until its decommissioning
-            t = np.clip(t, self.lifecycle.active_from, self.lifecycle.active_until)
+            t = np.clip(t, self.lifecycle.active_from[device], self.lifecycle.active_until[device])
         # Reports whose latest possible time is before t; at most one more (2J < I) may be, depending on jitter.
-        sure = np.maximum(0, -((2 * j + self.phase - t) // interval))
-        return sure + (self._report_time(self.index, sure) < t)
+        sure = np.maximum(0, -((2 * j + self.phase[device] - t) // interval))
+        return sure + (self._report_time(device, sure) < t)
+
+    def reports_before(self, device: np.ndarray, t: Any) -> np.ndarray:
+        """How many reports each ``device`` makes before ``t`` ms after the window start (``t`` per device or one):
+        with the registry, only those between its commissioning and decommissioning, counted from its first."""
+        return self._numbered_before(device, t) - self._first[device]
+
+    def report_times(self, device: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """Time (ms after the window start) of each ``device``'s ``k``-th report (0-based, as
+        :meth:`reports_before` counts them: with the registry, from its commissioning)."""
+        return self._report_time(device, k + self._first[device])
+
+    def active_span(self, device: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """When each ``device`` reports, ms after the window start: ``[from, until)`` (commissioning and
+        decommissioning with the registry; else from the window start, for ever)."""
+        if self.lifecycle is None:
+            return np.zeros(len(device), dtype=np.int64), np.full(len(device), NEVER, dtype=np.int64)
+        return self.lifecycle.active_from[device], self.lifecycle.active_until[device]
+
+    def sensor_ids_at(self, device: np.ndarray, t: np.ndarray) -> pa.Array:
+        """The ``sensor_id`` of the device in each slot at epoch-ms ``t`` (with the registry: the replacement
+        after a replacement)."""
+        if self.lifecycle is None:
+            return self.sensor_ids.take(pa.array(device))
+        return self.lifecycle.sensor_ids.take(pa.array(self.lifecycle.entity(device, t)))
 
     def _events_before_epoch(self, e: int) -> int:
         if e not in self._before:

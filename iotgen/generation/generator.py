@@ -65,6 +65,25 @@ class FleetProfile(Protocol):
     def time_of_event(self, spec: "GeneratorSpec", index: int) -> int:
         """The (clean) timestamp in epoch ms of event number ``index`` (``iotgen spec``)."""
 
+    def columns_at(self, spec: "GeneratorSpec", device: np.ndarray, t_ms: np.ndarray) -> dict[str, pa.Array]:
+        """The device-dependent columns of devices at times: what an uploaded backlog measured back then (the
+        ``offline`` scenario)."""
+
+    def reports_before(self, spec: "GeneratorSpec", device: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
+        """How many reports each device makes before epoch-ms ``t_ms`` (the ``offline`` and ``dropped``
+        scenarios' schedule of arrivals; with the device registry, only those between the device's commissioning
+        and decommissioning)."""
+
+    def report_times(self, spec: "GeneratorSpec", device: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """Epoch-ms time of each device's ``k``-th report (0-based; with the device registry, counted from its
+        commissioning)."""
+
+    def active_span(self, spec: "GeneratorSpec", device: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Epoch ms ``[from, until)`` in which each device reports (the device registry's lifecycle)."""
+
+    def sensor_ids_at(self, spec: "GeneratorSpec", device: np.ndarray, t_ms: np.ndarray) -> pa.Array:
+        """The ``sensor_id`` of each device (slot) at epoch-ms ``t_ms``."""
+
 
 class ScenarioSet(Protocol):
     """``spec.scenarios``: transforms each block and says what it did (:class:`iotgen.generation.scenarios.Scenarios`).

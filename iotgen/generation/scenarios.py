@@ -5,6 +5,11 @@ calls :meth:`Scenarios.apply` on each block of :data:`~iotgen.generation.generat
 scenario is off unless configured, and each is a rate or a schedule. They are applied in this order, so a
 later one acts on what the earlier ones made (and a copy carries its source's faults):
 
+0. ``offline`` and ``dropped`` (fleet profile only; :mod:`iotgen.generation.offline`): devices go offline for
+   periods and upload their buffered reports in a burst on reconnecting (a bounded buffer: the overflow is
+   lost), and ``rate`` of each device's reports are never sent. They decide which reports the block holds: its
+   events are then the reports in order of arrival. Labels: ``catch_up`` per uploaded event, ``offline`` per
+   gap, ``overflow`` and ``dropped`` per report that never arrived (at the position it would have had).
 1. ``late``: the event arrives in its slot but was measured ``L`` earlier (``L`` from a lateness
    distribution, at most ``max``): its timestamp (and, in the fleet profile, every reading, recomputed at that
    time) is ``L`` older, while ``created_at``/``updated_at`` keep the arrival, so ``created_at - timestamp``
@@ -27,12 +32,12 @@ Rates are met per block (``floor(rate * BLOCK_SIZE + u)`` events), so a run's co
 configured rates; episode scenarios (stuck, drift) and clock skew are spread evenly over the devices, so the
 share of device time affected is close to the rate at any moment.
 
-Ground truth: :meth:`Scenarios.apply` returns the block with its :class:`~iotgen.generation.truth.Truth`: the labels
-(one row per injected fault and event: ``event_index``, ``event_id``, ``sensor_id``, ``kind``, ``column``,
-``value``, ``source_index``, ``note``; see :data:`LABEL_SCHEMA`) and which events each schema-drift change
-touches. Everything is a pure function of ``(spec, block)``: the truth travels with the events
-(:func:`iotgen.generation.generator.labelled_range`); :func:`truth_range` returns the labels of any event range by
-generating its blocks.
+Ground truth: :meth:`Scenarios.apply` returns the block with its :class:`~iotgen.generation.truth.Truth`: the
+labels (one row per injected fault and event, or per gap or report that never arrived: ``event_index``,
+``event_id``, ``sensor_id``, ``kind``, ``column``, ``value``, ``source_index``, ``note``; see
+:data:`LABEL_SCHEMA`) and which events each schema-drift change touches. Everything is a pure function of
+``(spec, block)``: the truth travels with the events (:func:`iotgen.generation.generator.labelled_range`);
+:func:`truth_range` returns the labels of any event range by generating its blocks.
 """
 
 from __future__ import annotations
@@ -54,10 +59,11 @@ from ..settings.schema import ARROW_SCHEMA, TIMESTAMP
 from .dynamic_json import build_json_column
 from .fleet import READING_RANGES
 from .generator import BLOCK_SIZE, GeneratorSpec, block_rng, labelled_range
+from .offline import MISSING_KINDS, Delivered, Dropped, Offline, delivered_block
 from .truth import LABEL_SCHEMA, Truth
 
 KINDS = ("late", "stuck", "drift", "spike", "out_of_range", "clock_skew", "malformed_json", "null", "duplicate",
-         "replay", "out_of_order")
+         "replay", "out_of_order", "catch_up", "offline", "overflow", "dropped")
 ANOMALY_COLUMNS = ("temperature", "humidity", "pressure")
 DEFAULT_SPIKES = {"temperature": (8.0, 25.0), "humidity": (15.0, 40.0), "pressure": (15.0, 40.0)}
 DEFAULT_DRIFT = {"temperature": 6.0, "humidity": 15.0, "pressure": 12.0}
@@ -214,6 +220,8 @@ class DriftChange:
 class Scenarios:
     """The data-quality scenarios of a run (immutable, hashable, picklable); ``spec.scenarios``."""
 
+    offline: Offline | None = None
+    dropped: Dropped | None = None
     late: Lateness | None = None
     stuck: Episodes | None = None
     drift: Episodes | None = None
@@ -239,7 +247,15 @@ class Scenarios:
     # ---- the GeneratorSpec extension point ------------------------------------------------------------
     def apply(self, spec: GeneratorSpec, block: int, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Truth]:
         """The block with the scenarios applied, and its ground truth."""
+        delivered = None
+        if self.offline or self.dropped:  # which reports arrive, and when: first, as it decides what the block holds
+            delivered = delivered_block(spec, self.offline, self.dropped, block)
+            batch = _arrivals(spec, batch, delivered)
         work = _Work(spec, block, batch)
+        if delivered is not None:
+            up = np.flatnonzero(delivered.catch_up)
+            work.label(up, "catch_up", None, (delivered.arrival[up] - delivered.time[up]) / 1000.0,
+                       _iso(delivered.arrival[up]).to_numpy(zero_copy_only=False))
         if self.late:
             _late(self.late, work)
         for kind, episodes in (("stuck", self.stuck), ("drift", self.drift)):
@@ -260,7 +276,57 @@ class Scenarios:
         copied_from, copy_kind = _copies(self.duplicates, self.replays, work)
         order, moved = _disorder(self.out_of_order, work)
         look_back = self.out_of_order.max_distance + len(moved) + 1 if self.out_of_order else 0
-        return work.finish(self.output_schema(), copied_from, copy_kind, order, moved, look_back, drifted)
+        batch, truth = work.finish(self.output_schema(), copied_from, copy_kind, order, moved, look_back, drifted)
+        if delivered is not None and len(delivered.missing_index):
+            labels = pa.concat_tables([truth.labels, _missing_labels(spec, delivered)])
+            truth = Truth(labels.take(pc.sort_indices(labels, [("event_index", "ascending")])), truth.drifted,
+                          truth.start)
+        return batch, truth
+
+
+# ---- offline devices and dropped reports: what arrives, and what does not ---------------------------------------
+def _arrivals(spec: GeneratorSpec, batch: pa.RecordBatch, delivered: Delivered) -> pa.RecordBatch:
+    """The block's arrivals: each the fleet's event of its device and measurement time, with the per-event draws
+    of the slot it arrives in (``event_id``, ``json_column``, the gateway's delays after its arrival)."""
+    assert spec.fleet is not None  # delivered_block checked
+    columns: dict[str, Any] = spec.fleet.columns_at(spec, delivered.device, delivered.time)
+    names = batch.schema.names
+    measured, created, updated = (_epoch_ms(batch.column(names.index(n))) for n in ("timestamp", "created_at",
+                                                                                    "updated_at"))
+    arrived = delivered.arrival + (created - measured)
+    columns["created_at"] = pa.array(arrived * 1000, TIMESTAMP)
+    columns["updated_at"] = pa.array((arrived + updated - created) * 1000, TIMESTAMP)
+    for name in ("event_id", "json_column"):
+        columns[name] = batch.column(names.index(name))
+    return pa.RecordBatch.from_arrays([columns[name] for name in names], schema=batch.schema)
+
+
+def _missing_labels(spec: GeneratorSpec, delivered: Delivered) -> pa.Table:
+    """Labels of what did not arrive: a gap (value: its length in seconds, note: ``start/end``), a report lost
+    from the full buffer or dropped at the source (note: when it was measured); at the position of the first
+    event arriving after it, with no ``event_id``."""
+    assert spec.fleet is not None  # delivered_block checked
+    m = len(delivered.missing_index)
+    kind = np.asarray(MISSING_KINDS)[delivered.missing_kind]
+    gap = kind == "offline"
+    measured = _iso(delivered.missing_time)
+    notes = pc.if_else(pa.array(gap), pc.binary_join_element_wise(measured, _iso(delivered.missing_end), "/"), measured)
+    value = np.where(gap, (delivered.missing_end - delivered.missing_time) / 1000.0, np.nan)
+    return pa.table({
+        "event_index": pa.array(delivered.missing_index, pa.int64()),
+        "event_id": pa.nulls(m, pa.string()),
+        "sensor_id": spec.fleet.sensor_ids_at(spec, delivered.missing_device, delivered.missing_time),
+        "kind": pa.array(kind.tolist(), pa.string()),
+        "column": pa.nulls(m, pa.string()),
+        "value": pa.array(value, pa.float64(), mask=np.isnan(value)),
+        "source_index": pa.nulls(m, pa.int64()),
+        "note": notes,
+    }, schema=LABEL_SCHEMA)
+
+
+def _iso(ms: np.ndarray) -> pa.Array:
+    """Epoch ms as ISO 8601 UTC text with milliseconds, as :func:`~iotgen.base.times.iso_time` writes one."""
+    return pc.strftime(pa.array(ms, pa.timestamp("ms", tz="UTC")), format="%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---- the working state of one block ------------------------------------------------------------------------
@@ -886,7 +952,8 @@ def rate_table(scenarios: Scenarios, labels: pa.Table, count: int, sensor_ids: p
     """Per configured scenario (and column): the configured rate against what the labels show. Rates of
     events are the labelled share of the ``count`` events; given the events' ``sensor_ids``, the per-device
     scenarios are measured as they are configured: ``stuck``/``drift`` as the mean over devices of the share of
-    a device's events in an episode, ``clock_skew`` as the share of devices. One dict per row."""
+    a device's events in an episode, ``clock_skew`` as the share of devices; ``dropped`` is the share of the
+    reports made (arrived or dropped). One dict per row."""
     counts = label_counts(labels)
     per_device = None
     if sensor_ids is not None and count:
@@ -897,6 +964,8 @@ def rate_table(scenarios: Scenarios, labels: pa.Table, count: int, sensor_ids: p
     def row(name: str, kind: str, configured: float, column: str | None = None) -> None:
         n = counts.get(f"{kind}:{column}" if column else kind, 0)
         measured = n / count if count else 0.0
+        if kind == "dropped":  # a share of the reports: those that arrived and those that did not
+            measured = n / (count + n) if count + n else 0.0
         if per_device is not None and kind in ("stuck", "drift", "clock_skew"):
             mine = labels.filter(pc.equal(labels["kind"], kind))
             if column:
@@ -915,6 +984,8 @@ def rate_table(scenarios: Scenarios, labels: pa.Table, count: int, sensor_ids: p
                        ("replays", "replay"), ("malformed_json", "malformed_json"), ("out_of_range", "out_of_range")):
         if getattr(s, name):
             row(name, kind, getattr(s, name).rate)
+    if s.dropped:
+        row("dropped", "dropped", s.dropped.rate)
     if s.clock_skew:
         row("clock_skew", "clock_skew", s.clock_skew.device_fraction)
     if s.spikes:

@@ -44,6 +44,7 @@ from ..generation.fleet import (
     Series,
 )
 from ..generation.generator import GeneratorSpec
+from ..generation.offline import MAX_DROP_RATE, OVERFLOW_POLICIES, Dropped, Offline
 from ..generation.scenarios import (
     ANOMALY_COLUMNS,
     DEFAULT_DRIFT,
@@ -100,6 +101,7 @@ YAML_NAMES: dict[type, dict[str, str]] = {
     CdcFaults: {"duplicates.rate": "duplicates", "duplicates.max_distance": "duplicate_distance",
                 "out_of_order.rate": "out_of_order", "out_of_order.window": "out_of_order_window",
                 "late.rate": "late", "late.max": "late_max_ms"},
+    Offline: {"duration": "duration_ms", "upload_interval": "upload_interval_ms"},
 }
 # and two that set two fields: ``replays.length`` ([min_length, max_length]) and ``drift.columns`` (columns and
 # max_offset).
@@ -335,6 +337,10 @@ def generator_spec(config: Config | None = None, catalogs: Catalogs | None = Non
             raise InputError("DEVICE_REGISTRY needs the fleet profile (PROFILE=fleet or the spec's profile: fleet), "
                              f"got the {profile} profile{why}")
         fleet = dataclasses.replace(fleet, registry=spec.build_registry())
+    for name in ("offline", "dropped"):
+        if fleet is None and getattr(scenarios, name):
+            raise InputError(f"{spec.where}: scenarios.{name} needs the fleet profile (PROFILE=fleet or profile: "
+                             "fleet): the independent profile has no devices' reporting schedule")
     return GeneratorSpec(
         seed=_fresh_seed() if config.random_seed is None else config.random_seed,
         catalogs=catalogs,
@@ -515,6 +521,8 @@ def _build_scenarios(data: Mapping[str, Any], catalogs: Catalogs, where: str, wi
         else:
             s.raw(key)
 
+    section("offline", _offline)
+    section("dropped", lambda f: Dropped(f.number("rate", 0.0, 0.0, MAX_DROP_RATE)))
     section("late", _late)
     section("stuck", lambda f: _episodes(f, Stuck))
     section("drift", lambda f: _episodes(f, Drift))
@@ -547,6 +555,19 @@ def _build_scenarios(data: Mapping[str, Any], catalogs: Catalogs, where: str, wi
     off = {key: value for key, value in built.items()
            if getattr(value, "rate", getattr(value, "device_fraction", 1)) > 0}
     return Scenarios(nulls=tuple(pairs), schema_drift=tuple(sorted(drift, key=lambda c: c.at_ms)), **off)
+
+
+def _offline(f: _Fields) -> Offline:
+    rate = f.rate()
+    duration = f.duration_ms("duration", default(Offline, "duration"), 1000)
+    buffer = f.integer("buffer", default(Offline, "buffer"), 0)
+    overflow = f.choice("overflow", default(Offline, "overflow"), OVERFLOW_POLICIES)
+    step = f.duration_ms("upload_interval", default(Offline, "upload_interval"), 1)
+    most = Offline.max_rate(duration, buffer * step)
+    if rate > most:
+        f.fail(f.name("rate"), f"must be <= duration / (duration + buffer * upload_interval) = {most:.6g} (each gap "
+                               f"and its upload fit in one period of duration / rate), got {rate}")
+    return Offline(rate, duration, buffer, overflow, step)
 
 
 def _late(f: _Fields) -> Lateness:

@@ -105,6 +105,35 @@ def test_parquet_and_csv_carry_nulls_read_back_by_duckdb(tmp_path):
     assert distinct == 12_000 - copies
 
 
+def test_offline_devices_and_drops_reach_the_files_labels_and_manifest(tmp_path):
+    """The same spec through ``iotgen generate`` (Parquet, in chunks): the events in arrival order, every gap,
+    upload, lost and dropped report in the labels (read back by DuckDB) and counted in the manifest."""
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(json.dumps({"profile": "fleet", "fleet": {"device_count": 30, "interval_s": {"default": 60}},
+                                     "scenarios": {"offline": {"rate": 0.1, "duration": "1h", "buffer": 20},
+                                                   "dropped": {"rate": 0.02}}}))
+    out = tmp_path / "out"
+    assert main(["generate", "--spec", str(spec_path), "--seed", "5", "--anchor-time", ANCHOR, "-o", str(out),
+                 "--no-progress", "-n", "40000", "--chunk-size", "7000", "--format", "parquet"]) == 0
+    (folder,) = out.iterdir()
+    con = duckdb.connect()
+    events = con.execute(f"select event_id, sensor_id from read_parquet('{folder / 'part-*.parquet'}')").arrow()
+    events = events.read_all()  # before the next query: it ends this one's reader
+    labels = con.execute(f"select * from read_parquet('{folder / '_labels.parquet'}')").arrow().read_all()
+    manifest = json.loads((folder / "_manifest.json").read_text())
+    spec = generator_spec(Config(spec_file=str(spec_path), random_seed=5, anchor_time=ANCHOR))
+    assert events.num_rows == manifest["count"] == 40_000
+    embedded = generate_range(spec, 0, 40_000)
+    for name in ("event_id", "sensor_id"):  # the embedded generator's events, in the same (arrival) order
+        assert events.column(name).to_pylist() == embedded.column(name).to_pylist()
+    assert labels.to_pylist() == truth_range(spec, 0, 40_000).labels.to_pylist()
+    by_kind = manifest["labels"]["by_kind"]
+    assert {kind: by_kind.get(kind, 0) > 0 for kind in ("offline", "catch_up", "overflow", "dropped")} == \
+        dict.fromkeys(("offline", "catch_up", "overflow", "dropped"), True)
+    assert sum(by_kind[k] for k in ("offline", "catch_up", "overflow", "dropped")) == manifest["labels"]["count"]
+    assert manifest["scenarios"]["offline"]["buffer"] == 20 and manifest["scenarios"]["dropped"]["rate"] == 0.02
+
+
 def test_a_failed_run_leaves_nothing_under_a_final_name(tmp_path, monkeypatch):
     import iotgen.runs.batch as batch
 

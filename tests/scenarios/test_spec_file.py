@@ -28,6 +28,11 @@ def test_example_is_printed_by_the_cli_and_is_valid(capsys):
     assert all(getattr(scenarios, name) for name in (
         "late", "stuck", "drift", "spikes", "out_of_range", "clock_skew", "schema_drift", "malformed_json",
         "nulls", "duplicates", "replays", "out_of_order"))  # the example shows every scenario
+    text = EXAMPLE_PATH.read_text()  # offline devices and drops too, commented: they change which events there are
+    assert "\n  # offline: {rate:" in text and "\n  # dropped: {rate:" in text
+    uncommented = text.replace("  # offline:", "  offline:").replace("  # dropped:", "  dropped:")
+    on = generator_spec(Config(random_seed=1, anchor_time=ANCHOR), spec=yaml.safe_load(uncommented))
+    assert on.scenarios.offline.buffer == 100 and on.scenarios.dropped.rate == 0.01
 
 
 def test_the_console_script_checks_a_spec(tmp_path):

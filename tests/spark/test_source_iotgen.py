@@ -181,6 +181,8 @@ scenarios:
   nulls: {temperature: 0.05, sensor_id: 0.01, json_column: 0.02, timestamp: 0.01}
   duplicates: {rate: 0.02, max_distance: 500}
   late: {rate: 0.03}
+  offline: {rate: 0.05, duration: 30m, buffer: 20}
+  dropped: {rate: 0.01}
   out_of_order: {rate: 0.02, max_distance: 50}
   malformed_json: {rate: 0.01}
   schema_drift: [{at: 2026-01-01T02:00:00Z, add_key: firmware_channel, value: [choice, [stable, beta]]}]
