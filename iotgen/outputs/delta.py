@@ -46,6 +46,12 @@ COMMIT_INFO_KEY = "iotgen.app_transactions"
 #: events over 8 dates at the default, 1.36 -> 1.55 GB at 32 MiB (bench/bench_notebook_memory.py covers the
 #: notebook). Small files are merged later with compact_delta (OPTIMIZE).
 TARGET_FILE_SIZE = 32 * 2**20
+#: Parquet column statistics (min/max per page and file) are not written for ``json_column``: no reader skips
+#: files on the range of JSON texts or VARIANT bytes, and computing them was about a quarter of a write's CPU
+#: time (compared per row; the VARIANT metadata is 640 bytes a row for the default key pool). delta-rs takes
+#: column properties by top-level name only (``json_column.value`` is not found), so statistics are off by
+#: default and on (page level, Parquet's default) for every other column.
+UNINDEXED_COLUMN = "json_column"
 _MICROS_PER_DAY = 86_400_000_000
 
 
@@ -211,12 +217,16 @@ def write_delta(
     prepared = pa.RecordBatchReader.from_batches(
         write_schema(layout, mode),
         counter.count(itertools.chain(first, (prepare_batch(b, layout, mode) for b in batches))))
+    writer_properties = dl.WriterProperties(
+        default_column_properties=dl.ColumnProperties(statistics_enabled="NONE"),
+        column_properties={name: dl.ColumnProperties(statistics_enabled="PAGE")
+                           for name in write_schema(layout, mode).names if name != UNINDEXED_COLUMN})
     properties = CommitProperties(
         app_transactions=[Transaction(app_id, version) for app_id, version in txns.items()] or None,
         custom_metadata={COMMIT_INFO_KEY: json.dumps(txns, sort_keys=True)} if txns else None)
     try:
         dl.write_deltalake(table, prepared, mode="append", commit_properties=properties,
-                           target_file_size=target_file_size)
+                           target_file_size=target_file_size, writer_properties=writer_properties)
     except dl.exceptions.CommitFailedError as exc:
         table.update_incremental()
         if already_recorded(delta_app_versions(table, [idempotency_key[0]]) if idempotency_key else {},
