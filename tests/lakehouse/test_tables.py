@@ -276,8 +276,8 @@ def test_delta_is_given_the_shared_variant_metadata_once():
     """The generator's VARIANT rows share one metadata: delta-rs gets it as a one-value dictionary (no 640-byte
     copy per row to split and hash); DuckDB-encoded rows (one metadata each) are dictionary-encoded alike, nulls
     kept; both read back as the same binary values."""
-    from iotgen.generator import generate_events
-    from iotgen.sinks.delta import WRITE_VARIANT_TYPE, prepare_batch
+    from iotgen import generate_events
+    from iotgen.outputs.delta import WRITE_VARIANT_TYPE, prepare_batch
 
     config = Config(num_events=3_000, random_seed=4, anchor_time="2026-01-01T00:00:00Z")
     (direct,) = list(generate_events(config, 3_000, json_column="variant"))
