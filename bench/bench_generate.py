@@ -33,7 +33,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from iotgen.base.allocator import retain_freed_memory  # noqa: E402
-from iotgen.spec.spec_file import generator_spec
 
 ALLOCATOR_TUNED = retain_freed_memory()  # before numpy and pyarrow load, as the CLI does
 
@@ -68,6 +67,7 @@ from iotgen.settings.catalogs import (  # noqa: E402
     ZONES,
 )
 from iotgen.settings.config import Config  # noqa: E402
+from iotgen.spec.spec_file import generator_spec  # noqa: E402
 
 TARGET_PER_CORE = 800_000  # into Arrow (stretch: 1,000,000)
 TARGET_FILE_PER_CORE = 300_000  # NDJSON and Parquet files

@@ -6,7 +6,8 @@ when its callback has counted N, the ingest (``available_now``) when its last co
 over the time from starting the client to that moment (the ingest's includes reading the table's offsets and
 each partition's end, parsing, VARIANT encoding and the Delta commits).
 
-    python bench/bench_lakehouse.py [--events 50000] [--ingest-events 100000] [--repeat 2] [--out bench/results/lakehouse.md]
+    python bench/bench_lakehouse.py [--events 50000] [--ingest-events 100000] [--repeat 2] [--batch-only]
+                                    [--out bench/results/lakehouse.md]
 
 Rates are ratios against references measured in the same run (the generator alone; a bare SDK consumer
 draining the same hub), so a busy machine moves both sides. Run it more than once and read the ranges.
@@ -18,6 +19,7 @@ import argparse
 import datetime as dt
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import threading
@@ -33,21 +35,28 @@ from iotgen.outputs.table_target import TableTarget, parse_target  # noqa: E402
 from iotgen.settings.config import Config  # noqa: E402
 
 
-def batch_rates(n: int, folder: Path) -> dict[str, float]:
+def batch_rates(n: int, folder: Path, cpu: dict[str, list[float]] | None = None) -> dict[str, float]:
+    """Events/s of each contender, one after the other; ``cpu`` collects each one's CPU time per event (this
+    process and its threads: delta-rs writes on several), which a busy shared machine moves far less."""
     config = Config(random_seed=1, num_events=n, anchor_time="2026-03-01T00:00:00Z")
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in generate_events(config, n):
         pass
     rates = {"generate only (reference)": n / (time.perf_counter() - start)}
-    for label, target in (
-        ("Delta, json_column VARIANT", TableTarget("delta", str(folder / "dv"), "variant")),
-        ("Delta, json_column string", TableTarget("delta", str(folder / "ds"), "string")),
-        ("Iceberg v2 (SQLite catalog)", parse_target("iceberg:iot.bench", output_dir=str(folder))),
+    if cpu is not None:
+        cpu.setdefault("generate only (reference)", []).append((time.process_time() - cpu_start) / n)
+    for label, target, json_column in (
+        # VARIANT as iotgen generate writes it (write_table): json_column encoded by the generator, no JSON parse
+        ("Delta, json_column VARIANT", TableTarget("delta", str(folder / "dv"), "variant"), "variant"),
+        ("Delta, json_column string", TableTarget("delta", str(folder / "ds"), "string"), "text"),
+        ("Iceberg v2 (SQLite catalog)", parse_target("iceberg:iot.bench", output_dir=str(folder)), "text"),
     ):
-        start = time.perf_counter()
-        commit = target.write(generate_events(config, n))
+        start, cpu_start = time.perf_counter(), time.process_time()
+        commit = target.write(generate_events(config, n, json_column=json_column))
         assert commit.rows == n
         rates[label] = n / (time.perf_counter() - start)
+        if cpu is not None:
+            cpu.setdefault(label, []).append((time.process_time() - cpu_start) / n)
     return rates
 
 
@@ -111,16 +120,24 @@ def main() -> int:
     parser.add_argument("--ingest-events", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--out", default=None, help="write the Markdown results here")
+    parser.add_argument("--batch-only", action="store_true", help="skip the Event Hubs ingest part")
     args = parser.parse_args()
     from iotgen.emulator import start_emulator_process
 
     batch: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     ingest: list[tuple[float, float]] = []
-    bodies = json_lines(generate_table(Config(random_seed=2, num_events=args.ingest_events))).to_pylist()
+    bodies = [] if args.batch_only else \
+        json_lines(generate_table(Config(random_seed=2, num_events=args.ingest_events))).to_pylist()
+    with tempfile.TemporaryDirectory(prefix="iotgen-bench-") as tmp:
+        batch_rates(min(args.events, 20_000), Path(tmp))  # warm-up: imports, compiled key pools, first writes
     for run in range(args.repeat):
         with tempfile.TemporaryDirectory(prefix="iotgen-bench-") as tmp:
-            for label, rate in batch_rates(args.events, Path(tmp)).items():
+            for label, rate in batch_rates(args.events, Path(tmp), cpu).items():
                 batch.setdefault(label, []).append(rate)
+            if args.batch_only:
+                print(f"run {run + 1}: batch {({k: round(v[-1]) for k, v in batch.items()})}", file=sys.stderr)
+                continue
             hubs = ["raw", "ingest"]
             with start_emulator_process(hub=hubs, partitions=4) as emulator:
                 for hub in hubs:
@@ -138,15 +155,30 @@ def main() -> int:
     lines = [
         "# Lakehouse benchmark", "",
         f"`python bench/bench_lakehouse.py --events {args.events} --ingest-events {args.ingest_events} "
-        f"--repeat {args.repeat}` on {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, {dt.date.today()} (shared machine: ranges over runs).", "",
+        f"--repeat {args.repeat}{' --batch-only' if args.batch_only else ''}` on {platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, {dt.date.today()} (shared machine: ranges "
+        "over runs, after one warm-up run).", "",
         f"## Batch writes ({args.events:,} events, one commit)", "",
-        "| target | events/s | share of generate-only time |", "|---|---|---|",
+        "| target | events/s | share of generate-only time | CPU time per event (us) |", "|---|---|---|---|",
     ]
     for label, rates in batch.items():
         share = "1.00" if label.startswith("generate") else \
             f"{min(r / g for r, g in zip(rates, reference)):.2f} - {max(r / g for r, g in zip(rates, reference)):.2f}"
-        lines.append(f"| {label} | {span(rates)} | {share} |")
+        micros = [c * 1e6 for c in cpu[label]]
+        lines.append(f"| {label} | {span(rates)} | {share} | {min(micros):.2f} - {max(micros):.2f} |")
+    variant, string = "Delta, json_column VARIANT", "Delta, json_column string"
+    by_rate = [v / s for v, s in zip(batch[variant], batch[string])]
+    by_cpu = [s / v for v, s in zip(cpu[variant], cpu[string])]
+    lines += ["", f"Delta VARIANT / Delta string, speed in the same run (target >= 0.8): {min(by_rate):.2f} - "
+              f"{max(by_rate):.2f} by wall-clock rate, {min(by_cpu):.2f} - {max(by_cpu):.2f} by CPU time per event "
+              f"(median {statistics.median(by_cpu):.2f})."]
+    text = "\n".join(lines) + "\n"
+    if not ingest:
+        print(text)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(text)
+        return 0
     ratios = [i / r for r, i in ingest]
     lines += [
         "", f"## Event Hubs -> Delta ingest ({args.ingest_events:,} events, local emulator, 4 partitions)", "",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -163,3 +164,14 @@ def test_alias_table_reproduces_its_distribution():
     wide = draws.AliasTable(np.arange(1, 20_002, dtype=float))  # a large, skewed table
     drawn = wide.draw(rng, 200_000)
     assert drawn.min() >= 0 and drawn.max() < 20_001 and abs(drawn.mean() - 2 * 20_001 / 3) < 60
+
+
+def test_retain_freed_memory_sets_deltalakes_jemalloc_unless_set(monkeypatch):
+    from iotgen.base.allocator import DELTALAKE_JEMALLOC
+
+    monkeypatch.delenv("_RJEM_MALLOC_CONF", raising=False)
+    retain_freed_memory()
+    assert os.environ["_RJEM_MALLOC_CONF"] == DELTALAKE_JEMALLOC
+    monkeypatch.setenv("_RJEM_MALLOC_CONF", "narenas:1")
+    retain_freed_memory()
+    assert os.environ["_RJEM_MALLOC_CONF"] == "narenas:1"

@@ -114,3 +114,17 @@ def test_containers_of_every_size_class():
         values = decoded(variant_encoding.with_metadata(big, variant_encoding.metadata([])))
         assert values == [["x" * 50] * count] * 2
     assert big.nbytes > 70_000  # the last size class needs 3-byte offsets
+
+
+def test_chunks_over_two_blocks_share_the_metadata_without_copying_it():
+    """A chunk joined from two blocks' VARIANT columns has the same rows as a plain concatenation, and its
+    metadata child is the one cached repeated array (42 MB per 65,536 rows of the default pool is not copied)."""
+    first = build_json_column(EVERY_KIND, 3, 6, block_rng(1, 0), 300, encoding="variant")
+    second = build_json_column(EVERY_KIND, 3, 6, block_rng(1, 1), 300, encoding="variant")
+    pieces = [first.slice(120), second.slice(0, 250)]
+    joined = variant_encoding.concat(pieces)
+    assert joined.to_pylist() == pa.concat_arrays(pieces).to_pylist()
+    assert variant_encoding.shared_metadata(joined) == variant_encoding.shared_metadata(first) is not None
+    copied = pa.concat_arrays(pieces)  # not made by with_metadata: the general path
+    assert variant_encoding.shared_metadata(copied) is None
+    assert variant_encoding.concat([copied, first]).to_pylist() == copied.to_pylist() + first.to_pylist()

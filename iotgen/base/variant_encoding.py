@@ -18,7 +18,6 @@ PySpark's decoder, DuckDB and Spark's ``variant_get``. Nothing here does I/O.
 
 from __future__ import annotations
 
-import functools
 import struct
 
 import numpy as np
@@ -93,29 +92,20 @@ def containers(m: int, elements: list[pa.BinaryArray], present: np.ndarray | Non
                for e in elements]
     if present is None and k:
         return _full_containers(m, elements, lengths, field_ids)
-    if present is None:
-        counts = np.full(m, k, dtype=np.int64)
-        slots = np.tile(np.arange(k, dtype=np.int64), m)
-        flat = np.stack(lengths, axis=1).ravel() if k else np.zeros(0, dtype=np.int32)  # row-major sizes
-        slot_major = (np.arange(k, dtype=np.int64)[None, :] * m + np.arange(m)[:, None]).ravel()
-    else:
-        rows_first = np.ascontiguousarray(present.T)  # (m, k): a row's slots together
-        counts = rows_first.sum(axis=1, dtype=np.int64)
-        sizes = np.zeros((m, k), dtype=np.int32)
-        for j, size in enumerate(lengths):
-            sizes[present[j], j] = size
-        where = np.flatnonzero(rows_first)  # the present elements, row by row
-        flat = sizes.ravel()[where]
-        slots = where % k
-        # where each element sits among the elements (slot by slot, in row order within a slot)
-        rank = np.cumsum(rows_first, axis=0, dtype=np.int32).ravel()[where] - 1
-        slot_base = np.concatenate([[0], np.cumsum([len(e) for e in elements])[:-1]]).astype(np.int64)
-        slot_major = slot_base[slots] + rank
-    row_first = np.cumsum(counts) - counts  # each row's first element, among all elements
-    before = np.zeros(len(flat) + 1, dtype=np.int64)  # bytes of all elements before each one
-    np.cumsum(flat, out=before[1:])
-    totals = before[row_first + counts] - before[row_first]
-    element_offsets = before[:-1] - np.repeat(before[row_first], counts)
+    # Slot by slot (each slot's rows in row order, as its elements are): an element's place in its row and the
+    # bytes of the row's elements before it, counted with one running array per row.
+    rows = [np.flatnonzero(present[j]).astype(np.int32) for j in range(k)] if present is not None else []
+    counts = np.zeros(m, dtype=np.int32)
+    totals = np.zeros(m, dtype=np.int64)  # bytes of each row's elements
+    places, befores = [], []
+    for j in range(k):
+        r = rows[j]
+        place = counts[r]
+        counts[r] = place + 1
+        before = totals[r]
+        totals[r] = before + lengths[j]
+        places.append(place)
+        befores.append(before)
     large = bool(m and counts.max() > 255)
     count_size = 4 if large else 1
     offset_size = _width(int(totals.max()) if m else 0)
@@ -124,35 +114,40 @@ def containers(m: int, elements: list[pa.BinaryArray], present: np.ndarray | Non
         header = (((int(large) << 4) | ((max(id_size, 1) - 1) << 2) | (offset_size - 1)) << 2) | _OBJECT
     else:
         header = (((int(large) << 2) | (offset_size - 1)) << 2) | _ARRAY
-    lead = 1 + count_size + counts * id_size + (counts + 1) * offset_size  # bytes before the element values
+    lead = 1 + count_size + counts * (id_size + offset_size) + offset_size  # bytes before the element values
     starts = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(lead, out=starts[1:])
-    blob = np.zeros(int(starts[-1]), dtype=np.uint8)
-    row_start = starts[:-1]
+    if starts[-1] >= 2**31:
+        raise ValueError("too many bytes for one VARIANT batch")
+    blob = np.empty(int(starts[-1]), dtype=np.uint8)  # every byte is written below
+    row_start = starts[:-1].astype(np.int32)
     blob[row_start] = header
     _put(blob, row_start + 1, counts, count_size)
-    place = np.arange(len(flat)) - np.repeat(row_first, counts)  # an element's place in its row
-    element_row_start = np.repeat(row_start, counts)
-    if field_ids is not None and k:
-        _put(blob, element_row_start + 1 + count_size + place * id_size,
-             np.asarray(field_ids, dtype=np.int64)[slots], id_size)
-    offsets_at = row_start + 1 + count_size + counts * id_size
-    _put(blob, np.repeat(offsets_at, counts) + place * offset_size, element_offsets, offset_size)
+    ids_at = row_start + (1 + count_size)
+    offsets_at = ids_at + counts * id_size
     _put(blob, offsets_at + counts * offset_size, totals, offset_size)
-    # one take: row r's lead, then its elements in slot order
     leads = pa.BinaryArray.from_buffers(pa.binary(), m, [None, pa.py_buffer(starts.astype(np.int32)),
                                                           pa.py_buffer(blob)])
-    pool = pa.concat_arrays([leads, *elements]) if k else leads
-    first = np.arange(m) + row_first  # each row's lead among the taken pieces
-    codes = np.empty(m + len(flat), dtype=np.int64)
-    codes[first] = np.arange(m)
-    element_slots = np.ones(len(codes), dtype=bool)
-    element_slots[first] = False
-    codes[element_slots] = m + slot_major
-    taken = pool.take(pa.array(codes))
+    if not k:
+        return leads
+    # One take joins them: row r's lead, then its elements in slot order. Its pieces start at r + the elements
+    # of the rows before it.
+    first = np.arange(1, m + 1, dtype=np.int32)
+    first[1:] += np.cumsum(counts[:-1], dtype=np.int32)
+    codes = np.empty(m + int(counts.sum()), dtype=np.int32)
+    codes[first - 1] = np.arange(m, dtype=np.int32)
+    code = m
+    for j in range(k):
+        r, place = rows[j], places[j]
+        if field_ids is not None:
+            _put(blob, ids_at[r] + place * id_size, int(field_ids[j]), id_size)
+        _put(blob, offsets_at[r] + place * offset_size, befores[j], offset_size)
+        codes[first[r] + place] = np.arange(code, code + len(r), dtype=np.int32)
+        code += len(r)
+    taken = pa.concat_arrays([leads, *elements]).take(pa.array(codes))
     taken_offsets = np.frombuffer(taken.buffers()[1], dtype=np.int32, count=len(codes) + 1, offset=4 * taken.offset)
     row_offsets = np.empty(m + 1, dtype=np.int32)
-    row_offsets[:m] = taken_offsets[first]
+    row_offsets[:m] = taken_offsets[first - 1]
     row_offsets[m] = taken_offsets[-1]
     return pa.BinaryArray.from_buffers(pa.binary(), m, [None, pa.py_buffer(row_offsets), taken.buffers()[2]])
 
@@ -192,15 +187,47 @@ def with_metadata(values: pa.BinaryArray, metadata_bytes: bytes) -> pa.StructArr
     return pa.StructArray.from_arrays([_repeated(metadata_bytes, len(values)), values], fields=list(VARIANT_TYPE))
 
 
-@functools.lru_cache(maxsize=8)
+_REPEATED: dict[tuple[bytes, int], pa.BinaryArray] = {}  # the few most recent, oldest first
+
+
 def _repeated(data: bytes, m: int) -> pa.BinaryArray:
     """``data`` ``m`` times (cached: every block of a run has the same metadata and the same size, and Arrow
     arrays are immutable, so the blocks share one array)."""
-    if len(data) * m >= 2**31:
-        raise ValueError("too many rows for one VARIANT batch")
-    offsets = np.arange(0, len(data) * m + 1, len(data), dtype=np.int32)
-    return pa.BinaryArray.from_buffers(pa.binary(), m, [None, pa.py_buffer(offsets),
-                                                         pa.py_buffer(np.tile(np.frombuffer(data, np.uint8), m))])
+    key = (data, m)
+    cached = _REPEATED.pop(key, None)
+    if cached is None:
+        if len(data) * m >= 2**31:
+            raise ValueError("too many rows for one VARIANT batch")
+        offsets = np.arange(0, len(data) * m + 1, len(data), dtype=np.int32)
+        cached = pa.BinaryArray.from_buffers(pa.binary(), m, [None, pa.py_buffer(offsets),
+                                                               pa.py_buffer(np.tile(np.frombuffer(data, np.uint8), m))])
+        while len(_REPEATED) >= 8:
+            del _REPEATED[next(iter(_REPEATED))]
+    _REPEATED[key] = cached
+    return cached
+
+
+def shared_metadata(column: pa.Array) -> bytes | None:
+    """The metadata every row of ``column`` (a :data:`VARIANT_TYPE` array, maybe a slice) shares when it was made
+    by :func:`with_metadata` (its metadata child is a slice of one of the cached repeated arrays), else None."""
+    if column.null_count or not len(column) or not column.type.equals(VARIANT_TYPE):
+        return None
+    child = column.field(0)
+    buffers = child.buffers()
+    for (data, _), repeated in list(_REPEATED.items()):
+        if buffers[1].address == repeated.buffers()[1].address and buffers[2].address == repeated.buffers()[2].address:
+            return data
+    return None
+
+
+def concat(columns: list[pa.Array]) -> pa.Array:
+    """:func:`pyarrow.concat_arrays` of VARIANT columns; when they all share one metadata (:func:`shared_metadata`),
+    only the values are copied and the metadata is the cached repeated array."""
+    shared = {shared_metadata(c) for c in columns}
+    metadata_bytes = shared.pop() if len(shared) == 1 else None
+    if metadata_bytes is None:
+        return pa.concat_arrays(columns)
+    return with_metadata(pa.concat_arrays([c.field(1) for c in columns]), metadata_bytes)
 
 
 def _width(largest: int) -> int:
@@ -215,8 +242,15 @@ def _le(values: np.ndarray, size: int) -> bytes:
     return np.asarray(values, dtype="<u4").view(np.uint8).reshape(-1, 4)[:, :size].tobytes()
 
 
-def _put(blob: np.ndarray, at: np.ndarray, values: np.ndarray, size: int) -> None:
-    """Write ``values`` as ``size``-byte little-endian integers at the positions ``at`` of ``blob``."""
+def _put(blob: np.ndarray, at: np.ndarray, values: np.ndarray | int, size: int) -> None:
+    """Write ``values`` (or one value) as ``size``-byte little-endian integers at the positions ``at`` of ``blob``."""
+    if size == 1:
+        blob[at] = values
+        return
+    if isinstance(values, int):
+        for byte in range(size):
+            blob[at + byte] = (values >> (8 * byte)) & 0xFF
+        return
     values = np.asarray(values, dtype=np.int64)
     for byte in range(size):
         blob[at + byte] = (values >> (8 * byte)) & 0xFF

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
 import numpy as np
 import pyarrow as pa
 
-from ..base import draws
+from ..base import draws, variant_encoding
 from ..base.errors import InputError
 from ..base.times import DAY_MS, HOUR_MS, iso_utc
 from ..settings.catalogs import Catalogs, Categorical
@@ -180,7 +180,14 @@ def block_slices(start: int, stop: int) -> Iterator[tuple[int, int, int]]:
 
 
 def _joined(pieces: list[pa.RecordBatch]) -> pa.RecordBatch:
-    return pieces[0] if len(pieces) == 1 else pa.Table.from_batches(pieces).combine_chunks().to_batches()[0]
+    """One batch of the pieces' rows (a VARIANT column's shared metadata is not copied: see
+    :func:`iotgen.base.variant_encoding.concat`)."""
+    if len(pieces) == 1:
+        return pieces[0]
+    schema = pieces[0].schema
+    columns = [(variant_encoding.concat if field.type.equals(variant_encoding.VARIANT_TYPE) else pa.concat_arrays)(
+        [p.column(i) for p in pieces]) for i, field in enumerate(schema)]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
 class BlockCursor:

@@ -22,10 +22,12 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..base.errors import InputError
+from ..base.variant_encoding import shared_metadata
 from ..formats.variant import VARIANT_TYPE, json_or_text_to_variant
 from .lakehouse import (
     LAYOUTS,
@@ -46,7 +48,21 @@ COMMIT_INFO_KEY = "iotgen.app_transactions"
 #: events over 8 dates at the default, 1.36 -> 1.55 GB at 32 MiB (bench/bench_notebook_memory.py covers the
 #: notebook). Small files are merged later with compact_delta (OPTIMIZE).
 TARGET_FILE_SIZE = 32 * 2**20
+#: Parquet column statistics (min/max per page and file) are not written for ``json_column``: no reader skips
+#: files on the range of JSON texts or VARIANT bytes, and computing them was about a quarter of a write's CPU
+#: time (compared per row; the VARIANT metadata is 640 bytes a row for the default key pool). delta-rs takes
+#: column properties by top-level name only (``json_column.value`` is not found), so statistics are off by
+#: default and on (page level, Parquet's default) for every other column.
+UNINDEXED_COLUMN = "json_column"
 _MICROS_PER_DAY = 86_400_000_000
+#: ``json_column`` as delta-rs is given it in variant mode: VARIANT with its metadata dictionary-encoded. The
+#: generator's rows share one metadata (640 bytes a row for the default key pool); as a dictionary it is one value
+#: and an int32 per row, which delta-rs splits by partition and Parquet encodes without hashing each row's copy
+#: (a quarter of the write's CPU). The files and the table hold the same binary values (the column is VARIANT).
+WRITE_VARIANT_TYPE = pa.struct([
+    pa.field("metadata", pa.dictionary(pa.int32(), pa.binary()), nullable=False),
+    pa.field("value", pa.binary(), nullable=False),
+])
 
 
 def _deltalake():
@@ -67,7 +83,7 @@ def write_schema(layout: str, json_column_mode: str) -> pa.Schema:
     """The Arrow schema of the batches given to delta-rs: the layout, ``json_column`` encoded for the mode,
     plus ``event_date`` for event layouts."""
     schema = LAYOUTS[layout]
-    fields = [pa.field(f.name, VARIANT_TYPE, f.nullable)
+    fields = [pa.field(f.name, WRITE_VARIANT_TYPE, f.nullable)
               if f.name == "json_column" and json_column_mode == "variant" else f for f in schema]
     if "timestamp" in schema.names:
         fields.append(pa.field(PARTITION_COLUMN, pa.date32(), nullable=False))
@@ -107,12 +123,25 @@ def prepare_batch(batch: pa.RecordBatch, layout: str, json_column_mode: str) -> 
     batch = conform(batch, schema)
     columns = list(batch.columns)
     names = batch.schema.names
-    if "json_column" in names and json_column_mode == "variant" and not encoded:
+    if "json_column" in names and json_column_mode == "variant":
         i = names.index("json_column")
-        columns[i] = json_or_text_to_variant(columns[i])
+        columns[i] = _metadata_dictionary(columns[i] if encoded else json_or_text_to_variant(columns[i]))
     if "timestamp" in names:
         columns.append(event_date(batch.column(names.index("timestamp"))))
     return pa.RecordBatch.from_arrays(columns, schema=target)
+
+
+def _metadata_dictionary(variant: pa.StructArray) -> pa.StructArray:
+    """A :data:`VARIANT_TYPE` column as :data:`WRITE_VARIANT_TYPE` (the same values, nulls kept)."""
+    shared = shared_metadata(variant)
+    metadata = variant.field(0)
+    if shared is not None:  # one value for every row: no hashing
+        metadata = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(variant), dtype=np.int32)),
+                                                  pa.array([shared], pa.binary()))
+    else:
+        metadata = pc.dictionary_encode(metadata)
+    return pa.StructArray.from_arrays([metadata, variant.field(1)], fields=list(WRITE_VARIANT_TYPE),
+                                      mask=variant.is_null() if variant.null_count else None)
 
 
 def event_date(timestamp: pa.Array) -> pa.Array:
@@ -211,12 +240,16 @@ def write_delta(
     prepared = pa.RecordBatchReader.from_batches(
         write_schema(layout, mode),
         counter.count(itertools.chain(first, (prepare_batch(b, layout, mode) for b in batches))))
+    writer_properties = dl.WriterProperties(
+        default_column_properties=dl.ColumnProperties(statistics_enabled="NONE"),
+        column_properties={name: dl.ColumnProperties(statistics_enabled="PAGE")
+                           for name in write_schema(layout, mode).names if name != UNINDEXED_COLUMN})
     properties = CommitProperties(
         app_transactions=[Transaction(app_id, version) for app_id, version in txns.items()] or None,
         custom_metadata={COMMIT_INFO_KEY: json.dumps(txns, sort_keys=True)} if txns else None)
     try:
         dl.write_deltalake(table, prepared, mode="append", commit_properties=properties,
-                           target_file_size=target_file_size)
+                           target_file_size=target_file_size, writer_properties=writer_properties)
     except dl.exceptions.CommitFailedError as exc:
         table.update_incremental()
         if already_recorded(delta_app_versions(table, [idempotency_key[0]]) if idempotency_key else {},
