@@ -21,6 +21,8 @@ event adds ``len(message) + 5`` bytes to a batch (``+ 8`` from 256 bytes up).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,6 +34,19 @@ CONTENT_TYPE = "application/json"
 PARTITION_KEY_ANNOTATION = "x-opt-partition-key"
 #: Application properties set on every message, by name (their values come from the event).
 APPLICATION_PROPERTIES = ("schema_version", "device_type")
+
+
+@dataclass(frozen=True)
+class MessageLayout:
+    """Which columns of a row give its message the ``message_id`` and the second application property (beside
+    ``schema_version``): an event's ``event_id`` and ``device_type``; other datasets streamed (the device change
+    feed) name their own."""
+
+    message_id: str = "event_id"
+    property: str = "device_type"
+
+
+EVENT_MESSAGES = MessageLayout()
 
 _NULL = b"\x40"
 _HEADER_DURABLE = bytes.fromhex("005370c00705560140404040")  # header: durable=true, four nulls
@@ -52,11 +67,12 @@ def batch_overhead(message_sizes: np.ndarray) -> np.ndarray:
 
 
 def encode_messages(batch: pa.RecordBatch, partition_key: str | None = "sensor_id",
-                    bodies: pa.Array | None = None) -> pa.BinaryArray:
+                    bodies: pa.Array | None = None, layout: MessageLayout = EVENT_MESSAGES) -> pa.BinaryArray:
     """One encoded AMQP message per event of ``batch``.
 
     ``partition_key`` names the column keying each event (None: no key); ``bodies`` replaces the JSON bodies
-    (by default :func:`~iotgen.formats.encoding.json_lines` of the batch).
+    (by default :func:`~iotgen.formats.encoding.json_lines` of the batch); ``layout`` names the columns of the
+    message id and the routing property.
     """
     n = batch.num_rows
     pieces: list = []
@@ -68,14 +84,20 @@ def encode_messages(batch: pa.RecordBatch, partition_key: str | None = "sensor_i
                            *_compound(_MAP, 2, [_symbol_constant(PARTITION_KEY_ANNOTATION), key], n)], n)
         pieces.append(annotated if pc.all(keyed).as_py()
                       else pc.if_else(keyed, annotated, pa.scalar(b"", pa.binary())))  # no key: no annotation
-    properties = [_string(batch.column("event_id")), _NULL * 5, _symbol_constant(CONTENT_TYPE), _NULL * 6]
+    properties = [_string(_text(batch, layout.message_id)), _NULL * 5, _symbol_constant(CONTENT_TYPE), _NULL * 6]
     pieces += [_PROPERTIES, *_compound(_LIST, 13, properties, n)]
     application = [_string_constant("schema_version"), _int_constant(SCHEMA_VERSION),
-                   _string_constant("device_type"), _string(batch.column("device_type"))]
+                   _string_constant(layout.property), _string(_text(batch, layout.property))]
     pieces += [_APPLICATION_PROPERTIES, *_compound(_MAP, 4, application, n)]
     body = (json_lines(batch) if bodies is None else bodies).cast(pa.binary())
     pieces += [_DATA, _prefix(_BINARY, _lengths(body)), body]
     return _join(pieces, n)
+
+
+def _text(batch: pa.RecordBatch, name: str) -> pa.Array:
+    """A column as text (a change's sequence number is sent as its decimal text)."""
+    column = batch.column(name)
+    return column if pa.types.is_string(column.type) else column.cast(pa.string())
 
 
 # ---- AMQP primitives over whole columns ------------------------------------------------------------------------

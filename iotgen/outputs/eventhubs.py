@@ -44,7 +44,9 @@ import pyarrow.compute as pc
 from ..base.errors import InputError
 from ..base.version import __version__
 from ..formats.encoding import json_lines
-from ..formats.eventhub_messages import CONTENT_TYPE, batch_overhead, encode_messages
+from ..formats.eventhub_messages import (
+    CONTENT_TYPE, EVENT_MESSAGES, MessageLayout, batch_overhead, encode_messages,
+)
 from ..settings.config import Config, Secret
 from ..settings.schema import SCHEMA_VERSION
 from . import private_api
@@ -98,6 +100,12 @@ def parse_connection_string(text: str, what: str = "EVENTHUB_CONNECTION_STRING")
                                       "expected (Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=...)")
         fields[key.strip().lower()] = value.strip()
     return fields
+
+
+def without_entity_path(text: str) -> str:
+    """A connection string without its ``EntityPath`` (the namespace-level form, for another event hub)."""
+    parts = [part for part in str(text).strip().split(";") if part.strip()]
+    return ";".join(p for p in parts if p.partition("=")[0].strip().lower() != "entitypath")
 
 
 @dataclass(frozen=True)
@@ -327,6 +335,7 @@ class PreparedChunk:
     first_index: int
     events: pa.RecordBatch
     batches: list[PreparedBatch]
+    bodies: pa.Array | None = None  # the messages' bodies when not the events' JSON
 
     @property
     def count(self) -> int:
@@ -385,6 +394,7 @@ class _SdkLink:
         self.client = client
         self.send_timeout = send_timeout
         self.partition_key = partition_key
+        self.layout = EVENT_MESSAGES
 
     def new_batch(self, partition_id: str | None, max_bytes: int):
         return self.client.create_batch(partition_id=partition_id, max_size_in_bytes=max_bytes)
@@ -403,9 +413,11 @@ class _PublicLink(_SdkLink):
     """The same through the SDK's public API only (slower; the SDK may re-send once on its own)."""
 
     def fill(self, batch: Any, prepared: PreparedBatch, chunk: PreparedChunk) -> None:
-        events = chunk.events.take(pa.array(prepared.indices))
+        taken = pa.array(prepared.indices)
+        events = chunk.events.take(taken)
+        bodies = json_lines(events) if chunk.bodies is None else chunk.bodies.take(taken)
         keys = events.column(self.partition_key).to_pylist() if self.partition_key else None
-        for i, event in enumerate(_event_data(events, json_lines(events))):
+        for i, event in enumerate(_event_data(events, bodies, self.layout)):
             if keys is not None:
                 _set_partition_key(event, keys[i])
             batch.add(event)
@@ -417,17 +429,18 @@ class _PublicLink(_SdkLink):
         self.client.send_batch(batch, timeout=self.send_timeout)
 
 
-def _event_data(events: pa.RecordBatch, bodies: pa.Array) -> list:
+def _event_data(events: pa.RecordBatch, bodies: pa.Array, layout: MessageLayout = EVENT_MESSAGES) -> list:
     """``EventData`` objects through the public API, with the body and properties iotgen sends."""
     from azure.eventhub import EventData
 
-    columns = events.select(["event_id", "device_type"]).to_pydict()
+    ids = events.column(layout.message_id).cast(pa.string()).to_pylist()
+    values = events.column(layout.property).cast(pa.string()).to_pylist()
     out = []
     for i, body in enumerate(bodies.to_pylist()):
         event = EventData(body)
         event.content_type = CONTENT_TYPE
-        event.message_id = columns["event_id"][i]
-        event.properties = {"schema_version": SCHEMA_VERSION, "device_type": columns["device_type"][i]}
+        event.message_id = ids[i]
+        event.properties = {"schema_version": SCHEMA_VERSION, layout.property: values[i]}
         out.append(event)
     return out
 
@@ -556,20 +569,30 @@ class EventHubProducer:
         for future in [self._lane(pid).submit(self._link.open, pid) for pid in targets]:
             future.result()
 
+    @property
+    def layout(self) -> MessageLayout:
+        """The columns of a row's message id and routing property (an event's ``event_id``, ``device_type``)."""
+        return self._link.layout
+
+    @layout.setter
+    def layout(self, layout: MessageLayout) -> None:
+        self._link.layout = layout
+
     # ---- preparing -------------------------------------------------------------------------------------------
-    def prepare(self, events: pa.RecordBatch, first_index: int) -> PreparedChunk:
-        """Encode, route and pack ``events`` (numbered from ``first_index``) into batches. No I/O."""
+    def prepare(self, events: pa.RecordBatch, first_index: int, bodies: pa.Array | None = None) -> PreparedChunk:
+        """Encode, route and pack ``events`` (numbered from ``first_index``) into batches. No I/O. ``bodies``:
+        the messages' bodies, when not the rows' JSON (the rows then give only the key, id and property)."""
         n = events.num_rows
         if n == 0:
-            return PreparedChunk(first_index, events, [])
-        messages = encode_messages(events, self.partition_key)
+            return PreparedChunk(first_index, events, [], bodies)
+        messages = encode_messages(events, self.partition_key, bodies=bodies, layout=self._link.layout)
         sizes = pc.binary_length(messages).to_numpy(zero_copy_only=False).astype(np.int64)
         cost = sizes + batch_overhead(sizes)
         items = messages.to_pylist()
         batches: list[PreparedBatch] = []
         for partition_id, indices in self._groups(events):
             batches.extend(self._pack(partition_id, indices, cost, items, self._base_size))
-        return PreparedChunk(first_index, events, batches)
+        return PreparedChunk(first_index, events, batches, bodies)
 
     def _groups(self, events: pa.RecordBatch) -> Iterator[tuple[str | None, np.ndarray]]:
         if self.partition_key is None:

@@ -37,6 +37,7 @@ from ..base.version import __version__
 from ..formats.encoding import json_lines
 from ..settings.config import Config, Secret
 from ..settings.schema import SCHEMA_VERSION
+from ..formats.eventhub_messages import EVENT_MESSAGES
 from .eventhubs import ChunkOutcome, SendStats, parse_connection_string, redact
 
 _LOGGER = logging.getLogger(__name__)
@@ -293,6 +294,7 @@ class KafkaProducer:
         self._closing = threading.Event()
         self._lane: ThreadPoolExecutor | None = None
         self._poller: threading.Thread | None = None
+        self.layout = EVENT_MESSAGES  # the columns of the message-id header and the routing header
 
     @classmethod
     def open(cls, config: Config, target: KafkaTarget | None = None) -> "KafkaProducer":
@@ -328,14 +330,15 @@ class KafkaProducer:
                    send_timeout=config.send_timeout_sec)
 
     # ---- preparing -------------------------------------------------------------------------------------------
-    def prepare(self, events: pa.RecordBatch, first_index: int) -> KafkaChunk:
-        """The chunk's values (JSON), keys and header values. No I/O."""
-        lines = json_lines(events)
+    def prepare(self, events: pa.RecordBatch, first_index: int, bodies: pa.Array | None = None) -> KafkaChunk:
+        """The chunk's values (JSON: ``bodies``, or the rows'), keys and header values. No I/O."""
+        lines = json_lines(events) if bodies is None else bodies
         size = int(pc.sum(pc.binary_length(lines)).as_py() or 0)
         values = lines.cast(pa.binary()).to_pylist()
         keys = events.column(self.partition_key).to_pylist() if self.partition_key else None
-        as_bytes = lambda name: pc.fill_null(events.column(name), "").cast(pa.binary()).to_pylist()  # noqa: E731
-        return KafkaChunk(first_index, values, keys, as_bytes("event_id"), as_bytes("device_type"), size)
+        as_bytes = lambda name: pc.fill_null(events.column(name).cast(pa.string()), "").cast(pa.binary()).to_pylist()  # noqa: E731
+        return KafkaChunk(first_index, values, keys, as_bytes(self.layout.message_id), as_bytes(self.layout.property),
+                          size)
 
     # ---- sending ---------------------------------------------------------------------------------------------
     @property
@@ -379,13 +382,14 @@ class KafkaProducer:
         keys = chunk.keys if chunk.keys is not None else [None] * chunk.count
         content_type = ("content-type", CONTENT_TYPE)
         schema = ("schema_version", str(SCHEMA_VERSION).encode())
+        routing = self.layout.property
         stop = self._stop
         for i, (value, key, event_id, device_type) in enumerate(zip(chunk.values, keys, chunk.event_ids,
                                                                        chunk.device_types)):
             if not i % 1000 and stop.is_set():
                 delivery.fail_unsent(chunk.event_ids[i:], "stopped before it was sent")
                 return
-            headers = [content_type, ("message-id", event_id), schema, ("device_type", device_type)]
+            headers = [content_type, ("message-id", event_id), schema, (routing, device_type)]
             while True:
                 try:
                     produce(topic, value, key, on_delivery=report, headers=headers)

@@ -24,6 +24,7 @@ events.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -40,7 +41,12 @@ import pyarrow.compute as pc
 
 from ..base.errors import InputError
 from ..generation.generator import BlockCursor, GeneratorSpec
-from ..outputs.eventhubs import EventHubConfigError, EventHubProducer, SendStats, target_from_config
+from ..formats.eventhub_messages import MessageLayout
+from ..generation.devices import change_feed, registry_of
+from ..outputs.registry import encode_file
+from ..outputs.eventhubs import (
+    EventHubConfigError, EventHubProducer, SendStats, target_from_config, without_entity_path,
+)
 from ..settings.catalogs import Catalogs
 from ..settings.config import Config, Secret
 from ..settings.databricks import on_databricks
@@ -65,12 +71,18 @@ class StreamPlan:
     duration: float | None
     time_mode: str
     start: int
+    changes_hub: str = ""  # the event hub / topic of the device change feed; empty: none
 
     @classmethod
     def from_config(cls, config: Config) -> "StreamPlan":
         if config.ramp_up_sec > 0 and config.rate_events_per_sec is None:
             raise InputError(f"RAMP_UP_SEC={config.ramp_up_sec:g} needs RATE_EVENTS_PER_SEC (--rate), the rate to "
                              "climb to")
+        changes_hub = config.stream_changes_hub.strip()
+        if changes_hub and config.stream_time_mode == "live":
+            raise InputError("STREAM_CHANGES_HUB needs STREAM_TIME_MODE=window (--time-mode window): live re-times "
+                             "every event to its send time, so no event would match its device's registry as of "
+                             "its time")
         rate = config.rate_events_per_sec
         if rate is None and config.sleep_interval_sec > 0:
             rate = config.batch_size / config.sleep_interval_sec
@@ -83,6 +95,7 @@ class StreamPlan:
             duration=config.stream_duration_sec,
             time_mode=config.stream_time_mode,
             start=config.stream_start_event,
+            changes_hub=changes_hub,
         )
 
     def describe(self) -> str:
@@ -97,7 +110,8 @@ class StreamPlan:
         if self.duration is not None:
             stops.append(f"{self.duration:g} s")
         until = " or ".join(stops) if stops else "Ctrl-C / Stop"
-        return f"{pace}, {self.batch_size:,} events per step, until {until}"
+        changes = f", device changes to {self.changes_hub}" if self.changes_hub else ""
+        return f"{pace}, {self.batch_size:,} events per step, until {until}{changes}"
 
 
 # ---- the result ----------------------------------------------------------------------------------------------------
@@ -114,11 +128,17 @@ class StreamSummary(SendStats):
     elapsed_sec: float = 0.0
     resume_from: int = 0
     stopped_by: str | None = None  # "events", "duration", "interrupted", "failure"
+    changes_endpoint: str = ""  # where the device change feed went (STREAM_CHANGES_HUB); empty: nowhere
+    changes_sent: int = 0
+    changes_acknowledged: int = 0
+    changes_failed: int = 0
+    first_change: int = 0
+    next_change: int = 0
 
     @property
     def ok(self) -> bool:
-        """True when no event failed."""
-        return self.failed == 0
+        """True when no event (and no change of the device change feed) failed."""
+        return self.failed == 0 and self.changes_failed == 0
 
     @property
     def events_per_sec(self) -> float:
@@ -153,6 +173,11 @@ class StreamSummary(SendStats):
             f"  events     #{self.first_event:,} to #{self.resume_from - 1:,}, seed {self.seed}, "
             f"event time {self.time_mode}",
         ]
+        if self.changes_endpoint:
+            out.append(f"  changes    {self.changes_sent:,} sent to {self.changes_endpoint}, "
+                       f"{self.changes_acknowledged:,} acknowledged, {self.changes_failed:,} failed "
+                       + (f"(changes #{self.first_change:,} to #{self.next_change - 1:,})"
+                          if self.next_change > self.first_change else "(none due yet)"))
         if self.retried:
             out.append(f"  note       up to {self.retried:,} events may be duplicated (re-sent after a failure): "
                        "de-duplicate on event_id")
@@ -204,36 +229,142 @@ def stream_events(
     catalogs: Catalogs | None = None,
     on_progress: Callable[[StreamSummary], None] | None = None,
     progress_interval: float = 0.5,
+    changes_producer: Any = None,
 ) -> StreamSummary:
     """Stream events as ``config`` says to ``producer`` (by default one opened from ``config`` and closed
-    after). Returns the summary; it never raises for a batch that fails (see ``summary.ok``), only for bad
-    settings (``ValueError``) and an endpoint that cannot be reached when opening."""
+    after), and with ``STREAM_CHANGES_HUB`` the fleet's device change feed to ``changes_producer`` (by default
+    one opened with :func:`open_changes_producer`). Returns the summary; it never raises for a batch that fails
+    (see ``summary.ok``), only for bad settings (``ValueError``) and an endpoint that cannot be reached when
+    opening."""
     plan = StreamPlan.from_config(config)
     spec = generator_spec(config, catalogs)  # + SPEC_FILE's catalogs, fleet (PROFILE) and scenarios
+    if plan.changes_hub:
+        check_changes(spec)
     if plan.time_mode == "live" and (spec.fleet is not None or spec.scenarios is not None):
         _LOGGER.warning("STREAM_TIME_MODE=live re-times every event to its send time, which replaces the fleet's "
                         "schedule and the scenarios' late, skewed or out-of-order times; STREAM_TIME_MODE=window "
                         "keeps them")
-    if producer is None:
-        with open_producer(config) as owned:
-            return _run(plan, spec, owned, on_progress, progress_interval)
-    return _run(plan, spec, producer, on_progress, progress_interval)
+    with contextlib.ExitStack() as owned:
+        if producer is None:
+            producer = owned.enter_context(open_producer(config))
+        if plan.changes_hub and changes_producer is None:
+            changes_producer = owned.enter_context(open_changes_producer(config))
+        changes = _Changes(changes_producer, spec, plan.start, config.cdc_layout) if plan.changes_hub else None
+        return _run(plan, spec, producer, on_progress, progress_interval, changes)
+
+
+def check_changes(spec: GeneratorSpec) -> None:
+    """Raise one InputError when ``spec`` has no device registry to stream the change feed of."""
+    if registry_of(spec) is None:
+        raise InputError("STREAM_CHANGES_HUB needs the device registry: PROFILE=fleet with DEVICE_REGISTRY=true "
+                         "(--profile fleet --registry true), or a SPEC_FILE with profile: fleet and a registry section")
+
+
+class _Changes:
+    """The device change feed streamed beside the events (``STREAM_CHANGES_HUB``), in ``CDC_LAYOUT``.
+
+    Before a step of events is submitted, every change released by the (clean, scheduled) time of the step's
+    last event is sent to the changes producer and acknowledged: a consumer has each change before the events
+    from its commit time on. Where the feed starts follows from the first event alone (the changes released
+    by the time of event ``start - 1`` went out with the events before it), so a resumed stream
+    (``STREAM_START_EVENT``) goes on with the changes too, with no state kept anywhere.
+    """
+
+    def __init__(self, producer: Any, spec: GeneratorSpec, start: int, layout: str) -> None:
+        self.producer = producer
+        self.spec = spec
+        self.feed = ChangeMessages.of(spec, layout)
+        producer.layout = self.feed.layout
+        self.baseline = producer.stats
+        self.first = self.position = 0 if start == 0 else self._released(start - 1)
+
+    def _released(self, event: int) -> int:
+        """How many rows of the feed are released by the clean time of event number ``event``."""
+        assert self.spec.fleet is not None
+        horizon = self.spec.fleet.time_of_event(self.spec, event)
+        return int(np.searchsorted(self.feed.release_ms, horizon, side="right"))
+
+    def send_until(self, last_event: int) -> bool:
+        """Send (and settle) the changes released by event ``last_event``; False when some failed."""
+        stop = self._released(last_event)
+        if stop <= self.position:
+            return True
+        rows, bodies = self.feed.slice(self.position, stop)
+        producer = self.producer
+        outcome = producer.settle(producer.submit(producer.prepare(rows, self.position, bodies)))
+        if outcome.first_failed is not None:
+            return False
+        self.position = stop
+        return True
+
+    def report(self, summary: StreamSummary) -> StreamSummary:
+        stats = self.producer.stats.since(self.baseline)
+        return dataclasses.replace(summary, changes_endpoint=self.producer.target.description,
+                                   changes_sent=stats["sent"], changes_acknowledged=stats["acknowledged"],
+                                   changes_failed=stats["failed"], first_change=self.first,
+                                   next_change=self.position, errors=summary.errors + stats["errors"])
+
+
+@dataclass(frozen=True)
+class ChangeMessages:
+    """The registry's delivered change feed as messages: per row its key, id and routing property (``rows``),
+    its body (``bodies``, None: the rows' own JSON) and when it is released (``release_ms``).
+
+    ``flat``: the feed's rows are the messages (id ``_commit_version``, property ``_change_type``: an update's
+    two images share the id of their change). ``debezium``: the body is the change (``before``, ``after``,
+    ``op``, ``ts_ms``, ``source``), the key the device's ``sensor_id``, the id ``source.seq`` and the property
+    ``op``. A change is released at its commit time, never before an earlier row of the feed: a change the
+    feed delivers late or out of order goes out at its place in the feed.
+    """
+
+    rows: pa.Table
+    bodies: pa.Array | None
+    release_ms: np.ndarray
+    layout: MessageLayout
+
+    @classmethod
+    def of(cls, spec: GeneratorSpec, layout: str) -> "ChangeMessages":
+        changes = change_feed(spec, layout).changes
+        if layout == "flat":
+            commit = changes.column("_commit_timestamp").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+            commit_ms = commit.to_numpy() // 1000
+            rows, bodies = changes, None
+            messages = MessageLayout(message_id="_commit_version", property="_change_type")
+        else:
+            commit_ms = changes.column("ts_ms").to_numpy()
+            after, before = changes.column("after"), changes.column("before")
+            rows = pa.table({
+                "sensor_id": pc.coalesce(pc.struct_field(after, "sensor_id"), pc.struct_field(before, "sensor_id")),
+                "seq": pc.struct_field(changes.column("source"), "seq"), "op": changes.column("op")})
+            text = encode_file(changes, "ndjson").decode("utf-8").split("\n")[:-1]
+            bodies = pa.array(text, pa.string())
+            messages = MessageLayout(message_id="seq", property="op")
+        release = np.maximum.accumulate(commit_ms) if len(commit_ms) else np.zeros(0, dtype=np.int64)
+        return cls(rows, bodies, release, messages)
+
+    def slice(self, start: int, stop: int) -> tuple[pa.RecordBatch, pa.Array | None]:
+        rows = self.rows.slice(start, stop - start).combine_chunks().to_batches()
+        batch = rows[0] if rows else pa.RecordBatch.from_pylist([], schema=self.rows.schema)
+        return batch, None if self.bodies is None else self.bodies.slice(start, stop - start)
 
 
 class _Stream:
     """State of one run: the plan, the producer's counters at the start, and the summary being built."""
 
-    def __init__(self, plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer) -> None:
+    def __init__(self, plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer,
+                 changes: "_Changes | None" = None) -> None:
         self.plan = plan
         self.producer = producer
+        self.changes = changes
         self.baseline = producer.stats
         self.summary = StreamSummary(endpoint=producer.target.description, seed=spec.seed, first_event=plan.start,
                                      target_rate=plan.rate, time_mode=plan.time_mode, resume_from=plan.start)
         self.started = time.monotonic()
 
     def snapshot(self) -> StreamSummary:
-        return dataclasses.replace(self.summary, **self.producer.stats.since(self.baseline),
-                                   elapsed_sec=time.monotonic() - self.started)
+        summary = dataclasses.replace(self.summary, **self.producer.stats.since(self.baseline),
+                                      elapsed_sec=time.monotonic() - self.started)
+        return summary if self.changes is None else self.changes.report(summary)
 
     def settle(self, in_flight: deque) -> bool:
         """Wait for the oldest chunk in flight; True when every event of it was acknowledged."""
@@ -263,9 +394,10 @@ IN_FLIGHT = 2
 
 
 def _run(plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer,
-         on_progress: Callable[[StreamSummary], None] | None, progress_interval: float) -> StreamSummary:
+         on_progress: Callable[[StreamSummary], None] | None, progress_interval: float,
+         changes: _Changes | None = None) -> StreamSummary:
     producer.reset()
-    state = _Stream(plan, spec, producer)
+    state = _Stream(plan, spec, producer, changes)
     cursor = BlockCursor(spec, plan.start)  # each block generated once, cut into steps of any size
     events_bucket = bytes_bucket = None
     if plan.rate is not None:
@@ -298,6 +430,10 @@ def _run(plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer,
             if plan.time_mode == "live":  # the events happened since the previous step
                 events = rebase_times(events, int(released * 1e6), int(now * 1e6))
             released = now
+            if changes is not None and not changes.send_until(first + n - 1):  # the changes go first
+                state.summary.stopped_by = "failure"
+                state.summary.resume_from = first
+                break
             chunk = producer.prepare(events, first)
             if bytes_bucket is not None:
                 bytes_bucket.acquire(chunk.size)
@@ -315,6 +451,8 @@ def _run(plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer,
         if state.summary.stopped_by != "failure":
             state.summary.stopped_by = "interrupted"
         producer.stop_retrying()
+        if changes is not None:
+            changes.producer.stop_retrying()
         state.settle_all(in_flight)
     summary = state.snapshot()
     if on_progress is not None:
@@ -331,6 +469,49 @@ def open_producer(config: Config) -> Any:
 
         return KafkaProducer.open(config)
     return EventHubProducer.open(config)
+
+
+def open_changes_producer(config: Config) -> Any:
+    """The producer of the device change feed: ``STREAM_CHANGES_HUB`` as the event hub (same namespace and
+    credentials as the events'; a connection string's EntityPath is the events' hub, so a namespace-level key is
+    needed) or, with ``STREAM_PROTOCOL=kafka``, as the topic (same servers and credentials). Its messages have
+    the change's number as message id and its change type as routing property (see :class:`ChangeMessages`),
+    keyed by ``sensor_id`` (``PARTITION_KEY``): one device's changes stay in order in one partition."""
+    hub = config.stream_changes_hub.strip()
+    if not hub:
+        raise InputError("STREAM_CHANGES_HUB is empty: name the event hub (or topic) of the device change feed")
+    producer: Any
+    try:
+        if config.stream_protocol == "kafka":
+            from ..outputs.kafka import KafkaProducer
+
+            secret = config.eventhub_connection_string  # the password: the namespace's, for another topic
+            producer = KafkaProducer.open(config.replace(
+                kafka_topic=hub, eventhub_connection_string=None if secret is None
+                else Secret(without_entity_path(secret.reveal()))))
+        else:
+            target = target_from_config(config)
+            if target is None:  # EventHubProducer.open says what is missing
+                producer = EventHubProducer.open(config)
+            else:
+                secret = target.connection_string
+                if secret is not None:
+                    secret = Secret(without_entity_path(secret.reveal()))
+                producer = EventHubProducer.open(config, dataclasses.replace(target, eventhub=hub,
+                                                                             connection_string=secret))
+    except InputError as exc:
+        raise type(exc)(_for_changes(str(exc), hub)) from None
+    except ConnectionError as exc:
+        raise type(exc)(_for_changes(str(exc), hub)) from None
+    return producer
+
+
+def _for_changes(message: str, hub: str) -> str:
+    """An error of opening the change feed's hub or topic, naming STREAM_CHANGES_HUB."""
+    for name in ("EVENTHUB_NAME: ", "KAFKA_TOPIC: "):
+        if message.startswith(name):
+            return "STREAM_CHANGES_HUB: " + message[len(name):]
+    return f"STREAM_CHANGES_HUB {hub!r}: {message}"
 
 
 @dataclass
@@ -386,8 +567,9 @@ def connect(config: Config, *, local_fallback: bool | None = None, partitions: i
     if not configured and local_fallback:
         from ..emulator import start_emulator_process
 
-        emulator = start_emulator_process(hub=config.eventhub_name or "iot-events", partitions=partitions,
-                                          key=secrets.token_urlsafe(32), kafka_port="any")
+        hubs = [config.eventhub_name or "iot-events"] + [h for h in [config.stream_changes_hub.strip()] if h]
+        emulator = start_emulator_process(hub=hubs, partitions=partitions, key=secrets.token_urlsafe(32),
+                                          kafka_port="any")
         # Kafka is served too (a free port), as Microsoft's emulator does: Spark's Kafka source reads it.
         config = config.replace(eventhub_connection_string=Secret(emulator.connection_string),
                                 kafka_bootstrap_servers=emulator.kafka_bootstrap)

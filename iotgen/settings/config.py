@@ -277,6 +277,9 @@ class Config:
         8, _integer(0, 100), "Retries of a batch (exponential back-off) before it counts as failed.")
     stream_start_event: int = _param(
         0, _integer(0, 10**12), "Index of the first event to stream (resume a stopped stream).")
+    stream_changes_hub: str = _param(
+        "", _text, "Event hub (Kafka topic with STREAM_PROTOCOL=kafka) that also gets the fleet's device change "
+        "feed, each change before the events from its commit time on (STREAM_TIME_MODE=window); empty: none.")
     stream_protocol: str = _param(
         "amqp", _choice("amqp", "kafka"),
         "amqp: the azure-eventhub SDK; kafka: Event Hubs' Kafka endpoint or any Kafka (librdkafka, see KAFKA_*).")

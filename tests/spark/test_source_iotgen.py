@@ -275,3 +275,7 @@ def test_the_config_passes_its_spec_file_profile_and_device_count(tmp_path):
     parsed = IotgenOptions.parse(options)
     assert parsed.spec().fleet.device_count == 9
     assert "specFile" not in _iotgen_options(Config(random_seed=1))
+    registry = _iotgen_options(Config(profile="fleet", device_registry=True, cdc_layout="debezium", random_seed=1))
+    assert registry["deviceRegistry"] == "true" and registry["cdcLayout"] == "debezium"
+    parsed = IotgenOptions.parse({**registry, "dataset": "device_changes"})
+    assert parsed.config.device_registry is True and parsed.config.cdc_layout == "debezium"

@@ -10,20 +10,21 @@ import pytest
 from azure.eventhub import EventData, EventDataBatch
 
 from iotgen.formats.encoding import json_lines
-from iotgen.formats.eventhub_messages import batch_overhead, encode_messages
+from iotgen.formats.eventhub_messages import MessageLayout, batch_overhead, encode_messages
 from iotgen.generation.generator import event_dicts, generate_block
 from iotgen.settings.config import Config
 from iotgen.settings.schema import SCHEMA_VERSION
 from iotgen.spec.spec_file import generator_spec
 
 
-def sdk_encoding(body: str, event_id: str, device_type: str, key: str | None) -> tuple[bytes, int]:
+def sdk_encoding(body: str, event_id: str, device_type: str, key: str | None,
+                 property: str = "device_type") -> tuple[bytes, int]:
     """The SDK's public API: the encoded message and what it adds to a batch's size."""
     batch = EventDataBatch(max_size_in_bytes=4 << 20, partition_key=key)
     event = EventData(body)
     event.content_type = "application/json"
     event.message_id = event_id
-    event.properties = {"schema_version": SCHEMA_VERSION, "device_type": device_type}
+    event.properties = {"schema_version": SCHEMA_VERSION, property: device_type}
     before = batch.size_in_bytes
     batch.add(event)
     return bytes(batch._message.data[0]), batch.size_in_bytes - before
@@ -77,6 +78,21 @@ def test_nulls_and_empty_keys_encode_as_the_sdk_encodes_none_and_no_key():
     messages = encode_messages(batch, "sensor_id", bodies=bodies)
     for i, row in enumerate(rows):
         expected, added = sdk_encoding(bodies[i].as_py(), row["event_id"], row["device_type"], row["sensor_id"])
+        assert messages[i].as_py() == expected
+        assert len(expected) + batch_overhead(np.array([len(expected)]))[0] == added
+
+
+def test_another_layout_names_its_own_message_id_and_property_and_encodes_as_the_sdk_does():
+    """The device change feed's messages: the change's number (as text) is the message id, its operation the
+    routing property; the body is the whole row."""
+    batch = pa.RecordBatch.from_pylist([
+        {"change_id": 7, "operation": "update", "sensor_id": "sensor-00003", "firmware_version": "2.1.0"},
+        {"change_id": 123456789012, "operation": "delete", "sensor_id": "sensor-00004", "firmware_version": None},
+    ])
+    layout = MessageLayout(message_id="change_id", property="operation")
+    messages = encode_messages(batch, "sensor_id", layout=layout)
+    for i, (row, line) in enumerate(zip(batch.to_pylist(), json_lines(batch).to_pylist())):
+        expected, added = sdk_encoding(line, str(row["change_id"]), row["operation"], row["sensor_id"], "operation")
         assert messages[i].as_py() == expected
         assert len(expected) + batch_overhead(np.array([len(expected)]))[0] == added
 

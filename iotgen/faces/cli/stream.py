@@ -10,9 +10,13 @@ key, unknown event hub, invalid flags), 130 when interrupted with Ctrl-C (after 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
-from ...runs.stream import ProgressLine, StreamPlan, open_producer, stream_events
+from ...runs.stream import (
+    ProgressLine, StreamPlan, check_changes, open_changes_producer, open_producer, stream_events,
+)
+from ...spec.spec_file import generator_spec
 from .options import add_config_option, load_config
 
 HELP = ("stream events to Azure Event Hubs (AMQP, or its Kafka endpoint) or any Kafka (connection from "
@@ -29,7 +33,8 @@ FLAGS = {
     "protocol": "STREAM_PROTOCOL", "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS", "topic": "KAFKA_TOPIC",
     "security_protocol": "KAFKA_SECURITY_PROTOCOL", "sasl_mechanism": "KAFKA_SASL_MECHANISM",
     "sasl_username": "KAFKA_SASL_USERNAME", "ssl_ca_location": "KAFKA_SSL_CA_LOCATION",
-    "compression": "KAFKA_COMPRESSION",
+    "compression": "KAFKA_COMPRESSION", "changes_hub": "STREAM_CHANGES_HUB",
+    "registry": "DEVICE_REGISTRY", "cdc_layout": "CDC_LAYOUT",
 }
 
 
@@ -53,6 +58,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", metavar="P", help="independent | fleet (PROFILE; default: the spec's)")
     parser.add_argument("--devices", metavar="N", help="devices of the fleet profile (DEVICE_COUNT)")
     parser.add_argument("--eventhub", metavar="NAME", help="event hub name (EVENTHUB_NAME)")
+    parser.add_argument("--registry", metavar="BOOL", help="fleet: the device registry, which the events follow "
+                                                           "(DEVICE_REGISTRY: true | false)")
+    parser.add_argument("--cdc-layout", metavar="L", help="the change feed's layout: flat | debezium (CDC_LAYOUT)")
+    parser.add_argument("--changes-hub", "--changes-topic", dest="changes_hub", metavar="NAME",
+                        help="also stream the fleet's device change feed to this event hub (Kafka: topic), each "
+                             "change before the events from its commit time on; needs --time-mode window "
+                             "(STREAM_CHANGES_HUB)")
     parser.add_argument("--namespace", metavar="NS", help="namespace for Azure AD auth (EVENTHUB_NAMESPACE)")
     parser.add_argument("--send-timeout", metavar="S", help="time-out of a send and of connecting "
                                                             "(SEND_TIMEOUT_SEC, default 30)")
@@ -78,15 +90,20 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args, FLAGS)
     StreamPlan.from_config(config)  # a bad combination fails here, before connecting
     progress = ProgressLine(sys.stderr) if sys.stderr.isatty() and not args.no_progress else None
-    try:
-        producer = open_producer(config)
-    except ConnectionError as exc:  # EventHubUnavailable, KafkaUnavailable: nothing answers
-        print(f"iotgen stream: error: {exc}", file=sys.stderr)
-        return 1
-    with producer:
-        print(f"streaming to {producer.target.description}", file=sys.stderr)
+    if config.stream_changes_hub.strip():
+        check_changes(generator_spec(config))  # no fleet: fails here, before connecting
+    with contextlib.ExitStack() as producers:
         try:
-            summary = stream_events(config, producer, on_progress=progress)
+            producer = producers.enter_context(open_producer(config))
+            changes = producers.enter_context(open_changes_producer(config)) \
+                if config.stream_changes_hub.strip() else None
+        except ConnectionError as exc:  # EventHubUnavailable, KafkaUnavailable: nothing answers
+            print(f"iotgen stream: error: {exc}", file=sys.stderr)
+            return 1
+        print(f"streaming to {producer.target.description}"
+              + (f", device changes to {changes.target.description}" if changes is not None else ""), file=sys.stderr)
+        try:
+            summary = stream_events(config, producer, on_progress=progress, changes_producer=changes)
         finally:
             if progress is not None:
                 progress.close()

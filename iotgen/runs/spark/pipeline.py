@@ -39,9 +39,11 @@ def _iotgen_options(config: Config, num_partitions: int | None = None) -> dict[s
         from ...spec.spec_file import locate
 
         options["specFile"] = locate(config.spec_file)
-    for key, value in (("profile", config.profile), ("deviceCount", config.device_count)):
+    for key, value in (("profile", config.profile), ("deviceCount", config.device_count),
+                       ("deviceRegistry", config.device_registry)):
         if value is not None:
-            options[key] = value
+            options[key] = str(value).lower() if isinstance(value, bool) else value
+    options["cdcLayout"] = config.cdc_layout
     partitions = num_partitions or config.spark_num_partitions
     if partitions:
         options["numPartitions"] = partitions
@@ -55,25 +57,31 @@ def _default_partitions(spark: Any) -> int:
         return 8
 
 
-def generate(spark: Any, config: Config, num_events: int | None = None) -> Any:
+def generate(spark: Any, config: Config, num_events: int | None = None, dataset: str = "events") -> Any:
     """``NUM_EVENTS`` events as a Spark DataFrame from the ``iotgen`` source (``SPARK_NUM_PARTITIONS``, or the
     cluster's default parallelism): the same events the embedded generator gives for the same seed, with the
-    fleet and scenarios of ``SPEC_FILE`` / ``PROFILE`` / ``DEVICE_COUNT`` when set."""
+    fleet and scenarios of ``SPEC_FILE`` / ``PROFILE`` / ``DEVICE_COUNT`` when set. ``dataset``: ``devices``
+    or ``device_changes`` for the device registry's snapshot or change feed (``DEVICE_REGISTRY``,
+    ``CDC_LAYOUT``)."""
     from . import register
 
     register(spark)
     options = _iotgen_options(config, config.spark_num_partitions or _default_partitions(spark))
-    options["numEvents"] = str(config.num_events if num_events is None else num_events)
+    options["dataset"] = dataset
+    if dataset == "events":
+        options["numEvents"] = str(config.num_events if num_events is None else num_events)
     return spark.read.format("iotgen").options(**options).load()
 
 
 def generate_stream(spark: Any, config: Config, *, rows_per_second: float | None = None,
-                    rows_per_batch: int | None = None, num_events: int | None = None) -> Any:
-    """A streaming DataFrame from the ``iotgen`` source (bounded by ``num_events`` when given)."""
+                    rows_per_batch: int | None = None, num_events: int | None = None, dataset: str = "events") -> Any:
+    """A streaming DataFrame from the ``iotgen`` source (bounded by ``num_events`` when given; ``dataset``: see
+    :func:`generate`)."""
     from . import register
 
     register(spark)
     options = _iotgen_options(config, config.spark_num_partitions or _default_partitions(spark))
+    options["dataset"] = dataset
     for key, value in (("rowsPerSecond", rows_per_second), ("rowsPerBatch", rows_per_batch),
                        ("numEvents", num_events)):
         if value is not None:

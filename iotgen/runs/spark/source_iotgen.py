@@ -37,6 +37,10 @@ Options (case-insensitive; values are strings as always in Spark):
                      docs/scenarios.md), read on the driver when the query is planned.
 ``profile``,         ``PROFILE`` (``independent`` | ``fleet``) and ``DEVICE_COUNT``: they win over the spec file's.
 ``deviceCount``
+``dataset``          ``events`` (default), ``devices`` (the device registry's snapshot) or ``device_changes`` (its
+                     change feed as delivered): the rows of :mod:`iotgen.generation.devices`, whole per spec.
+``deviceRegistry``,  ``DEVICE_REGISTRY`` and ``CDC_LAYOUT`` (``flat`` | ``debezium``): the fleet's registry and the
+``cdcLayout``        change feed's layout.
 ===================  ===========================================================================================
 
 With a spec file the source gives the fleet's series and the scenarios' faults (nulls, duplicates, late and
@@ -62,10 +66,13 @@ from typing import Any, Iterator, Mapping
 import pyarrow as pa
 
 from ...base.errors import InputError
-from ...base.values import parse_int, parse_number
+from ...base.values import parse_choice, parse_int, parse_number
+from ...generation.devices import (
+    DEBEZIUM_SCHEMA, FLAT_SCHEMA, REGISTRY_SCHEMA, change_count, change_range, registry_of, registry_snapshot,
+)
 from ...generation.generator import BLOCK_SIZE, GeneratorSpec, block_slices, generate_block
 from ...settings.catalogs import Catalogs
-from ...settings.config import Config
+from ...settings.config import CDC_LAYOUTS, Config
 from ...settings.schema import ARROW_SCHEMA, spark_ddl
 from ...spec.spec_file import generator_spec
 from .runtime import (
@@ -85,8 +92,9 @@ NAME = "iotgen"
 SPARK_ARROW_SCHEMA = pa.schema([pa.field(f.name, f.type, nullable=True) for f in ARROW_SCHEMA])
 #: Config parameters the source accepts as options (camelCase or UPPER_CASE).
 GENERATOR_PARAMS = ("NUM_EVENTS", "RANDOM_SEED", "MIN_KEYS", "MAX_KEYS", "NUM_SENSORS", "ANCHOR_TIME",
-                    "BASE_TIME_DAYS_AGO", "TIME_SPREAD_HOURS", "SPEC_FILE", "PROFILE", "DEVICE_COUNT")
-SOURCE_OPTIONS = ("seed", "numPartitions", "rowsPerSecond", "rowsPerBatch", "startEvent", "catalogs")
+                    "BASE_TIME_DAYS_AGO", "TIME_SPREAD_HOURS", "SPEC_FILE", "PROFILE", "DEVICE_COUNT",
+                    "DEVICE_REGISTRY", "CDC_LAYOUT")
+SOURCE_OPTIONS = ("seed", "numPartitions", "rowsPerSecond", "rowsPerBatch", "startEvent", "catalogs", "dataset")
 
 
 def _key(name: str) -> str:
@@ -110,6 +118,7 @@ class IotgenOptions:
     rows_per_batch: int | None
     start_event: int
     explicit: frozenset[str]
+    dataset: str = "events"
 
     @classmethod
     def parse(cls, options: Mapping[str, Any], streaming: bool = False) -> "IotgenOptions":
@@ -146,14 +155,20 @@ class IotgenOptions:
         if source.get("rowsPerBatch") is not None:
             rows_per_batch = parse_int("rowsPerBatch", source["rowsPerBatch"], 1)
         start_event = parse_int("startEvent", source.get("startEvent", 0), 0)
-        if streaming and num_events is None and rows_per_second is None and rows_per_batch is None:
-            raise InputError("a streaming iotgen source needs rowsPerSecond, rowsPerBatch or numEvents")
+        dataset = _dataset(source.get("dataset"))
+        if dataset != "events" and "NUM_EVENTS" in params:
+            raise InputError(f"numEvents applies to dataset events only: dataset {dataset} holds the whole registry "
+                             "of the time window")
+        if streaming and dataset in ENDLESS and num_events is None and rows_per_second is None \
+                and rows_per_batch is None:
+            raise InputError(f"a streaming iotgen source of {dataset} needs rowsPerSecond, rowsPerBatch or "
+                             "numEvents")
         if not streaming and (rows_per_second is not None or rows_per_batch is not None or "startEvent" in source):
             raise InputError("rowsPerSecond, rowsPerBatch and startEvent apply to spark.readStream only")
         catalogs = _catalogs(source.get("catalogs"))
         explicit = frozenset(params) | frozenset(source)
         return cls(config, catalogs, num_events, config.random_seed, num_partitions, rows_per_second,
-                   rows_per_batch, start_event, explicit)
+                   rows_per_batch, start_event, explicit, dataset)
 
     def spec(self, seed: int | None = None, window: tuple[int, int] | None = None) -> GeneratorSpec:
         """The generator spec (a fresh seed is drawn here when none was given), with its fleet and scenarios
@@ -174,6 +189,11 @@ class IotgenOptions:
         if window is not None:
             spec = dataclasses.replace(spec, window_start_ms=window[0], window_span_ms=window[1])
         return spec
+
+
+def _option(options: Mapping[str, Any], name: str) -> Any:
+    """An option's value whatever its case or underscores (None when not given)."""
+    return next((value for key, value in options.items() if _key(str(key)) == _key(name)), None)
 
 
 def _option_name(param: str) -> str:
@@ -213,25 +233,28 @@ def catalogs_option(catalogs: Catalogs | Mapping[str, Any] | None) -> str | None
 # ---- partitions --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EventRange(InputPartition):
-    """Events ``start`` (inclusive) to ``stop`` (exclusive) of one spec."""
+    """Rows ``start`` (inclusive) to ``stop`` (exclusive) of one dataset of one spec (events by default)."""
 
     spec: GeneratorSpec
     start: int
     stop: int
+    dataset: str = "events"
+    layout: str = "flat"  # of the change feed
 
 
-def split_range(start: int, stop: int, parts: int) -> list[tuple[int, int]]:
-    """Cut ``[start, stop)`` into at most ``parts`` contiguous, block-aligned, non-empty ranges."""
+def split_range(start: int, stop: int, parts: int, align: int = BLOCK_SIZE) -> list[tuple[int, int]]:
+    """Cut ``[start, stop)`` into at most ``parts`` contiguous, non-empty ranges aligned on multiples of
+    ``align`` (the generator's blocks for events)."""
     if stop <= start:
         return []
-    first, last = start // BLOCK_SIZE, (stop - 1) // BLOCK_SIZE
+    first, last = start // align, (stop - 1) // align
     blocks = last - first + 1
     parts = max(1, min(parts, blocks))
     out = []
     for i in range(parts):
         lo = first + (blocks * i) // parts
         hi = first + (blocks * (i + 1)) // parts
-        out.append((max(start, lo * BLOCK_SIZE), min(stop, hi * BLOCK_SIZE)))
+        out.append((max(start, lo * align), min(stop, hi * align)))
     return out
 
 
@@ -257,35 +280,118 @@ def _block(spec: GeneratorSpec, block: int) -> pa.RecordBatch:
     return batch
 
 
-def read_range(spec: GeneratorSpec, start: int, stop: int) -> Iterator[pa.RecordBatch]:
-    """The events of one partition as Arrow record batches of at most one block, in Spark's schema."""
+def read_range(spec: GeneratorSpec, start: int, stop: int, dataset: str = "events", layout: str = "flat"
+               ) -> Iterator[pa.RecordBatch]:
+    """The rows of one partition as Arrow record batches (of at most one block, for events), in Spark's schema."""
+    if dataset != "events":
+        yield from _registry_rows(spec, dataset, start, stop, layout)
+        return
     for block, offset, take in block_slices(start, stop):
         batch = _block(spec, block).slice(offset, take)
         yield pa.RecordBatch.from_arrays(batch.columns, schema=SPARK_ARROW_SCHEMA)
+
+
+# ---- datasets: the events, the device registry and its change feed -----------------------------------------
+DATASETS = ("events", "devices", "device_changes")
+#: Datasets without an end (a stream of them needs a pace or numEvents).
+ENDLESS = ("events",)
+#: The offset key of a stream's position in each dataset.
+POSITION = {"events": "event", "devices": "device", "device_changes": "change"}
+
+
+def _dataset(value: Any) -> str:
+    return "events" if value is None or not str(value).strip() else parse_choice("dataset", value, DATASETS)
+
+
+def dataset_schema(dataset: str, layout: str = "flat") -> pa.Schema:
+    """The Arrow schema Spark gets for ``dataset`` (top-level columns nullable, no metadata; ``layout``: the
+    change feed's, ``CDC_LAYOUT``)."""
+    if dataset == "events":
+        return SPARK_ARROW_SCHEMA
+    return pa.schema([_nullable(f) for f in _registry_schema(dataset, layout)])
+
+
+def _nullable(field: pa.Field) -> pa.Field:
+    """``field`` nullable, and so are the fields of a struct (Spark declares the debezium layout's so)."""
+    kind = field.type
+    if pa.types.is_struct(kind):
+        kind = pa.struct([_nullable(kind.field(i)) for i in range(kind.num_fields)])
+    return pa.field(field.name, kind, nullable=True)
+
+
+def spark_schema(dataset: str, layout: str = "flat") -> Any:
+    """The Spark schema of ``dataset``: the events' DDL, or the registry's Arrow schema as a StructType."""
+    if dataset == "events":
+        return spark_ddl()
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(dataset_schema(dataset, layout))
+
+
+def _registry_schema(dataset: str, layout: str) -> pa.Schema:
+    if dataset == "devices":
+        return REGISTRY_SCHEMA
+    return FLAT_SCHEMA if layout == "flat" else DEBEZIUM_SCHEMA
+
+
+def _registry_size(spec: GeneratorSpec, dataset: str, layout: str) -> int:
+    return registry_snapshot(spec).num_rows if dataset == "devices" else change_count(spec, layout)
+
+
+def _registry_rows(spec: GeneratorSpec, dataset: str, start: int, stop: int, layout: str
+                   ) -> Iterator[pa.RecordBatch]:
+    """Rows ``start .. stop`` of the registry snapshot or the delivered change feed (both computed whole once per
+    spec and cached in the worker, so any partition of them is the same rows)."""
+    if dataset == "devices":
+        rows = registry_snapshot(spec).slice(start, stop - start)
+    else:
+        rows = change_range(spec, start, stop, layout)
+    schema = dataset_schema(dataset, layout)
+    for batch in rows.combine_chunks().to_batches():
+        yield pa.RecordBatch.from_arrays([c.cast(f.type) for c, f in zip(batch.columns, schema)], schema=schema)
+
+
+def _check_dataset(spec: GeneratorSpec, dataset: str) -> None:
+    if dataset != "events" and registry_of(spec) is None:
+        raise InputError(f"dataset {dataset} needs the device registry: options profile=fleet and "
+                         "deviceRegistry=true, or a specFile with profile: fleet and a registry section")
 
 
 # ---- readers -----------------------------------------------------------------------------------------------
 class IotgenBatchReader(DataSourceReader):
     def __init__(self, options: IotgenOptions) -> None:
         self.spec = options.spec()
-        self.num_events = options.num_events or 0
+        self.dataset = options.dataset
+        _check_dataset(self.spec, self.dataset)
+        self.layout = options.config.cdc_layout
+        if self.dataset == "events":
+            self.num_rows = options.num_events or 0
+        else:
+            self.num_rows = _registry_size(self.spec, self.dataset, self.layout)
         self.num_partitions = options.num_partitions
 
     def partitions(self) -> list[EventRange]:
-        ranges = split_range(0, self.num_events, self.num_partitions)
-        return [EventRange(self.spec, lo, hi) for lo, hi in ranges] or [EventRange(self.spec, 0, 0)]
+        ranges = split_range(0, self.num_rows, self.num_partitions, _align(self.dataset))
+        return [EventRange(self.spec, lo, hi, self.dataset, self.layout) for lo, hi in ranges] or \
+            [EventRange(self.spec, 0, 0, self.dataset, self.layout)]
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         assert isinstance(partition, EventRange)  # Spark hands back what partitions() returned
-        return read_range(partition.spec, partition.start, partition.stop)
+        return read_range(partition.spec, partition.start, partition.stop, partition.dataset, partition.layout)
+
+
+def _align(dataset: str) -> int:
+    """Partitions of events start on block boundaries (each block is generated by one partition)."""
+    return BLOCK_SIZE if dataset == "events" else 1
 
 
 # The ignore below: mypy cannot follow bases unpacked from a tuple (SupportsTriggerAvailableNow on Spark 4.2+)
 class IotgenStreamReader(DataSourceStreamReader, *AVAILABLE_NOW_BASES):  # type: ignore[misc]
-    """Offsets are ``{"event": next event position, "seed": ..., "windowStartMs": ..., "windowSpanMs": ...}``.
+    """Offsets are ``{"event": next event position, "seed": ..., "windowStartMs": ..., "windowSpanMs": ...}``
+    (``"device"`` / ``"change"`` instead of ``"event"`` for the registry's datasets).
 
     The seed and time window live in the offset, so a query restarted from its checkpoint generates exactly
-    the events it would have generated had it never stopped. Spark 4.2+ hands ``latestOffset`` the start and
+    the rows it would have generated had it never stopped. Spark 4.2+ hands ``latestOffset`` the start and
     the read limit (``rowsPerBatch``); older Spark hands it nothing and the reader tracks the start itself
     (see :mod:`iotgen.runs.spark.runtime`).
     """
@@ -293,18 +399,32 @@ class IotgenStreamReader(DataSourceStreamReader, *AVAILABLE_NOW_BASES):  # type:
     def __init__(self, options: IotgenOptions) -> None:
         self.options = options
         self.spec = options.spec()
+        self.dataset = options.dataset
+        self.key = POSITION[self.dataset]
+        _check_dataset(self.spec, self.dataset)
+        self.layout = options.config.cdc_layout
         self.end = options.num_events  # None: endless
-        self._clock: tuple[float, int] | None = None  # (monotonic time, event position) of the first request
+        if self.dataset != "events":  # the registry's datasets end
+            self.end = _registry_size(self.spec, self.dataset, self.layout)
+        self._clock: tuple[float, int] | None = None  # (monotonic time, position) of the first request
         self._target: int | None = None
         self._available_now = False
         self._pinned: dict[tuple, GeneratorSpec] = {}
         self._tracker = OffsetTracker()
 
     def initialOffset(self) -> dict:
-        return {"event": self.options.start_event, "seed": self.spec.seed,
+        return {self.key: self.options.start_event, "seed": self.spec.seed,
                 "windowStartMs": self.spec.window_start_ms, "windowSpanMs": self.spec.window_span_ms}
 
+    def _position(self, offset: dict) -> int:
+        if self.key not in offset:
+            found = next((name for name, key in POSITION.items() if key in offset), "?")
+            raise InputError(f"dataset {self.dataset} differs from the dataset {found} in this query's checkpoint: "
+                             "use a new checkpoint location to change the dataset")
+        return int(offset[self.key])
+
     def _spec_for(self, offset: dict) -> GeneratorSpec:
+        self._position(offset)
         seed, window = offset["seed"], (offset["windowStartMs"], offset["windowSpanMs"])
         if "RANDOM_SEED" in self.options.explicit and self.spec.seed != seed:
             raise InputError(f"seed {self.spec.seed} differs from the seed {seed} in this query's "
@@ -321,7 +441,7 @@ class IotgenStreamReader(DataSourceStreamReader, *AVAILABLE_NOW_BASES):  # type:
         return spec
 
     def _produced(self, start: int) -> int | None:
-        """Events available now (None: unbounded)."""
+        """Rows available now (None: unbounded)."""
         rate = self.options.rows_per_second
         if rate is None:
             return self.end
@@ -343,7 +463,7 @@ class IotgenStreamReader(DataSourceStreamReader, *AVAILABLE_NOW_BASES):  # type:
     def latestOffset(self, start: dict | None = None, limit: ReadLimit | None = None) -> dict:
         if start is None:  # Spark < 4.2: no start offset, no admission control
             start, limit = self._tracker.start(self.initialOffset), self.getDefaultReadLimit()
-        position = start["event"]
+        position = self._position(start)
         if self._available_now:
             if self._target is None:  # fixed at the first request: data "available now" ignores the pace
                 per_trigger = self.options.rows_per_batch or max(1, int(self.options.rows_per_second or 0))
@@ -354,7 +474,7 @@ class IotgenStreamReader(DataSourceStreamReader, *AVAILABLE_NOW_BASES):  # type:
             end = produced if produced is not None else position + (self.options.rows_per_batch or BLOCK_SIZE)
         if isinstance(limit, ReadMaxRows):
             end = min(end, position + limit.max_rows)
-        return {**start, "event": max(position, end)}
+        return {**start, self.key: max(position, end)}
 
     def reportLatestOffset(self) -> dict | None:
         return None
@@ -362,12 +482,13 @@ class IotgenStreamReader(DataSourceStreamReader, *AVAILABLE_NOW_BASES):  # type:
     def partitions(self, start: dict, end: dict) -> list[EventRange]:
         self._tracker.seen(end)
         spec = self._spec_for(start)
-        ranges = split_range(start["event"], end["event"], self.options.num_partitions)
-        return [EventRange(spec, lo, hi) for lo, hi in ranges]
+        ranges = split_range(self._position(start), self._position(end), self.options.num_partitions,
+                             _align(self.dataset))
+        return [EventRange(spec, lo, hi, self.dataset, self.layout) for lo, hi in ranges]
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         assert isinstance(partition, EventRange)  # Spark hands back what partitions() returned
-        return read_range(partition.spec, partition.start, partition.stop)
+        return read_range(partition.spec, partition.start, partition.stop, partition.dataset, partition.layout)
 
     def commit(self, end: dict) -> None:
         self._tracker.seen(end)
@@ -380,8 +501,9 @@ class IotgenDataSource(DataSource):
     def name(cls) -> str:
         return NAME
 
-    def schema(self) -> str:
-        return spark_ddl()
+    def schema(self) -> Any:
+        layout = str(_option(self.options, "cdcLayout") or "flat").strip().lower()
+        return spark_schema(_dataset(_option(self.options, "dataset")), layout if layout in CDC_LAYOUTS else "flat")
 
     def reader(self, schema: Any) -> IotgenBatchReader:
         return IotgenBatchReader(IotgenOptions.parse(self.options))
