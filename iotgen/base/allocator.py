@@ -3,9 +3,8 @@
 Generating events allocates and frees the same large arrays chunk after chunk. glibc's ``malloc`` (numpy's
 arrays) serves large requests with fresh ``mmap`` pages and returns freed memory to the operating system, and
 Arrow's bundled mimalloc (record batches, text) gives freed pages back after a short delay; so every chunk pays
-for page faults again. On virtual machines a page fault is expensive: on the development VM a fault cost about
-20 us, about 3,000 faults per 32,768-event block took a third of the run time, and mimalloc's returns added
-0.1-1.5 us of kernel time per encoded event.
+for page faults again. On virtual machines a page fault is expensive: the faults of one 32,768-event block can
+take a third of its run time (bench/results/generate.md).
 
 :func:`retain_freed_memory` raises glibc's mmap threshold to 1 GiB and its trim threshold to 2 GiB (``mallopt``)
 and sets ``MIMALLOC_PURGE_DELAY=-1`` (unless already set), so freed memory stays in the process and is reused
@@ -34,8 +33,8 @@ TRIM_THRESHOLD = 2**31 - 1
 
 #: deltalake's Rust writer has its own jemalloc (symbols prefixed ``_rjem_``, so it reads ``_RJEM_MALLOC_CONF``),
 #: which by default keeps freed pages for 10 s: a Delta write's memory then grows with its throughput. Returned at
-#: once instead: a 2,000,000-event Delta VARIANT write peaked at 1.03 GB instead of 1.29 GB (bench/bench_memory.py
-#: --format delta), and took no longer (61 s against 92 s, on a loaded machine).
+#: once instead, a Delta write's peak memory is lower and it is no slower (bench/bench_memory.py --format delta;
+#: bench/results/memory.md).
 DELTALAKE_JEMALLOC = "dirty_decay_ms:0,muzzy_decay_ms:0"
 
 

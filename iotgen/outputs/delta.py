@@ -44,13 +44,12 @@ from .lakehouse import (
 PARTITION_COLUMN = "event_date"
 COMMIT_INFO_KEY = "iotgen.app_transactions"
 #: delta-rs buffers each open partition's file in memory up to its target size (100 MiB by default), so a long
-#: write's memory grows with the partitions (event dates) it spans: measured 1.34 -> 2.29 GB peak for 1M -> 4M
-#: events over 8 dates at the default, 1.36 -> 1.55 GB at 32 MiB (bench/bench_notebook_memory.py covers the
-#: notebook). Small files are merged later with compact_delta (OPTIMIZE).
+#: write's memory grows with the partitions (event dates) it spans; 32 MiB keeps it bounded (figures:
+#: bench/results/notebook_memory.md and memory.md). Small files are merged later with compact_delta (OPTIMIZE).
 TARGET_FILE_SIZE = 32 * 2**20
 #: Parquet column statistics (min/max per page and file) are not written for ``json_column``: no reader skips
-#: files on the range of JSON texts or VARIANT bytes, and computing them was about a quarter of a write's CPU
-#: time (compared per row; the VARIANT metadata is 640 bytes a row for the default key pool). delta-rs takes
+#: files on the range of JSON texts or VARIANT bytes, and computing them is a large share of a write's CPU
+#: time (bench/results/lakehouse.md; the VARIANT metadata is 640 bytes a row for the default key pool). delta-rs takes
 #: column properties by top-level name only (``json_column.value`` is not found), so statistics are off by
 #: default and on (page level, Parquet's default) for every other column.
 UNINDEXED_COLUMN = "json_column"
