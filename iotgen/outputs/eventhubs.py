@@ -336,10 +336,15 @@ class PreparedChunk:
     events: pa.RecordBatch
     batches: list[PreparedBatch]
     bodies: pa.Array | None = None  # the messages' bodies when not the events' JSON
+    numbers: np.ndarray | None = None  # each event's number, when they are not consecutive from first_index
 
     @property
     def count(self) -> int:
         return self.events.num_rows
+
+    def number(self, row: int) -> int:
+        """The event number of row ``row``."""
+        return self.first_index + row if self.numbers is None else int(self.numbers[row])
 
     @property
     def size(self) -> int:
@@ -579,12 +584,14 @@ class EventHubProducer:
         self._link.layout = layout
 
     # ---- preparing -------------------------------------------------------------------------------------------
-    def prepare(self, events: pa.RecordBatch, first_index: int, bodies: pa.Array | None = None) -> PreparedChunk:
-        """Encode, route and pack ``events`` (numbered from ``first_index``) into batches. No I/O. ``bodies``:
-        the messages' bodies, when not the rows' JSON (the rows then give only the key, id and property)."""
+    def prepare(self, events: pa.RecordBatch, first_index: int, bodies: pa.Array | None = None,
+                numbers: np.ndarray | None = None) -> PreparedChunk:
+        """Encode, route and pack ``events`` (numbered from ``first_index``, or ``numbers`` when they are not
+        consecutive) into batches. No I/O. ``bodies``: the messages' bodies, when not the rows' JSON (the rows then
+        give only the key, id and property)."""
         n = events.num_rows
         if n == 0:
-            return PreparedChunk(first_index, events, [], bodies)
+            return PreparedChunk(first_index, events, [], bodies, numbers)
         messages = encode_messages(events, self.partition_key, bodies=bodies, layout=self._link.layout)
         sizes = pc.binary_length(messages).to_numpy(zero_copy_only=False).astype(np.int64)
         cost = sizes + batch_overhead(sizes)
@@ -592,7 +599,7 @@ class EventHubProducer:
         batches: list[PreparedBatch] = []
         for partition_id, indices in self._groups(events):
             batches.extend(self._pack(partition_id, indices, cost, items, self._base_size))
-        return PreparedChunk(first_index, events, batches, bodies)
+        return PreparedChunk(first_index, events, batches, bodies, numbers)
 
     def _groups(self, events: pa.RecordBatch) -> Iterator[tuple[str | None, np.ndarray]]:
         if self.partition_key is None:
@@ -699,7 +706,7 @@ class EventHubProducer:
                 continue
             failed = batches[number:]
             count = sum(b.count for b in failed)
-            first = chunk.first_index + min(int(b.indices.min()) for b in failed)
+            first = chunk.number(min(int(b.indices.min()) for b in failed))
             message = f"{count} events to partition {partition} not delivered (first event #{first}): {error}"
             _LOGGER.error("%s", message)
             outcome.failed += count

@@ -29,6 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -213,6 +214,11 @@ class KafkaChunk:
     event_ids: list[bytes]
     device_types: list[bytes]
     size: int
+    numbers: np.ndarray | None = None  # each event's number, when they are not consecutive from first_index
+
+    def number(self, row: int) -> int:
+        """The event number of row ``row``."""
+        return self.first_index + row if self.numbers is None else int(self.numbers[row])
 
     @property
     def count(self) -> int:
@@ -259,7 +265,7 @@ class _Delivery:
         if self.failed:
             positions = {event_id: i for i, event_id in enumerate(self.chunk.event_ids)}
             first = min((positions.get(event_id, 0), why) for why, event_id in self.failed)
-            outcome.first_failed = self.chunk.first_index + first[0]
+            outcome.first_failed = self.chunk.number(first[0])
             outcome.error = (f"{len(self.failed)} events not delivered (first event #{outcome.first_failed}): "
                              f"{redact(first[1])}")
         return outcome
@@ -330,15 +336,17 @@ class KafkaProducer:
                    send_timeout=config.send_timeout_sec)
 
     # ---- preparing -------------------------------------------------------------------------------------------
-    def prepare(self, events: pa.RecordBatch, first_index: int, bodies: pa.Array | None = None) -> KafkaChunk:
-        """The chunk's values (JSON: ``bodies``, or the rows'), keys and header values. No I/O."""
+    def prepare(self, events: pa.RecordBatch, first_index: int, bodies: pa.Array | None = None,
+                numbers: np.ndarray | None = None) -> KafkaChunk:
+        """The chunk's values (JSON: ``bodies``, or the rows'), keys and header values (events numbered from
+        ``first_index``, or ``numbers`` when they are not consecutive). No I/O."""
         lines = json_lines(events) if bodies is None else bodies
         size = int(pc.sum(pc.binary_length(lines)).as_py() or 0)
         values = lines.cast(pa.binary()).to_pylist()
         keys = events.column(self.partition_key).to_pylist() if self.partition_key else None
         as_bytes = lambda name: pc.fill_null(events.column(name).cast(pa.string()), "").cast(pa.binary()).to_pylist()  # noqa: E731
         return KafkaChunk(first_index, values, keys, as_bytes(self.layout.message_id), as_bytes(self.layout.property),
-                          size)
+                          size, numbers)
 
     # ---- sending ---------------------------------------------------------------------------------------------
     @property

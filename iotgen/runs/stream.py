@@ -13,7 +13,14 @@ Pacing:
 * otherwise ``BATCH_SIZE`` events every ``SLEEP_INTERVAL_SEC`` seconds (the seed notebook's parameters; the
   time spent sending is part of the interval, so the rate does not drift); ``SLEEP_INTERVAL_SEC = 0`` sends as
   fast as the hub takes them;
-* ``MAX_MB_PER_SEC`` caps the bytes sent; ``RAMP_UP_SEC`` climbs linearly to the rate.
+* ``MAX_MB_PER_SEC`` caps the bytes sent; ``RAMP_UP_SEC`` climbs linearly to the rate;
+* ``RATE_PROFILE`` (and the spec file's ``rate_profile`` section) makes the rate follow the clock: a daily
+  curve in the devices' local time and bursts (:mod:`iotgen.generation.rate_profile`); with the fleet profile
+  and no ``RATE_EVENTS_PER_SEC``, each device reports at its own interval. The summary then has the target and
+  the events sent per minute.
+
+The clock (monotonic time for pacing, wall time for event times and the rate profile, sleeping) is a
+:class:`Clock`: tests pass a simulated one and stream a day without waiting for it.
 
 Event time (``STREAM_TIME_MODE``): ``live`` (default) re-bases ``timestamp`` to the time the event is released
 (spread evenly since the previous step) and moves ``created_at``, ``updated_at`` and ``last_calibration`` with
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import logging
 import math
 import secrets
@@ -40,17 +48,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..base.errors import InputError
-from ..generation.generator import BlockCursor, GeneratorSpec
 from ..formats.eventhub_messages import MessageLayout
 from ..generation.devices import change_feed, registry_of
-from ..outputs.registry import encode_file
+from ..generation.generator import BLOCK_SIZE, BlockCursor, GeneratorSpec
+from ..generation.rate_profile import RateCurve, RateProfile, event_offsets, region_offsets, zone_weights
 from ..outputs.eventhubs import (
     EventHubConfigError, EventHubProducer, SendStats, target_from_config, without_entity_path,
 )
+from ..outputs.registry import encode_file
 from ..settings.catalogs import Catalogs
 from ..settings.config import Config, Secret
 from ..settings.databricks import on_databricks
-from ..spec.spec_file import generator_spec
+from ..spec.spec_file import Spec, generator_spec, load_spec
 from .token_bucket import TokenBucket
 
 _LOGGER = logging.getLogger(__name__)
@@ -72,10 +81,15 @@ class StreamPlan:
     time_mode: str
     start: int
     changes_hub: str = ""  # the event hub / topic of the device change feed; empty: none
+    profile: RateProfile | None = None
+    fleet_pace: bool = False  # the rate profile's peak is the fleet's own rate (each device at its interval)
 
     @classmethod
-    def from_config(cls, config: Config) -> "StreamPlan":
-        if config.ramp_up_sec > 0 and config.rate_events_per_sec is None:
+    def from_config(cls, config: Config, spec: Spec | None = None) -> "StreamPlan":
+        """The plan of ``config`` (and of its spec file, or ``spec``: the rate profile)."""
+        spec = spec if spec is not None else load_spec(config.spec_file)
+        profile = spec.build_rate_profile(config.rate_profile)
+        if config.ramp_up_sec > 0 and config.rate_events_per_sec is None and profile is None:
             raise InputError(f"RAMP_UP_SEC={config.ramp_up_sec:g} needs RATE_EVENTS_PER_SEC (--rate), the rate to "
                              "climb to")
         changes_hub = config.stream_changes_hub.strip()
@@ -84,8 +98,12 @@ class StreamPlan:
                              "every event to its send time, so no event would match its device's registry as of "
                              "its time")
         rate = config.rate_events_per_sec
-        if rate is None and config.sleep_interval_sec > 0:
+        fleet_pace = profile is not None and rate is None and (config.profile or spec.profile) == "fleet"
+        if rate is None and config.sleep_interval_sec > 0 and not fleet_pace:
             rate = config.batch_size / config.sleep_interval_sec
+        if profile is not None and rate is None and not fleet_pace:
+            raise InputError(f"RATE_PROFILE={profile.preset} needs a rate to shape: RATE_EVENTS_PER_SEC (--rate), "
+                             "SLEEP_INTERVAL_SEC > 0, or PROFILE=fleet (each device at its reporting interval)")
         return cls(
             batch_size=config.batch_size,
             rate=rate,
@@ -96,10 +114,16 @@ class StreamPlan:
             time_mode=config.stream_time_mode,
             start=config.stream_start_event,
             changes_hub=changes_hub,
+            profile=profile,
+            fleet_pace=fleet_pace,
         )
 
     def describe(self) -> str:
         pace = "as fast as the hub takes them" if self.rate is None else f"{self.rate:,.0f} events/s"
+        if self.fleet_pace:
+            pace = "each device at its reporting interval"
+        if self.profile is not None:
+            pace += f", rate profile {self.profile.describe()}"
         if self.ramp_up:
             pace += f" (ramp-up {self.ramp_up:g} s)"
         if self.max_bytes_per_sec:
@@ -134,6 +158,10 @@ class StreamSummary(SendStats):
     changes_failed: int = 0
     first_change: int = 0
     next_change: int = 0
+    rate_profile: str | None = None  # the profile's description, when one shaped the rate
+    #: Per minute of the run (paced runs): ``minute``, ``start`` (ISO 8601 UTC), ``seconds`` (60, less for the
+    #: last), ``target`` (events due by the rate curve in it) and ``sent`` (events released to the producer).
+    per_minute: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -168,6 +196,7 @@ class StreamSummary(SendStats):
             f"{self.failed:,} failed",
             f"  rate       {self.events_per_sec:,.0f} ev/s, {self.mb_per_sec:.2f} MB/s over {self.elapsed_sec:.1f} s"
             + (f" (target {self.target_rate:,.0f} ev/s)" if self.target_rate else ""),
+            *([f"  profile    {self.rate_profile}"] if self.rate_profile else []),
             f"  batches    {self.batches:,} ({self.bytes / MB:,.1f} MB); partitions "
             + ", ".join(f"{p}: {n:,}" for p, n in self.partitions.items()),
             f"  events     #{self.first_event:,} to #{self.resume_from - 1:,}, seed {self.seed}, "
@@ -184,6 +213,25 @@ class StreamSummary(SendStats):
         out += [f"  error      {e}" for e in self.errors]
         if self.stopped_by in ("failure", "interrupted"):
             out.append(f"  resume     STREAM_START_EVENT={self.resume_from} (same RANDOM_SEED) sends the rest")
+        if self.rate_profile and self.per_minute:
+            out += self.minute_table()
+        return out
+
+    def minute_table(self, most_rows: int = 30) -> list[str]:
+        """Target vs sent per minute (per few minutes when the run is longer than ``most_rows`` minutes)."""
+        rows = self.per_minute
+        width = max(1, math.ceil(len(rows) / most_rows))
+        out = [f"  per {'minute' if width == 1 else f'{width} minutes'}: target (rate profile) vs sent",
+               f"    {'minute':>6}  {'start (UTC)':<16}  {'target':>10}  {'sent':>10}  {'diff':>7}"]
+        for i in range(0, len(rows), width):
+            group = rows[i:i + width]
+            target, sent = sum(r["target"] for r in group), sum(r["sent"] for r in group)
+            seconds = sum(r["seconds"] for r in group)
+            # a step is counted when it is released: a few seconds' share says little, so no diff for them
+            diff = f"{(sent - target) / target:+.1%}" if target >= 1 and seconds >= 30 else ""
+            out.append(f"    {group[0]['minute']:>6}  {group[0]['start'][:16].replace('T', ' '):<16}  "
+                       f"{target:>10,.0f}  {sent:>10,}  {diff:>7}"
+                       + (f"  (last {seconds:.1f} s)" if seconds < 60 * len(group) else ""))
         return out
 
     def __str__(self) -> str:
@@ -230,17 +278,21 @@ def stream_events(
     on_progress: Callable[[StreamSummary], None] | None = None,
     progress_interval: float = 0.5,
     changes_producer: Any = None,
+    clock: "Clock | None" = None,
 ) -> StreamSummary:
     """Stream events as ``config`` says to ``producer`` (by default one opened from ``config`` and closed
     after), and with ``STREAM_CHANGES_HUB`` the fleet's device change feed to ``changes_producer`` (by default
     one opened with :func:`open_changes_producer`). Returns the summary; it never raises for a batch that fails
     (see ``summary.ok``), only for bad settings (``ValueError``) and an endpoint that cannot be reached when
-    opening."""
-    plan = StreamPlan.from_config(config)
-    spec = generator_spec(config, catalogs)  # + SPEC_FILE's catalogs, fleet (PROFILE) and scenarios
+    opening. ``clock``: the system's by default (see :class:`Clock`)."""
+    spec_file = load_spec(config.spec_file)
+    plan = StreamPlan.from_config(config, spec_file)
+    spec = generator_spec(config, catalogs, spec=spec_file)  # + SPEC_FILE's catalogs, fleet (PROFILE), scenarios
     if plan.changes_hub:
         check_changes(spec)
-    if plan.time_mode == "live" and (spec.fleet is not None or spec.scenarios is not None):
+    at_own_pace = plan.fleet_pace and plan.profile is not None and plan.profile.speed == 1
+    if plan.time_mode == "live" and ((spec.fleet is not None and not at_own_pace) or spec.scenarios is not None):
+        # (a fleet streamed at its own rate keeps its schedule: each device's live times are its interval apart)
         _LOGGER.warning("STREAM_TIME_MODE=live re-times every event to its send time, which replaces the fleet's "
                         "schedule and the scenarios' late, skewed or out-of-order times; STREAM_TIME_MODE=window "
                         "keeps them")
@@ -250,7 +302,7 @@ def stream_events(
         if plan.changes_hub and changes_producer is None:
             changes_producer = owned.enter_context(open_changes_producer(config))
         changes = _Changes(changes_producer, spec, plan.start, config.cdc_layout) if plan.changes_hub else None
-        return _run(plan, spec, producer, on_progress, progress_interval, changes)
+        return _run(plan, spec, producer, on_progress, progress_interval, changes, clock)
 
 
 def check_changes(spec: GeneratorSpec) -> None:
@@ -348,22 +400,39 @@ class ChangeMessages:
         return batch, None if self.bodies is None else self.bodies.slice(start, stop - start)
 
 
+class Clock:
+    """The time a stream paces by (:meth:`monotonic`), stamps events and follows a rate profile by
+    (:meth:`time`, epoch seconds), and how it waits (:meth:`sleep`): the system's. A simulated clock (one whose
+    sleep moves both times on) streams a day of a rate profile in moments."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
 class _Stream:
     """State of one run: the plan, the producer's counters at the start, and the summary being built."""
 
     def __init__(self, plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer,
-                 changes: "_Changes | None" = None) -> None:
+                 changes: "_Changes | None" = None, clock: "Clock | None" = None) -> None:
         self.plan = plan
         self.producer = producer
         self.changes = changes
+        self.clock = clock or Clock()
         self.baseline = producer.stats
         self.summary = StreamSummary(endpoint=producer.target.description, seed=spec.seed, first_event=plan.start,
-                                     target_rate=plan.rate, time_mode=plan.time_mode, resume_from=plan.start)
-        self.started = time.monotonic()
+                                     target_rate=plan.rate, time_mode=plan.time_mode, resume_from=plan.start,
+                                     rate_profile=None if plan.profile is None else plan.profile.describe())
+        self.started = self.clock.monotonic()
 
     def snapshot(self) -> StreamSummary:
         summary = dataclasses.replace(self.summary, **self.producer.stats.since(self.baseline),
-                                      elapsed_sec=time.monotonic() - self.started)
+                                      elapsed_sec=self.clock.monotonic() - self.started)
         return summary if self.changes is None else self.changes.report(summary)
 
     def settle(self, in_flight: deque) -> bool:
@@ -371,7 +440,7 @@ class _Stream:
         futures, end = in_flight[0]
         outcome = self.producer.settle(futures)  # (an interrupt here leaves the chunk in flight, to settle again)
         in_flight.popleft()
-        if outcome.first_failed is not None:
+        if outcome.first_failed is not None:  # an event number (the chunk's numbers when events were skipped)
             self.summary.resume_from = min(outcome.first_failed, self.summary.resume_from) \
                 if self.summary.stopped_by == "failure" else outcome.first_failed
             self.summary.stopped_by = "failure"
@@ -395,46 +464,65 @@ IN_FLIGHT = 2
 
 def _run(plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer,
          on_progress: Callable[[StreamSummary], None] | None, progress_interval: float,
-         changes: _Changes | None = None) -> StreamSummary:
+         changes: _Changes | None = None, clock: Clock | None = None) -> StreamSummary:
+    clock = clock or Clock()
     producer.reset()
-    state = _Stream(plan, spec, producer, changes)
-    cursor = BlockCursor(spec, plan.start)  # each block generated once, cut into steps of any size
+    state = _Stream(plan, spec, producer, changes, clock)
     events_bucket = bytes_bucket = None
-    if plan.rate is not None:
-        events_bucket = TokenBucket(plan.rate, max(2 * plan.batch_size, plan.rate), ramp_up=plan.ramp_up)
+    curve = None
+    if plan.profile is not None:
+        peak = plan.rate if plan.rate is not None else \
+            spec.fleet.events_per_hour(spec) / 3600 * plan.profile.speed  # type: ignore[union-attr]
+        by_region = plan.profile.daily and plan.profile.utc_offset_h() is None  # else one zone: no weights needed
+        curve = RateCurve(plan.profile, peak, start_s=clock.time(), seed=spec.seed,
+                          zones=zone_weights(spec) if by_region else [], ramp_up=plan.ramp_up,
+                          normalise=plan.rate is not None)
+        highest = peak * (plan.profile.bursts.size if plan.profile.bursts else 1)  # banks a second of a burst
+        events_bucket = TokenBucket(peak, max(2 * plan.batch_size, highest), curve=curve, clock=clock.monotonic,
+                                    sleep=clock.sleep)
+    elif plan.rate is not None:
+        events_bucket = TokenBucket(plan.rate, max(2 * plan.batch_size, plan.rate), ramp_up=plan.ramp_up,
+                                    clock=clock.monotonic, sleep=clock.sleep)
     if plan.max_bytes_per_sec is not None:
-        bytes_bucket = TokenBucket(plan.max_bytes_per_sec, max(2 * producer.max_batch_bytes, plan.max_bytes_per_sec))
+        bytes_bucket = TokenBucket(plan.max_bytes_per_sec, max(2 * producer.max_batch_bytes, plan.max_bytes_per_sec),
+                                   clock=clock.monotonic, sleep=clock.sleep)
+    source = _Source(spec, plan.start, curve)
+    minutes = _Minutes()
     limit = plan.max_events
     if plan.duration is not None and events_bucket is not None:  # the events due by the end of the duration
         due = math.floor(events_bucket.issued(plan.duration) + 1e-9)
         limit = due if limit is None else min(limit, due)
     in_flight: deque = deque()
-    released = time.time()
+    released = clock.time()
     last_report = 0.0
+    taken = 0
     try:
         while True:
-            taken = cursor.position - plan.start
             if limit is not None and taken >= limit:
                 state.summary.stopped_by = "events" if limit == plan.max_events else "duration"
                 break
             late = DURATION_GRACE if events_bucket is not None else 0.0
-            if plan.duration is not None and time.monotonic() - state.started >= plan.duration + late:
+            if plan.duration is not None and clock.monotonic() - state.started >= plan.duration + late:
                 state.summary.stopped_by = "duration"
                 break
             n = plan.batch_size if limit is None else min(plan.batch_size, limit - taken)
+            elapsed = 0.0
             if events_bucket is not None:
                 events_bucket.acquire(n)
-            now = time.time()
-            first = cursor.position
-            events = cursor.take(n).events
+                elapsed = events_bucket.elapsed()
+                minutes.add(elapsed, n)
+            now = clock.time()
+            events, first, index = source.take(n, elapsed)
+            taken += n
             if plan.time_mode == "live":  # the events happened since the previous step
                 events = rebase_times(events, int(released * 1e6), int(now * 1e6))
             released = now
-            if changes is not None and not changes.send_until(first + n - 1):  # the changes go first
+            last = first + n - 1 if index is None else int(index[-1])
+            if changes is not None and not changes.send_until(last):  # the changes go first
                 state.summary.stopped_by = "failure"
                 state.summary.resume_from = first
                 break
-            chunk = producer.prepare(events, first)
+            chunk = producer.prepare(events, first) if index is None else producer.prepare(events, first, numbers=index)
             if bytes_bucket is not None:
                 bytes_bucket.acquire(chunk.size)
             while len(in_flight) >= getattr(producer, "in_flight", IN_FLIGHT):
@@ -442,9 +530,9 @@ def _run(plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer,
                     break
             if state.summary.stopped_by == "failure":
                 break
-            in_flight.append((producer.submit(chunk), first + n))
-            if on_progress is not None and time.monotonic() - last_report >= progress_interval:
-                last_report = time.monotonic()
+            in_flight.append((producer.submit(chunk), first + n if index is None else int(index[-1]) + 1))
+            if on_progress is not None and clock.monotonic() - last_report >= progress_interval:
+                last_report = clock.monotonic()
                 on_progress(state.snapshot())
         state.settle_all(in_flight)
     except KeyboardInterrupt:
@@ -454,10 +542,74 @@ def _run(plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer,
         if changes is not None:
             changes.producer.stop_retrying()
         state.settle_all(in_flight)
+    if events_bucket is not None:
+        state.summary.per_minute = minutes.rows(events_bucket, released)
+        if curve is not None and minutes.end > 0:  # the run's mean target
+            state.summary.target_rate = events_bucket.issued(minutes.end) / minutes.end
     summary = state.snapshot()
     if on_progress is not None:
         on_progress(summary)
     return summary
+
+
+class _Source:
+    """The events a stream sends, in order: the generator's from ``start`` or, when the rate curve keeps events
+    by their time zone (:attr:`RateCurve.thins`), those it keeps, with their generator indices."""
+
+    def __init__(self, spec: GeneratorSpec, start: int, curve: RateCurve | None) -> None:
+        self.cursor = BlockCursor(spec, start)  # each block generated once, cut into steps of any size
+        self.curve = curve if curve is not None and curve.thins else None
+        self.offsets = region_offsets(spec) if self.curve is not None else {}
+        self.pending: list[tuple[pa.RecordBatch, np.ndarray]] = []
+        self.count = 0
+        self.kept = 0.5  # the share of events kept lately: how many to read for the next step
+
+    def take(self, n: int, elapsed: float) -> tuple[pa.RecordBatch, int, np.ndarray | None]:
+        """The next ``n`` events, the index of the first, and every index (None: consecutive)."""
+        if self.curve is None:
+            first = self.cursor.position
+            return self.cursor.take(n).events, first, None
+        while self.count < n:
+            first = self.cursor.position
+            events = self.cursor.take(int(min(BLOCK_SIZE, max(64, 1.2 * (n - self.count) / self.kept)))).events
+            index = first + np.arange(events.num_rows, dtype=np.int64)
+            keep = self.curve.keep(index, event_offsets(events, self.offsets), elapsed)
+            self.kept = max(0.01, 0.5 * self.kept + 0.5 * float(keep.mean()))
+            self.pending.append((events.filter(pa.array(keep)), index[keep]))
+            self.count += int(keep.sum())
+        events = pa.Table.from_batches([e for e, _ in self.pending]).combine_chunks().to_batches()[0] \
+            if len(self.pending) > 1 else self.pending[0][0]
+        index = np.concatenate([i for _, i in self.pending])
+        self.pending = [(events.slice(n), index[n:])] if len(index) > n else []
+        self.count = len(index) - n
+        return events.slice(0, n), int(index[0]), index[:n]
+
+
+class _Minutes:
+    """Events released per minute of a paced run, against the target of its rate curve."""
+
+    def __init__(self) -> None:
+        self.sent: dict[int, int] = {}
+        self.end = 0.0
+
+    def add(self, elapsed: float, n: int) -> None:
+        minute = int(elapsed // 60)
+        self.sent[minute] = self.sent.get(minute, 0) + n
+        self.end = max(self.end, elapsed)
+
+    def rows(self, bucket: TokenBucket, wall_now: float) -> list[dict[str, Any]]:
+        """One row per minute up to the last release; ``wall_now``: the wall time of the last release."""
+        start = wall_now - self.end
+        out = []
+        for minute in range(math.floor(self.end / 60) + 1):
+            low, high = 60.0 * minute, min(60.0 * (minute + 1), self.end)
+            if high <= low and minute:
+                break
+            at = dt.datetime.fromtimestamp(start + low, dt.timezone.utc)
+            out.append({"minute": minute, "start": at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                        "seconds": round(high - low, 3), "target": round(bucket.issued(high) - bucket.issued(low), 1),
+                        "sent": self.sent.get(minute, 0)})
+        return out
 
 
 # ---- the endpoint ------------------------------------------------------------------------------------------------

@@ -8,15 +8,28 @@ drift down (the seed notebook's ``sleep`` after every batch delivered noticeably
 
 A request larger than ``capacity`` waits for a full bucket and then leaves it in debt, so the long-run rate
 still holds. The clock and the sleep function can be replaced (tests and simulations).
+
+With ``curve`` (a :class:`~iotgen.generation.rate_profile.RateCurve`: a rate profile, ramp-up included) the rate
+follows the curve instead of ``rate``: tokens accrue as the curve's integral, with the same no-drift waits.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from typing import Callable, Protocol
 
 from ..base.errors import InputError
+
+
+class Curve(Protocol):
+    """A rate over the seconds elapsed since the start, its integral and the integral's inverse."""
+
+    def rate_at(self, elapsed: float) -> float: ...
+
+    def issued(self, elapsed: float) -> float: ...
+
+    def time_for(self, issued: float) -> float: ...
 
 
 class TokenBucket:
@@ -28,6 +41,7 @@ class TokenBucket:
         capacity: float,
         *,
         ramp_up: float = 0.0,
+        curve: Curve | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -40,6 +54,7 @@ class TokenBucket:
         self.rate = float(rate)
         self.capacity = float(capacity)
         self.ramp_up = float(ramp_up)
+        self.curve = curve
         self._clock = clock
         self._sleep = sleep
         self._start = clock()
@@ -49,12 +64,16 @@ class TokenBucket:
     # ---- the rate curve ---------------------------------------------------------------------------------------
     def rate_at(self, elapsed: float) -> float:
         """The rate ``elapsed`` seconds after the start (climbing during the ramp-up)."""
+        if self.curve is not None:
+            return self.curve.rate_at(elapsed)
         if elapsed <= 0:
             return 0.0 if self.ramp_up > 0 else self.rate
         return self.rate * min(1.0, elapsed / self.ramp_up) if self.ramp_up > 0 else self.rate
 
     def issued(self, elapsed: float) -> float:
         """Tokens issued from the start until ``elapsed`` seconds (the integral of :meth:`rate_at`)."""
+        if self.curve is not None:
+            return self.curve.issued(elapsed)
         elapsed = max(0.0, elapsed)
         if self.ramp_up <= 0:
             return self.rate * elapsed
@@ -64,6 +83,8 @@ class TokenBucket:
 
     def time_for(self, issued: float) -> float:
         """The elapsed time at which ``issued`` tokens have been issued (the inverse of :meth:`issued`)."""
+        if self.curve is not None:
+            return self.curve.time_for(issued)
         if issued <= 0:
             return 0.0
         if self.ramp_up <= 0:

@@ -39,6 +39,7 @@ SECRET_PARAMS = ("EVENTHUB_CONNECTION_STRING", "KAFKA_SASL_PASSWORD")
 FILE_FORMATS = ("ndjson", "json", "parquet", "csv")
 TABLE_FORMATS = ("delta", "iceberg")
 CDC_LAYOUTS = ("flat", "debezium")  # the device change feed's layouts (iotgen.generation.devices)
+RATE_PROFILES = ("off", "flat", "daily", "bursts", "daily+bursts")
 
 
 class Secret:
@@ -264,6 +265,10 @@ class Config:
     max_mb_per_sec: float | None = _param(
         None, _optional(_number(0, 100_000, strict=True)), "Cap on sent MB/s (1 MB = 10^6 bytes).")
     ramp_up_sec: float = _param(0.0, _number(0, 86_400), "Climb linearly to the target rate over this many seconds.")
+    rate_profile: str | None = _param(
+        None, _optional(_choice(*RATE_PROFILES)),
+        "Streaming load over the day: a daily curve in the devices' local time and/or bursts (parameters: the spec "
+        "file's rate_profile section); None: the spec file's, else off.")
     partition_key: str = _param(
         "sensor_id", _choice("sensor_id", "none"), "sensor_id keeps each device's events in order; none spreads.")
     max_batch_bytes: int | None = _param(

@@ -45,6 +45,7 @@ from ..generation.fleet import (
 )
 from ..generation.generator import GeneratorSpec
 from ..generation.offline import MAX_DROP_RATE, OVERFLOW_POLICIES, Dropped, Offline
+from ..generation.rate_profile import PRESETS, Bursts, RateProfile, normal_timezone
 from ..generation.scenarios import (
     ANOMALY_COLUMNS,
     DEFAULT_DRIFT,
@@ -77,7 +78,7 @@ EXAMPLE_NAME = "example_spec.yaml"
 #: The example spec as a file (package data next to this module; a file to pass as SPEC_FILE).
 EXAMPLE_PATH = Path(__file__).resolve().parent / EXAMPLE_NAME
 PROFILES = ("independent", "fleet")
-SECTIONS = ("profile", "catalogs", "fleet", "scenarios", "registry")
+SECTIONS = ("profile", "catalogs", "fleet", "scenarios", "registry", "rate_profile")
 CATALOG_KEYS = ("device_types", "status_values", "regions", "zones", "models", "sources", "envs", "iot_key_pool",
                 "nested_keys")
 
@@ -245,9 +246,15 @@ class Spec:
     scenarios: Mapping[str, Any] = field(default_factory=dict)
     where: str = "spec"
     registry: Mapping[str, Any] | None = None  # None: no registry section
+    rate_profile: Any = None  # the rate_profile section as written (a preset name or a mapping)
 
     def build_registry(self) -> Registry:
         return _build_registry(self.registry or {}, self.where)
+
+    def build_rate_profile(self, preset: str | None = None) -> RateProfile | None:
+        """The streaming rate profile: ``preset`` (``RATE_PROFILE``; None: the section's ``preset``, ``flat``
+        when the section is there without one, else off) with the section's fields over the preset's."""
+        return _build_rate_profile(self.rate_profile, self.where, preset)
 
     def build_catalogs(self) -> Catalogs:
         try:
@@ -300,13 +307,21 @@ def load_spec(source: str | os.PathLike | Mapping[str, Any] | None) -> Spec:
     registry = top.raw("registry")
     spec = Spec(profile, {k: v for k, v in catalogs.data.items()}, top.section("fleet").data,
                 top.section("scenarios").data, where,
-                None if registry is None or registry is False else _Fields(registry, "registry", where).data)
+                None if registry is None or registry is False else _Fields(registry, "registry", where).data,
+                rate_profile=top.raw("rate_profile"))
     top.done()
     built = spec.build_catalogs()  # check everything now, against the file's own catalogs
     spec.build_fleet(built, 1, 0)
     spec.build_scenarios(built, 0)
     spec.build_registry()
+    spec.build_rate_profile()
     return spec
+
+
+def rate_profile(config: Config, spec: Spec | None = None) -> RateProfile | None:
+    """The rate profile of a stream: ``RATE_PROFILE`` over the spec's (``spec``, else ``SPEC_FILE``'s)
+    ``rate_profile`` section; None when it is off."""
+    return (spec or load_spec(config.spec_file)).build_rate_profile(config.rate_profile)
 
 
 def generator_spec(config: Config | None = None, catalogs: Catalogs | None = None, now: dt.datetime | None = None,
@@ -505,6 +520,45 @@ def _weights(f: _Fields, key: str, default: Mapping[str, float]) -> dict[str, fl
     if sum(out.values()) <= 0:
         f.fail(f.name(key), "weights must have a positive sum")
     return out
+
+
+# ---- the streaming rate profile -------------------------------------------------------------------------------
+def _build_rate_profile(data: Any, where: str, preset: str | None) -> RateProfile | None:
+    if isinstance(data, str):
+        data = {"preset": data}
+    f = _Fields(data if data not in (None, False) else {}, "rate_profile", where)
+    given = f.choice("preset", "flat" if f.data else "off", PRESETS)
+    chosen = preset or given
+    base = RateProfile.named(chosen) or RateProfile()  # off: its fields are checked like flat's, then dropped
+    timezone = f.raw("timezone", base.timezone)
+    try:
+        timezone = normal_timezone(timezone)
+    except InputError as exc:
+        f.fail(f.name("timezone"), str(exc).split(" ", 1)[1])
+    bursts = base.bursts
+    if f.has("bursts") and f.data["bursts"] in (None, False):
+        f.raw("bursts")
+        bursts = None
+    elif f.has("bursts"):
+        b = f.section("bursts")
+        default = bursts or Bursts()
+        per_hour = b.number("per_hour", default.per_hour, 0.0, 3600.0, strict_low=True)
+        duration = b.duration_ms("duration", int(default.duration_s * 1000), 1000) / 1000
+        if duration > 3600 / per_hour:
+            b.fail(b.name("duration"), f"must be at most the time between bursts (1 h / per_hour = "
+                                       f"{3600 / per_hour:g} s), got {duration:g} s")
+        bursts = Bursts(per_hour, b.number("size", default.size, 1.0, 1000.0), duration)
+        b.done()
+    profile = RateProfile(
+        preset=chosen,
+        peak_to_trough=f.number("peak_to_trough", base.peak_to_trough, 1.0, 1000.0),
+        peak_hour=f.number("peak_hour", base.peak_hour, 0.0, 24.0) % 24,
+        timezone=timezone,
+        bursts=bursts,
+        speed=f.number("speed", base.speed, 0.0, 1e6, strict_low=True),
+    )
+    f.done()
+    return None if chosen == "off" else profile
 
 
 # ---- scenarios ----------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import json
 import sys
 
 from ...base.errors import InputError
-from ...spec.spec_file import describe, example_text, generator_spec, iso_time
+from ...spec.spec_file import describe, example_text, generator_spec, iso_time, rate_profile
 from .options import add_config_option, load_config
 
 HELP = "print a documented example generation spec (--example), or check a spec file and summarise it"
@@ -34,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
     summary = {"spec_file": config.spec_file, "seed": spec.seed, **describe(spec)}
     if spec.fleet is not None:
         summary["first_event_at"] = iso_time(spec.fleet.time_of_event(spec, 0))
+    profile = rate_profile(config)
+    if profile is not None:  # what iotgen stream does with it
+        summary["rate_profile"] = profile.describe()
     print(json.dumps(summary, indent=2))
     print(f"{config.spec_file}: valid", file=sys.stderr)
     return 0

@@ -24,7 +24,8 @@ HELP = ("stream events to Azure Event Hubs (AMQP, or its Kafka endpoint) or any 
 
 FLAGS = {
     "events": "STREAM_EVENTS", "duration": "STREAM_DURATION_SEC", "rate": "RATE_EVENTS_PER_SEC",
-    "max_mb_per_sec": "MAX_MB_PER_SEC", "ramp_up": "RAMP_UP_SEC", "batch_size": "BATCH_SIZE",
+    "max_mb_per_sec": "MAX_MB_PER_SEC", "ramp_up": "RAMP_UP_SEC", "rate_profile": "RATE_PROFILE",
+    "batch_size": "BATCH_SIZE",
     "sleep": "SLEEP_INTERVAL_SEC", "partition_key": "PARTITION_KEY", "max_batch_bytes": "MAX_BATCH_BYTES",
     "time_mode": "STREAM_TIME_MODE", "seed": "RANDOM_SEED", "start": "STREAM_START_EVENT",
     "eventhub": "EVENTHUB_NAME", "namespace": "EVENTHUB_NAMESPACE", "sensors": "NUM_SENSORS",
@@ -45,6 +46,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", metavar="EVENTS_PER_S", help="target events per second (RATE_EVENTS_PER_SEC)")
     parser.add_argument("--max-mb-per-sec", metavar="MB", help="cap on MB/s sent (MAX_MB_PER_SEC)")
     parser.add_argument("--ramp-up", metavar="S", help="reach the rate linearly over S seconds (RAMP_UP_SEC)")
+    parser.add_argument("--rate-profile", metavar="P", help="off | flat | daily | bursts | daily+bursts: the rate "
+                        "follows the clock, a daily curve in the devices' local time and/or bursts; parameters in "
+                        "the spec's rate_profile section (RATE_PROFILE)")
     parser.add_argument("--batch-size", metavar="B", help="events per step (BATCH_SIZE, default 500)")
     parser.add_argument("--sleep", metavar="SEC", help="without --rate: one step every SEC seconds, 0 = no limit "
                                                        "(SLEEP_INTERVAL_SEC, default 1)")
