@@ -92,6 +92,7 @@ def _delta(path: Path, sql: str) -> list:
 
 
 @pytest.mark.own_spark
+@pytest.mark.timeout(900)  # a whole notebook with a Spark Connect server of its own: minutes on a loaded machine
 def test_notebook_03_runs_its_databricks_branches_on_spark_connect_through_spark_sinks(standin):
     run, root, volume = standin
     text = _outputs(run(ROOT / "notebooks" / "03_spark_stream_to_lakehouse.ipynb", "nb03", "iot_events_stream"))
@@ -110,6 +111,7 @@ def test_notebook_03_runs_its_databricks_branches_on_spark_connect_through_spark
 
 
 @pytest.mark.own_spark
+@pytest.mark.timeout(900)  # a whole notebook with a Spark Connect server of its own: minutes on a loaded machine
 def test_the_main_notebook_runs_on_databricks_with_volumes_and_the_delta_sink(standin):
     run, root, volume = standin
     run(ROOT / "iot_data_generation.ipynb", "main", "iot_events")
