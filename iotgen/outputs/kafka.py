@@ -11,12 +11,15 @@ a Kafka stream exactly like an AMQP one.
   the ``KAFKA_SASL_PASSWORD`` env var), TLS (``KAFKA_SSL_CA_LOCATION``).
 * **Records**: value = the event's JSON, key = ``sensor_id`` (``PARTITION_KEY=none``: no key), headers
   ``content-type``, ``message-id`` (the ``event_id``), ``schema_version``, ``device_type`` as UTF-8 (the names
-  Event Hubs shows AMQP events' properties under); partitions by murmur2 of the key, as Java clients (and
-  Spark) do, so one device's events stay in order in one partition.
-* **Delivery**: idempotent producer (``acks=all``; librdkafka's own retries never duplicate or reorder), each
-  event counted acknowledged or failed from its delivery report; ``SEND_TIMEOUT_SEC`` bounds a request,
-  ``SEND_RETRIES`` the retries, and an event not acknowledged within their product fails (never dropped
-  silently: the summary names the first failed event as the resume point).
+  Event Hubs shows AMQP events' properties under); the partition is murmur2 of the key, as Java clients (and
+  Spark, and librdkafka's ``murmur2_random``) pick it, computed here for a whole chunk at once, so one device's
+  events stay in order in one partition; events without a key are spread over the partitions in runs.
+* **Delivery**: idempotent producer (``acks=all``; librdkafka's own retries never duplicate or reorder).
+  librdkafka reports failed events only (``delivery.report.only.error``: no Python runs for a delivered event);
+  a chunk is settled when librdkafka has reported on everything handed to it up to that chunk (its queue is
+  empty), and then each of its events is acknowledged or, with a report, failed. ``SEND_TIMEOUT_SEC`` bounds a
+  request, ``SEND_RETRIES`` the retries, and an event not acknowledged within their product fails (never
+  dropped silently: the summary names the first failed event as the resume point).
 """
 
 from __future__ import annotations
@@ -204,15 +207,70 @@ LIBRDKAFKA_LOG = _QuietLog("iotgen.librdkafka")
 
 
 # ---- what is sent ---------------------------------------------------------------------------------------------
+MURMUR2_SEED = 0x9747B28C
+MURMUR2_M = 0x5BD1E995
+
+
+def murmur2_partitions(keys: pa.Array, partitions: int) -> np.ndarray:
+    """The partition of each key as Kafka's Java client (``murmur2``, Spark, librdkafka's ``murmur2_random``)
+    picks it: ``(murmur2(utf-8 key) & 0x7fffffff) % partitions``, for every key at once (each distinct key hashed
+    once). A null key gets partition -1 (the caller spreads those)."""
+    encoded = pc.dictionary_encode(keys)
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    hashes = murmur2(encoded.dictionary.cast(pa.binary()))
+    routed = (hashes & 0x7FFFFFFF) % partitions
+    out = routed[np.where(pc.is_valid(encoded.indices).to_numpy(zero_copy_only=False), indices, 0)] \
+        if len(routed) else np.zeros(len(keys), dtype=np.int64)
+    if encoded.null_count:
+        out[~pc.is_valid(encoded.indices).to_numpy(zero_copy_only=False)] = -1
+    return out.astype(np.int64)
+
+
+def murmur2(values: pa.Array) -> np.ndarray:
+    """Kafka's murmur2 (``org.apache.kafka.common.utils.Utils.murmur2``) of each binary value, as uint32,
+    vectorised over the values (nulls hash as empty)."""
+    n = len(values)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    values = pc.fill_null(values, b"")
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32, count=n + 1, offset=values.offset * 4)
+    data = np.frombuffer(values.buffers()[2], dtype=np.uint8) if values.buffers()[2] is not None else \
+        np.zeros(1, dtype=np.uint8)
+    lengths = np.diff(offsets).astype(np.int64)
+    width = int(-(-int(lengths.max(initial=0)) // 4) * 4) or 4
+    position = offsets[:-1, None].astype(np.int64) + np.arange(width)[None, :]
+    inside = np.arange(width)[None, :] < lengths[:, None]
+    padded = np.where(inside, data[np.minimum(position, max(len(data) - 1, 0))], 0).astype(np.uint8)
+    words = np.ascontiguousarray(padded).view("<u4").astype(np.uint32)
+    m = np.uint32(MURMUR2_M)
+    h = np.uint32(MURMUR2_SEED) ^ lengths.astype(np.uint32)
+    blocks = lengths // 4
+    with np.errstate(over="ignore"):
+        for j in range(int(blocks.max(initial=0))):
+            k = words[:, j] * m
+            k ^= k >> np.uint32(24)
+            k *= m
+            h = np.where(j < blocks, (h * m) ^ k, h)
+        rest = lengths % 4
+        tail_at = (blocks * 4)[:, None] + np.arange(3)[None, :]
+        tail = np.take_along_axis(np.pad(padded, ((0, 0), (0, 3))), tail_at, axis=1).astype(np.uint32)
+        h = np.where(rest > 0, (h ^ (tail[:, 2] << np.uint32(16)) ^ (tail[:, 1] << np.uint32(8)) ^ tail[:, 0]) * m, h)
+        h ^= h >> np.uint32(13)
+        h *= m
+        h ^= h >> np.uint32(15)
+    return h.astype(np.int64)
+
+
 @dataclass
 class KafkaChunk:
-    """Events ready to produce: values, keys and headers (no I/O done yet)."""
+    """Events ready to produce: values, keys, partitions and headers (no I/O done yet)."""
 
     first_index: int
     values: list[bytes]
     keys: list[str] | None
-    event_ids: list[bytes]
-    device_types: list[bytes]
+    partitions: list[int]
+    headers: list[list[tuple[str, bytes]]] | None
+    per_partition: list[int]
     size: int
     numbers: np.ndarray | None = None  # each event's number, when they are not consecutive from first_index
 
@@ -226,46 +284,37 @@ class KafkaChunk:
 
 
 class _Delivery:
-    """Delivery reports of one chunk: every event ends acknowledged or failed. The reports arrive in the thread
-    that polls the client; the producer's totals are updated when the chunk is settled."""
+    """One chunk until it is settled: every event ends acknowledged or failed. librdkafka reports only failures
+    (``delivery.report.only.error``); a chunk is settled when everything handed to librdkafka up to and including
+    it has been reported on (the producer's queue was empty after it), and then every event of it without a
+    failure report was acknowledged."""
 
-    def __init__(self, chunk: KafkaChunk, partitions: int) -> None:
+    def __init__(self, chunk: KafkaChunk) -> None:
         self.chunk = chunk
-        self.pending = chunk.count
-        self.acknowledged = 0
-        self.bytes = 0
-        self.per_partition = [0] * partitions
-        self.failed: list[tuple[str, bytes]] = []  # (why, event_id)
+        self.failed: list[tuple[int, str, int]] = []  # (position in the chunk, why, partition)
         self.done = threading.Event()
         self.produced: Future | None = None
-        if not chunk.count:
-            self.done.set()
+        self._positions: dict[bytes, int] | None = None
 
-    def report(self, error: Any, message: Any) -> None:
-        if error is None:
-            self.acknowledged += 1
-            self.bytes += len(message)
-            self.per_partition[message.partition()] += 1
-        else:  # which event: its message-id header (the event_id)
-            self.failed.append((error.str(), dict(message.headers() or []).get("message-id", b"")))
-        self.settled(1)
+    def position_of(self, value: bytes) -> int | None:
+        """Where the event with this value is in the chunk (built on the first failure only)."""
+        if self._positions is None:
+            self._positions = {}
+            for i, v in enumerate(self.chunk.values):
+                self._positions.setdefault(v, i)
+        return self._positions.get(value)
 
-    def fail_unsent(self, event_ids: list[bytes], why: str) -> None:
-        """Events never handed to librdkafka (the stream is stopping)."""
-        self.failed.extend((why, event_id) for event_id in event_ids)
-        self.settled(len(event_ids))
-
-    def settled(self, n: int) -> None:
-        self.pending -= n
-        if not self.pending:
-            self.done.set()
+    def fail(self, positions: range | list[int], why: str) -> None:
+        """Events never handed to librdkafka (the stream is stopping, or librdkafka refused them at once)."""
+        partitions = self.chunk.partitions
+        self.failed.extend((i, why, partitions[i]) for i in positions)
 
     def outcome(self) -> ChunkOutcome:
-        outcome = ChunkOutcome(acknowledged=self.acknowledged, failed=len(self.failed))
+        chunk = self.chunk
+        outcome = ChunkOutcome(acknowledged=chunk.count - len(self.failed), failed=len(self.failed))
         if self.failed:
-            positions = {event_id: i for i, event_id in enumerate(self.chunk.event_ids)}
-            first = min((positions.get(event_id, 0), why) for why, event_id in self.failed)
-            outcome.first_failed = self.chunk.number(first[0])
+            first = min(self.failed)
+            outcome.first_failed = chunk.first_index + first[0]
             outcome.error = (f"{len(self.failed)} events not delivered (first event #{outcome.first_failed}): "
                              f"{redact(first[1])}")
         return outcome
@@ -275,12 +324,13 @@ class _Delivery:
 class KafkaProducer:
     """Produces prepared chunks of events to one topic with exact counts. Build it with :meth:`open`.
 
-    ``in_flight``: chunks the stream keeps submitted before it waits for the oldest; deeper than the AMQP
-    producer's 2, since librdkafka pipelines requests per broker (in one back-to-back run into a local broker, 4
-    gave 83,000-86,000 events/s where 2 gave 50,000-64,000; the shared test machine's load moves both).
+    ``in_flight``: chunks the stream keeps submitted before it waits for the oldest. librdkafka reports only
+    failed events; when the stream waits for a chunk, everything submitted so far is handed over and the
+    producer's queue drained (a barrier), which settles those chunks together, so a barrier comes every
+    ``in_flight`` chunks.
 
-    ``prepare`` may run while earlier chunks are in flight; ``submit`` and ``settle`` run in one thread (the
-    delivery reports are handled in it, while it polls).
+    ``prepare`` may run while earlier chunks are in flight; ``submit`` and ``settle`` run in one thread. The
+    events are handed to librdkafka in a thread of their own (which also serves librdkafka's reports).
     """
 
     in_flight = 4
@@ -297,10 +347,17 @@ class KafkaProducer:
         self._stats = SendStats(partitions={p: 0 for p in self.partition_ids})
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._closing = threading.Event()
         self._lane: ThreadPoolExecutor | None = None
-        self._poller: threading.Thread | None = None
-        self.layout = EVENT_MESSAGES  # the columns of the message-id header and the routing header
+        self._unsettled: list[_Delivery] = []  # handed over, not yet through a barrier (the lane's)
+        self._reports: list[tuple[Any, bytes, int]] = []  # failure reports not yet matched: (error, value, partition)
+        self._newest: _Delivery | None = None  # the chunk submitted last
+        self._barrier_upto: _Delivery | None = None  # the newest chunk a barrier was queued after
+        self._spread = 0  # the next partition for events without a key
+
+    def on_failure(self, error: Any, message: Any) -> None:
+        """librdkafka's delivery report of a failed event (``delivery.report.only.error``: successes are not
+        reported). Runs in the thread that polls the client; matched to its chunk at the next barrier."""
+        self._reports.append((error, message.value(), message.partition()))
 
     @classmethod
     def open(cls, config: Config, target: KafkaTarget | None = None) -> "KafkaProducer":
@@ -315,13 +372,16 @@ class KafkaProducer:
         request_ms = int(config.send_timeout_sec * 1000)
         max_batch = config.max_batch_bytes or 1_000_000
         errors: list = []
+        reports: list[KafkaProducer] = []
         settings = target.client_settings(**{
-            "enable.idempotence": True, "acks": "all", "partitioner": "murmur2_random",
+            "enable.idempotence": True, "acks": "all",
             "compression.type": config.kafka_compression, "linger.ms": 5, "batch.size": max_batch,
             "queue.buffering.max.messages": QUEUE_MESSAGES, "queue.buffering.max.kbytes": 1_048_576,
             "request.timeout.ms": request_ms, "retries": config.send_retries,
             "message.timeout.ms": min(2**31 - 1, request_ms * (config.send_retries + 1)),
             "error_cb": errors.append,
+            # failures only: confluent-kafka then builds no Message and calls no Python for a delivered event
+            "delivery.report.only.error": True, "on_delivery": lambda e, m: reports[0].on_failure(e, m),
         })
         try:
             client = kafka.Producer(settings, logger=LIBRDKAFKA_LOG)
@@ -332,21 +392,41 @@ class KafkaProducer:
         except BaseException:
             client.flush(0)
             raise
-        return cls(client, target, partitions=partitions, partition_key=partition_key, max_batch_bytes=max_batch,
-                   send_timeout=config.send_timeout_sec)
+        producer = cls(client, target, partitions=partitions, partition_key=partition_key, max_batch_bytes=max_batch,
+                       send_timeout=config.send_timeout_sec)
+        reports.append(producer)
+        return producer
 
     # ---- preparing -------------------------------------------------------------------------------------------
-    def prepare(self, events: pa.RecordBatch, first_index: int, bodies: pa.Array | None = None,
-                numbers: np.ndarray | None = None) -> KafkaChunk:
-        """The chunk's values (JSON: ``bodies``, or the rows'), keys and header values (events numbered from
-        ``first_index``, or ``numbers`` when they are not consecutive). No I/O."""
-        lines = json_lines(events) if bodies is None else bodies
+    def prepare(self, events: pa.RecordBatch, first_index: int) -> KafkaChunk:
+        """The chunk's values (JSON), keys, partitions and header values. No I/O.
+
+        Partitions are chosen here, as librdkafka's ``murmur2_random`` would (murmur2 of the key, Java's
+        default, so Spark and Java producers put a device in the same partition); events without a key are
+        spread over the partitions in runs (each run one batch)."""
+        lines = json_lines(events)
         size = int(pc.sum(pc.binary_length(lines)).as_py() or 0)
         values = lines.cast(pa.binary()).to_pylist()
-        keys = events.column(self.partition_key).to_pylist() if self.partition_key else None
-        as_bytes = lambda name: pc.fill_null(events.column(name).cast(pa.string()), "").cast(pa.binary()).to_pylist()  # noqa: E731
-        return KafkaChunk(first_index, values, keys, as_bytes(self.layout.message_id), as_bytes(self.layout.property),
-                          size, numbers)
+        n = len(values)
+        count = max(1, self._partition_count)
+        if self.partition_key:
+            key_column = events.column(self.partition_key)
+            keys = key_column.to_pylist()
+            routed = murmur2_partitions(key_column, count)
+            unkeyed = routed < 0
+        else:
+            keys, routed, unkeyed = None, np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)
+        if unkeyed.any():
+            runs = max(1, min(count, int(unkeyed.sum())))
+            spread = (self._spread + np.arange(int(unkeyed.sum())) * runs // max(1, int(unkeyed.sum()))) % count
+            routed[unkeyed] = spread
+            self._spread = (self._spread + runs) % count
+        per_partition = np.bincount(routed, minlength=count).tolist()
+        as_bytes = lambda name: pc.fill_null(events.column(name), "").cast(pa.binary()).to_pylist()  # noqa: E731
+        content_type, schema = ("content-type", CONTENT_TYPE), ("schema_version", str(SCHEMA_VERSION).encode())
+        headers = [[content_type, ("message-id", event_id), schema, ("device_type", device_type)]
+                   for event_id, device_type in zip(as_bytes("event_id"), as_bytes("device_type"))]
+        return KafkaChunk(first_index, values, keys, routed.tolist(), headers, per_partition, size)
 
     # ---- sending ---------------------------------------------------------------------------------------------
     @property
@@ -366,62 +446,91 @@ class KafkaProducer:
         self._stop.clear()
 
     def submit(self, chunk: KafkaChunk) -> list[_Delivery]:
-        """Queue ``chunk`` for the producing thread and return at once; :meth:`settle` waits for its delivery
-        reports. (The events are handed to librdkafka in a thread of their own, so the next chunk is generated
-        and encoded meanwhile; the reports are served by another thread that polls the client.)"""
-        delivery = _Delivery(chunk, self._partition_count)
+        """Queue ``chunk`` for the producing thread and return at once; :meth:`settle` waits until it is settled.
+        (The events are handed to librdkafka in a thread of their own, so the next chunk is generated and encoded
+        meanwhile.)"""
+        delivery = _Delivery(chunk)
         with self._lock:
             self._stats.sent += chunk.count
             self._stats.batches += 1
             if self._lane is None:
                 self._lane = ThreadPoolExecutor(1, thread_name_prefix="iotgen-kafka-produce")
-                self._poller = threading.Thread(target=self._poll_reports, name="iotgen-kafka-reports", daemon=True)
-                self._poller.start()
-        delivery.produced = self._lane.submit(self._produce, chunk, delivery)
+            delivery.produced = self._lane.submit(self._produce, delivery)
+            self._newest = delivery
         return [delivery]
 
-    def _poll_reports(self) -> None:
-        while not self._closing.is_set():
-            self.client.poll(0.05)
-
-    def _produce(self, chunk: KafkaChunk, delivery: _Delivery) -> None:
-        produce, topic = self.client.produce, self.target.topic
-        report = delivery.report
-        keys = chunk.keys if chunk.keys is not None else [None] * chunk.count
-        content_type = ("content-type", CONTENT_TYPE)
-        schema = ("schema_version", str(SCHEMA_VERSION).encode())
-        routing = self.layout.property
-        stop = self._stop
-        for i, (value, key, event_id, device_type) in enumerate(zip(chunk.values, keys, chunk.event_ids,
-                                                                       chunk.device_types)):
+    def _produce(self, delivery: _Delivery) -> None:
+        """Hand a chunk's events to librdkafka (in the lane). librdkafka copies each value; a full queue is
+        waited out while serving reports."""
+        chunk, client, topic, stop = delivery.chunk, self.client, self.target.topic, self._stop
+        produce, n = client.produce, chunk.count
+        keys = chunk.keys if chunk.keys is not None else [None] * n
+        headers = chunk.headers if chunk.headers is not None else [None] * n
+        for i, (value, key, partition, header) in enumerate(zip(chunk.values, keys, chunk.partitions, headers)):
             if not i % 1000 and stop.is_set():
-                delivery.fail_unsent(chunk.event_ids[i:], "stopped before it was sent")
-                return
-            headers = [content_type, ("message-id", event_id), schema, (routing, device_type)]
+                delivery.fail(range(i, n), "stopped before it was sent")
+                break
             while True:
                 try:
-                    produce(topic, value, key, on_delivery=report, headers=headers)
+                    produce(topic, value, key, partition, headers=header)
                     break
-                except BufferError:  # the queue is full: the reports thread makes room
-                    time.sleep(0.005)
+                except BufferError:  # the queue is full: serving reports makes room
+                    client.poll(0.005)
+                except Exception as exc:  # noqa: BLE001 - refused at once (e.g. larger than message.max.bytes)
+                    delivery.fail([i], str(exc))
+                    break
+        self._unsettled.append(delivery)
+        client.poll(0)
+
+    def _barrier(self) -> None:
+        """(In the lane.) Wait until librdkafka has reported on every event handed over (its queue is empty;
+        the message time-out bounds the wait), then settle every chunk handed over so far."""
+        client = self.client
+        while client.flush(0.2):
+            pass
+        chunks, self._unsettled = self._unsettled, []
+        reports, self._reports = self._reports, []
+        for error, value, partition in reports:
+            for delivery in chunks:
+                position = delivery.position_of(value)
+                if position is not None:
+                    break
+            else:  # not found (cannot happen): counted against the oldest chunk's first event, never lost
+                delivery, position = chunks[0], 0
+            delivery.failed.append((position, error.str(), partition))
+        for delivery in chunks:
+            delivery.done.set()
 
     def settle(self, futures: list[_Delivery]) -> ChunkOutcome:
         """Wait until every event of a submitted chunk is acknowledged or failed (librdkafka's message time-out
         bounds the wait)."""
         total = ChunkOutcome()
         for delivery in futures:
-            assert delivery.produced is not None
-            delivery.produced.result()  # every event handed over (raises what producing raised)
+            if not delivery.done.is_set():
+                with self._lock:
+                    newest = self._newest
+                    if self._barrier_upto is not newest:
+                        assert self._lane is not None
+                        self._barrier_upto = newest
+                        self._lane.submit(self._barrier)
             while not delivery.done.wait(0.2):  # short waits: Ctrl-C is seen at once
                 pass
+            assert delivery.produced is not None
+            delivery.produced.result()  # raises what producing raised
             outcome = delivery.outcome()
             with self._lock:
                 stats = self._stats
                 stats.acknowledged += outcome.acknowledged
                 stats.failed += outcome.failed
-                stats.bytes += delivery.bytes
-                for partition, count in zip(self.partition_ids, delivery.per_partition):
-                    stats.partitions[partition] += count
+                stats.bytes += delivery.chunk.size
+                failed_in = [0] * len(delivery.chunk.per_partition)
+                for _, _, partition in delivery.failed:
+                    if 0 <= partition < len(failed_in):
+                        failed_in[partition] += 1
+                for partition, (count, failed) in enumerate(zip(delivery.chunk.per_partition, failed_in)):
+                    key = str(partition)
+                    if key in stats.partitions:
+                        stats.partitions[key] += count - failed
                 if outcome.error is not None:
                     stats.errors.append(outcome.error)
                     _LOGGER.error("%s", outcome.error)
@@ -434,12 +543,9 @@ class KafkaProducer:
         return total
 
     def close(self) -> None:
-        """Deliver what is still queued (bounded by the send time-out), then stop the threads."""
+        """Deliver what is still queued (bounded by the send time-out), then stop the producing thread."""
         if self._lane is not None:
             self._lane.shutdown(wait=True)
-        self._closing.set()
-        if self._poller is not None:
-            self._poller.join(10)
         deadline = time.monotonic() + max(1.0, self.send_timeout)
         while self.client.flush(0.5) and time.monotonic() < deadline:
             pass

@@ -50,6 +50,11 @@ def read_kafka(settings: dict, topic: str, count: int, timeout: float = TIMEOUT)
     return got
 
 
+def per_partition(messages: list, partitions: int) -> dict[str, int]:
+    """How many of ``messages`` each partition holds, as the summary counts them."""
+    return {str(p): sum(1 for m in messages if m.partition() == p) for p in range(partitions)}
+
+
 @pytest.fixture
 def kafka_emulator(emulator_factory):
     return emulator_factory(hub="iot-events", partitions=4, key=secrets.token_urlsafe(24), kafka_port="any")
@@ -163,3 +168,71 @@ def test_with_nothing_configured_a_local_emulator_with_a_kafka_endpoint_is_start
         got = read_kafka(_emulator_settings(emulator), "iot-events", 300)
         assert len(got) == 300
     assert not emulator.running  # stopped with the connection
+
+
+def test_counts_and_partitions_match_what_the_broker_stored(kafka_broker):
+    """librdkafka reports only failures; the summary's acknowledged events and per-partition counts are what the
+    broker stored, and the partitions are librdkafka's own murmur2 choice (a plain producer with
+    partitioner=murmur2_random puts each key where iotgen did); events without a key are spread."""
+    from confluent_kafka import Producer
+
+    keyed = kafka_broker.create_topic(f"keyed-{secrets.token_hex(4)}", 7)
+    config = Config(stream_protocol="kafka", kafka_bootstrap_servers=kafka_broker.bootstrap, kafka_topic=keyed,
+                    random_seed=4, stream_events=6000, batch_size=1000, sleep_interval_sec=0, num_sensors=5000)
+    summary = stream_events(config)
+    assert (summary.sent, summary.acknowledged, summary.failed) == (6000, 6000, 0), str(summary)
+    got = read_kafka({"bootstrap.servers": kafka_broker.bootstrap}, keyed, 6000)
+    assert len(got) == 6000
+    assert summary.partitions == per_partition(got, 7)
+    reference = kafka_broker.create_topic(f"reference-{secrets.token_hex(4)}", 7)
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap, "partitioner": "murmur2_random"})
+    ours: dict = {}
+    for message in got:
+        ours[message.key()] = message.partition()
+    theirs: dict = {}
+    for key in ours:
+        producer.produce(reference, b"", key, on_delivery=lambda e, m: theirs.__setitem__(m.key(), m.partition()))
+    assert producer.flush(TIMEOUT) == 0
+    assert len(ours) > 3000 and theirs == ours
+
+    spread = kafka_broker.create_topic(f"spread-{secrets.token_hex(4)}", 3)
+    summary = stream_events(config.replace(kafka_topic=spread, partition_key="none", stream_events=3000))
+    got = read_kafka({"bootstrap.servers": kafka_broker.bootstrap}, spread, 3000)
+    assert len(got) == 3000 and all(m.key() is None for m in got)
+    assert summary.partitions == per_partition(got, 3)
+    assert all(n >= 600 for n in summary.partitions.values())
+
+
+def test_rejected_events_are_counted_and_the_stored_ones_end_before_the_resume_point(kafka_broker):
+    """A real failure mid-stream (the topic's max.message.bytes cut to 200: the broker refuses every later
+    batch): every event is acknowledged or failed, the failures are reported, and what the broker stored is
+    exactly the acknowledged events, all of them before the resume point."""
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    from iotgen import generate_table
+
+    topic = kafka_broker.create_topic(f"shrinking-{secrets.token_hex(4)}", 3)
+    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
+    shrunk: list = []
+
+    def on_progress(summary) -> None:
+        if summary.acknowledged >= 2000 and not shrunk:
+            resource = ConfigResource("TOPIC", topic, incremental_configs=[ConfigEntry(
+                "max.message.bytes", "200", incremental_operation=AlterConfigOpType.SET)])
+            admin.incremental_alter_configs([resource])[resource].result(TIMEOUT)
+            shrunk.append(summary.acknowledged)
+
+    config = Config(stream_protocol="kafka", kafka_bootstrap_servers=kafka_broker.bootstrap, kafka_topic=topic,
+                    random_seed=3, rate_events_per_sec=5000, batch_size=1500, stream_events=30_000,
+                    send_timeout_sec=2.0, send_retries=1)
+    summary = stream_events(config, on_progress=on_progress, progress_interval=0.1)
+    assert shrunk and summary.stopped_by == "failure", str(summary)
+    assert summary.sent == summary.acknowledged + summary.failed and summary.failed > 0
+    assert summary.errors and "too large" in summary.errors[0]
+    assert f"STREAM_START_EVENT={summary.resume_from}" in str(summary)
+    got = read_kafka({"bootstrap.servers": kafka_broker.bootstrap}, topic, summary.acknowledged)
+    assert len(got) == summary.acknowledged
+    assert summary.partitions == per_partition(got, 3)
+    stored = {json.loads(m.value())["event_id"] for m in got}
+    before = generate_table(Config(random_seed=3, num_events=summary.resume_from)).column("event_id").to_pylist()
+    assert set(before) <= stored  # everything before the resume point is stored: resuming there loses nothing
