@@ -28,8 +28,11 @@ import logging
 import re
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice, repeat
+from operator import length_hint
 from typing import Any
 
 import numpy as np
@@ -52,6 +55,8 @@ CONNECTION_STRING_USER = "$ConnectionString"
 CONTENT_TYPE = b"application/json"
 #: librdkafka's queue for messages not yet delivered (events); ``produce`` waits (polls) when it is full.
 QUEUE_MESSAGES = 500_000
+#: Events handed to librdkafka between two looks at the stop flag.
+PRODUCE_STEP = 2000
 
 
 class KafkaConfigError(InputError):
@@ -461,24 +466,42 @@ class KafkaProducer:
 
     def _produce(self, delivery: _Delivery) -> None:
         """Hand a chunk's events to librdkafka (in the lane). librdkafka copies each value; a full queue is
-        waited out while serving reports."""
+        waited out while serving reports.
+
+        The events go through ``map`` over ``produce`` with positional arguments, so no Python bytecode runs per
+        event; a call that raises (a full queue, an event refused at once) stops the ``map``, and the iterators
+        say which event it was: it is retried or counted failed, and the ``map`` goes on after it."""
         chunk, client, topic, stop = delivery.chunk, self.client, self.target.topic, self._stop
         produce, n = client.produce, chunk.count
-        keys = chunk.keys if chunk.keys is not None else [None] * n
-        headers = chunk.headers if chunk.headers is not None else [None] * n
-        for i, (value, key, partition, header) in enumerate(zip(chunk.values, keys, chunk.partitions, headers)):
-            if not i % 1000 and stop.is_set():
-                delivery.fail(range(i, n), "stopped before it was sent")
+        values, keys, partitions = iter(chunk.values), iter(chunk.keys or repeat(None)), iter(chunk.partitions)
+        # positional: topic, value, key, partition[, callback, on_delivery, timestamp, headers]
+        extra: tuple = () if chunk.headers is None else (repeat(None), repeat(None), repeat(0), iter(chunk.headers))
+        while True:
+            position = n - length_hint(values)
+            if position >= n:
                 break
-            while True:
-                try:
-                    produce(topic, value, key, partition, headers=header)
-                    break
-                except BufferError:  # the queue is full: serving reports makes room
+            if stop.is_set():
+                delivery.fail(range(position, n), "stopped before it was sent")
+                break
+            try:
+                deque(map(produce, repeat(topic), islice(values, PRODUCE_STEP), keys, partitions, *extra), maxlen=0)
+            except BufferError:  # the queue is full: serving reports makes room, then this event again
+                i = n - length_hint(values) - 1
+                key = None if chunk.keys is None else chunk.keys[i]
+                args: tuple = (topic, chunk.values[i], key, chunk.partitions[i])
+                args += () if chunk.headers is None else (None, None, 0, chunk.headers[i])
+                while True:
                     client.poll(0.005)
-                except Exception as exc:  # noqa: BLE001 - refused at once (e.g. larger than message.max.bytes)
-                    delivery.fail([i], str(exc))
-                    break
+                    try:
+                        produce(*args)
+                        break
+                    except BufferError:
+                        continue
+                    except Exception as exc:  # noqa: BLE001 - refused at once
+                        delivery.fail([i], str(exc))
+                        break
+            except Exception as exc:  # noqa: BLE001 - refused at once (e.g. larger than message.max.bytes)
+                delivery.fail([n - length_hint(values) - 1], str(exc))
         self._unsettled.append(delivery)
         client.poll(0)
 

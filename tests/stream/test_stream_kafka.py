@@ -236,3 +236,21 @@ def test_rejected_events_are_counted_and_the_stored_ones_end_before_the_resume_p
     stored = {json.loads(m.value())["event_id"] for m in got}
     before = generate_table(Config(random_seed=3, num_events=summary.resume_from)).column("event_id").to_pylist()
     assert set(before) <= stored  # everything before the resume point is stored: resuming there loses nothing
+
+
+def test_a_full_queue_is_waited_out_and_every_event_goes_once_with_its_key(kafka_broker, monkeypatch):
+    """librdkafka's queue far smaller than a step: producing stops at each full queue and goes on after the
+    event it stopped at, so every event is stored once, with its own key, in its key's partition."""
+    from iotgen.outputs import kafka
+
+    monkeypatch.setattr(kafka, "QUEUE_MESSAGES", 300)
+    topic = kafka_broker.create_topic(f"small-queue-{secrets.token_hex(4)}", 3)
+    summary = stream_events(Config(stream_protocol="kafka", kafka_bootstrap_servers=kafka_broker.bootstrap,
+                                   kafka_topic=topic, random_seed=6, stream_events=5000, batch_size=2500,
+                                   sleep_interval_sec=0))
+    assert (summary.acknowledged, summary.failed) == (5000, 0), str(summary)
+    got = read_kafka({"bootstrap.servers": kafka_broker.bootstrap}, topic, 5000)
+    events = [json.loads(m.value()) for m in got]
+    assert len({e["event_id"] for e in events}) == len(got) == 5000
+    assert all(m.key() == e["sensor_id"].encode() for m, e in zip(got, events))
+    assert summary.partitions == per_partition(got, 3)
