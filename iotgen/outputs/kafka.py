@@ -10,8 +10,9 @@ a Kafka stream exactly like an AMQP one.
   with SASL_PLAINTEXT); the topic is the event hub. Any Kafka: SASL PLAIN or SCRAM (``KAFKA_SASL_USERNAME``,
   the ``KAFKA_SASL_PASSWORD`` env var), TLS (``KAFKA_SSL_CA_LOCATION``).
 * **Records**: value = the event's JSON, key = ``sensor_id`` (``PARTITION_KEY=none``: no key), headers
-  ``content-type``, ``message-id`` (the ``event_id``), ``schema_version``, ``device_type`` as UTF-8 (the names
-  Event Hubs shows AMQP events' properties under); the partition is murmur2 of the key, as Java clients (and
+  (``KAFKA_HEADERS``, :func:`record_headers`) ``content-type`` and ``schema_version`` as UTF-8, with ``all``
+  also ``message-id`` (the ``event_id``) and ``device_type`` (the names Event Hubs shows AMQP events'
+  properties under); the partition is murmur2 of the key, as Java clients (and
   Spark, and librdkafka's ``murmur2_random``) pick it, computed here for a whole chunk at once, so one device's
   events stay in order in one partition; events without a key are spread over the partitions in runs.
 * **Delivery**: idempotent producer (``acks=all``; librdkafka's own retries never duplicate or reorder).
@@ -266,6 +267,23 @@ def murmur2(values: pa.Array) -> np.ndarray:
     return h.astype(np.int64)
 
 
+SCHEMA_HEADERS = [("content-type", CONTENT_TYPE), ("schema_version", str(SCHEMA_VERSION).encode())]
+
+
+def record_headers(events: pa.RecordBatch, which: str) -> list[list[tuple[str, bytes]]] | None:
+    """Each event's Kafka headers (``KAFKA_HEADERS``): ``schema``, what the JSON value does not say
+    (``content-type``, ``schema_version``; one list shared by every event); ``all``, also ``message-id`` (the
+    ``event_id``) and ``device_type``, as the AMQP producer's properties; ``none``: None."""
+    if which == "none":
+        return None
+    if which == "schema":
+        return [SCHEMA_HEADERS] * events.num_rows
+    content_type, schema = SCHEMA_HEADERS
+    as_bytes = lambda name: pc.fill_null(events.column(name), "").cast(pa.binary()).to_pylist()  # noqa: E731
+    return [[content_type, ("message-id", event_id), schema, ("device_type", device_type)]
+            for event_id, device_type in zip(as_bytes("event_id"), as_bytes("device_type"))]
+
+
 @dataclass
 class KafkaChunk:
     """Events ready to produce: values, keys, partitions and headers (no I/O done yet)."""
@@ -341,12 +359,13 @@ class KafkaProducer:
     in_flight = 4
 
     def __init__(self, client: Any, target: KafkaTarget, *, partitions: list[int], partition_key: str | None,
-                 max_batch_bytes: int, send_timeout: float) -> None:
+                 max_batch_bytes: int, send_timeout: float, headers: str = "schema") -> None:
         self.client = client
         self.target = target
         self.partition_ids = [str(p) for p in partitions]
         self._partition_count = max(partitions) + 1 if partitions else 0
         self.partition_key = partition_key
+        self.headers = headers  # KAFKA_HEADERS: all | schema | none
         self.max_batch_bytes = max_batch_bytes
         self.send_timeout = send_timeout
         self._stats = SendStats(partitions={p: 0 for p in self.partition_ids})
@@ -398,7 +417,7 @@ class KafkaProducer:
             client.flush(0)
             raise
         producer = cls(client, target, partitions=partitions, partition_key=partition_key, max_batch_bytes=max_batch,
-                       send_timeout=config.send_timeout_sec)
+                       send_timeout=config.send_timeout_sec, headers=config.kafka_headers)
         reports.append(producer)
         return producer
 
@@ -427,10 +446,7 @@ class KafkaProducer:
             routed[unkeyed] = spread
             self._spread = (self._spread + runs) % count
         per_partition = np.bincount(routed, minlength=count).tolist()
-        as_bytes = lambda name: pc.fill_null(events.column(name), "").cast(pa.binary()).to_pylist()  # noqa: E731
-        content_type, schema = ("content-type", CONTENT_TYPE), ("schema_version", str(SCHEMA_VERSION).encode())
-        headers = [[content_type, ("message-id", event_id), schema, ("device_type", device_type)]
-                   for event_id, device_type in zip(as_bytes("event_id"), as_bytes("device_type"))]
+        headers = record_headers(events, self.headers)
         return KafkaChunk(first_index, values, keys, routed.tolist(), headers, per_partition, size)
 
     # ---- sending ---------------------------------------------------------------------------------------------

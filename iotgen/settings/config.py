@@ -308,6 +308,10 @@ class Config:
     kafka_compression: str = _param(
         "none", _choice("none", "gzip", "snappy", "lz4", "zstd"),
         "Kafka producer compression (Event Hubs Standard takes none; gzip needs Premium/Dedicated).")
+    kafka_headers: str = _param(
+        "schema", _choice("schema", "all", "none"),
+        "Kafka record headers. schema: content-type and schema_version (what the JSON value does not say); all: "
+        "also message-id (event_id) and device_type, as the AMQP producer's properties; none.")
     # Fleet and scenarios (issue 6)
     profile: str | None = _param(
         None, _optional(_choice("independent", "fleet")),

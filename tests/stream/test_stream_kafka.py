@@ -70,7 +70,8 @@ def test_cli_streams_to_the_emulators_kafka_endpoint_and_resumes(kafka_emulator)
     env = {"EVENTHUB_CONNECTION_STRING": kafka_emulator.connection_string}
     key = kafka_emulator.connection_string.split("SharedAccessKey=")[1].split(";")[0]
     first = iotgen("-v", "stream", "--protocol", "kafka", "--bootstrap-servers", kafka_emulator.kafka_bootstrap,
-                   "--events", "3000", "--sleep", "0", "--batch-size", "700", "--seed", "5", env=env)
+                   "--events", "3000", "--sleep", "0", "--batch-size", "700", "--seed", "5", "--headers", "all",
+                   env=env)
     assert first.returncode == 0, first.stderr
     assert "3,000 sent, 3,000 acknowledged, 0 retried, 0 failed" in first.stdout
     assert f"streamed to kafka://{kafka_emulator.kafka_bootstrap}/iot-events (local emulator, SASL_PLAINTEXT " \
@@ -85,14 +86,20 @@ def test_cli_streams_to_the_emulators_kafka_endpoint_and_resumes(kafka_emulator)
     events = [json.loads(m.value()) for m in got]
     assert len({e["event_id"] for e in events}) == 3500
     partitions_of_sensor: dict = {}
+    full = 0
     for message, event in zip(got, events):
         assert message.key() == event["sensor_id"].encode()
         headers = dict(message.headers())
-        assert headers["message-id"] == event["event_id"].encode()
         assert headers["content-type"] == b"application/json" and headers["schema_version"] == b"1"
-        assert headers["device_type"] == event["device_type"].encode()
+        if len(headers) == 4:  # --headers all (the first run); the default, schema, has the first two only
+            assert headers["message-id"] == event["event_id"].encode()
+            assert headers["device_type"] == event["device_type"].encode()
+            full += 1
+        else:
+            assert len(headers) == 2
         partitions_of_sensor.setdefault(event["sensor_id"], set()).add(message.partition())
     assert all(len(p) == 1 for p in partitions_of_sensor.values())  # one device, one partition: in order
+    assert full == 3000
 
 
 def test_streams_to_a_kafka_broker_with_sasl_plain(kafka_broker):
@@ -173,7 +180,8 @@ def test_with_nothing_configured_a_local_emulator_with_a_kafka_endpoint_is_start
 def test_counts_and_partitions_match_what_the_broker_stored(kafka_broker):
     """librdkafka reports only failures; the summary's acknowledged events and per-partition counts are what the
     broker stored, and the partitions are librdkafka's own murmur2 choice (a plain producer with
-    partitioner=murmur2_random puts each key where iotgen did); events without a key are spread."""
+    partitioner=murmur2_random puts each key where iotgen did); events without a key are spread. Headers: the
+    default two (schema), or none."""
     from confluent_kafka import Producer
 
     keyed = kafka_broker.create_topic(f"keyed-{secrets.token_hex(4)}", 7)
@@ -184,6 +192,7 @@ def test_counts_and_partitions_match_what_the_broker_stored(kafka_broker):
     got = read_kafka({"bootstrap.servers": kafka_broker.bootstrap}, keyed, 6000)
     assert len(got) == 6000
     assert summary.partitions == per_partition(got, 7)
+    assert all(m.headers() == [("content-type", b"application/json"), ("schema_version", b"1")] for m in got)
     reference = kafka_broker.create_topic(f"reference-{secrets.token_hex(4)}", 7)
     producer = Producer({"bootstrap.servers": kafka_broker.bootstrap, "partitioner": "murmur2_random"})
     ours: dict = {}
@@ -196,9 +205,10 @@ def test_counts_and_partitions_match_what_the_broker_stored(kafka_broker):
     assert len(ours) > 3000 and theirs == ours
 
     spread = kafka_broker.create_topic(f"spread-{secrets.token_hex(4)}", 3)
-    summary = stream_events(config.replace(kafka_topic=spread, partition_key="none", stream_events=3000))
+    summary = stream_events(config.replace(kafka_topic=spread, partition_key="none", stream_events=3000,
+                                           kafka_headers="none"))
     got = read_kafka({"bootstrap.servers": kafka_broker.bootstrap}, spread, 3000)
-    assert len(got) == 3000 and all(m.key() is None for m in got)
+    assert len(got) == 3000 and all(m.key() is None and m.headers() is None for m in got)
     assert summary.partitions == per_partition(got, 3)
     assert all(n >= 600 for n in summary.partitions.values())
 

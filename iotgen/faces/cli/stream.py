@@ -34,8 +34,7 @@ FLAGS = {
     "protocol": "STREAM_PROTOCOL", "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS", "topic": "KAFKA_TOPIC",
     "security_protocol": "KAFKA_SECURITY_PROTOCOL", "sasl_mechanism": "KAFKA_SASL_MECHANISM",
     "sasl_username": "KAFKA_SASL_USERNAME", "ssl_ca_location": "KAFKA_SSL_CA_LOCATION",
-    "compression": "KAFKA_COMPRESSION", "changes_hub": "STREAM_CHANGES_HUB",
-    "registry": "DEVICE_REGISTRY", "cdc_layout": "CDC_LAYOUT",
+    "compression": "KAFKA_COMPRESSION", "headers": "KAFKA_HEADERS",
 }
 
 
@@ -86,6 +85,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     kafka.add_argument("--sasl-username", metavar="U", help="SASL user (KAFKA_SASL_USERNAME)")
     kafka.add_argument("--ssl-ca-location", metavar="FILE", help="CA certificates, PEM (KAFKA_SSL_CA_LOCATION)")
     kafka.add_argument("--compression", metavar="C", help="none | gzip | snappy | lz4 | zstd (KAFKA_COMPRESSION)")
+    kafka.add_argument("--headers", metavar="H", help="record headers: schema | all | none (KAFKA_HEADERS, default "
+                                                      "schema: content-type and schema_version)")
     parser.add_argument("--no-progress", action="store_true", help="no progress line even on a terminal")
     add_config_option(parser)
 
