@@ -125,6 +125,63 @@ class KafkaTarget:
         return settings
 
 
+#: ``Endpoint`` of an Event Hubs connection string: the namespace host (an optional port is the AMQP one).
+_ENDPOINT = re.compile(r"^(?:sb|amqps?)://([^/;:?#\s]+)(?::\d+)?/?$", re.IGNORECASE)
+_BOOTSTRAP = re.compile(r"^[^\s,:]+:\d+(,[^\s,:]+:\d+)*$")
+
+
+@dataclass(frozen=True)
+class KafkaEndpoint:
+    """Where a Kafka client connects: ``bootstrap`` (host:port[,...]) and what it is (``kind``: "Event Hubs",
+    "local emulator" or "Kafka"); ``host`` is the connection string's namespace host, if any."""
+
+    bootstrap: str
+    kind: str = "Kafka"
+    host: str = ""
+
+    @property
+    def local(self) -> bool:
+        return self.kind == "local emulator"
+
+    @property
+    def sasl_protocol(self) -> str:
+        """How to log in with the connection string: SASL over TLS (Event Hubs, port 9093), over plain TCP for
+        the local emulator (as Microsoft's emulator: port 9092)."""
+        return "SASL_PLAINTEXT" if self.local else "SASL_SSL"
+
+
+def kafka_endpoint(fields: dict[str, str], bootstrap_servers: str = "") -> KafkaEndpoint:
+    """The Kafka endpoint of an Event Hubs connection string (its fields, from :func:`parse_connection_string`;
+    empty for any other Kafka) and the configured ``bootstrap_servers`` (KAFKA_BOOTSTRAP_SERVERS), used by the
+    producer, the ingest and Spark's Kafka route alike.
+
+    ``Endpoint=sb://<namespace>.servicebus.windows.net/`` gives ``<namespace>.servicebus.windows.net:9093``
+    (Event Hubs); with ``UseDevelopmentEmulator=true`` the local emulator's ``<host>:9092`` (any host, port
+    dropped: it is the AMQP one); ``bootstrap_servers``, when set, replaces host:port (the kind stays). Raises
+    :class:`KafkaConfigError` naming the parameter.
+    """
+    local = fields.get("usedevelopmentemulator", "").lower() == "true"
+    host, kind = "", "Kafka"
+    if fields:
+        endpoint = fields.get("endpoint", "").strip()
+        match = _ENDPOINT.match(endpoint)
+        host = match.group(1) if match else ""
+        if not host or ("." not in host and not local):
+            raise KafkaConfigError("EVENTHUB_CONNECTION_STRING must have Endpoint=sb://<namespace>.servicebus."
+                                   "windows.net/ (the local emulator's: sb://<host>[:port] with "
+                                   f"UseDevelopmentEmulator=true), got Endpoint={endpoint!r}")
+        kind = "local emulator" if local else "Event Hubs"
+    bootstrap = bootstrap_servers.strip()
+    if not bootstrap:
+        if not host:
+            raise KafkaConfigError("KAFKA_BOOTSTRAP_SERVERS must be set (or EVENTHUB_CONNECTION_STRING, for Event "
+                                   "Hubs' Kafka endpoint)")
+        bootstrap = f"{host}:{EMULATOR_KAFKA_PORT if local else EVENTHUBS_KAFKA_PORT}"
+    if not _BOOTSTRAP.match(bootstrap):
+        raise KafkaConfigError(f"KAFKA_BOOTSTRAP_SERVERS must be host:port[,host:port...], got {bootstrap!r}")
+    return KafkaEndpoint(bootstrap, kind, host)
+
+
 def kafka_target_from_config(config: Config) -> KafkaTarget:
     """The Kafka topic a Config points at: ``KAFKA_*``, else Event Hubs' Kafka endpoint from the connection string.
 
@@ -132,23 +189,7 @@ def kafka_target_from_config(config: Config) -> KafkaTarget:
     """
     secret = config.eventhub_connection_string
     fields = parse_connection_string(secret.reveal()) if secret is not None else {}
-    kind = "Kafka"
-    bootstrap = config.kafka_bootstrap_servers.strip()
-    host = ""
-    local = fields.get("usedevelopmentemulator", "").lower() == "true"
-    if fields:
-        match = re.match(r"^(?:sb|amqps?)://([^/;:]+)(?::\d+)?/?$", fields.get("endpoint", ""), re.IGNORECASE)
-        if not match:
-            raise KafkaConfigError("EVENTHUB_CONNECTION_STRING must have Endpoint=sb://<namespace host>/")
-        host = match.group(1)
-        kind = "local emulator" if local else "Event Hubs"
-    if not bootstrap:
-        if not host:
-            raise KafkaConfigError("KAFKA_BOOTSTRAP_SERVERS must be set (or EVENTHUB_CONNECTION_STRING, for Event "
-                                   "Hubs' Kafka endpoint)")
-        bootstrap = f"{host}:{EMULATOR_KAFKA_PORT if local else EVENTHUBS_KAFKA_PORT}"
-    if not re.match(r"^[^\s,:]+:\d+(,[^\s,:]+:\d+)*$", bootstrap):
-        raise KafkaConfigError(f"KAFKA_BOOTSTRAP_SERVERS must be host:port[,host:port...], got {bootstrap!r}")
+    endpoint = kafka_endpoint(fields, config.kafka_bootstrap_servers)
     topic = config.kafka_topic.strip() or fields.get("entitypath", "") or config.eventhub_name
     if not topic:
         raise KafkaConfigError("KAFKA_TOPIC must be set (or EVENTHUB_NAME, or an EntityPath in the connection "
@@ -158,15 +199,15 @@ def kafka_target_from_config(config: Config) -> KafkaTarget:
     protocol = config.kafka_security_protocol
     if protocol == "auto":
         if secret is not None and username == CONNECTION_STRING_USER:
-            protocol = "sasl_plaintext" if local else "sasl_ssl"
+            protocol = endpoint.sasl_protocol
         else:
             protocol = "sasl_ssl" if username else "plaintext"
     protocol = protocol.upper()
     if "SASL" in protocol and (not username or password is None):
         raise KafkaConfigError(f"KAFKA_SECURITY_PROTOCOL {protocol} needs KAFKA_SASL_USERNAME and the "
                                "KAFKA_SASL_PASSWORD environment variable (or EVENTHUB_CONNECTION_STRING)")
-    return KafkaTarget(bootstrap, topic, protocol, config.kafka_sasl_mechanism.upper(), username, password,
-                       config.kafka_ssl_ca_location, kind)
+    return KafkaTarget(endpoint.bootstrap, topic, protocol, config.kafka_sasl_mechanism.upper(), username,
+                       password, config.kafka_ssl_ca_location, endpoint.kind)
 
 
 def check_topic(client: Any, target: KafkaTarget, timeout: float, errors: list) -> list[int]:

@@ -3,6 +3,8 @@ emulator's, or any Kafka from the KAFKA_* parameters (no I/O here)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from iotgen.settings.config import Config
@@ -71,3 +73,36 @@ def test_the_sasl_password_is_a_secret_from_its_environment_variable_only():
     assert config.kafka_sasl_password.reveal() == "s3cret" and "s3cret" not in repr(config)
     with pytest.raises(ValueError, match="KAFKA_SASL_PASSWORD must not be set in the environment"):
         Config.load(env={"IOTGEN_KAFKA_SASL_PASSWORD": "s3cret"})
+
+
+KEY = "SharedAccessKeyName=a;SharedAccessKey=TOPSECRET;EntityPath=h"
+
+
+@pytest.mark.parametrize("connection, bootstrap, expected", [
+    (f"Endpoint=sb://myns.servicebus.windows.net/;{KEY}", "", ("myns.servicebus.windows.net:9093", "SASL_SSL")),
+    (f"Endpoint=amqps://MyNs.servicebus.windows.net;{KEY}", "", ("MyNs.servicebus.windows.net:9093", "SASL_SSL")),
+    (f"Endpoint=sb://127.0.0.1:5672;{KEY};UseDevelopmentEmulator=true", "", ("127.0.0.1:9092", "SASL_PLAINTEXT")),
+    (f"Endpoint=sb://localhost;{KEY};UseDevelopmentEmulator=true", "h:1", ("h:1", "SASL_PLAINTEXT")),
+    (f"Endpoint=sb://myns.servicebus.windows.net/;{KEY}", "b1:9093,b2:9093", ("b1:9093,b2:9093", "SASL_SSL")),
+    (f"Endpoint=sb://myns/;{KEY}", "", "must have Endpoint=sb://<namespace>.servicebus.windows.net/"),
+    (f"Endpoint=https://myns.servicebus.windows.net/;{KEY}", "", "must have Endpoint=sb://"),
+    (f"Endpoint=sb://myns.servicebus.windows.net/;{KEY}", "b1", "KAFKA_BOOTSTRAP_SERVERS must be host:port"),
+])
+def test_the_producer_and_sparks_kafka_route_find_the_same_endpoint(connection, bootstrap, expected):
+    """One reading of the connection string (iotgen.outputs.kafka.kafka_endpoint) for the producer and ingest
+    (kafka_target_from_config) and for Spark's Kafka source (kafka_options): the same host:port and security
+    protocol, or the same one-line error (without the key)."""
+    from iotgen.runs.spark.kafka import kafka_options
+
+    config = _config({"EVENTHUB_CONNECTION_STRING": connection}, kafka_bootstrap_servers=bootstrap)
+    if isinstance(expected, str):
+        for read in (lambda: kafka_target_from_config(config),
+                     lambda: kafka_options(connection, bootstrap_servers=bootstrap)):
+            with pytest.raises(KafkaConfigError, match=re.escape(expected)) as error:
+                read()
+            assert "TOPSECRET" not in str(error.value)
+        return
+    target = kafka_target_from_config(config)
+    options = kafka_options(connection, bootstrap_servers=bootstrap)
+    assert (target.bootstrap, target.security_protocol) == expected
+    assert (options["kafka.bootstrap.servers"], options["kafka.security.protocol"]) == expected

@@ -34,10 +34,9 @@ from urllib.parse import urlsplit
 
 from ...base.errors import InputError
 from ...outputs.eventhubs import SERVICE_BUS_SUFFIX, parse_connection_string
-from ...outputs.kafka import EMULATOR_KAFKA_PORT, EVENTHUBS_KAFKA_PORT
+from ...outputs.kafka import kafka_endpoint
 from ...settings.databricks import on_databricks
 
-KAFKA_PORT = EVENTHUBS_KAFKA_PORT
 SHADED_LOGIN_MODULE = "kafkashaded.org.apache.kafka.common.security.plain.PlainLoginModule"
 LOGIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
 #: Azure's recommended client settings for the Event Hubs Kafka endpoint.
@@ -74,24 +73,20 @@ def kafka_options(connection_string: str | None = None, *, namespace: str | None
     never print it.
     """
     fields = parse_connection_string(connection_string) if connection_string else {}
-    local = fields.get("usedevelopmentemulator", "").lower() == "true"
-    if fields:
-        host = urlsplit(fields.get("endpoint", "")).hostname or ""
-        if not host or ("." not in host and not local):
-            raise InputError("the connection string's Endpoint must be sb://<namespace>.servicebus.windows.net/ "
-                             "for the Kafka route")
-    elif namespace:
-        host = _host(namespace)
+    if not fields:
+        if not namespace:
+            raise InputError("the Kafka route needs EVENTHUB_CONNECTION_STRING or, with EVENTHUB_SERVICE_CREDENTIAL, "
+                             "EVENTHUB_NAMESPACE")
+        endpoint = kafka_endpoint({"endpoint": f"sb://{_host(namespace)}/"}, bootstrap_servers or "")
     else:
-        raise InputError("the Kafka route needs EVENTHUB_CONNECTION_STRING or, with EVENTHUB_SERVICE_CREDENTIAL, "
-                         "EVENTHUB_NAMESPACE")
+        endpoint = kafka_endpoint(fields, bootstrap_servers or "")
+    host, local = endpoint.host, endpoint.local
     topic = topic or fields.get("entitypath")
     if not topic:
         raise InputError("EVENTHUB_NAME is required when the connection string has no EntityPath")
     if starting_offsets not in ("earliest", "latest") and not starting_offsets.lstrip().startswith("{"):
         raise InputError(f"starting_offsets must be earliest, latest or Kafka's JSON form, got {starting_offsets!r}")
-    port = EMULATOR_KAFKA_PORT if local else KAFKA_PORT
-    options = {"kafka.bootstrap.servers": (bootstrap_servers or "").strip() or f"{host}:{port}", "subscribe": topic}
+    options = {"kafka.bootstrap.servers": endpoint.bootstrap, "subscribe": topic}
     if service_credential:
         if local:
             raise InputError("EVENTHUB_SERVICE_CREDENTIAL is for Azure Event Hubs, not the local endpoint")
@@ -105,7 +100,7 @@ def kafka_options(connection_string: str | None = None, *, namespace: str | None
         password = connection_string.strip().replace('"', '\\"')
         module = SHADED_LOGIN_MODULE if (on_databricks() if shaded is None else shaded) else LOGIN_MODULE
         options.update({
-            "kafka.security.protocol": "SASL_PLAINTEXT" if local else "SASL_SSL",
+            "kafka.security.protocol": endpoint.sasl_protocol,
             "kafka.sasl.mechanism": "PLAIN",
             "kafka.sasl.jaas.config": f'{module} required username="$ConnectionString" password="{password}";',
         })
