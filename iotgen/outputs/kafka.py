@@ -389,15 +389,18 @@ class KafkaProducer:
     """Produces prepared chunks of events to one topic with exact counts. Build it with :meth:`open`.
 
     ``in_flight``: chunks the stream keeps submitted before it waits for the oldest. librdkafka reports only
-    failed events; when the stream waits for a chunk, everything submitted so far is handed over and the
-    producer's queue drained (a barrier), which settles those chunks together, so a barrier comes every
-    ``in_flight`` chunks.
+    failed events, so chunks are settled by a barrier in the producing thread: once the chunks before it are
+    handed over, it waits until librdkafka's queue is empty (everything reported on) and settles them together.
+    A barrier is queued after every ``barrier_every`` chunks (and when the stream waits for a chunk no barrier
+    follows), so it usually runs while the stream generates the next chunks.
 
     ``prepare`` may run while earlier chunks are in flight; ``submit`` and ``settle`` run in one thread. The
     events are handed to librdkafka in a thread of their own (which also serves librdkafka's reports).
     """
 
     in_flight = 4
+    #: A barrier is queued after every this many chunks, so that the stream seldom waits for one.
+    barrier_every = 2
 
     def __init__(self, client: Any, target: KafkaTarget, *, partitions: list[int], partition_key: str | None,
                  max_batch_bytes: int, send_timeout: float, headers: str = "schema") -> None:
@@ -417,6 +420,7 @@ class KafkaProducer:
         self._reports: list[tuple[Any, bytes, int]] = []  # failure reports not yet matched: (error, value, partition)
         self._newest: _Delivery | None = None  # the chunk submitted last
         self._barrier_upto: _Delivery | None = None  # the newest chunk a barrier was queued after
+        self._since_barrier = 0  # chunks submitted after it
         self._spread = 0  # the next partition for events without a key
 
     def on_failure(self, error: Any, message: Any) -> None:
@@ -519,7 +523,18 @@ class KafkaProducer:
                 self._lane = ThreadPoolExecutor(1, thread_name_prefix="iotgen-kafka-produce")
             delivery.produced = self._lane.submit(self._produce, delivery)
             self._newest = delivery
+            self._since_barrier += 1
+            if self._since_barrier >= self.barrier_every:  # settled ahead, while the next chunks are generated
+                self._queue_barrier()
         return [delivery]
+
+    def _queue_barrier(self) -> None:
+        """(Under the lock.) Queue a barrier in the lane after the chunk submitted last, unless one is."""
+        if self._barrier_upto is not self._newest:
+            assert self._lane is not None
+            self._barrier_upto = self._newest
+            self._since_barrier = 0
+            self._lane.submit(self._barrier)
 
     def _produce(self, delivery: _Delivery) -> None:
         """Hand a chunk's events to librdkafka (in the lane). librdkafka copies each value; a full queue is
@@ -588,11 +603,7 @@ class KafkaProducer:
         for delivery in futures:
             if not delivery.done.is_set():
                 with self._lock:
-                    newest = self._newest
-                    if self._barrier_upto is not newest:
-                        assert self._lane is not None
-                        self._barrier_upto = newest
-                        self._lane.submit(self._barrier)
+                    self._queue_barrier()
             while not delivery.done.wait(0.2):  # short waits: Ctrl-C is seen at once
                 pass
             assert delivery.produced is not None
