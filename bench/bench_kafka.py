@@ -1,9 +1,11 @@
 """Kafka benchmark: the Kafka producer and the Kafka ingest, side by side with their AMQP counterparts in one run.
 
 Producers (``iotgen stream``'s loop, ``BATCH_SIZE`` 10,000, no pause, ``PARTITION_KEY=sensor_id``): the Kafka
-producer into a real Apache Kafka broker (KRaft, tests/kafka_broker.py) and into the emulator's Kafka endpoint,
-the AMQP producer into the emulator, and generate + encode alone (the producer's own ceiling); the contenders take
-turns within each round, so load on the shared machine hits them alike. Target: >= 100,000 events/s from one
+producer into a real Apache Kafka broker (KRaft, tests/kafka_broker.py) with the default headers, with
+``KAFKA_HEADERS=all`` (the four headers it sent before) and with ``none``, into the emulator's Kafka endpoint, the
+AMQP producer into the emulator, and generate + encode alone (the producer's own ceiling); the contenders take
+turns within each round, so load on the shared machine hits them alike. For each the CPU time of the producer
+process (all its threads) per event, and of the broker's JVM per event. Target: >= 100,000 events/s from one
 producer process into the real broker.
 
 Ingest (``available_now`` into Delta with VARIANT, ``INGEST_MAX_BATCH_EVENTS`` 10,000): the same N events read
@@ -58,13 +60,25 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def stream_rate(config: Config, n: int, start_event: int, label: str = "") -> float:
+BROKER_CPU_PER_EVENT: dict[str, list[float]] = {}
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of another process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stream_rate(config: Config, n: int, start_event: int, label: str = "", broker_pid: int | None = None) -> float:
     cpu = _cpu_seconds()
+    broker_cpu = _process_cpu_seconds(broker_pid) if broker_pid else 0.0
     summary = stream_events(config.replace(stream_events=n, stream_start_event=start_event, batch_size=BATCH,
                                            sleep_interval_sec=0, random_seed=1))
     assert summary.acknowledged == n and summary.failed == 0, str(summary)
     if label:
         CPU_PER_EVENT.setdefault(label, []).append((_cpu_seconds() - cpu) / n * 1e6)
+    if label and broker_pid:
+        BROKER_CPU_PER_EVENT.setdefault(label, []).append((_process_cpu_seconds(broker_pid) - broker_cpu) / n * 1e6)
     return summary.events_per_sec
 
 
@@ -104,13 +118,22 @@ def main() -> int:
         to_emulator_kafka = Config(stream_protocol="kafka", kafka_bootstrap_servers=emulator.kafka_bootstrap,
                                    eventhub_connection_string=Secret(emulator.connection_string_for("kafka")))
         to_emulator_amqp = Config(eventhub_connection_string=Secret(emulator.connection_string_for("amqp")))
+        broker_pid = broker.process.pid if broker.process is not None else None
+        load = [os.getloadavg()[0]]
         stream_rate(to_broker, 20_000, 10**9)  # warm-up: the broker's JIT, the connections
         for round_ in range(args.rounds):
             offset = round_ * max(args.events, args.local_events)
             for label, call in (
                 ("generate + encode only (reference)", lambda: generate_rate(args.events)),
                 ("Kafka producer -> Apache Kafka broker",
-                 lambda: stream_rate(to_broker, args.events, offset, "Kafka producer -> Apache Kafka broker")),
+                 lambda: stream_rate(to_broker, args.events, offset, "Kafka producer -> Apache Kafka broker",
+                                     broker_pid)),
+                ("Kafka producer -> Apache Kafka broker, KAFKA_HEADERS=all",
+                 lambda: stream_rate(to_broker.replace(kafka_headers="all"), args.events, offset,
+                                     "Kafka producer -> Apache Kafka broker, KAFKA_HEADERS=all", broker_pid)),
+                ("Kafka producer -> Apache Kafka broker, KAFKA_HEADERS=none",
+                 lambda: stream_rate(to_broker.replace(kafka_headers="none"), args.events, offset,
+                                     "Kafka producer -> Apache Kafka broker, KAFKA_HEADERS=none", broker_pid)),
                 ("Kafka producer -> emulator (Kafka endpoint)",
                  lambda: stream_rate(to_emulator_kafka, args.local_events, offset,
                                      "Kafka producer -> emulator (Kafka endpoint)")),
@@ -120,6 +143,7 @@ def main() -> int:
                 produce.setdefault(label, []).append(call())
             print(f"round {round_ + 1}: " + ", ".join(f"{k}: {v[-1]:,.0f}/s" for k, v in produce.items()),
                   file=sys.stderr)
+        load.append(os.getloadavg()[0])
 
         bodies = [b.encode() for b in json_lines(generate_table(Config(random_seed=2,
                                                                        num_events=args.ingest_events))).to_pylist()]
@@ -159,13 +183,17 @@ def main() -> int:
         f"`python bench/bench_kafka.py --events {args.events} --local-events {args.local_events} --ingest-events "
         f"{args.ingest_events} --rounds {args.rounds}` on {platform.machine()}, {os.cpu_count()} cores shared by "
         f"the producer or ingest, the broker (Java 17, Apache Kafka 4.1.1, KRaft) and the emulator (pure Python), "
-        f"Python {platform.python_version()}, {dt.date.today()}. Ranges over {args.rounds} rounds.", "",
+        f"Python {platform.python_version()}, {dt.date.today()}. Ranges over {args.rounds} rounds. The machine's "
+        f"1-minute load average (other work included) was {load[0]:.1f} before the producer rounds and "
+        f"{load[-1]:.1f} after them.", "",
         "## Producers (one process, `iotgen stream` loop)", "",
         "| contender | events/s, median | range | producer CPU per event (all threads), median | events/s on a "
-        "core of its own (1 s / CPU per event) |", "|---|---|---|---|---|",
+        "core of its own (1 s / CPU per event) | broker JVM CPU per event, median |", "|---|---|---|---|---|---|",
         *[f"| {label} | {cell(values)} | " + (
             f"{statistics.median(CPU_PER_EVENT[label]):.1f} us | {1e6 / statistics.median(CPU_PER_EVENT[label]):,.0f}"
-            if label in CPU_PER_EVENT else "- | -") + " |" for label, values in produce.items()], "",
+            if label in CPU_PER_EVENT else "- | -") + " | " + (
+            f"{statistics.median(BROKER_CPU_PER_EVENT[label]):.1f} us" if label in BROKER_CPU_PER_EVENT else "-")
+          + " |" for label, values in produce.items()], "",
         "## Ingest into Delta (VARIANT), available-now", "",
         "| contender | events/s, median | range | x AMQP ingest (same round) |", "|---|---|---|---|",
     ]
