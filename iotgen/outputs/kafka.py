@@ -263,11 +263,10 @@ def murmur2_partitions(keys: pa.Array, partitions: int) -> np.ndarray:
     picks it: ``(murmur2(utf-8 key) & 0x7fffffff) % partitions``, for every key at once (each distinct key hashed
     once). A null key gets partition -1 (the caller spreads those)."""
     encoded = pc.dictionary_encode(keys)
-    indices = encoded.indices.to_numpy(zero_copy_only=False)
-    hashes = murmur2(encoded.dictionary.cast(pa.binary()))
-    routed = (hashes & 0x7FFFFFFF) % partitions
-    out = routed[np.where(pc.is_valid(encoded.indices).to_numpy(zero_copy_only=False), indices, 0)] \
-        if len(routed) else np.zeros(len(keys), dtype=np.int64)
+    routed = (murmur2(encoded.dictionary.cast(pa.binary())) & 0x7FFFFFFF) % partitions
+    if not len(routed):  # every key null
+        return np.full(len(keys), -1, dtype=np.int64)
+    out = routed[pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)]
     if encoded.null_count:
         out[~pc.is_valid(encoded.indices).to_numpy(zero_copy_only=False)] = -1
     return out.astype(np.int64)
@@ -391,8 +390,8 @@ class KafkaProducer:
     ``in_flight``: chunks the stream keeps submitted before it waits for the oldest. librdkafka reports only
     failed events, so chunks are settled by a barrier in the producing thread: once the chunks before it are
     handed over, it waits until librdkafka's queue is empty (everything reported on) and settles them together.
-    A barrier is queued after every ``barrier_every`` chunks (and when the stream waits for a chunk no barrier
-    follows), so it usually runs while the stream generates the next chunks.
+    A barrier is queued after every ``barrier_every`` chunks, so it usually runs while the stream generates the
+    next chunks (and after the chunk submitted last when the stream waits for a chunk no barrier follows yet).
 
     ``prepare`` may run while earlier chunks are in flight; ``submit`` and ``settle`` run in one thread. The
     events are handed to librdkafka in a thread of their own (which also serves librdkafka's reports).

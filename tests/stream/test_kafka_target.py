@@ -106,3 +106,21 @@ def test_the_producer_and_sparks_kafka_route_find_the_same_endpoint(connection, 
     options = kafka_options(connection, bootstrap_servers=bootstrap)
     assert (target.bootstrap, target.security_protocol) == expected
     assert (options["kafka.bootstrap.servers"], options["kafka.security.protocol"]) == expected
+
+
+def test_murmur2_partitions_as_kafka_and_null_keys_apart():
+    """Kafka's own murmur2 test vectors (its UtilsTest), and a partition for each key; a null key gets -1 (the
+    producer spreads those). The placement itself is checked against librdkafka in test_stream_kafka.py."""
+    import pyarrow as pa
+
+    from iotgen.outputs.kafka import murmur2, murmur2_partitions
+
+    vectors = {"21": -973932308, "foobar": -790332482, "a-little-bit-long-string": -985981536,
+               "a-little-bit-longer-string": -1486304829, "abc": 479470107,
+               "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971}
+    hashes = murmur2(pa.array([k.encode() for k in vectors], pa.binary())).tolist()
+    assert [h - 2**32 if h >= 2**31 else h for h in hashes] == list(vectors.values())
+    keys = pa.array(["21", None, "foobar", "21"])
+    assert murmur2_partitions(keys, 7).tolist() == [(-973932308 & 0x7FFFFFFF) % 7, -1,
+                                                    (-790332482 & 0x7FFFFFFF) % 7, (-973932308 & 0x7FFFFFFF) % 7]
+    assert murmur2_partitions(pa.array([None, None], pa.string()), 3).tolist() == [-1, -1]
