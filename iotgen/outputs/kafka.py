@@ -45,7 +45,7 @@ from ..base.version import __version__
 from ..formats.encoding import json_lines
 from ..settings.config import Config, Secret
 from ..settings.schema import SCHEMA_VERSION
-from ..formats.eventhub_messages import EVENT_MESSAGES
+from ..formats.eventhub_messages import EVENT_MESSAGES, MessageLayout
 from .eventhubs import ChunkOutcome, SendStats, parse_connection_string, redact
 
 _LOGGER = logging.getLogger(__name__)
@@ -310,18 +310,21 @@ def murmur2(values: pa.Array) -> np.ndarray:
 SCHEMA_HEADERS = [("content-type", CONTENT_TYPE), ("schema_version", str(SCHEMA_VERSION).encode())]
 
 
-def record_headers(events: pa.RecordBatch, which: str) -> list[list[tuple[str, bytes]]] | None:
+def record_headers(events: pa.RecordBatch, which: str,
+                   layout: MessageLayout = EVENT_MESSAGES) -> list[list[tuple[str, bytes]]] | None:
     """Each event's Kafka headers (``KAFKA_HEADERS``): ``schema``, what the JSON value does not say
     (``content-type``, ``schema_version``; one list shared by every event); ``all``, also ``message-id`` (the
-    ``event_id``) and ``device_type``, as the AMQP producer's properties; ``none``: None."""
+    ``event_id``) and ``device_type`` (the ``layout``'s columns: a change feed names its own), as the AMQP
+    producer's properties; ``none``: None."""
     if which == "none":
         return None
     if which == "schema":
         return [SCHEMA_HEADERS] * events.num_rows
     content_type, schema = SCHEMA_HEADERS
-    as_bytes = lambda name: pc.fill_null(events.column(name), "").cast(pa.binary()).to_pylist()  # noqa: E731
-    return [[content_type, ("message-id", event_id), schema, ("device_type", device_type)]
-            for event_id, device_type in zip(as_bytes("event_id"), as_bytes("device_type"))]
+    as_bytes = lambda name: pc.fill_null(events.column(name).cast(pa.string()), "").cast(pa.binary()).to_pylist()  # noqa: E731
+    routing = layout.property
+    return [[content_type, ("message-id", message_id), schema, (routing, value)]
+            for message_id, value in zip(as_bytes(layout.message_id), as_bytes(routing))]
 
 
 @dataclass
@@ -377,7 +380,7 @@ class _Delivery:
         outcome = ChunkOutcome(acknowledged=chunk.count - len(self.failed), failed=len(self.failed))
         if self.failed:
             first = min(self.failed)
-            outcome.first_failed = chunk.first_index + first[0]
+            outcome.first_failed = chunk.number(first[0])
             outcome.error = (f"{len(self.failed)} events not delivered (first event #{outcome.first_failed}): "
                              f"{redact(first[1])}")
         return outcome
@@ -409,6 +412,7 @@ class KafkaProducer:
         self._partition_count = max(partitions) + 1 if partitions else 0
         self.partition_key = partition_key
         self.headers = headers  # KAFKA_HEADERS: all | schema | none
+        self.layout = EVENT_MESSAGES  # the columns of the message-id header and the routing header (all)
         self.max_batch_bytes = max_batch_bytes
         self.send_timeout = send_timeout
         self._stats = SendStats(partitions={p: 0 for p in self.partition_ids})
@@ -466,13 +470,15 @@ class KafkaProducer:
         return producer
 
     # ---- preparing -------------------------------------------------------------------------------------------
-    def prepare(self, events: pa.RecordBatch, first_index: int) -> KafkaChunk:
-        """The chunk's values (JSON), keys, partitions and header values. No I/O.
+    def prepare(self, events: pa.RecordBatch, first_index: int, bodies: pa.Array | None = None,
+                numbers: np.ndarray | None = None) -> KafkaChunk:
+        """The chunk's values (JSON: ``bodies``, or the rows'), keys, partitions and header values (events
+        numbered from ``first_index``, or ``numbers`` when they are not consecutive). No I/O.
 
         Partitions are chosen here, as librdkafka's ``murmur2_random`` would (murmur2 of the key, Java's
         default, so Spark and Java producers put a device in the same partition); events without a key are
         spread over the partitions in runs (each run one batch)."""
-        lines = json_lines(events)
+        lines = json_lines(events) if bodies is None else bodies
         size = int(pc.sum(pc.binary_length(lines)).as_py() or 0)
         values = lines.cast(pa.binary()).to_pylist()
         n = len(values)
@@ -490,8 +496,8 @@ class KafkaProducer:
             routed[unkeyed] = spread
             self._spread = (self._spread + runs) % count
         per_partition = np.bincount(routed, minlength=count).tolist()
-        headers = record_headers(events, self.headers)
-        return KafkaChunk(first_index, values, keys, routed.tolist(), headers, per_partition, size)
+        headers = record_headers(events, self.headers, self.layout)
+        return KafkaChunk(first_index, values, keys, routed.tolist(), headers, per_partition, size, numbers)
 
     # ---- sending ---------------------------------------------------------------------------------------------
     @property

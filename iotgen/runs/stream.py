@@ -638,8 +638,10 @@ def open_changes_producer(config: Config) -> Any:
             from ..outputs.kafka import KafkaProducer
 
             secret = config.eventhub_connection_string  # the password: the namespace's, for another topic
+            # the change feed always carries its id and routing headers (message-id, op / _change_type): few
+            # messages, and consumers route on them; KAFKA_HEADERS is the events'
             producer = KafkaProducer.open(config.replace(
-                kafka_topic=hub, eventhub_connection_string=None if secret is None
+                kafka_topic=hub, kafka_headers="all", eventhub_connection_string=None if secret is None
                 else Secret(without_entity_path(secret.reveal()))))
         else:
             target = target_from_config(config)

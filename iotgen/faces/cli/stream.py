@@ -34,7 +34,8 @@ FLAGS = {
     "protocol": "STREAM_PROTOCOL", "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS", "topic": "KAFKA_TOPIC",
     "security_protocol": "KAFKA_SECURITY_PROTOCOL", "sasl_mechanism": "KAFKA_SASL_MECHANISM",
     "sasl_username": "KAFKA_SASL_USERNAME", "ssl_ca_location": "KAFKA_SSL_CA_LOCATION",
-    "compression": "KAFKA_COMPRESSION", "headers": "KAFKA_HEADERS",
+    "compression": "KAFKA_COMPRESSION", "headers": "KAFKA_HEADERS", "changes_hub": "STREAM_CHANGES_HUB",
+    "registry": "DEVICE_REGISTRY", "cdc_layout": "CDC_LAYOUT",
 }
 
 
