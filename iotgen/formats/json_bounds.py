@@ -9,8 +9,9 @@ The rule (docs/lakehouse.md states it too): a JSON text is *out of bounds* when
 
 Numbers with a fraction or an exponent are doubles, as every JSON reader of these tables reads them. The ingest
 quarantines an out-of-bounds body with the reason; the VARIANT encoder refuses such a value. Checking is cheap
-for the common case: C++ passes blank out strings and look for what could break a bound (19 digits in a row, a
-3-digit exponent, more than 64 brackets); only those rows are parsed in Python to decide.
+for the common case: one C++ regex pass over the raw texts finds the rows that could break a bound (a number token
+of 19 digits or with a 3-digit exponent, more than 64 opening brackets, strings not told apart), and only those
+rows are parsed in Python to decide.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ MAX_DEPTH = 64
 INT64 = (-(2**63), 2**63 - 1)
 _STRING = r'"(?:[^"\\]|\\.)*"'
 _BRACKET = re.compile(r"[\[\]{}]")
+#: What could break a bound, looked for in the raw text: a number token (after ``:``, ``[``, ``,`` or the start)
+#: of 19+ digits or with a 3-digit exponent, or more than MAX_DEPTH opening brackets anywhere. A superset of the
+#: rows out of bounds (digits and brackets inside strings count too): each suspect is then judged exactly.
+_SUSPECT = (r"(?:^|[:\[,])\s*-?(?:\d{19}|\d+(?:\.\d+)?[eE][+-]?\d{3})"
+            rf"|(?:[^\[{{]*[\[{{]){{{MAX_DEPTH + 1}}}")
 
 
 class _OutOfBounds(Exception):
@@ -39,12 +45,10 @@ def out_of_bounds(text: pa.Array) -> dict[int, str]:
         text = text.combine_chunks()
     if len(text) == 0:
         return {}
-    blank = pc.replace_substring_regex(pc.fill_null(text, ""), _STRING, '""')
-    suspects = pc.or_(pc.match_substring_regex(blank, r"\d{19}|[eE][+-]?\d{3}"),
-                      pc.greater(pc.add(pc.count_substring(blank, "["), pc.count_substring(blank, "{")), MAX_DEPTH))
+    suspects = pc.match_substring_regex(pc.fill_null(text, ""), _SUSPECT)
     reasons = {}
     for row in pc.indices_nonzero(suspects).to_pylist():
-        reason = bound_broken(text[row].as_py(), blank[row].as_py())
+        reason = bound_broken(text[row].as_py())
         if reason is not None:
             reasons[row] = reason
     return reasons

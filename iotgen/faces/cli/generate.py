@@ -8,23 +8,20 @@ import sys
 from ...runs.batch import write_files
 from ...runs.tables import write_table
 from ...settings.config import TABLE_FORMATS
-from .options import add_config_option, load_config
+from .options import GENERATION_FLAGS, add_config_option, add_generation_options, load_config
 
 HELP = "generate a batch of events and write them to files (prints the written paths)"
 
 FLAGS = {
-    "events": "NUM_EVENTS", "seed": "RANDOM_SEED", "format": "OUTPUT_FORMAT", "output": "OUTPUT_DIR",
+    **GENERATION_FLAGS, "events": "NUM_EVENTS", "format": "OUTPUT_FORMAT", "output": "OUTPUT_DIR",
     "prefix": "OUTPUT_FILENAME_PREFIX", "min_keys": "MIN_KEYS", "max_keys": "MAX_KEYS", "workers": "WORKERS",
     "chunk_size": "CHUNK_SIZE", "events_per_file": "EVENTS_PER_FILE", "anchor_time": "ANCHOR_TIME",
-    "sensors": "NUM_SENSORS", "json_column_mode": "JSON_COLUMN_MODE",
-    "spec": "SPEC_FILE", "profile": "PROFILE", "devices": "DEVICE_COUNT",
-    "registry": "DEVICE_REGISTRY", "cdc_layout": "CDC_LAYOUT",
+    "json_column_mode": "JSON_COLUMN_MODE",
 }
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", "-n", type=str, metavar="N", help="number of events (NUM_EVENTS)")
-    parser.add_argument("--seed", type=str, metavar="S", help="seed for identical output (RANDOM_SEED)")
     parser.add_argument("--format", metavar="FMT",
                         help="ndjson (default) | json | parquet | csv | delta | iceberg (OUTPUT_FORMAT)")
     parser.add_argument("--output", "-o", metavar="DIR", help="output folder (OUTPUT_DIR, default: output)")
@@ -35,16 +32,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-size", metavar="C", help="events per chunk, bounds memory (CHUNK_SIZE)")
     parser.add_argument("--events-per-file", metavar="E", help="split larger runs into parts (EVENTS_PER_FILE)")
     parser.add_argument("--anchor-time", metavar="ISO", help="reference 'now' of the time window (ANCHOR_TIME)")
-    parser.add_argument("--sensors", metavar="N", help="distinct sensor_id values (NUM_SENSORS)")
     parser.add_argument("--json-column-mode", metavar="M",
                         help="Delta json_column: variant | string (JSON_COLUMN_MODE)")
-    parser.add_argument("--spec", metavar="FILE", help="generation spec: catalogs, fleet, scenarios (SPEC_FILE)")
-    parser.add_argument("--profile", metavar="P", help="independent | fleet (PROFILE; default: the spec's)")
-    parser.add_argument("--devices", metavar="N", help="devices of the fleet profile (DEVICE_COUNT)")
-    parser.add_argument("--registry", metavar="BOOL",
-                        help="fleet: also write the device registry and its change feed "
-                             "(DEVICE_REGISTRY: true | false)")
-    parser.add_argument("--cdc-layout", metavar="L", help="the change feed's layout: flat | debezium (CDC_LAYOUT)")
+    add_generation_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     add_config_option(parser)
 

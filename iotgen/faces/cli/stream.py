@@ -17,7 +17,7 @@ from ...runs.stream import (
     ProgressLine, StreamPlan, check_changes, open_changes_producer, open_producer, stream_events,
 )
 from ...spec.spec_file import generator_spec
-from .options import add_config_option, load_config
+from .options import GENERATION_FLAGS, add_config_option, add_generation_options, load_config
 
 HELP = ("stream events to Azure Event Hubs (AMQP, or its Kafka endpoint) or any Kafka (connection from "
         "EVENTHUB_CONNECTION_STRING, Azure AD, or --bootstrap-servers)")
@@ -27,15 +27,14 @@ FLAGS = {
     "max_mb_per_sec": "MAX_MB_PER_SEC", "ramp_up": "RAMP_UP_SEC", "rate_profile": "RATE_PROFILE",
     "batch_size": "BATCH_SIZE",
     "sleep": "SLEEP_INTERVAL_SEC", "partition_key": "PARTITION_KEY", "max_batch_bytes": "MAX_BATCH_BYTES",
-    "time_mode": "STREAM_TIME_MODE", "seed": "RANDOM_SEED", "start": "STREAM_START_EVENT",
-    "eventhub": "EVENTHUB_NAME", "namespace": "EVENTHUB_NAMESPACE", "sensors": "NUM_SENSORS",
+    "time_mode": "STREAM_TIME_MODE", "start": "STREAM_START_EVENT",
+    "eventhub": "EVENTHUB_NAME", "namespace": "EVENTHUB_NAMESPACE",
     "send_timeout": "SEND_TIMEOUT_SEC", "retries": "SEND_RETRIES",
-    "spec": "SPEC_FILE", "profile": "PROFILE", "devices": "DEVICE_COUNT",
-    "protocol": "STREAM_PROTOCOL", "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS", "topic": "KAFKA_TOPIC",
+    **GENERATION_FLAGS, "protocol": "STREAM_PROTOCOL", "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
+    "topic": "KAFKA_TOPIC",
     "security_protocol": "KAFKA_SECURITY_PROTOCOL", "sasl_mechanism": "KAFKA_SASL_MECHANISM",
     "sasl_username": "KAFKA_SASL_USERNAME", "ssl_ca_location": "KAFKA_SSL_CA_LOCATION",
     "compression": "KAFKA_COMPRESSION", "headers": "KAFKA_HEADERS", "changes_hub": "STREAM_CHANGES_HUB",
-    "registry": "DEVICE_REGISTRY", "cdc_layout": "CDC_LAYOUT",
 }
 
 
@@ -55,16 +54,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partition-key", metavar="sensor_id|none", help="partition key (PARTITION_KEY)")
     parser.add_argument("--max-batch-bytes", metavar="BYTES", help="largest batch (MAX_BATCH_BYTES)")
     parser.add_argument("--time-mode", metavar="live|window", help="event time (STREAM_TIME_MODE, default live)")
-    parser.add_argument("--seed", metavar="S", help="seed for identical events (RANDOM_SEED)")
     parser.add_argument("--start", metavar="I", help="first event index, to resume (STREAM_START_EVENT)")
-    parser.add_argument("--sensors", metavar="N", help="distinct sensor_id values (NUM_SENSORS)")
-    parser.add_argument("--spec", metavar="FILE", help="generation spec: catalogs, fleet, scenarios (SPEC_FILE)")
-    parser.add_argument("--profile", metavar="P", help="independent | fleet (PROFILE; default: the spec's)")
-    parser.add_argument("--devices", metavar="N", help="devices of the fleet profile (DEVICE_COUNT)")
+    add_generation_options(parser)
     parser.add_argument("--eventhub", metavar="NAME", help="event hub name (EVENTHUB_NAME)")
-    parser.add_argument("--registry", metavar="BOOL", help="fleet: the device registry, which the events follow "
-                                                           "(DEVICE_REGISTRY: true | false)")
-    parser.add_argument("--cdc-layout", metavar="L", help="the change feed's layout: flat | debezium (CDC_LAYOUT)")
     parser.add_argument("--changes-hub", "--changes-topic", dest="changes_hub", metavar="NAME",
                         help="also stream the fleet's device change feed to this event hub (Kafka: topic), each "
                              "change before the events from its commit time on; needs --time-mode window "
