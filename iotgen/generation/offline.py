@@ -31,6 +31,7 @@ registry's attributes as of then), even when its upload comes after a decommissi
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -129,17 +130,11 @@ def delivered_block(spec: GeneratorSpec, offline: Offline | None, dropped: Dropp
     return _schedule(spec, offline, dropped).block(block)
 
 
-_CACHE: OrderedDict[tuple, "_Schedule"] = OrderedDict()
-_CACHE_LOCK = threading.Lock()
-
-
+@functools.lru_cache(maxsize=8)
 def _schedule(spec: GeneratorSpec, offline: Offline | None, dropped: Dropped | None) -> "_Schedule":
-    key = (id(spec), offline, dropped)
-    with _CACHE_LOCK:
-        known = _CACHE.get(key)
-        if known is not None and known.spec is spec:
-            return known
-    return _keep(_CACHE, key, _Schedule(spec, offline, dropped), 8, _CACHE_LOCK)
+    """The delivery schedule of a spec, memoised like the fleet's devices (a pure function of its arguments:
+    the memo changes no result, it only spares the blocks of one run from rebuilding it)."""
+    return _Schedule(spec, offline, dropped)
 
 
 def _keep(cache: OrderedDict, key: Any, value: Any, size: int, lock: threading.Lock) -> Any:
