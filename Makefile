@@ -79,11 +79,13 @@ CONNECT := IOTGEN_SPARK_CONNECT=true
 test-spark-matrix: test-spark-connect test-spark40 test-spark35
 
 # One pyspark leg with Spark's connectors: $(call spark_leg,<venv>,<jar bundle>): tests/spark and notebook 03,
-# classic (every test) then Spark Connect (without own_spark).
+# classic (every test) then Spark Connect: the tests marked matrix (Spark's own sinks and sources, the runtime's
+# registration; without own_spark) and notebook 03. The rest of tests/spark under Spark Connect ran on the newest
+# pyspark (test-spark-connect): it does not depend on the connectors (tests/test_spark_matrix_marks.py).
 define spark_leg
 	IOTGEN_SPARK_JARS=$(abspath $(JARS))/$(2) PATH="$(abspath $(1))/bin:$$PATH" $(1)/bin/python -m pytest tests/spark -rs
 	IOTGEN_SPARK_JARS=$(abspath $(JARS))/$(2) PATH="$(abspath $(1))/bin:$$PATH" $(CLOCK) $(1)/bin/python -m pytest $(NB03) $(NBVAL)
-	$(CONNECT) IOTGEN_SPARK_JARS=$(abspath $(JARS))/$(2) PATH="$(abspath $(1))/bin:$$PATH" $(1)/bin/python -m pytest tests/spark -m "not own_spark" -rs
+	$(CONNECT) IOTGEN_SPARK_JARS=$(abspath $(JARS))/$(2) PATH="$(abspath $(1))/bin:$$PATH" $(1)/bin/python -m pytest tests/spark -m "matrix and not own_spark" -rs
 	$(CONNECT) IOTGEN_SPARK_JARS=$(abspath $(JARS))/$(2) PATH="$(abspath $(1))/bin:$$PATH" $(CLOCK) $(1)/bin/python -m pytest $(NB03) $(NBVAL)
 endef
 

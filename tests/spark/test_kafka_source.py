@@ -21,6 +21,8 @@ from iotgen.runs.spark.pipeline import await_query, event_source, read_event_str
 
 from spark_support import duckdb_connection, events, send_bodies, send_events, session_options
 
+pytestmark = pytest.mark.matrix  # Spark's own Kafka source: one of the connectors
+
 
 @pytest.fixture(scope="module")
 def kafka_source(spark) -> None:

@@ -40,6 +40,7 @@ def test_generate_from_a_config_gives_the_embedded_events(spark):
     assert got.to_pylist() == events(3000, seed=5).column("event_id").to_pylist()
 
 
+@pytest.mark.matrix
 def test_local_runs_read_with_the_iotgen_eventhubs_source_and_write_under_output_dir(spark, tmp_path):
     config = Config(eventhub_connection_string=Secret(AZURE), output_dir=str(tmp_path),
                     spark_max_events_per_trigger=500, spark_trigger="10 seconds")

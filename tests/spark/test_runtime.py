@@ -19,6 +19,8 @@ from iotgen.runs.spark import runtime
 
 from spark_support import events, session_options
 
+pytestmark = pytest.mark.matrix  # what each runtime can do: its version, its registration of sources, its connectors
+
 MODULES = ("iotgen.runs.spark", "iotgen.runs.spark.runtime", "iotgen.runs.spark.session", "iotgen.runs.spark.kafka", "iotgen.runs.spark.parse",
            "iotgen.runs.spark.write", "iotgen.runs.spark.pipeline", "iotgen.runs.spark.source_iotgen", "iotgen.runs.spark.source_eventhubs")
 AZURE = ("Endpoint=sb://myns.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=TOPSECRET;"

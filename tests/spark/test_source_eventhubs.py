@@ -86,6 +86,7 @@ def test_killed_stream_restarts_from_its_checkpoint_with_every_event_exactly_onc
 # timeout, which interrupts a py4j call of the shared session and so fails every test after it, must not cut first.
 @pytest.mark.timeout(900)
 @pytest.mark.own_spark
+@pytest.mark.matrix
 def test_spark_delta_sink_killed_three_times_mid_stream_ends_with_every_event_exactly_once(spark, emulator,
                                                                                           tmp_path):
     """Spark's own streaming Delta sink (delta-spark), json_column VARIANT: SIGKILLed three times mid-stream,

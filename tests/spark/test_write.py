@@ -85,6 +85,7 @@ def test_parquet_replay_removes_the_leftovers_of_an_interrupted_attempt(spark, t
     assert not any((folder / "_iotgen_staging").iterdir())
 
 
+@pytest.mark.matrix
 def test_targets_and_triggers_are_checked_before_anything_starts(spark, tmp_path):
     assert parse_trigger("availableNow") == {"availableNow": True}
     assert parse_trigger("10 seconds") == {"processingTime": "10 seconds"}
@@ -158,6 +159,7 @@ def _iotgen_stream(spark, total: int, seed: int = 13):
             .option("numEvents", total).option("numPartitions", 2).load())
 
 
+@pytest.mark.matrix
 def test_spark_delta_sink_writes_variant_and_a_restart_appends_nothing_twice(spark, tmp_path):
     """Spark's own streaming Delta sink (delta-spark; on Databricks, Databricks'): VARIANT json_column with the
     variantType table feature, a second run from the checkpoint appends only the new events."""
@@ -182,6 +184,7 @@ def test_spark_delta_sink_writes_variant_and_a_restart_appends_nothing_twice(spa
     assert sorted(p.name for p in checkpoint.iterdir()) == ["bad_records", "events"]
 
 
+@pytest.mark.matrix
 def test_spark_iceberg_sink_creates_a_v3_table_with_variant_where_the_pair_supports_it(spark, tmp_path):
     """Spark's own Iceberg sink (iceberg-spark-runtime) into a local Hadoop catalog: a new table is format v3
     with a VARIANT json_column (Iceberg 1.10 on Spark 4.0 supports it); read back from its files by DuckDB."""
