@@ -576,6 +576,8 @@ def plot_arrivals(events: pd.DataFrame, labels: pd.DataFrame, gap: pd.Series | N
     arrival = events["timestamp"].copy()
     arrival.iloc[up["event_index"].to_numpy()] += pd.to_timedelta(up["value"].to_numpy(), unit="s")
     gaps = labels[labels["kind"] == "offline"]
+    if gap is None and not len(gaps):
+        raise InputError("plot_arrivals needs labels with offline gaps (the spec's scenarios.offline, fleet profile)")
     if gap is None:
         lost = labels[labels["kind"] == "overflow"].groupby(["sensor_id", "event_index"]).size()
         key = lost.idxmin() if len(lost) else (gaps["sensor_id"].iloc[0], gaps["event_index"].iloc[0])

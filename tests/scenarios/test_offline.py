@@ -156,6 +156,8 @@ def test_report_accounting_balances_every_report_and_finds_one_lost_silently():
     # the helper of the notebooks gives the same from pandas frames
     import iotgen_helpers as h
     assert h.report_accounting(spec, events, labels).to_dict() == count
+    with pytest.raises(InputError, match="plot_arrivals needs labels with offline gaps"):
+        h.plot_arrivals(events, labels[labels.kind != "offline"])
 
 
 def test_report_accounting_refuses_what_it_cannot_count_in_one_line():
