@@ -551,6 +551,126 @@ def drift_timeline(gspec: GeneratorSpec, labels: pd.DataFrame | None = None, eve
     return frame
 
 
+def report_accounting(gspec: GeneratorSpec, events: pd.DataFrame, labels: pd.DataFrame) -> pd.Series:
+    """Offline devices and dropped reports: every report the fleet measured (up to a time all of them have
+    arrived or been labelled by) is one event (on time, or ``catch_up``), one ``overflow`` or one ``dropped``
+    label; ``unaccounted`` is 0 when nothing was lost silently. See
+    :func:`iotgen.generation.scenarios.report_accounting`."""
+    import pyarrow as pa
+
+    from iotgen.generation.scenarios import LABEL_SCHEMA
+    from iotgen.generation.scenarios import report_accounting as account
+
+    table = pa.Table.from_pandas(labels, schema=LABEL_SCHEMA, preserve_index=False)
+    received = pa.table({"timestamp": pa.array(events["timestamp"]), "event_id": pa.array(events["event_id"])})
+    return pd.Series(account(gspec, received, table), name="reports")
+
+
+def plot_arrivals(events: pd.DataFrame, labels: pd.DataFrame, gap: pd.Series | None = None):
+    """Offline devices: left, each event's time against its place in the run (the order of arrival), the uploads
+    after a gap marked; right, one gap (an ``offline`` label; by default the one that lost the fewest reports to
+    a full buffer, some) and the hours around it: when the device's reports were measured against when they
+    arrived, the lost (``overflow``) and ``dropped`` reports marked at their measurement time."""
+    plt = _pyplot()
+    up = labels[labels["kind"] == "catch_up"]
+    arrival = events["timestamp"].copy()
+    arrival.iloc[up["event_index"].to_numpy()] += pd.to_timedelta(up["value"].to_numpy(), unit="s")
+    gaps = labels[labels["kind"] == "offline"]
+    if gap is None and not len(gaps):
+        raise InputError("plot_arrivals needs labels with offline gaps (the spec's scenarios.offline, fleet profile)")
+    if gap is None:
+        lost = labels[labels["kind"] == "overflow"].groupby(["sensor_id", "event_index"]).size()
+        key = lost.idxmin() if len(lost) else (gaps["sensor_id"].iloc[0], gaps["event_index"].iloc[0])
+        gap = gaps[(gaps["sensor_id"] == key[0]) & (gaps["event_index"] == key[1])].iloc[0]
+    sensor = gap["sensor_id"]
+    start, end = pd.to_datetime(gap["note"].split("/"), utc=True, format="ISO8601")
+    low, high = start - (end - start), end + (end - start)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.6))
+    is_up = events.index.isin(up["event_index"])
+    axes[0].scatter(events.index[~is_up], events["timestamp"][~is_up], s=1, color="#BBBBBB", label="as measured")
+    axes[0].scatter(events.index[is_up], events["timestamp"][is_up], s=3, color="#C44E52", label="uploaded after a gap")
+    axes[0].set(title="Event time against the order of arrival", xlabel="event_index (arrival order)",
+                ylabel="timestamp (event time)")
+    axes[0].legend(fontsize=8, markerscale=4)
+    ax = axes[1]
+    mine = (events["sensor_id"] == sensor) & (events["timestamp"] > low) & (events["timestamp"] < high)
+    ax.axvspan(start, end, color="#DDDDDD", label="offline")
+    ax.scatter(events["timestamp"][mine & ~is_up], arrival[mine & ~is_up], s=10, color="#55A868", label="on time")
+    ax.scatter(events["timestamp"][mine & is_up], arrival[mine & is_up], s=10, color="#C44E52",
+               label="uploaded on reconnecting")
+    for kind, marker, color in (("overflow", "x", "black"), ("dropped", "+", "#8172B2")):
+        at = pd.to_datetime(labels.loc[(labels["kind"] == kind) & (labels["sensor_id"] == sensor), "note"], utc=True,
+                            format="ISO8601")
+        at = at[(at > low) & (at < high)]
+        ax.scatter(at, at, marker=marker, s=40, color=color, label=f"{kind} (never arrives)")
+    ax.set(title=f"{sensor}: measured against arrived", xlabel="timestamp (measured)", ylabel="arrival")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.tick_params(axis="x", labelrotation=20)
+    fig.tight_layout()
+    return _shown(fig)
+
+
+def rate_curve(config: Config, spec: Any = None, start: str | None = None):
+    """The target rate ``iotgen stream`` follows with ``config`` (``RATE_PROFILE``, ``RATE_EVENTS_PER_SEC``) and
+    the spec (a path or a mapping: its ``rate_profile`` section and fleet) when started at ``start`` (ISO 8601;
+    default: ``ANCHOR_TIME``): a :class:`~iotgen.generation.rate_profile.RateCurve` of the seconds elapsed
+    (``rate_at``, ``issued``). Pure: nothing is sent. See :func:`iotgen.runs.stream.rate_curve`."""
+    from iotgen.runs.stream import StreamPlan
+    from iotgen.runs.stream import rate_curve as curve_of
+    from iotgen.spec.spec_file import load_spec
+
+    plan = StreamPlan.from_config(config, load_spec(spec if spec is not None else config.spec_file))
+    at = (config.replace(anchor_time=start) if start is not None else config).resolved_anchor_time()
+    curve = curve_of(plan, generator_spec(config, spec), at.timestamp())
+    if curve is None:
+        raise InputError("rate_curve needs a rate profile: RATE_PROFILE (flat, daily, bursts, daily+bursts) or the "
+                         "spec file's rate_profile section")
+    return curve
+
+
+def rate_curve_table(curve, hours: float = 24, step_s: float = 3600) -> pd.DataFrame:
+    """Per step of ``step_s`` seconds (from the run's start, for ``hours``): its start in profile time (UTC),
+    the mean target rate, the events due (what the stream's summary shows as each minute's target) and the
+    rate as a share of the curve's peak."""
+    edges = [i * step_s for i in range(int(round(hours * 3600 / step_s)) + 1)]
+    due = [curve.issued(high) - curve.issued(low) for low, high in zip(edges[:-1], edges[1:])]
+    start = pd.to_datetime([curve.profile_time(e) for e in edges[:-1]], unit="s", utc=True)
+    frame = pd.DataFrame({"start (UTC)": start.strftime("%H:%M"), "target events/s": [d / step_s for d in due],
+                          "events": due}).set_index("start (UTC)")
+    frame["of peak"] = frame["target events/s"] / curve.peak
+    frame = frame.round({"target events/s": 2, "of peak": 3})
+    frame["events"] = frame["events"].round().astype("int64")
+    return frame
+
+
+def plot_rate_curve(curve, hours: float = 24):
+    """The target rate over ``hours`` per minute (bursts show as spikes) with its hourly mean, and below it
+    each time zone's daily factor (the share of its devices' reports the stream sends), weighted by its share
+    of the events."""
+    import numpy as np
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, 1, figsize=(14, 6.4), sharex=True)
+    minutes = np.arange(int(hours * 60) + 1) * 60.0
+    issued = np.array([curve.issued(m) for m in minutes])
+    at = pd.to_datetime(curve.profile_time(minutes[:-1]), unit="s", utc=True)
+    axes[0].plot(at, np.diff(issued) / 60, lw=0.8, label="per minute")
+    hourly = rate_curve_table(curve, hours)
+    axes[0].step(pd.to_datetime(curve.profile_time(np.arange(len(hourly)) * 3600.0), unit="s", utc=True),
+                 hourly["target events/s"], where="post", color="black", lw=1.5, label="hourly mean")
+    axes[0].set(title=f"Target rate: {curve.profile.describe()}", ylabel="events/s", ylim=(0, None))
+    axes[0].legend(fontsize=8, loc="upper left")
+    local = curve.profile_time(minutes[:-1]) / 3600.0
+    for offset, weight in curve.zones:
+        axes[1].plot(at, curve.profile.shape((local + offset) % 24), lw=1,
+                     label=f"UTC{offset:+g}: {weight:.0%} of the events")
+    axes[1].set(title="Each time zone's daily factor (its devices at peak: 1)", ylabel="factor", ylim=(0, 1.05),
+                xlabel="profile time (UTC)")
+    axes[1].legend(fontsize=8, ncol=4, loc="lower left")
+    fig.tight_layout()
+    return _shown(fig)
+
+
 def _pyplot():
     """pyplot, headless (Agg) outside a notebook kernel; in a kernel its inline backend renders the figures."""
     import sys

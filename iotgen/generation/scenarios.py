@@ -53,7 +53,7 @@ import pyarrow.compute as pc
 
 from ..base import keyed_random as kr
 from ..base.errors import InputError
-from ..base.times import DAY_MS, HOUR_MS
+from ..base.times import DAY_MS, HOUR_MS, iso_time
 from ..settings.catalogs import ValueSpec
 from ..settings.schema import ARROW_SCHEMA, TIMESTAMP
 from .dynamic_json import build_json_column
@@ -996,3 +996,55 @@ def rate_table(scenarios: Scenarios, labels: pa.Table, count: int, sensor_ids: p
     for column, rate in s.nulls:
         row("nulls", "null", rate, column)
     return rows
+
+
+#: Scenarios that move, copy or re-time events: with them an event's ``timestamp`` no longer names the report
+#: it delivers, so :func:`report_accounting` cannot count by it.
+RETIMING = ("late", "clock_skew", "duplicates", "replays", "out_of_order")
+
+
+def report_accounting(spec: GeneratorSpec, events: pa.Table, labels: pa.Table, until_ms: int | None = None
+                      ) -> dict[str, Any]:
+    """Every report the fleet measured before ``until_ms`` (epoch ms) is exactly one of: an event of ``events``
+    (delivered as measured, or ``catch_up``: uploaded after a gap), an ``overflow`` label (lost from a full
+    buffer) or a ``dropped`` label (never sent); ``reports`` is the fleet's own count (its closed form, without
+    the scenarios). Returns those counts, ``unaccounted`` (reports less the three: 0 when nothing was lost
+    silently) and ``until`` (ISO 8601).
+
+    ``events`` and ``labels`` are a run's first events (``timestamp`` and ``event_id`` columns: the events as a
+    pipeline received them, in any order) and their labels (``kind``, ``event_id``, ``note``). By default
+    ``until_ms`` is the last event's timestamp less the longest a report waits (a gap and a full upload): every
+    report measured before it has arrived or been labelled within them."""
+    if spec.fleet is None:
+        raise InputError("report_accounting needs the fleet profile (PROFILE=fleet): the independent profile has no "
+                         "reporting schedule")
+    s = spec.scenarios if isinstance(spec.scenarios, Scenarios) else Scenarios()
+    moved = [name for name in RETIMING if getattr(s, name)]
+    if moved:
+        raise InputError(f"report_accounting counts reports by their timestamp: it needs a spec without "
+                         f"{', '.join(moved)} (they move, copy or re-time events)")
+    stamp = _epoch_ms(_whole(events.column("timestamp")))
+    if until_ms is None:
+        wait = s.offline.duration_ms + s.offline.upload_ms if s.offline and s.offline.rate > 0 else 0
+        until_ms = int(stamp.max()) - wait if len(stamp) else spec.window_start_ms
+    devices = np.arange(spec.fleet.device_count, dtype=np.int64)
+    reports = int(spec.fleet.reports_before(spec, devices, np.full(len(devices), until_ms)).sum())
+    kind = _whole(labels.column("kind")).to_numpy(zero_copy_only=False).astype(str) if labels.num_rows else \
+        np.zeros(0, str)
+    before = stamp < until_ms
+    catch_up = _whole(labels.column("event_id")).filter(pa.array(kind == "catch_up"))
+    uploaded = pc.is_in(_whole(events.column("event_id")), value_set=catch_up).to_numpy(zero_copy_only=False)
+    counts = {}
+    for name in ("overflow", "dropped"):
+        notes = _whole(labels.column("note")).filter(pa.array(kind == name))
+        measured = pc.cast(pc.cast(notes, pa.timestamp("ms", tz="UTC")), pa.int64()).to_numpy(zero_copy_only=False)
+        counts[name] = int((measured < until_ms).sum())
+    delivered = int(before.sum())
+    return {"until": iso_time(until_ms), "reports": reports, "delivered": delivered,
+            "on_time": int((before & ~uploaded).sum()), "catch_up": int((before & uploaded).sum()), **counts,
+            "unaccounted": reports - delivered - counts["overflow"] - counts["dropped"]}
+
+
+def _whole(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A column of a RecordBatch or a Table as one Array."""
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column

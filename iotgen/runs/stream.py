@@ -462,6 +462,21 @@ DURATION_GRACE = 1.0
 IN_FLIGHT = 2
 
 
+def rate_curve(plan: StreamPlan, spec: GeneratorSpec, start_s: float) -> RateCurve | None:
+    """The target rate a stream of ``plan`` follows when it starts at wall time ``start_s`` (epoch seconds): its
+    rate profile bound to the run, ramp-up included (None without a profile). The peak is RATE_EVENTS_PER_SEC
+    (the day's highest rate outside bursts), else the fleet's own rate (each device at its interval at its local
+    peak hour); with ``timezone: region`` the zones weigh by their share of the events. A pure function: what
+    ``iotgen stream`` will send, per second of the run, without sending anything."""
+    if plan.profile is None:
+        return None
+    peak = plan.rate if plan.rate is not None else \
+        spec.fleet.events_per_hour(spec) / 3600 * plan.profile.speed  # type: ignore[union-attr]
+    by_region = plan.profile.daily and plan.profile.utc_offset_h() is None  # else one zone: no weights needed
+    return RateCurve(plan.profile, peak, start_s=start_s, seed=spec.seed, zones=zone_weights(spec) if by_region else [],
+                     ramp_up=plan.ramp_up, normalise=plan.rate is not None)
+
+
 def _run(plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer,
          on_progress: Callable[[StreamSummary], None] | None, progress_interval: float,
          changes: _Changes | None = None, clock: Clock | None = None) -> StreamSummary:
@@ -469,15 +484,10 @@ def _run(plan: StreamPlan, spec: GeneratorSpec, producer: EventHubProducer,
     producer.reset()
     state = _Stream(plan, spec, producer, changes, clock)
     events_bucket = bytes_bucket = None
-    curve = None
-    if plan.profile is not None:
-        peak = plan.rate if plan.rate is not None else \
-            spec.fleet.events_per_hour(spec) / 3600 * plan.profile.speed  # type: ignore[union-attr]
-        by_region = plan.profile.daily and plan.profile.utc_offset_h() is None  # else one zone: no weights needed
-        curve = RateCurve(plan.profile, peak, start_s=clock.time(), seed=spec.seed,
-                          zones=zone_weights(spec) if by_region else [], ramp_up=plan.ramp_up,
-                          normalise=plan.rate is not None)
-        highest = peak * (plan.profile.bursts.size if plan.profile.bursts else 1)  # banks a second of a burst
+    curve = rate_curve(plan, spec, clock.time())
+    if curve is not None:
+        peak = curve.peak
+        highest = peak * (curve.profile.bursts.size if curve.profile.bursts else 1)  # banks a second of a burst
         events_bucket = TokenBucket(peak, max(2 * plan.batch_size, highest), curve=curve, clock=clock.monotonic,
                                     sleep=clock.sleep)
     elif plan.rate is not None:

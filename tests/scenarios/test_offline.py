@@ -16,7 +16,7 @@ from iotgen.base.times import iso_time
 from iotgen.generation.devices import EVENT_ATTRIBUTES, registry_history
 from iotgen.generation.generator import BLOCK_SIZE, generate_events, labelled_range
 from iotgen.generation.offline import Offline
-from iotgen.generation.scenarios import rate_table
+from iotgen.generation.scenarios import rate_table, report_accounting
 
 from scenario_support import EVEN_INTERVALS, build, clean, ms, rows
 
@@ -128,6 +128,46 @@ def test_gaps_hold_no_events_and_bursts_arrive_after_reconnecting_in_order():
         assert len(at) + len(dropped) == measured and len(at) == min(30, measured)
         if len(dropped):
             assert len(at) == 30 and iso_ms(dropped.note).max() < stamp[at].min()
+
+
+def test_report_accounting_balances_every_report_and_finds_one_lost_silently():
+    """The accounting a pipeline test (and notebook 07) uses: reports = on time + uploaded + overflow + dropped,
+    each count checked against the clean fleet and the labels, and a missing event shows as unaccounted."""
+    spec = spec_with({"offline": OFFLINE, "dropped": {"rate": 0.02}})
+    got = labelled_range(spec, 0, BLOCK_SIZE)
+    events, labels = got.events.to_pandas(), got.truth.labels.to_pandas()
+    count = report_accounting(spec, got.events, got.truth.labels)
+    until = int(ms(events.timestamp).max()) - 3_600_000 - 30 * 100  # the last event less a gap and a full upload
+    assert count["until"] == iso_time(until)
+    assert count["reports"] == len(clean_reports(spec, until))
+    before = ms(events.timestamp).to_numpy() < until
+    uploaded = np.isin(np.arange(len(events)), labels[labels.kind == "catch_up"].event_index)
+    assert (count["on_time"], count["catch_up"]) == ((before & ~uploaded).sum(), (before & uploaded).sum())
+    for kind in ("overflow", "dropped"):
+        assert count[kind] == (iso_ms(labels[labels.kind == kind].note) < until).sum() > 0
+    assert count["delivered"] == count["on_time"] + count["catch_up"] and count["unaccounted"] == 0
+    assert count["catch_up"] > 0
+    # one event lost silently (a pipeline that dropped a row), the rest in another order: one report unaccounted
+    kept = np.arange(1, len(events))[::-1]
+    assert report_accounting(spec, got.events.take(pa.array(kept)), got.truth.labels)["unaccounted"] == 1
+    # an earlier cut: fewer reports, still balanced
+    early = report_accounting(spec, got.events, got.truth.labels, until_ms=until - 6 * 3_600_000)
+    assert early["reports"] < count["reports"] and early["unaccounted"] == 0
+    # the helper of the notebooks gives the same from pandas frames
+    import iotgen_helpers as h
+    assert h.report_accounting(spec, events, labels).to_dict() == count
+    with pytest.raises(InputError, match="plot_arrivals needs labels with offline gaps"):
+        h.plot_arrivals(events, labels[labels.kind != "offline"])
+
+
+def test_report_accounting_refuses_what_it_cannot_count_in_one_line():
+    with pytest.raises(InputError, match="report_accounting counts reports by their timestamp: it needs a spec "
+                                         "without late, duplicates"):
+        late = spec_with({"offline": OFFLINE, "late": {"rate": 0.01}, "duplicates": {"rate": 0.01}})
+        report_accounting(late, pa.table({"timestamp": []}), pa.table({"kind": []}))
+    independent = build({"scenarios": {"nulls": {"temperature": 0.1}}})
+    with pytest.raises(InputError, match="report_accounting needs the fleet profile"):
+        report_accounting(independent, pa.table({"timestamp": []}), pa.table({"kind": []}))
 
 
 def test_drop_newest_keeps_the_first_reports_of_a_gap():

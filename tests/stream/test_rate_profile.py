@@ -158,6 +158,42 @@ def test_a_profile_needs_a_rate_to_shape_unless_the_fleet_gives_it():
     assert StreamPlan.from_config(Config(rate_profile="flat", ramp_up_sec=5)).rate == 500  # BATCH_SIZE/SLEEP
 
 
+def test_the_curve_a_stream_will_follow_is_known_before_it_starts():
+    """``rate_curve`` (what the stream's token bucket follows, and notebook 07 shows): with the fleet and no rate,
+    each zone's devices at their interval scaled by the zone's daily factor; with a rate, normalised to it."""
+    import iotgen_helpers as h
+    from iotgen.runs.stream import rate_curve
+
+    config = Config(random_seed=5, profile="fleet", device_count=300, rate_profile="daily", sleep_interval_sec=0)
+    spec = generator_spec(config)
+    curve = rate_curve(StreamPlan.from_config(config), spec, MIDNIGHT)
+    fleet_rate = spec.fleet.events_per_hour(spec) / 3600
+    assert curve.peak == pytest.approx(fleet_rate)
+    zones = zone_weights(spec)
+    total = sum(w for _, w in zones)
+    hours = np.arange(0, 24, 0.5)
+    expected = fleet_rate * sum(w / total * documented_shape(hours + o, 4, 14) for o, w in zones)
+    assert [curve.rate_at(h * 3600) for h in hours] == pytest.approx(expected, rel=1e-4)
+    assert max(expected) < fleet_rate  # the zones peak at different hours: the fleet never all at once
+    with_rate = rate_curve(StreamPlan.from_config(config.replace(rate_events_per_sec=100)), spec, MIDNIGHT)
+    assert max(with_rate.rate_at(m * 60) for m in range(24 * 60)) == pytest.approx(100, rel=1e-3)
+    assert rate_curve(StreamPlan.from_config(config.replace(rate_profile="off")), spec, MIDNIGHT) is None
+    # the notebooks' helpers: the same curve from the Config (started at ANCHOR_TIME), tabled per hour
+    anchored = config.replace(anchor_time="2031-07-14T00:00:00Z", rate_profile="daily+bursts")
+    bursts = h.rate_curve(anchored, {"profile": "fleet"})
+    assert bursts.start_s == MIDNIGHT and bursts.profile.bursts is not None
+    table = h.rate_curve_table(bursts)
+    assert list(table.index[:2]) == ["00:00", "01:00"] and len(table) == 24
+    assert table["events"].sum() == pytest.approx(bursts.issued(86400), abs=12)
+    assert table["target events/s"].to_numpy() == pytest.approx(
+        [(bursts.issued(3600 * (i + 1)) - bursts.issued(3600 * i)) / 3600 for i in range(24)], abs=0.005)
+    daily = h.rate_curve_table(h.rate_curve(anchored.replace(rate_profile="daily"), {"profile": "fleet"}))
+    # two bursts of 30 s at 3x in every hour (one per half-hour window): each hour 1 + 2 * 2 * 30 / 3600 times
+    assert (table["events"] / daily["events"]).to_numpy() == pytest.approx(1 + 120 / 3600, rel=2e-3)
+    with pytest.raises(InputError, match="rate_curve needs a rate profile"):
+        h.rate_curve(anchored.replace(rate_profile="off"), {"profile": "fleet"})
+
+
 def test_the_example_specs_commented_rate_profile_is_valid():
     import yaml
 
