@@ -30,7 +30,7 @@ from ..base import draws, variant_encoding
 from ..base.errors import InputError
 from ..base.times import DAY_MS, HOUR_MS, iso_utc
 from ..settings.catalogs import Catalogs, Categorical
-from ..settings.schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS, TIMESTAMP, events_schema
+from ..settings.schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS, events_schema, timestamps_ms
 from .dynamic_json import build_json_column, joined_text, piece_table, text_codes
 from .truth import Truth
 
@@ -388,7 +388,7 @@ def _columns(spec: GeneratorSpec, parts: list[list], json_column: str) -> pa.Rec
 
 
 def _ts(epoch_ms: np.ndarray) -> pa.Array:
-    return pa.array(epoch_ms * 1000, type=TIMESTAMP)
+    return timestamps_ms(epoch_ms)
 
 
 def _normal(rng: np.random.Generator, mean: float, sigma: float, n: int) -> np.ndarray:

@@ -8,12 +8,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
 from ..base.errors import InputError
 
 SCHEMA_VERSION = 1
 TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+def timestamps_ms(epoch_ms) -> pa.Array:
+    """A :data:`TIMESTAMP` array of epoch milliseconds (int64 values, no nulls). Made as int64 and viewed as
+    the timestamp type: ``pa.array(values, type=TIMESTAMP)`` converts value by value when the type has a time
+    zone (about 30 ns per value, against well under 1 ns)."""
+    return pa.array(np.asarray(epoch_ms, dtype=np.int64) * 1000).view(TIMESTAMP)
 
 
 @dataclass(frozen=True)
