@@ -177,6 +177,51 @@ def _median_blocks(runs: list[dict]) -> dict[tuple[str, str], float]:
     return {key: statistics.median(values) for key, values in keys.items()}
 
 
+def _group(where: str, label: str) -> str:
+    """The part of generation a block belongs to, the same for both layouts of the code (main's one
+    ``build_events``; since arrow-speed ``_draw_block`` + ``_columns``)."""
+    if where == "generate_events":
+        return "chunks (cutting blocks into chunks, joining blocks)"
+    if where == "build_events":
+        if label.startswith("return") or label in ("columns", "cats", "payload"):
+            return "" if label == "payload" else "Arrow columns and the batch"
+        return "fixed columns: draws (main: with their Arrow strings)"
+    if where == "assembly":
+        return "" if label.startswith("if not isinstance") else "Arrow columns and the batch"
+    if label == "chosen":
+        return "json_column: choosing keys"
+    if label.startswith("for (j, key)"):
+        return "json_column: drawing values"
+    if label.startswith("for (rows, before"):
+        return "json_column: placing piece codes"
+    if label == "text" or label.startswith("data_view"):
+        return "json_column: joining the text (Arrow take, braces)"
+    if where == "json_column keys":
+        return ""  # the calls of the functions traced on their own
+    return "json_column: counting pieces"
+
+
+def _grouped(runs: list[dict]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for (where, label), ns in _median_blocks(runs).items():
+        group = _group(where, label)
+        if group:
+            out[group] = out.get(group, 0.0) + ns
+    return out
+
+
+def summary(runs: list[dict], base_runs: list[dict]) -> str:
+    after, before = _grouped(runs), _grouped(base_runs)
+    lines = ["| part | before ns/event | after ns/event | after / before |", "|---|---:|---:|---:|"]
+    for group in sorted(set(after) | set(before), key=lambda g: (g.startswith("chunks"), g.startswith("Arrow"), g)):
+        a, b = after.get(group), before.get(group)
+        lines.append(f"| {group} | {b:,.0f} | {a:,.0f} | {a / b:.2f} |" if a is not None and b else
+                     f"| {group} | {'' if b is None else f'{b:,.0f}'} | {'' if a is None else f'{a:,.0f}'} | |")
+    total_a, total_b = (statistics.median(r["traced_ns_per_event"] for r in rs) for rs in (runs, base_runs))
+    lines.append(f"| **all (traced)** | {total_b:,.0f} | {total_a:,.0f} | {total_a / total_b:.2f} |")
+    return "\n".join(lines)
+
+
 def table(runs: list[dict], base_runs: list[dict], note_this: str, note_base: str) -> str:
     after = _median_blocks(runs)
     before = _median_blocks(base_runs) if base_runs else {}
@@ -246,9 +291,12 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"{args.events:,} events per measurement (json_column as text, no fleet, no scenarios), one process per "
         "measurement pinned to one core, the trees alternating; a block's figure is the median over the "
-        "measurements of CPU ns per event (a line tracer on `build_events` and `build_json_column`); events/s "
-        "per core from an untraced run in the same process.",
+        "measurements of CPU ns per event (a line tracer on the generator's functions: `build_events` and "
+        "`build_json_column` on main, `_draw_block`, `_columns`, `text_codes`, `_piece_codes` and `joined_text` "
+        "here), first summed into the parts of generation; events/s per core from an untraced run of the same "
+        "events in the same process. The tracer adds a few µs per statement executed.",
         "",
+        *([summary(runs, base_runs), "", "Statement by statement (medians):", ""] if base_runs else []),
         table(runs, base_runs, f"after (this tree, {this.name})",
               f"before ({args.baseline})" if args.baseline else ""),
         "",
