@@ -222,17 +222,25 @@ def summary(runs: list[dict], base_runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def table(runs: list[dict], base_runs: list[dict], note_this: str, note_base: str) -> str:
-    after = _median_blocks(runs)
-    before = _median_blocks(base_runs) if base_runs else {}
-    keys = list(after) + [k for k in before if k not in after]
+def rates(runs: list[dict], base_runs: list[dict], note_this: str, note_base: str) -> str:
     lines = []
     for title, rs in ((note_this, runs), (note_base, base_runs)):
         if rs:
             rates = sorted(r["per_core"] for r in rs)
             lines.append(f"- {title}: {rates[-1]:,.0f} events/s per core best, {statistics.median(rates):,.0f} "
                          f"median of {len(rs)} (untraced; {rs[0]['iotgen']})")
-    lines += ["", "| function | block (top-level statement) | " + ("before ns/event | " if before else "")
+    if base_runs:
+        pairs = sorted(a["per_core"] / b["per_core"] for a, b in zip(runs, base_runs))
+        lines.append(f"- after / before, measurement by measurement: median {statistics.median(pairs):.2f}x "
+                     f"(from {pairs[0]:.2f}x to {pairs[-1]:.2f}x)")
+    return "\n".join(lines)
+
+
+def table(runs: list[dict], base_runs: list[dict]) -> str:
+    after = _median_blocks(runs)
+    before = _median_blocks(base_runs) if base_runs else {}
+    keys = list(after) + [k for k in before if k not in after]
+    lines = ["| function | block (top-level statement) | " + ("before ns/event | " if before else "")
               + "after ns/event |" + (" after / before |" if before else ""),
               "|---|---|" + ("---:|" if before else "") + "---:|" + ("---:|" if before else "")]
     for key in keys:
@@ -296,9 +304,10 @@ def main(argv: list[str] | None = None) -> int:
         "here), first summed into the parts of generation; events/s per core from an untraced run of the same "
         "events in the same process. The tracer adds a few µs per statement executed.",
         "",
+        rates(runs, base_runs, f"after (this tree, {this.name})", f"before ({args.baseline})"),
+        "",
         *([summary(runs, base_runs), "", "Statement by statement (medians):", ""] if base_runs else []),
-        table(runs, base_runs, f"after (this tree, {this.name})",
-              f"before ({args.baseline})" if args.baseline else ""),
+        table(runs, base_runs),
         "",
         f"- {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; at the start: {load_before}; at the end: "
         f"{machine().rsplit(', ', 1)[-1]}; Python {platform.python_version()}.",
