@@ -18,9 +18,9 @@ TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
 def timestamps_ms(epoch_ms) -> pa.Array:
-    """A :data:`TIMESTAMP` array of epoch milliseconds (int64 values, no nulls). Made as int64 and viewed as
-    the timestamp type: ``pa.array(values, type=TIMESTAMP)`` converts value by value when the type has a time
-    zone (about 30 ns per value, against well under 1 ns)."""
+    """A :data:`TIMESTAMP` array of epoch milliseconds (int64 values, no nulls): made as int64 microseconds and
+    viewed as the timestamp type (no conversion: ~0.7 ns per value against ~1.5 ns for
+    ``pa.array(values, type=TIMESTAMP)`` once warm)."""
     return pa.array(np.asarray(epoch_ms, dtype=np.int64) * 1000).view(TIMESTAMP)
 
 
