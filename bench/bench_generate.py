@@ -382,6 +382,25 @@ def plot(results: list[Result], reference: Result, path: Path) -> None:
     plt.close(fig)
 
 
+def arrow_only(args: argparse.Namespace) -> int:
+    """``--only arrow``: the Arrow contender alone, every repeat printed, then its best and median."""
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+    pinned = pin_to_one_cpu()
+    scratch = Path(tempfile.mkdtemp(prefix="iotgen-bench-", dir=args.scratch))
+    rates = []
+    try:
+        for _ in range(args.repeats):
+            rates.append(measure("iotgen -> Arrow", iotgen_arrow, args.events, 1, scratch).per_core)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    rates.sort()
+    print(f"iotgen -> Arrow, {args.events:,} events, {len(rates)} runs: best {rates[-1]:,.0f}, median "
+          f"{rates[len(rates) // 2]:,.0f} events/s per core; {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; "
+          f"{machine()}; {pinned}; numpy {np.__version__}, pyarrow {pa.__version__}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=500_000, help="events per iotgen run")
@@ -393,7 +412,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="events per worker run (enough to amortise starting the worker processes)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--scratch", type=Path, default=None, help="folder for the files written (default: temp)")
+    parser.add_argument("--only", choices=("arrow",), default=None,
+                        help="time only this contender (no workers, per-row references or files; prints its table "
+                        "and writes nothing)")
     args = parser.parse_args(argv)
+    if args.only == "arrow":
+        return arrow_only(args)
 
     pa.set_cpu_count(1)
     pa.set_io_thread_count(1)

@@ -69,11 +69,29 @@ def thresholds(probabilities) -> np.ndarray:
     return np.minimum(np.round(cumulative[:-1] * _TWO32), (1 << 32) - 1).astype(np.uint32)
 
 
-def weighted(rng: np.random.Generator, cuts: np.ndarray, m: int) -> np.ndarray:
-    """``m`` category codes (int32) drawn with the probabilities :func:`thresholds` turned into ``cuts``."""
+def lookup(cuts: np.ndarray) -> np.ndarray:
+    """A table for :func:`weighted`: the code of every word whose high 16 bits are ``p``, at ``p`` (uint8 or
+    uint16), or the table's largest value where the cuts fall inside those words (resolved word by word).
+    Build it once per ``cuts`` (the caller caches it)."""
+    dtype = np.uint8 if len(cuts) < 255 else np.uint16 if len(cuts) < 65535 else np.uint32
+    prefix = np.arange(65536, dtype=np.uint64) << np.uint64(16)
+    low = np.searchsorted(cuts, prefix, side="right")
+    high = np.searchsorted(cuts, prefix | np.uint64(0xFFFF), side="right")
+    return np.where(low == high, low, np.iinfo(dtype).max).astype(dtype)
+
+
+def weighted(rng: np.random.Generator, cuts: np.ndarray, m: int, table: np.ndarray | None = None) -> np.ndarray:
+    """``m`` category codes (int32) drawn with the probabilities :func:`thresholds` turned into ``cuts``. With
+    ``table`` (:func:`lookup` of ``cuts``) the same codes from one table read per word, as uint8 or uint16."""
     if len(cuts) == 0:
         return np.zeros(m, dtype=np.int32)
     words = words32(rng, m)
+    if table is not None:
+        codes = table[words >> np.uint32(16)]
+        unsure = np.flatnonzero(codes == np.iinfo(table.dtype).max)
+        if len(unsure):  # words whose high 16 bits hold a cut (about len(cuts) / 65536 of them)
+            codes[unsure] = np.searchsorted(cuts, words[unsure], side="right")
+        return codes
     if len(cuts) > 16:
         return np.searchsorted(cuts, words, side="right").astype(np.int32)
     codes = np.zeros(m, dtype=np.int32)

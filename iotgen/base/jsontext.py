@@ -57,12 +57,12 @@ class PieceTable:
 def join_pieces(pieces: pa.StringArray, codes: np.ndarray, first: np.ndarray) -> pa.StringArray:
     """String ``i`` is the concatenation of ``pieces[codes[first[i]:first[i + 1]]]`` (the last runs to the end).
 
-    ``codes`` are int32 piece codes in output order and ``first`` (non-decreasing, ``first[0] == 0``) says where
-    each string's run starts. The result's data buffer is the ``take`` output itself (fresh, so callers may
+    ``codes`` are int32 (or int16) piece codes in output order and ``first`` (non-decreasing, ``first[0] == 0``)
+    says where each string's run starts. The result's data buffer is the ``take`` output itself (fresh, so callers may
     patch bytes in place through :func:`data_view`).
     """
     n = len(first)
-    taken = pieces.take(pa.array(codes, pa.int32()))
+    taken = pieces.take(pa.array(codes, pa.int16() if codes.dtype == np.int16 else pa.int32()))
     piece_offsets = np.frombuffer(taken.buffers()[1], dtype=np.int32, count=len(codes) + 1)
     offsets = np.empty(n + 1, dtype=np.int32)
     offsets[:n] = piece_offsets[first]

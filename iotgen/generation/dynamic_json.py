@@ -307,6 +307,11 @@ class CompiledPool:
     order: tuple[int, ...]  # the pool's keys in ascending field id (name) order
     field_ids: np.ndarray  # their field ids, in that order
 
+    @property
+    def code_type(self) -> type:
+        """The narrowest integer type of the piece codes (int16 for most pools: less memory to place them in)."""
+        return np.int16 if len(self.pieces) <= np.iinfo(np.int16).max else np.int32
+
 
 @functools.lru_cache(maxsize=32)
 def piece_table(key_pool: tuple[tuple[str, ValueSpec], ...]) -> CompiledPool:
@@ -360,6 +365,29 @@ def build_json_column(
     chosen = choose_keys(rng, n, len(key_pool), min_keys, max_keys)
     if encoding == "variant":
         return _variant_objects(compiled, chosen, rng, n)
+    out, first = _piece_codes(compiled, chosen, rng, n)
+    return joined_text(compiled, out, first)
+
+
+def text_codes(
+    key_pool: tuple[tuple[str, ValueSpec], ...], min_keys: int, max_keys: int, rng: np.random.Generator, n: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The piece codes of :func:`build_json_column`'s text, before the join: ``(codes, first)`` (row ``i``'s
+    pieces start at ``codes[first[i]]``). Blocks' codes put end to end (``first`` shifted) join into their
+    texts end to end (:func:`joined_text`)."""
+    chosen = choose_keys(rng, n, len(key_pool), min_keys, max_keys)
+    return _piece_codes(piece_table(key_pool), chosen, rng, n)
+
+
+def joined_text(compiled: "CompiledPool", codes: np.ndarray, first: np.ndarray) -> pa.StringArray:
+    """The JSON texts of rows' piece codes (:func:`text_codes`)."""
+    text = join_pieces(compiled.pieces, codes, first)
+    data_view(text)[offsets_view(text)[:-1]] = _BRACE  # each row's leading comma
+    return text
+
+
+def _piece_codes(compiled: "CompiledPool", chosen: np.ndarray, rng: np.random.Generator,
+                 n: int) -> tuple[np.ndarray, np.ndarray]:
     # Draw every key for the rows that have it; count each row's pieces before each key.
     used = np.zeros(n, dtype=np.intp)
     drawn = []
@@ -375,7 +403,7 @@ def build_json_column(
     used += 1
     ends = np.cumsum(used)
     first = ends - used
-    out = np.empty(int(ends[-1]), dtype=np.int32)
+    out: np.ndarray = np.empty(int(ends[-1]), dtype=compiled.code_type)
     out[ends - 1] = compiled.closer
     for rows, before, codes, keep in drawn:
         start = first[rows]
@@ -389,9 +417,7 @@ def build_json_column(
             position = np.cumsum(keep, axis=0)
             position += start - 1
             out[position[keep]] = codes[keep]
-    text = join_pieces(compiled.pieces, out, first)
-    data_view(text)[offsets_view(text)[:-1]] = _BRACE  # each row's leading comma
-    return text
+    return out, first
 
 
 def _variant_objects(compiled: CompiledPool, chosen: np.ndarray, rng: np.random.Generator, n: int) -> pa.StructArray:

@@ -52,7 +52,7 @@ from ..base import keyed_random as kr
 from ..base.errors import InputError
 from ..base.times import DAY_MS, HOUR_MS
 from ..settings.catalogs import Catalogs
-from ..settings.schema import CALIBRATION_DUE_DAYS, TIMESTAMP, events_schema
+from ..settings.schema import CALIBRATION_DUE_DAYS, events_schema, timestamps_ms
 from .devices import NEVER, Lifecycle, Registry
 from .dynamic_json import build_json_column
 from .generator import BLOCK_SIZE, GeneratorSpec, _uuid4, block_rng  # _uuid4: the generator's UUID text
@@ -262,7 +262,7 @@ class Fleet:
 
 
 def _timestamps(epoch_ms: np.ndarray) -> pa.Array:
-    return pa.array(np.asarray(epoch_ms, dtype=np.int64) * 1000, type=TIMESTAMP)
+    return timestamps_ms(epoch_ms)
 
 
 def _quantise(x: np.ndarray, name: str) -> np.ndarray:

@@ -30,8 +30,8 @@ from ..base import draws, variant_encoding
 from ..base.errors import InputError
 from ..base.times import DAY_MS, HOUR_MS, iso_utc
 from ..settings.catalogs import Catalogs, Categorical
-from ..settings.schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS, TIMESTAMP, events_schema
-from .dynamic_json import build_json_column
+from ..settings.schema import ARROW_SCHEMA, CALIBRATION_DUE_DAYS, events_schema, timestamps_ms
+from .dynamic_json import build_json_column, joined_text, piece_table, text_codes
 from .truth import Truth
 
 if TYPE_CHECKING:
@@ -185,9 +185,16 @@ def _joined(pieces: list[pa.RecordBatch]) -> pa.RecordBatch:
     if len(pieces) == 1:
         return pieces[0]
     schema = pieces[0].schema
-    columns = [(variant_encoding.concat if field.type.equals(variant_encoding.VARIANT_TYPE) else pa.concat_arrays)(
-        [p.column(i) for p in pieces]) for i, field in enumerate(schema)]
+    columns = [_joined_arrays([p.column(i) for p in pieces]) for i in range(len(schema))]
     return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _joined_arrays(arrays: list[pa.Array]) -> pa.Array:
+    if len(arrays) == 1:
+        return arrays[0]
+    if arrays[0].type.equals(variant_encoding.VARIANT_TYPE):
+        return variant_encoding.concat(arrays)
+    return pa.concat_arrays(arrays)
 
 
 class BlockCursor:
@@ -213,6 +220,10 @@ class BlockCursor:
             changes = len(self.spec.scenarios.schema_drift) if self.spec.scenarios is not None else 0
             return LabelledEvents(pa.RecordBatch.from_pylist([], schema=events_schema(self.json_column)),
                                   None if self.spec.scenarios is None else Truth.empty(start, changes))
+        if self.spec.fleet is None and self.spec.scenarios is None and start % BLOCK_SIZE == 0 and (
+                stop - start >= 2 * BLOCK_SIZE and stop % BLOCK_SIZE == 0):  # whole blocks: no join of columns
+            return LabelledEvents(build_blocks(self.spec, range(start // BLOCK_SIZE, stop // BLOCK_SIZE),
+                                               self.json_column))
         events, truths = [], []
         for block, offset, take in block_slices(start, stop):
             whole = self.block(block)
@@ -290,43 +301,94 @@ def table_of(batches: list[pa.RecordBatch]) -> pa.Table:
 # ---- one batch of events ------------------------------------------------------------------------------------
 def build_events(spec: GeneratorSpec, rng: np.random.Generator, n: int, json_column: str = "text") -> pa.RecordBatch:
     """``n`` events drawn from ``rng`` (the draw order is part of the output format: change it knowingly)."""
+    return _columns(spec, [_draw_block(spec, rng, n, json_column)], json_column)
+
+
+def build_blocks(spec: GeneratorSpec, blocks: range, json_column: str = "text") -> pa.RecordBatch:
+    """The events of whole consecutive ``blocks`` of a spec without fleet or scenarios, as one batch: each block
+    drawn from its own stream as :func:`labelled_block` does, then each column made once for all of them
+    (cheaper than joining the blocks' columns: the text of ``json_column`` is joined once)."""
+    parts = [_draw_block(spec, block_rng(spec.seed, block), BLOCK_SIZE, json_column) for block in blocks]
+    return _columns(spec, parts, json_column)
+
+
+def _draw_block(spec: GeneratorSpec, rng: np.random.Generator, n: int, json_column: str) -> list:
+    """The random draws of ``n`` events as numpy arrays, in column order (``json_column`` as text: its piece
+    codes and where each row's start; as VARIANT: the Arrow array)."""
     cats = spec.catalogs
-    event_id = _uuid4(rng, n)
+    event_id = _uuid4_text(rng, n)
     ts = spec.window_start_ms + draws.below(rng, spec.window_span_ms, n)
-    device_type = _draw(cats.device_types, rng, n)
-    firmware = _FIRMWARE.take(draws.below(rng, len(_FIRMWARE), n))
+    device_type = _draw_codes(cats.device_types, rng, n)
+    firmware = draws.below(rng, len(_FIRMWARE), n)
     battery = _grid_draw(rng, ("beta", 5.0, 1.5, 100.0), 0, 100, 1, n)
     sensor = 1 + draws.below(rng, spec.num_sensors, n)
     temperature = _quantise(_normal(rng, 22.0, 8.0, n), -40, 85, 2)
     humidity = _quantise(_normal(rng, 50.0, 15.0, n), 0, 100, 1)
     pressure = _quantise(_normal(rng, 1013.25, 8.0, n), 870, 1085, 2)
-    status = _draw(cats.status_values, rng, n)
-    region = _draw(cats.regions, rng, n)
-    zone = _draw(cats.zones, rng, n)
-    model = _draw(cats.models, rng, n)
+    status = _draw_codes(cats.status_values, rng, n)
+    region = _draw_codes(cats.regions, rng, n)
+    zone = _draw_codes(cats.zones, rng, n)
+    model = _draw_codes(cats.models, rng, n)
     version = (1 + draws.below(rng, 5, n)).astype(np.int32)
     signal = np.clip(np.rint(_normal(rng, -70.0, 12.0, n)), -120, -30).astype(np.int32)
     uptime = _quantise(720.0 * rng.standard_exponential(n, dtype=np.float32), 0, 8760, 2)
-    faults = draws.weighted(rng, _FAULT_CUTS, n).astype(np.int32)
+    faults = draws.weighted(rng, _FAULT_CUTS, n, _FAULT_TABLE).astype(np.int32)
     calibration = ts - (DAY_MS + draws.below(rng, 364 * DAY_MS + 1, n))
     maintenance_due = (ts - calibration) > CALIBRATION_DUE_DAYS * DAY_MS
     delay = np.exp(_normal(rng, np.log(800.0), 1.0, n))
     created = ts + np.minimum(np.rint(delay), 30_000).astype(np.int64)
     updated = created + np.where(draws.coin(rng, 0.2, n), 1 + draws.below(rng, HOUR_MS, n), 0)
-    source = _draw(cats.sources, rng, n)
-    env = _draw(cats.envs, rng, n)
-    payload = build_json_column(cats.key_pool, spec.min_keys, spec.max_keys, rng, n, json_column)
-    columns = [
-        event_id, _ts(ts), device_type, firmware, pa.array(battery), _sensor_ids(sensor, spec.num_sensors),
-        pa.array(temperature), pa.array(humidity), pa.array(pressure), status, region, zone, model,
-        pa.array(version), pa.array(signal), pa.array(uptime), pa.array(faults), _ts(calibration),
-        pa.array(maintenance_due), _ts(created), _ts(updated), source, env, payload,
-    ]
+    source = _draw_codes(cats.sources, rng, n)
+    env = _draw_codes(cats.envs, rng, n)
+    payload = (text_codes(cats.key_pool, spec.min_keys, spec.max_keys, rng, n) if json_column == "text" and n
+               else build_json_column(cats.key_pool, spec.min_keys, spec.max_keys, rng, n, json_column))
+    return [event_id, ts, device_type, firmware, battery, sensor, temperature, humidity, pressure, status, region,
+            zone, model, version, signal, uptime, faults, calibration, maintenance_due, created, updated, source,
+            env, payload]
+
+
+# How _columns makes each of _draw_block's arrays (but the last, json_column) an Arrow column.
+_KINDS = ("uuid", "timestamp", "device_types", "firmware", "number", "sensor", "number", "number", "number",
+          "status_values", "regions", "zones", "models", "number", "number", "number", "number", "timestamp",
+          "number", "timestamp", "timestamp", "sources", "envs")
+
+
+def _columns(spec: GeneratorSpec, parts: list[list], json_column: str) -> pa.RecordBatch:
+    """The record batch of one or more blocks' draws (:func:`_draw_block`), in order."""
+    cats = spec.catalogs
+    columns: list[Any] = []
+    for i, kind in enumerate(_KINDS):
+        x = parts[0][i] if len(parts) == 1 else np.concatenate([p[i] for p in parts])
+        if kind == "uuid":
+            columns.append(_fixed_width(x))
+        elif kind == "timestamp":
+            columns.append(_ts(x))
+        elif kind == "firmware":
+            columns.append(_FIRMWARE.take(x))
+        elif kind == "sensor":
+            columns.append(_sensor_ids(x, spec.num_sensors))
+        elif kind == "number":
+            columns.append(pa.array(x))
+        else:  # a catalog's codes
+            columns.append(_categorical_strings(getattr(cats, kind), x))
+    payloads = [p[23] for p in parts]
+    if not isinstance(payloads[0], tuple):  # VARIANT, or no rows
+        columns.append(_joined_arrays(payloads))
+    else:
+        shift = 0
+        codes, firsts = [], []
+        for block_codes, first in payloads:
+            codes.append(block_codes)
+            firsts.append(first + shift if shift else first)
+            shift += len(block_codes)
+        compiled = piece_table(cats.key_pool)
+        columns.append(joined_text(compiled, codes[0] if len(codes) == 1 else np.concatenate(codes),
+                                   firsts[0] if len(firsts) == 1 else np.concatenate(firsts)))
     return pa.RecordBatch.from_arrays(columns, schema=events_schema(json_column))
 
 
 def _ts(epoch_ms: np.ndarray) -> pa.Array:
-    return pa.array(epoch_ms * 1000, type=TIMESTAMP)
+    return timestamps_ms(epoch_ms)
 
 
 def _normal(rng: np.random.Generator, mean: float, sigma: float, n: int) -> np.ndarray:
@@ -376,13 +438,31 @@ def _grid_draw(rng: np.random.Generator, distribution: tuple, low: float, high: 
 
 
 @functools.lru_cache(maxsize=64)
-def _categorical(cat: Categorical) -> tuple[pa.StringArray, np.ndarray]:
-    return pa.array(cat.values, pa.string()), draws.thresholds(cat.probabilities)
+def _categorical(cat: Categorical) -> tuple[pa.StringArray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """The values as Arrow strings, the draw's cuts and lookup table, and (when every value has the same
+    length in bytes) the values as fixed-width items for :func:`_fixed_width`."""
+    cuts = draws.thresholds(cat.probabilities)
+    encoded = [value.encode("utf-8") for value in cat.values]
+    same = len({len(value) for value in encoded}) == 1 and len(encoded[0]) > 0
+    fixed = np.frombuffer(b"".join(encoded), dtype=f"V{len(encoded[0])}") if same else None
+    return pa.array(cat.values, pa.string()), cuts, draws.lookup(cuts), fixed
+
+
+def _categorical_strings(cat: Categorical, codes: np.ndarray) -> pa.Array:
+    """The values of the codes (a gather of fixed-width items when every value has the same length)."""
+    values, _, _, fixed = _categorical(cat)
+    if fixed is None:
+        return values.take(codes)
+    return _fixed_width(fixed[codes].view(np.uint8).reshape(len(codes), fixed.itemsize))
 
 
 def _draw(cat: Categorical, rng: np.random.Generator, n: int) -> pa.Array:
-    values, cuts = _categorical(cat)
-    return values.take(draws.weighted(rng, cuts, n))
+    return _categorical_strings(cat, _draw_codes(cat, rng, n))
+
+
+def _draw_codes(cat: Categorical, rng: np.random.Generator, n: int) -> np.ndarray:
+    _, cuts, table, _ = _categorical(cat)
+    return draws.weighted(rng, cuts, n, table)
 
 
 def _fixed_width(text: np.ndarray) -> pa.StringArray:
@@ -407,6 +487,11 @@ def _row_items(matrix: np.ndarray, start: int, width: int) -> np.ndarray:
 
 def _uuid4(rng: np.random.Generator, n: int) -> pa.Array:
     """Random (version 4, variant 1) UUIDs as text."""
+    return _fixed_width(_uuid4_text(rng, n))
+
+
+def _uuid4_text(rng: np.random.Generator, n: int) -> np.ndarray:
+    """:func:`_uuid4`'s text as an ``(n, 36)`` uint8 matrix."""
     raw = rng.bit_generator.random_raw(2 * n).view(np.uint8).reshape(n, 16)
     raw[:, 6] &= 0x0F
     raw[:, 6] |= 0x40
@@ -418,13 +503,14 @@ def _uuid4(rng: np.random.Generator, n: int) -> pa.Array:
         text[:, dash] = ord("-")
     for start, stop, at in ((0, 8, 0), (8, 12, 9), (12, 16, 14), (16, 20, 19), (20, 32, 24)):
         _row_items(text, at, stop - start)[...] = _row_items(hexed, start, stop - start)
-    return _fixed_width(text)
+    return text
 
 
 _FIRMWARE = pa.array([f"{a}.{b}.{c}" for a in range(1, 5) for b in range(10) for c in range(20)], pa.string())
 _FAULT_PROBABILITIES = [math.exp(-0.4) * 0.4**k / math.factorial(k) for k in range(50)]
 # Poisson(0.4), capped at 50
 _FAULT_CUTS = draws.thresholds(_FAULT_PROBABILITIES + [max(0.0, 1.0 - sum(_FAULT_PROBABILITIES))])
+_FAULT_TABLE = draws.lookup(_FAULT_CUTS)
 
 
 SENSOR_TABLE_LIMIT = 1 << 17  # sensor ids come from a cached table up to this many sensors

@@ -55,7 +55,7 @@ from ..base import keyed_random as kr
 from ..base.errors import InputError
 from ..base.times import DAY_MS, HOUR_MS, iso_time
 from ..settings.catalogs import ValueSpec
-from ..settings.schema import ARROW_SCHEMA, TIMESTAMP
+from ..settings.schema import ARROW_SCHEMA, TIMESTAMP, timestamps_ms
 from .dynamic_json import build_json_column
 from .fleet import READING_RANGES
 from .generator import BLOCK_SIZE, GeneratorSpec, block_rng, labelled_range
@@ -294,8 +294,8 @@ def _arrivals(spec: GeneratorSpec, batch: pa.RecordBatch, delivered: Delivered) 
     measured, created, updated = (_epoch_ms(batch.column(names.index(n))) for n in ("timestamp", "created_at",
                                                                                     "updated_at"))
     arrived = delivered.arrival + (created - measured)
-    columns["created_at"] = pa.array(arrived * 1000, TIMESTAMP)
-    columns["updated_at"] = pa.array((arrived + updated - created) * 1000, TIMESTAMP)
+    columns["created_at"] = timestamps_ms(arrived)
+    columns["updated_at"] = timestamps_ms(arrived + updated - created)
     for name in ("event_id", "json_column"):
         columns[name] = batch.column(names.index(name))
     return pa.RecordBatch.from_arrays([columns[name] for name in names], schema=batch.schema)

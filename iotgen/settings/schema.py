@@ -8,12 +8,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
 from ..base.errors import InputError
 
 SCHEMA_VERSION = 1
 TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+def timestamps_ms(epoch_ms) -> pa.Array:
+    """A :data:`TIMESTAMP` array of epoch milliseconds (int64 values, no nulls): made as int64 microseconds and
+    viewed as the timestamp type (no conversion: ~0.7 ns per value against ~1.5 ns for
+    ``pa.array(values, type=TIMESTAMP)`` once warm)."""
+    return pa.array(np.asarray(epoch_ms, dtype=np.int64) * 1000).view(TIMESTAMP)
 
 
 @dataclass(frozen=True)
