@@ -186,3 +186,13 @@ def test_bad_input_is_one_line_exit_2_and_a_bug_is_a_traceback_exit_1(tmp_path, 
     err = capsys.readouterr().err
     assert "Traceback" in err and "operands could not be broadcast" in err and "internal error" in err
     assert list(tmp_path.iterdir()) == []  # nothing published
+
+
+def test_the_command_line_starts_without_pandas():
+    """``iotgen --help`` and a command refused on its input load every subcommand's module, but not pandas (a
+    second of CPU at each start: pyarrow imports it at its first ``pa.array``); generating loads it when needed."""
+    probe = ("import importlib, sys\nfrom iotgen.faces import cli\n"
+             "for module in cli.COMMANDS.values():\n    importlib.import_module(module)\n"
+             "print('pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"], out.stderr

@@ -319,7 +319,7 @@ def _draw_block(spec: GeneratorSpec, rng: np.random.Generator, n: int, json_colu
     event_id = _uuid4_text(rng, n)
     ts = spec.window_start_ms + draws.below(rng, spec.window_span_ms, n)
     device_type = _draw_codes(cats.device_types, rng, n)
-    firmware = draws.below(rng, len(_FIRMWARE), n)
+    firmware = draws.below(rng, _FIRMWARE_COUNT, n)
     battery = _grid_draw(rng, ("beta", 5.0, 1.5, 100.0), 0, 100, 1, n)
     sensor = 1 + draws.below(rng, spec.num_sensors, n)
     temperature = _quantise(_normal(rng, 22.0, 8.0, n), -40, 85, 2)
@@ -364,7 +364,7 @@ def _columns(spec: GeneratorSpec, parts: list[list], json_column: str) -> pa.Rec
         elif kind == "timestamp":
             columns.append(_ts(x))
         elif kind == "firmware":
-            columns.append(_FIRMWARE.take(x))
+            columns.append(_firmware().take(x))
         elif kind == "sensor":
             columns.append(_sensor_ids(x, spec.num_sensors))
         elif kind == "number":
@@ -506,7 +506,14 @@ def _uuid4_text(rng: np.random.Generator, n: int) -> np.ndarray:
     return text
 
 
-_FIRMWARE = pa.array([f"{a}.{b}.{c}" for a in range(1, 5) for b in range(10) for c in range(20)], pa.string())
+#: firmware versions "1.0.0" .. "4.9.19". Built on first use: pyarrow imports pandas at its first pa.array() (a second
+#: of CPU), which `iotgen --help` and a command that fails on its input should not pay.
+_FIRMWARE_COUNT = 4 * 10 * 20
+
+
+@functools.lru_cache(maxsize=1)
+def _firmware() -> pa.Array:
+    return pa.array([f"{a}.{b}.{c}" for a in range(1, 5) for b in range(10) for c in range(20)], pa.string())
 _FAULT_PROBABILITIES = [math.exp(-0.4) * 0.4**k / math.factorial(k) for k in range(50)]
 # Poisson(0.4), capped at 50
 _FAULT_CUTS = draws.thresholds(_FAULT_PROBABILITIES + [max(0.0, 1.0 - sum(_FAULT_PROBABILITIES))])
