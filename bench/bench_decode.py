@@ -24,8 +24,10 @@ import argparse
 import datetime as dt
 import os
 import platform
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,6 +62,27 @@ def cpu_per_body(data: pa.Array, batch: int, key_pool) -> float:
     for first in range(0, len(data), batch):
         decode_bodies(data.slice(first, batch), json_column="variant", use_threads=False, key_pool=key_pool)
     return (time.process_time() - start) / len(data)
+
+
+def commit_cpu_per_body(data: pa.Array, batch: int, key_pool) -> float:
+    """The ingest's commit path per micro-batch: ``build_batch`` (decode + the ingest columns) and
+    ``write_delta`` into a fresh local Delta table (VARIANT json_column), CPU of all threads."""
+    from iotgen.outputs.delta import write_delta
+    from iotgen.runs.ingest import build_batch
+    from iotgen.settings.schema import TIMESTAMP
+
+    folder = Path(tempfile.mkdtemp(prefix="bench_decode_"))
+    try:
+        start = time.process_time()
+        for first in range(0, len(data), batch):
+            bodies_ = data.slice(first, batch)
+            n = len(bodies_)
+            ingested, _ = build_batch(bodies_, pa.array(["0"] * n), pa.array(np.arange(first, first + n)),
+                                      pa.array(np.zeros(n, dtype=np.int64)).cast(TIMESTAMP), "variant", key_pool)
+            write_delta(folder / "events", ingested, json_column_mode="variant")
+        return (time.process_time() - start) / len(data)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def fast_share(data: pa.Array, batch: int, key_pool) -> float:
@@ -110,6 +133,8 @@ def main() -> None:
                         help="bodies of the scenario-heavy set (its malformed bodies are examined one by one)")
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--commit", action="store_true",
+                        help="also the ingest's commit path: build_batch + write_delta to a local Delta table")
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
     anchor = "2026-03-01T00:00:00Z"
@@ -128,13 +153,18 @@ def main() -> None:
         for pool in pools.values():  # warm-up: compiled patterns, DuckDB connection
             cpu_per_body(data.slice(0, args.batch), args.batch, pool)
         times: dict[str, list[float]] = {label: [] for label in pools}
+        commit_pools = {"general (DuckDB), decode + Delta write": (), "fast, ingest pool, decode + Delta write":
+                        pools["fast, ingest pool"]} if args.commit else {}
+        times.update({label: [] for label in commit_pools})
         for r in range(args.rounds):
             for label, pool in pools.items():
                 times[label].append(cpu_per_body(data, args.batch, pool))
+            for label, pool in commit_pools.items():
+                times[label].append(commit_cpu_per_body(data, args.batch, pool))
             print(f"{name} round {r + 1}: " + ", ".join(f"{label} {t[-1] * 1e6:.1f} us" for label, t in times.items()),
                   flush=True)
-        general = times["general (DuckDB)"]
         for label, t in times.items():
+            general = times["general (DuckDB)" if "Delta" not in label else "general (DuckDB), decode + Delta write"]
             ratios = [g / x for g, x in zip(general, t)]
             rows.append((f"{name} ({events:,})", label, statistics.median(t) * 1e6, min(t) * 1e6, max(t) * 1e6,
                          statistics.median(ratios), min(ratios), max(ratios), shares.get(label)))
@@ -143,7 +173,7 @@ def main() -> None:
         "# Decode benchmark (the ingest's decode_bodies, json_column as VARIANT)",
         "",
         f"`python bench/bench_decode.py --events {args.events} --scenario-events {args.scenario_events} "
-        f"--batch {args.batch} --rounds {args.rounds}` on "
+        f"--batch {args.batch} --rounds {args.rounds}{' --commit' if args.commit else ''}` on "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{dt.date.today().isoformat()}. Process CPU per body, one core (`use_threads=False`), micro-batches of "
         f"{args.batch}; median and range over {args.rounds} interleaved rounds. 1-minute load average "

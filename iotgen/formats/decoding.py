@@ -94,8 +94,8 @@ def decode_bodies(bodies: pa.Array | Sequence[bytes], json_column: str = "text",
         # iotgen's own json_column parses typed in the same pass as the fixed columns; a body that fails so (a
         # key given twice, a fixed column's error: rare, so the chunks are split down to the one body) is
         # parsed again the general way with the rest
-        matches = np.asarray(pc.fill_null(pc.match_substring_regex(text.take(pa.array(candidates)), shape.pattern),
-                                          False))
+        looked_at = text if len(candidates) == n else text.take(pa.array(candidates))  # candidates: ascending
+        matches = np.asarray(pc.fill_null(pc.match_substring_regex(looked_at, shape.pattern), False))
         schema = _PARSE_SCHEMA.set(_PARSE_SCHEMA.get_field_index("json_column"),
                                    pa.field("json_column", shape.struct))
         retry = _parse_chunks(text, candidates[matches], fast_parts, use_threads, schema, smallest=1)
