@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 
 import numpy as np
@@ -231,3 +232,55 @@ def test_a_string_of_64_bytes_is_right_on_the_fast_path_and_empty_from_duckdb():
     general = decode_bodies([body.encode()], json_column="variant", key_pool=())
     assert _value(fast.events.column("json_column")[0].as_py()) == {"power_source": ("str", "x" * 64)}
     assert _value(general.events.column("json_column")[0].as_py()) == {"power_source": ("str", "")}
+
+
+# ---- random objects near the pool's shapes: the two paths agree on every one ---------------------------------
+def _objects():
+    from hypothesis import strategies as st
+
+    text = st.text(max_size=80).filter(lambda t: len(t.encode("utf-8")) != 64)  # DuckDB's 64-byte bug: above
+    scalar = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1),
+                       st.floats(allow_nan=False, allow_infinity=False), text)
+    value = st.recursive(scalar, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                         st.dictionaries(st.sampled_from(KEYS), inner, max_size=4)),
+                         max_leaves=8)
+    plain = st.text(st.characters(blacklist_categories=["Cs", "Cc"], blacklist_characters='"\\'), max_size=80
+                    ).filter(lambda t: len(t.encode("utf-8")) != 64)  # no escapes needed
+
+    def typed(spec):  # a value of the spec's JSON type (any value of it, not only the spec's range)
+        if spec.kind == "int" or (spec.kind == "float" and spec.params[2] == 0):
+            return st.integers(min_value=-(2**63), max_value=2**63 - 1)
+        if spec.kind == "float":  # mostly as the generator writes them: no exponent
+            return st.floats(min_value=-1e12, max_value=1e12).filter(lambda x: "e" not in repr(x))
+        if spec.kind == "bool":
+            return st.booleans()
+        if spec.kind == "choice":
+            return plain
+        if spec.kind == "string_array":
+            return st.lists(plain, max_size=5)
+        if spec.kind == "float_array":
+            return st.lists(typed(type(spec)("float", (0, 1, spec.params[4]))), max_size=5)
+        return st.fixed_dictionaries({}, optional={name: typed(child) for name, child in spec.children})
+
+    pool_shaped = st.fixed_dictionaries({}, optional={name: typed(spec) for name, spec in DEFAULT_POOL})
+    return st.one_of(pool_shaped, st.dictionaries(st.sampled_from(KEYS), value, max_size=8))
+
+
+KEYS = [name for name, _ in DEFAULT_POOL] + ["lat", "site", "healthy", "extra", "é"]
+
+
+def test_random_objects_decode_the_same_on_both_paths():
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    base = bodies_of(events(8, seed=67))
+
+    @settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")), deadline=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(st.tuples(_objects(), st.booleans()), min_size=1, max_size=8))
+    def check(objects):
+        bodies = [_with_json_column(base[i % len(base)], json.dumps(o, separators=(",", ":"), ensure_ascii=a)).encode()
+                  for i, (o, a) in enumerate(objects)]
+        assert_same_as_general_path(bodies + [b.encode() for b in base])
+
+    check()
