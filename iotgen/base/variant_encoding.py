@@ -254,3 +254,75 @@ def _put(blob: np.ndarray, at: np.ndarray, values: np.ndarray | int, size: int) 
     values = np.asarray(values, dtype=np.int64)
     for byte in range(size):
         blob[at + byte] = (values >> (8 * byte)) & 0xFF
+
+
+# ---- typed Arrow columns -> VARIANT values --------------------------------------------------------------------
+def strings(values: pa.Array) -> pa.BinaryArray:
+    """Non-null Arrow strings as VARIANT strings: short strings (up to 63 bytes) with a one-byte header, longer
+    ones as ``string`` primitives with a 4-byte length."""
+    values = values.cast(pa.binary())
+    lengths = pc.binary_length(values).to_numpy(zero_copy_only=False).astype(np.int64)
+    m = len(lengths)
+    long = lengths > 63
+    widths = np.where(long, 5, 1)
+    offsets = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(widths, out=offsets[1:])
+    head = np.empty(int(offsets[-1]), dtype=np.uint8)
+    starts = offsets[:-1]
+    head[starts] = np.where(long, (_STRING << 2) | _PRIMITIVE, (lengths << 2) | _SHORT_STRING).astype(np.uint8)
+    if long.any():
+        at, size = starts[long] + 1, lengths[long]
+        for byte in range(4):
+            head[at + byte] = (size >> (8 * byte)) & 0xFF
+    heads = pa.BinaryArray.from_buffers(pa.binary(), m, [None, pa.py_buffer(offsets.astype(np.int32)),
+                                                          pa.py_buffer(head)])
+    return pc.binary_join_element_wise(heads, values, pa.scalar(b"", pa.binary()))
+
+
+_BOOLEANS = pa.array([bytes([(_FALSE << 2) | _PRIMITIVE]), bytes([(_TRUE << 2) | _PRIMITIVE])], pa.binary())
+
+
+def arrow_values(values: pa.Array, ids: dict[str, int]) -> pa.BinaryArray:
+    """VARIANT values of a typed Arrow array with no nulls at its top level: ``int64``, ``double``, ``bool``,
+    ``string``, lists of those (no null items), structs (a null child is a missing field) whose field names
+    are keys of ``ids`` (the field ids of the shared metadata, :func:`metadata`). Whole-array operations, no
+    loop per value: the inverse shape of what a JSON reader makes of iotgen's ``json_column``."""
+    t = values.type
+    m = len(values)
+    if not m:
+        return pa.array([], pa.binary())
+    if pa.types.is_int64(t):
+        return ints(values.to_numpy(zero_copy_only=False))
+    if pa.types.is_float64(t):
+        return doubles(values.to_numpy(zero_copy_only=False))
+    if pa.types.is_boolean(t):
+        return _BOOLEANS.take(values.cast(pa.int8()))
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return strings(values)
+    if pa.types.is_list(t):
+        offsets = values.offsets.to_numpy()
+        lengths = np.diff(offsets)
+        items = arrow_values(values.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0])), ids)
+        starts = offsets[:-1] - offsets[0]
+        longest = int(lengths.max()) if m else 0
+        present = np.arange(longest)[:, None] < lengths[None, :]
+        elements = [items.take(pa.array(starts[present[j]] + j)) for j in range(longest)]
+        return containers(m, elements, present)
+    if pa.types.is_struct(t):
+        names = [t.field(i).name for i in range(t.num_fields)]
+        order = sorted(range(len(names)), key=lambda i: ids[names[i]])
+        children = values.flatten()  # the slice's rows of each child
+        present = np.empty((len(order), m), dtype=bool)
+        elements = []
+        for slot, i in enumerate(order):
+            child = children[i]
+            if child.null_count:
+                valid = child.is_valid()
+                present[slot] = valid.to_numpy(zero_copy_only=False)
+                child = child.filter(valid)
+            else:
+                present[slot] = True
+            elements.append(arrow_values(child, ids))
+        field_ids = np.array([ids[names[i]] for i in order], dtype=np.int64)
+        return containers(m, elements, present if not present.all() else None, field_ids)
+    raise TypeError(f"no VARIANT encoding for Arrow type {t}")

@@ -14,6 +14,7 @@ ignored (like Spark's ``from_json``).
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Sequence
@@ -24,14 +25,17 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from ..base.errors import InputError
+from ..settings.catalogs import Catalogs, ValueSpec
 from ..settings.schema import ARROW_SCHEMA, COLUMNS, TIMESTAMP
 from .duckdb_local import select_over
 from .json_bounds import out_of_bounds
+from .pool_json import PoolShape, compile_pool, encode
 from .variant import VARIANT_TYPE, try_field_to_variant, variant_error
 
 _PARSE_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type) if c.name != "json_column"
                            else pa.field("json_column", pa.struct([])) for c in COLUMNS])
 _SMALLEST_CHUNK = 16
+KeyPool = tuple[tuple[str, ValueSpec], ...]
 _INT32 = (-(2**31), 2**31 - 1)
 
 
@@ -48,11 +52,14 @@ class DecodedBodies:
 
 
 def decode_bodies(bodies: pa.Array | Sequence[bytes], json_column: str = "text",
-                  use_threads: bool = True) -> DecodedBodies:
+                  use_threads: bool = True, key_pool: KeyPool | None = None) -> DecodedBodies:
     """Parse event bodies (bytes) into typed events; bodies that are not events are rejected with a reason.
     ``json_column``: ``"text"`` (JSON text) or ``"variant"`` (Parquet VARIANT encoded; a body whose
     ``json_column`` cannot be a VARIANT is rejected). ``use_threads=False`` keeps the work on one core (the
-    ingest leaves the other to the Event Hubs receiver)."""
+    ingest leaves the other to the Event Hubs receiver). ``key_pool`` (VARIANT only): the pool iotgen drew
+    ``json_column`` from (default: the default catalogs' pool; ``()``: none): bodies whose ``json_column`` is
+    iotgen's own JSON of that pool are encoded from the typed parse (:mod:`iotgen.formats.pool_json`), the rest
+    by DuckDB; either way the values are the same."""
     if json_column not in ("text", "variant"):
         raise InputError(f"json_column must be 'text' or 'variant', got {json_column!r}")
     if not isinstance(bodies, (pa.Array, pa.ChunkedArray)):
@@ -81,6 +88,19 @@ def decode_bodies(bodies: pa.Array | Sequence[bytes], json_column: str = "text",
     else:
         candidates = np.arange(n, dtype=np.int64)
     good_parts: list[tuple[np.ndarray, pa.Table]] = []
+    shape = _pool_shape(key_pool) if json_column == "variant" else None
+    fast_parts: list[tuple[np.ndarray, pa.Table]] = []
+    if shape is not None and len(candidates):
+        # iotgen's own json_column parses typed in the same pass as the fixed columns; a body that fails so (a
+        # key given twice, a fixed column's error: rare, so the chunks are split down to the one body) is
+        # parsed again the general way with the rest
+        looked_at = text if len(candidates) == n else text.take(pa.array(candidates))  # candidates: ascending
+        matches = np.asarray(pc.fill_null(pc.match_substring_regex(looked_at, shape.pattern), False))
+        schema = _PARSE_SCHEMA.set(_PARSE_SCHEMA.get_field_index("json_column"),
+                                   pa.field("json_column", shape.struct))
+        retry = _parse_chunks(text, candidates[matches], fast_parts, use_threads, schema, smallest=1)
+        candidates = np.sort(np.concatenate([candidates[~matches], np.array(retry, dtype=np.int64)]))
+        good_parts.extend(fast_parts)
     failed = _parse_chunks(text, candidates, good_parts, use_threads)
     for i in sorted(slow.union(failed)):
         why = _row_reason(text[i].as_py())
@@ -94,7 +114,7 @@ def decode_bodies(bodies: pa.Array | Sequence[bytes], json_column: str = "text",
     indices, fixed = _merge(good_parts)
     objects = text.take(pa.array(indices))
     if json_column == "variant":
-        values, failed_rows = try_field_to_variant(objects, "json_column", use_threads)
+        values, failed_rows = _variant_column(objects, indices, fast_parts, shape, use_threads)
         schema = ARROW_SCHEMA.set(ARROW_SCHEMA.get_field_index("json_column"),
                                   pa.field("json_column", VARIANT_TYPE, nullable=False))
     else:
@@ -126,15 +146,54 @@ def _as_text(bodies: pa.Array) -> tuple[pa.Array, list[int]]:
         return pa.array(values, pa.string()), invalid
 
 
-def _parse(text: pa.Array, use_threads: bool = True) -> pa.Table | str:
-    """The fixed columns (and an empty struct for json_column) of JSON lines, or pyarrow's error message."""
+def _pool_shape(key_pool: KeyPool | None) -> PoolShape | None:
+    if key_pool is None:
+        key_pool = _default_pool()
+    return compile_pool(key_pool) if key_pool else None
+
+
+@functools.lru_cache(maxsize=1)
+def _default_pool() -> KeyPool:
+    return Catalogs.build().key_pool
+
+
+def _variant_column(objects: pa.Array, indices: np.ndarray, fast_parts: list[tuple[np.ndarray, pa.Table]],
+                    shape: PoolShape | None, use_threads: bool) -> tuple[pa.Array, list[int]]:
+    """``json_column`` of the good bodies (``objects``, at input ``indices``) as VARIANT: the typed parses of
+    ``fast_parts`` (the bodies whose json_column is iotgen's own JSON) encoded directly, the rest by DuckDB;
+    and the positions (in ``objects``) that cannot be encoded."""
+    fast_positions = np.concatenate([p for p, _ in fast_parts]) if fast_parts else np.array([], dtype=np.int64)
+    fast = np.isin(indices, fast_positions) if len(fast_positions) else np.zeros(len(indices), dtype=bool)
+    if shape is None or not fast.any():
+        return try_field_to_variant(objects, "json_column", use_threads)
+    # every fast row parsed without error is a good row (the general checks are about the fixed columns only)
+    # every row of fast_parts is a good row (the general checks after the parse are about other fields)
+    structs = pa.concat_arrays([t.column("json_column").combine_chunks() for _, t in fast_parts])
+    order = np.argsort(fast_positions, kind="stable")
+    if (order != np.arange(len(order))).any():
+        structs = structs.take(pa.array(order))
+    encoded = encode(structs, shape)
+    if fast.all():
+        return encoded, []
+    slow_rows = np.flatnonzero(~fast)
+    slow_values, slow_failed = try_field_to_variant(objects.take(pa.array(slow_rows)), "json_column", use_threads)
+    joined = pa.concat_arrays([encoded, slow_values])
+    place = np.empty(len(indices), dtype=np.int64)
+    place[np.flatnonzero(fast)] = np.arange(len(encoded))
+    place[slow_rows] = len(encoded) + np.arange(len(slow_rows))
+    return joined.take(pa.array(place)), [int(slow_rows[i]) for i in slow_failed]
+
+
+def _parse(text: pa.Array, use_threads: bool = True, schema: pa.Schema = _PARSE_SCHEMA) -> pa.Table | str:
+    """The fixed columns (and an empty struct, or ``schema``'s type, for json_column) of JSON lines, or
+    pyarrow's error message."""
     data = _lines(text)
     longest = pc.max(pc.binary_length(text)).as_py() or 0
     try:
         table = pajson.read_json(
             pa.BufferReader(data),
             read_options=pajson.ReadOptions(use_threads=use_threads, block_size=max(1 << 20, 2 * longest + 2)),
-            parse_options=pajson.ParseOptions(explicit_schema=_PARSE_SCHEMA, unexpected_field_behavior="ignore",
+            parse_options=pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore",
                                               newlines_in_values=False))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         return str(exc).splitlines()[0]
@@ -153,12 +212,13 @@ def _lines(text: pa.Array) -> pa.Buffer:
 
 
 def _parse_chunks(text: pa.Array, positions: np.ndarray, good: list[tuple[np.ndarray, pa.Table]],
-                  use_threads: bool = True) -> list[int]:
+                  use_threads: bool = True, schema: pa.Schema = _PARSE_SCHEMA, smallest: int = _SMALLEST_CHUNK
+                  ) -> list[int]:
     """Parse the rows at ``positions``; good rows are appended to ``good``; returns the rows that failed
-    (a failing chunk is split in halves down to a few rows)."""
+    (a failing chunk is split in halves down to ``smallest`` rows)."""
     if len(positions) == 0:
         return []
-    parsed = _parse(text.take(pa.array(positions)), use_threads)
+    parsed = _parse(text.take(pa.array(positions)), use_threads, schema)
     if not isinstance(parsed, str):
         nulls = _rows_with_nulls(parsed)
         if not nulls.any():
@@ -166,17 +226,17 @@ def _parse_chunks(text: pa.Array, positions: np.ndarray, good: list[tuple[np.nda
             return []
         good.append((positions[~nulls], parsed.filter(pa.array(~nulls))))
         return positions[nulls].tolist()
-    if len(positions) <= _SMALLEST_CHUNK:
+    if len(positions) <= smallest:
         return positions.tolist()
     middle = len(positions) // 2
-    return (_parse_chunks(text, positions[:middle], good, use_threads)
-            + _parse_chunks(text, positions[middle:], good, use_threads))
+    return (_parse_chunks(text, positions[:middle], good, use_threads, schema, smallest)
+            + _parse_chunks(text, positions[middle:], good, use_threads, schema, smallest))
 
 
 def _rows_with_nulls(table: pa.Table) -> np.ndarray:
     mask = np.zeros(table.num_rows, dtype=bool)
     for column in table.columns:
-        if column.null_count:
+        if column.null_count:  # json_column: the struct itself (its missing keys are null children)
             mask |= np.asarray(column.is_null())
     return mask
 
@@ -192,7 +252,7 @@ def _merge(parts: list[tuple[np.ndarray, pa.Table]]) -> tuple[np.ndarray, pa.Tab
     if not parts:
         return np.array([], dtype=np.int64), _PARSE_SCHEMA.empty_table()
     indices = np.concatenate([p[0] for p in parts])
-    table = pa.concat_tables([p[1] for p in parts])
+    table = pa.concat_tables([p[1].drop_columns(["json_column"]) for p in parts])  # json_column: see _variant_column
     order = np.argsort(indices, kind="stable")
     if (order != np.arange(len(order))).any():
         return indices[order], table.take(pa.array(order))

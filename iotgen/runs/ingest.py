@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..base.errors import InputError
-from ..formats.decoding import decode_bodies
+from ..formats.decoding import KeyPool, decode_bodies
 from ..outputs.lakehouse import INGEST_FIELDS, QUARANTINE_SCHEMA, CommitConflict
 from ..settings.config import Config
 from ..settings.schema import TIMESTAMP
@@ -206,11 +206,13 @@ def _arrays(taken: dict[str, tuple[list[bytes], list[int], list[int]]]) -> tuple
 
 
 def build_batch(bodies: pa.Array, partitions: pa.Array, seqs: pa.Array, enqueued: pa.Array,
-                json_column_mode: str) -> tuple[pa.Table, pa.Table]:
-    """(ingested events, quarantined bodies) of one micro-batch; every input row is in exactly one of them."""
+                json_column_mode: str, key_pool: KeyPool | None = None) -> tuple[pa.Table, pa.Table]:
+    """(ingested events, quarantined bodies) of one micro-batch; every input row is in exactly one of them.
+    ``key_pool``: see :func:`json_column_pool` (None: the default catalogs' pool)."""
     # One core: the SDK's receive loop (pure Python) needs the other; on 2 cores this raised the ingest's
     # events/s by about a fifth over letting pyarrow and DuckDB use both (bench/bench_lakehouse.py).
-    decoded = decode_bodies(bodies, "variant" if json_column_mode == "variant" else "text", use_threads=False)
+    decoded = decode_bodies(bodies, "variant" if json_column_mode == "variant" else "text", use_threads=False,
+                            key_pool=key_pool)
     take = pa.array(decoded.indices, pa.int64())
     ingested = decoded.events
     for f, column in zip(INGEST_FIELDS, (partitions, seqs, enqueued)):
@@ -220,6 +222,24 @@ def build_batch(bodies: pa.Array, partitions: pa.Array, seqs: pa.Array, enqueued
         [partitions.take(rows), seqs.take(rows), enqueued.take(rows),
          pa.array([r for _, r in decoded.rejected], pa.string()), bodies.take(rows)], schema=QUARANTINE_SCHEMA)
     return ingested, quarantine
+
+
+def json_column_pool(config: Config) -> KeyPool | None:
+    """The keys a producer with this Config draws ``json_column`` from: ``SPEC_FILE``'s catalogs (the key pool)
+    and the keys its schema drift adds. The ingest encodes the VARIANT of bodies whose ``json_column`` is
+    iotgen's own JSON of this pool without DuckDB (:mod:`iotgen.formats.pool_json`); any other body takes the
+    general path, so the pool decides the speed only, never the result. A SPEC_FILE that cannot be read gives
+    the default pool (None) and a warning: the ingest did not need the spec before."""
+    from ..spec.spec_file import load_spec
+
+    try:
+        spec = load_spec(config.spec_file)
+        catalogs = spec.build_catalogs()
+        drift = spec.build_scenarios(catalogs, 0).schema_drift
+    except (InputError, ValueError) as exc:
+        _LOGGER.warning("SPEC_FILE: %s; the ingest's VARIANT fast path takes the default key pool", exc)
+        return None
+    return catalogs.key_pool + tuple((c.key, c.value) for c in drift if c.operation == "add_key" and c.value)
 
 
 def _after(table: pa.Table, versions: dict[str, int | None]) -> pa.Table:
@@ -236,8 +256,9 @@ class _Committer:
     """Writes micro-batches to the target and its quarantine table, exactly once."""
 
     def __init__(self, target: TableTarget, quarantine: TableTarget, source: "EventHubTarget",
-                 partitions: list[str]) -> None:
+                 partitions: list[str], key_pool: KeyPool | None = None) -> None:
         self.target = target
+        self.key_pool = key_pool
         self.quarantine = quarantine
         self.ids = {p: offsets_app_id(source, p) for p in partitions}
         self.offsets = self._read(target)
@@ -251,7 +272,8 @@ class _Committer:
 
     def commit(self, taken, summary: IngestSummary) -> None:
         bodies, partitions, seqs, enqueued = _arrays(taken)
-        ingested, quarantined = build_batch(bodies, partitions, seqs, enqueued, self.target.json_column_mode)
+        ingested, quarantined = build_batch(bodies, partitions, seqs, enqueued, self.target.json_column_mode,
+                                            self.key_pool)
         last = {p: max(s) for p, (_, s, _) in taken.items() if s}
         for _ in range(COMMIT_ATTEMPTS):
             try:
@@ -312,7 +334,7 @@ def run_ingest(
         target.check()
         quarantine.check()
         partitions = reader.partitions()
-        committer = _Committer(target, quarantine, reader.target, partitions)
+        committer = _Committer(target, quarantine, reader.target, partitions, json_column_pool(config))
         ends = reader.ends(partitions) if options.available_now else None
         reader.receive(committer.offsets, buffer, options)
         summary.stopped_by = _loop(buffer, committer, options, stop, summary, on_commit, ends)

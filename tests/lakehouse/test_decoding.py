@@ -31,17 +31,21 @@ def test_text_mode_gives_back_the_generated_events():
 
 
 def test_variant_mode_encodes_json_column_exactly_as_the_text_encoder_does():
+    """The general path (``key_pool=()``) gives the text encoder's bytes; the fast path for iotgen's own JSON
+    (the default) the same values with the key pool's shared metadata (tests/lakehouse/test_variant_fast_path.py)."""
     table = events(2000, seed=52)
     bodies = [b.encode() for b in bodies_of(table)]
-    as_variant = decode_bodies(bodies, json_column="variant")
+    as_variant = decode_bodies(bodies, json_column="variant", key_pool=())
     as_text = decode_bodies(bodies)
     assert as_variant.events.schema.field("json_column").type == VARIANT_TYPE
     assert as_variant.events.drop_columns(["json_column"]).equals(as_text.events.drop_columns(["json_column"]))
     encoded, failed = try_json_to_variant(as_text.events.column("json_column"))
     assert failed == [] and as_variant.events.column("json_column").combine_chunks().equals(encoded)
-    # and an independent decoder (PySpark's) reads the original objects back
-    first = as_variant.events.column("json_column")[0].as_py()
-    assert _variant_json(first) == json.loads(table.column("json_column")[0].as_py())
+    # and an independent decoder (PySpark's) reads the original objects back, on either path
+    fast = decode_bodies(bodies, json_column="variant")
+    for decoded in (as_variant, fast):
+        first = decoded.events.column("json_column")[0].as_py()
+        assert _variant_json(first) == json.loads(table.column("json_column")[0].as_py())
 
 
 def test_bodies_out_of_bounds_are_rejected_in_both_modes_and_the_rest_kept():
