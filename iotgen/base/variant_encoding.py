@@ -50,6 +50,59 @@ def string_value(text: str) -> bytes:
     return bytes([(_STRING << 2) | _PRIMITIVE]) + struct.pack("<I", len(raw)) + raw
 
 
+def encode_json(value) -> tuple[bytes, bytes]:
+    """One JSON value (as :func:`json.loads` gives it) as ``(metadata, value)``, one Python call per node: for the
+    rare rows a whole-column encoder cannot take (see :mod:`iotgen.formats.variant`). Integers are ``int64``,
+    other numbers ``double``, as DuckDB's JSON encoder gives them; an integer beyond int64 is a ``ValueError``."""
+    names: set[str] = set()
+    _collect_keys(value, names)
+    ids = {name: i for i, name in enumerate(sorted(names, key=lambda n: n.encode("utf-8")))}
+    return metadata(names), _encode_node(value, ids)
+
+
+def _collect_keys(value, names: set[str]) -> None:
+    if isinstance(value, dict):
+        names.update(value)
+        for item in value.values():
+            _collect_keys(item, names)
+    elif isinstance(value, list):
+        for item in value:
+            _collect_keys(item, names)
+
+
+def _encode_node(value, ids: dict[str, int]) -> bytes:
+    if value is None:
+        return bytes([_PRIMITIVE])
+    if isinstance(value, bool):
+        return boolean_value(value)
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise ValueError(f"integer {value} is outside the int64 range")
+        return bytes([(_INT64 << 2) | _PRIMITIVE]) + struct.pack("<q", value)
+    if isinstance(value, float):
+        return bytes([(_DOUBLE << 2) | _PRIMITIVE]) + struct.pack("<d", value)
+    if isinstance(value, str):
+        return string_value(value)
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: k.encode("utf-8"))
+        items = [_encode_node(value[k], ids) for k in keys]
+        field_ids = [ids[k] for k in keys]
+    else:
+        items = [_encode_node(item, ids) for item in value]
+        field_ids = []
+    offsets = np.concatenate([[0], np.cumsum([len(i) for i in items], dtype=np.int64)])
+    large = len(items) > 255
+    offset_size = _width(int(offsets[-1]))
+    count = struct.pack("<I", len(items)) if large else bytes([len(items)])
+    if isinstance(value, dict):
+        id_size = _width(max(field_ids, default=0))
+        header = (((int(large) << 4) | ((id_size - 1) << 2) | (offset_size - 1)) << 2) | _OBJECT
+        lead = bytes([header]) + count + _le(np.array(field_ids, dtype=np.int64), id_size)
+    else:
+        lead = bytes([(((int(large) << 2) | (offset_size - 1)) << 2) | _ARRAY]) + count
+    return lead + _le(offsets, offset_size) + b"".join(items)
+
+
 def boolean_value(flag: bool) -> bytes:
     return bytes([((_TRUE if flag else _FALSE) << 2) | _PRIMITIVE])
 

@@ -6,19 +6,24 @@ https://github.com/apache/parquet-format/blob/master/VariantEncoding.md). DuckDB
 ``variant_to_parquet_variant(json::VARIANT)`` encodes a whole column in C++; integers become int64, other
 numbers double, so a value's JSON reads back equal to the original. JSON out of the bounds of
 :mod:`iotgen.formats.json_bounds` (an integer beyond int64, a number beyond a double, nesting over 64 levels) is
-refused rather than changed. :func:`try_json_to_variant` encodes JSON
-text; :func:`try_field_to_variant` encodes one field of JSON object texts (an event body's ``json_column``)
-without cutting it out as text first. The tests decode the results with PySpark's independent pure-Python
-decoder (``pyspark.sql.types.VariantVal``) and read tables back in DuckDB.
+refused rather than changed. DuckDB 1.5 writes a string of exactly 64 bytes as an empty one (its short-string
+header has 6 bits for the length): the rows that hold one are found with one regex pass and encoded again by
+:func:`iotgen.base.variant_encoding.encode_json` (:func:`_fix_64_byte_strings`).
+:func:`try_json_to_variant` encodes JSON text; :func:`try_field_to_variant` encodes one field of JSON object
+texts (an event body's ``json_column``) without cutting it out as text first. The tests decode the results
+with PySpark's independent pure-Python decoder (``pyspark.sql.types.VariantVal``) and read tables back in
+DuckDB.
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..base.variant_encoding import VARIANT_TYPE
+from ..base.variant_encoding import VARIANT_TYPE, encode_json, metadata, string_value
 from .duckdb_local import connection, select_over
 from .json_bounds import bound_broken, out_of_bounds
 
@@ -42,7 +47,12 @@ def json_or_text_to_variant(text: pa.Array | pa.ChunkedArray, name: str = "json_
     if not failed:
         return encoded
     text = _string_array(text, name)
-    strings = _encode(text.take(pa.array(failed, pa.int64())), "variant_to_parquet_variant(j::VARIANT)")
+    kept = text.take(pa.array(failed, pa.int64()))
+    strings = _encode(kept, "variant_to_parquet_variant(j::VARIANT)")
+    exact = np.flatnonzero(np.asarray(pc.fill_null(pc.equal(pc.binary_length(kept), 64), False)))
+    if len(exact):  # DuckDB's 64-byte string (module docstring)
+        fixed = [string_value(kept[int(i)].as_py()) for i in exact]
+        strings = _replace_rows(strings, exact, [metadata(()) for _ in exact], fixed)
     replaced = np.zeros(len(text), dtype=bool)
     replaced[failed] = True
     mask = pa.array(replaced)
@@ -60,6 +70,7 @@ def try_json_to_variant(text: pa.Array | pa.ChunkedArray, name: str = "json_colu
         keep = pc.invert(pa.array([i in broken for i in range(len(text))]))
         text = pc.if_else(keep, text, pa.scalar(None, text.type))  # encoded as null, reported as failed
     encoded = _encode(text, "CASE WHEN json_valid(j) THEN TRY(variant_to_parquet_variant(j::JSON::VARIANT)) END")
+    encoded = _fix_64_byte_strings(encoded, text, None)
     values, failed = _variant_array(encoded, text.is_valid())
     return values, sorted(set(failed).union(broken))
 
@@ -74,7 +85,7 @@ def try_field_to_variant(objects: pa.Array | pa.ChunkedArray, field: str, use_th
     objects = _string_array(objects, "the JSON objects")
     path = '$."' + field.replace('"', '\\"') + '"'
     encoded = _encode(objects, "TRY(variant_to_parquet_variant(json_extract(j, ?)::VARIANT))", [path], use_threads)
-    return _variant_array(encoded, objects.is_valid())
+    return _variant_array(_fix_64_byte_strings(encoded, objects, field), objects.is_valid())
 
 
 def variant_error(text: str) -> str:
@@ -118,3 +129,55 @@ def _variant_array(encoded: pa.Array, wanted: pa.Array) -> tuple[pa.Array, list[
         nulls = pc.or_(nulls, unwanted) if nulls is not None else unwanted
     fields = [encoded.field(0).fill_null(b""), encoded.field(1).fill_null(b"")]
     return pa.StructArray.from_arrays(fields, fields=list(VARIANT_TYPE), mask=nulls), failed
+
+
+#: a string token of exactly 64 bytes with no escape; in a text with escapes, a token of 64 or more pieces (a
+#: byte, or a backslash and the character after it: each piece decodes to at most one byte, so a string of 64 bytes
+#: has 64 pieces or more). On the bytes; a match may also span the text between two tokens: the rows found are
+#: checked exactly.
+_PLAIN_64 = r'"[^"\\]{64}"'
+_ESCAPED_LONG = r'"(?:[^"\\]|\\.){64,}"'
+
+
+def _fix_64_byte_strings(encoded: pa.Array, texts: pa.Array, field: str | None) -> pa.Array:
+    """DuckDB's encoding, with the rows that hold a string of exactly 64 bytes (which DuckDB 1.5 writes as an
+    empty string) encoded again in Python: the value of each JSON text, or its ``field``."""
+    if len(texts) == 0 or len(encoded) == 0:
+        return encoded
+    raw = texts.cast(pa.binary())
+    found = pc.match_substring_regex(raw, _PLAIN_64)
+    if pc.any(pc.match_substring(raw, "\\")).as_py():
+        found = pc.or_(found, pc.match_substring_regex(raw, _ESCAPED_LONG))
+    candidates = np.flatnonzero(np.asarray(pc.fill_null(pc.and_(found, encoded.is_valid()), False)))
+    rows, metadatas, values = [], [], []
+    for i in candidates:
+        value = json.loads(texts[int(i)].as_py())
+        if field is not None:
+            value = value.get(field) if isinstance(value, dict) else None
+        if _has_64_byte_string(value):
+            meta, encoded_value = encode_json(value)
+            rows.append(int(i))
+            metadatas.append(meta)
+            values.append(encoded_value)
+    return _replace_rows(encoded, np.array(rows, dtype=np.int64), metadatas, values) if rows else encoded
+
+
+def _has_64_byte_string(value) -> bool:
+    if isinstance(value, str):
+        return len(value.encode("utf-8")) == 64
+    if isinstance(value, dict):
+        return any(_has_64_byte_string(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_64_byte_string(v) for v in value)
+    return False
+
+
+def _replace_rows(encoded: pa.Array, rows: np.ndarray, metadatas: list[bytes], values: list[bytes]) -> pa.Array:
+    """``encoded`` (struct of metadata and value) with ``rows`` replaced by the given bytes (nulls kept)."""
+    mask = np.zeros(len(encoded), dtype=bool)
+    mask[rows] = True
+    arrow_mask = pa.array(mask)
+    fields = [pc.replace_with_mask(encoded.field(i).cast(pa.binary()), arrow_mask, pa.array(new, pa.binary()))
+              for i, new in enumerate((metadatas, values))]
+    return pa.StructArray.from_arrays(fields, names=[f.name for f in encoded.type],
+                                      mask=encoded.is_null() if encoded.null_count else None)
