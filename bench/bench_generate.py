@@ -405,6 +405,7 @@ def worker_runs(n: int, workers: int, rounds: int, scratch: Path) -> list[Worker
         if attempt == 0:
             for run in runs.values():
                 run.cpu = float("inf")
+            continue
         print("  round {}: {}".format(attempt, ", ".join(f"{r.name} {r.cpu:.2f} s" for r in runs.values())),
               flush=True)
     return list(runs.values())
@@ -418,9 +419,11 @@ def worker_table(runs: list[WorkerRun]) -> list[str]:
              "| run | events | wall s | CPU s | CPU µs/event | CPU vs 1 worker | parent share |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
-        per_one = f"{r.us_per_event / one.us_per_event:.2f}" if r.events == one.events else ""
+        full = r.events == one.events  # the start-up runs: CPU seconds only
+        per_one = f"{r.us_per_event / one.us_per_event:.2f}" if full else ""
         lines.append(f"| {r.name} | {r.events:,} | {r.wall:.1f} | {r.cpu:.2f} | "
-                     f"{r.us_per_event:.2f} | {per_one} | {'' if r is reference else f'{r.parent_cpu / r.cpu:.0%}'} |")
+                     f"{f'{r.us_per_event:.2f}' if full else ''} | {per_one} | "
+                     f"{'' if r is reference else f'{r.parent_cpu / r.cpu:.0%}'} |")
     workers = int(many.name.split()[0])
     steady = (many.cpu - start_many.cpu) / (one.cpu - start_one.cpu)
     lines += ["", f"- {workers} workers, start-up excluded (CPU minus the start-up-only run's, each): "
