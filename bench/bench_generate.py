@@ -14,9 +14,13 @@ Each contender runs once to warm up, then ``--repeats`` times; the best run coun
 second of process CPU time (user + system: the kernel's page-cache writes count); wall-clock rates are shown
 beside. Single core: BLAS/OpenMP pools are pinned to one thread before numpy loads, Arrow's CPU and I/O pools
 to one thread, and the process to one CPU where the OS allows. ``--workers 2`` adds NDJSON runs of
-``WORKER_PARTS`` parts with 1 and 2 worker processes (each worker writes whole parts): wall clock, CPU time per
-event of the process and its workers, and the parent's share of that CPU (on a shared 2-core machine wall-clock
-scaling cannot be shown; CPU per event and the parent's share can). Writes a markdown table and a log-scale bar
+``WORKER_PARTS`` parts, each a fresh Python process as ``iotgen generate`` is (start-up and imports counted), with
+1 and 2 worker processes (each worker writes whole parts), interleaved round by round: CPU time per event of the
+process and its workers and the parent's share of it; the same 2-worker run with every process pinned to one CPU
+(the workers take turns: no contention between them, only what the code costs); a hardware reference, two
+independent 1-worker runs of half the events each at once (what two busy processes on this machine cost each
+other, whatever our code does); and the fixed start-up (runs of 2 events). On a shared 2-core machine wall-clock
+scaling cannot be shown; CPU per event and the parent's share can. Writes a markdown table and a log-scale bar
 chart:
 
     python bench/bench_generate.py [--events 500000] [--repeats 3] [--out bench/results]
@@ -42,6 +46,7 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
+import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -252,10 +257,9 @@ def iotgen_ndjson_bytes(n: int, folder: Path) -> None:
         ndjson_bytes(batch)
 
 
-def iotgen_file(fmt: str, workers: int = 1, parts: int = 1) -> Callable[[int, Path], None]:
+def iotgen_file(fmt: str) -> Callable[[int, Path], None]:
     def run(n: int, folder: Path) -> None:
-        write_files(_config(n, folder, output_format=fmt, workers=workers,
-                            events_per_file=max(1, -(-n // parts))))
+        write_files(_config(n, folder, output_format=fmt))
 
     return run
 
@@ -268,7 +272,6 @@ class Result:
     wall: float
     cpu: float
     bytes_per_event: float | None = None
-    parent_cpu: float = 0.0  # of ``cpu``, the measuring process's own (the rest: its worker processes)
 
     @property
     def per_core(self) -> float:
@@ -290,23 +293,148 @@ def _cpu_seconds(children: bool = True) -> float:
     return total
 
 
-def measure(name: str, run: Callable[[int, Path], None], n: int, repeats: int, scratch: Path,
-            by_wall: bool = False) -> Result:
-    """The best of ``repeats`` runs of ``n`` events (least CPU time, or least wall time) after a warm-up."""
+def measure(name: str, run: Callable[[int, Path], None], n: int, repeats: int, scratch: Path) -> Result:
+    """The best of ``repeats`` runs of ``n`` events (least CPU time) after a warm-up."""
     best: Result | None = None
     for attempt in range(repeats + 1):
         folder = Path(tempfile.mkdtemp(dir=scratch))
         count = max(1, n // 20) if attempt == 0 else n  # the first run warms up caches and tables
-        wall, cpu, own = time.perf_counter(), _cpu_seconds(), _cpu_seconds(children=False)
+        wall, cpu = time.perf_counter(), _cpu_seconds()
         run(count, folder)
-        wall, cpu, own = time.perf_counter() - wall, _cpu_seconds() - cpu, _cpu_seconds(children=False) - own
+        wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
         written = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and f.suffix != ".json")
         shutil.rmtree(folder)
-        if attempt and (best is None or (wall < best.wall if by_wall else cpu < best.cpu)):
-            best = Result(name, count, wall, cpu, written / count if written else None, own)
+        if attempt and (best is None or cpu < best.cpu):
+            best = Result(name, count, wall, cpu, written / count if written else None)
         if attempt:
             print(f"  {name}: {count / cpu:>12,.0f} events/s per core ({count / wall:,.0f} wall)", flush=True)
     return best
+
+
+# ---- worker processes: each run a fresh process, as `iotgen generate` ----------------------------------------
+_RUN = r"""
+import json, resource, sys
+from iotgen.base.allocator import retain_freed_memory
+retain_freed_memory()  # before numpy and pyarrow load, as the CLI does
+from iotgen.runs.batch import write_files
+from iotgen.settings.config import Config
+n, workers, parts, out, anchor = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+write_files(Config(num_events=n, random_seed=7, anchor_time=anchor, output_dir=out, output_format="ndjson",
+                   workers=workers, events_per_file=max(1, -(-n // parts))))
+me = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"parent": me.ru_utime + me.ru_stime}))
+"""
+
+
+@dataclass
+class WorkerRun:
+    """One worker configuration: the least CPU time over the rounds (all processes of the run: the parent, its
+    workers, start-up included), the parent's own CPU and the wall time of that round."""
+
+    name: str
+    events: int
+    cpu: float = float("inf")
+    parent_cpu: float = 0.0
+    wall: float = 0.0
+
+    def add(self, cpu: float, parent: float, wall: float) -> None:
+        if cpu < self.cpu:
+            self.cpu, self.parent_cpu, self.wall = cpu, parent, wall
+
+    @property
+    def us_per_event(self) -> float:
+        return 1e6 * self.cpu / self.events
+
+
+def _launch(n: int, workers: int, parts: int, scratch: Path, cpus: set[int] | None = None):
+    out = tempfile.mkdtemp(dir=scratch)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen([sys.executable, "-c", _RUN, str(n), str(workers), str(parts), out, ANCHOR],
+                               stdout=subprocess.PIPE, env=env,
+                               preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+    return process, out
+
+
+def _finish(launched) -> tuple[float, float]:
+    """(CPU seconds of the process and its workers, the process's own)."""
+    process, out = launched
+    _, status, usage = os.wait4(process.pid, 0)
+    report = process.stdout.read()
+    process.stdout.close()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    shutil.rmtree(out, ignore_errors=True)
+    if process.returncode:
+        raise RuntimeError(f"worker benchmark run failed with status {process.returncode}")
+    return usage.ru_utime + usage.ru_stime, json.loads(report)["parent"]
+
+
+def worker_runs(n: int, workers: int, rounds: int, scratch: Path) -> list[WorkerRun]:
+    """1 and ``workers`` worker processes, the same pinned to one CPU, the hardware reference (``workers``
+    independent 1-worker runs at once, n / workers events each) and the start-up alone; interleaved round by
+    round after a warm-up round, so that the machine's load falls on all alike."""
+    one_cpu = {sorted(os.sched_getaffinity(0))[-1]} if hasattr(os, "sched_setaffinity") else None
+    runs = {
+        "one": WorkerRun("1 worker", n),
+        "many": WorkerRun(f"{workers} workers", n),
+        "pinned": WorkerRun(f"{workers} workers, all on one CPU", n),
+        "reference": WorkerRun(f"reference: {workers} independent 1-worker runs at once", n),
+        "start one": WorkerRun("1 worker, start-up only (2 events)", 2),
+        "start many": WorkerRun(f"{workers} workers, start-up only (2 events)", 2),
+    }
+
+    def single(key: str, count: int, k: int, parts: int, cpus=None) -> None:
+        wall = time.perf_counter()
+        cpu, parent = _finish(_launch(count, k, parts, scratch, cpus))
+        runs[key].add(cpu, parent, time.perf_counter() - wall)
+
+    def reference() -> None:
+        wall = time.perf_counter()
+        launched = [_launch(n // workers, 1, WORKER_PARTS // workers, scratch) for _ in range(workers)]
+        done = [_finish(one) for one in launched]
+        runs["reference"].add(sum(cpu for cpu, _ in done), sum(own for _, own in done), time.perf_counter() - wall)
+
+    for attempt in range(rounds + 1):
+        scale = 20 if attempt == 0 else 1  # the first round warms up the page cache and the disk
+        single("one", n // scale, 1, WORKER_PARTS)
+        single("many", n // scale, workers, WORKER_PARTS)
+        single("pinned", n // scale, workers, WORKER_PARTS, one_cpu)
+        reference()
+        single("start one", 2, 1, 2)
+        single("start many", 2, workers, 2)
+        if attempt == 0:
+            for run in runs.values():
+                run.cpu = float("inf")
+            continue
+        print("  round {}: {}".format(attempt, ", ".join(f"{r.name} {r.cpu:.2f} s" for r in runs.values())),
+              flush=True)
+    return list(runs.values())
+
+
+def worker_table(runs: list[WorkerRun]) -> list[str]:
+    one, many, pinned, reference, start_one, start_many = runs
+    lines = ["", f"NDJSON file of {WORKER_PARTS} parts with worker processes (each worker writes whole parts). Each "
+             "run is a fresh Python process as `iotgen generate` is; CPU = the process and its workers, start-up "
+             "included; parent = the process's own share; least CPU over the rounds:", "",
+             "| run | events | wall s | CPU s | CPU µs/event | CPU vs 1 worker | parent share |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in runs:
+        full = r.events == one.events  # the start-up runs: CPU seconds only
+        per_one = f"{r.us_per_event / one.us_per_event:.2f}" if full else ""
+        lines.append(f"| {r.name} | {r.events:,} | {r.wall:.1f} | {r.cpu:.2f} | "
+                     f"{f'{r.us_per_event:.2f}' if full else ''} | {per_one} | "
+                     f"{'' if r is reference else f'{r.parent_cpu / r.cpu:.0%}'} |")
+    workers = int(many.name.split()[0])
+    steady = (many.cpu - start_many.cpu) / (one.cpu - start_one.cpu)
+    lines += ["", f"- {workers} workers, start-up excluded (CPU minus the start-up-only run's, each): "
+              f"{steady:.2f}x one worker; on one CPU {(pinned.cpu - start_many.cpu) / (one.cpu - start_one.cpu):.2f}x; "
+              f"the reference {(reference.cpu - workers * start_one.cpu) / (one.cpu - start_one.cpu):.2f}x.",
+              f"- Target: {workers} workers within 1.2x one worker's CPU per event: {many.cpu / one.cpu:.2f}x "
+              f"({'met' if many.cpu <= 1.2 * one.cpu else 'NOT met'}); the parent under 10% of the run's CPU: "
+              f"{many.parent_cpu / many.cpu:.0%} ({'met' if many.parent_cpu < 0.1 * many.cpu else 'NOT met'}).",
+              f"- Start-up: {start_one.cpu:.2f} s CPU for one process; {start_many.cpu:.2f} s with {workers} "
+              f"workers, i.e. {(start_many.cpu - start_many.parent_cpu) / workers:.2f} s per worker."]
+    return lines
 
 
 def machine() -> str:
@@ -330,7 +458,7 @@ def pin_to_one_cpu() -> str:
 
 
 # ---- reporting -----------------------------------------------------------------------------------------------
-def markdown(results: list[Result], reference: Result, workers: list[Result], notes: list[str]) -> str:
+def markdown(results: list[Result], reference: Result, workers: list[WorkerRun], notes: list[str]) -> str:
     lines = [
         "# Generation benchmark",
         "",
@@ -345,15 +473,7 @@ def markdown(results: list[Result], reference: Result, workers: list[Result], no
         lines.append(f"| {r.name} | {r.events:,} | {r.per_core:,.0f} | {r.per_second:,.0f} | "
                      f"{r.per_core / reference.per_core:,.1f} | {size} |")
     if workers:
-        lines += ["", f"NDJSON file of {WORKER_PARTS} parts with worker processes (each worker writes whole parts; "
-                  "same run). CPU = the process and its workers; parent = the process's own share:", "",
-                  "| workers | events | events/s (wall) | speed-up | CPU µs/event | CPU/event vs 1 worker | parent share |",
-                  "|---:|---:|---:|---:|---:|---:|---:|"]
-        for r in workers:
-            lines.append(f"| {r.name} | {r.events:,} | {r.per_second:,.0f} | "
-                         f"{r.per_second / workers[0].per_second:.2f} | {1e6 * r.cpu / r.events:.2f} | "
-                         f"{(r.cpu / r.events) / (workers[0].cpu / workers[0].events):.2f} | "
-                         f"{r.parent_cpu / r.cpu:.0%} |")
+        lines += worker_table(workers)
     lines += ["", *[f"- {note}" for note in notes], ""]
     return "\n".join(lines)
 
@@ -426,11 +546,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         workers = []
         if args.workers > 1:  # before pinning: worker processes need their own cores
-            print("NDJSON file, worker processes (wall clock):", flush=True)
-            for k in (1, args.workers):
-                r = measure(str(k), iotgen_file("ndjson", workers=k, parts=WORKER_PARTS), args.worker_events,
-                            args.repeats, scratch, True)
-                workers.append(r)
+            print("NDJSON file, worker processes (CPU time, fresh processes):", flush=True)
+            workers = worker_runs(args.worker_events, args.workers, args.repeats, scratch)
         pinned = pin_to_one_cpu()
         print(f"single core ({pinned}):", flush=True)
         contenders = [
@@ -451,7 +568,8 @@ def main(argv: list[str] | None = None) -> int:
     notes = [
         f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}; {pinned}; "
         f"Python {platform.python_version()}, numpy {np.__version__}, "
-        f"pyarrow {pa.__version__}; allocator tuning (iotgen.base.allocator) {'on' if ALLOCATOR_TUNED else 'unavailable'}.",
+        f"pyarrow {pa.__version__}; allocator tuning (iotgen.base.allocator) "
+        f"{'on' if ALLOCATOR_TUNED else 'unavailable'}.",
         f"Target 1: {TARGET_PER_CORE:,} events/s per core into Arrow with json_column: "
         f"{arrow.per_core:,.0f} ({'met' if arrow.per_core >= TARGET_PER_CORE else 'NOT met'}).",
         f"Target 3: {TARGET_FILE_PER_CORE:,} events/s per core into NDJSON and Parquet files: NDJSON "

@@ -21,7 +21,6 @@ from typing import Callable, Iterator
 
 import pyarrow as pa
 
-from ..base.allocator import retain_freed_memory
 from ..base.version import __version__
 from ..generation.devices import describe_registry
 from ..generation.generator import GeneratorSpec, generate_events, labelled_range
@@ -43,7 +42,7 @@ from ..settings.config import Config
 from ..settings.schema import SCHEMA_VERSION
 from ..spec.spec_file import describe, drift_timeline, generator_spec
 from .batch_stats import BatchStats, ChunkStats, bucket_us, chunk_stats
-from .parent_watch import exit_with_parent
+from .worker_start import start_worker
 
 
 @dataclass
@@ -54,11 +53,6 @@ class BatchResult:
     count: int
     seed: int
     manifest: dict = field(default_factory=dict)
-
-
-def _worker_start(parent_pid: int) -> None:
-    retain_freed_memory()
-    exit_with_parent(parent_pid)  # a killed `iotgen generate` takes its workers (hundreds of MB each) with it
 
 
 @dataclass
@@ -149,7 +143,7 @@ def write_files(
     # spawn, not fork: the caller may have threads (DuckDB's pool, the SDK, Spark's py4j), and a forked copy of a
     # threaded process can crash or hang in the first lock one of those threads held
     pool = ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_start, initargs=(os.getpid(),)) if config.workers > 1 else None
+                               initializer=start_worker, initargs=(os.getpid(),)) if config.workers > 1 else None
     labels = None
     try:
         if spec.scenarios is not None:
