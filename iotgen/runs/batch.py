@@ -9,6 +9,7 @@ anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import multiprocessing
 import os
@@ -21,7 +22,7 @@ from typing import Callable, Iterator
 
 import pyarrow as pa
 
-from ..base.allocator import retain_freed_memory
+from ..base.allocator import freed_memory_returned, retain_freed_memory
 from ..base.version import __version__
 from ..generation.devices import describe_registry
 from ..generation.generator import GeneratorSpec, generate_events, labelled_range
@@ -151,7 +152,9 @@ def write_files(
     pool = ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_worker_start, initargs=(os.getpid(),)) if config.workers > 1 else None
     labels = None
+    returned = freed_memory_returned() if pool is not None else contextlib.nullcontext()  # the parent only writes
     try:
+        returned.__enter__()
         if spec.scenarios is not None:
             labels = LabelsWriter(target, fmt, len(spec.scenarios.schema_drift))
         window: deque[tuple[int, int, int, Future[_Chunk] | _Chunk]] = deque()
@@ -212,6 +215,7 @@ def write_files(
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+        returned.__exit__(None, None, None)
 
 
 def _parts_by_workers(pool: ProcessPoolExecutor, workers: int, spec: GeneratorSpec, target: Path, count: int,
