@@ -47,8 +47,9 @@ PARTITION_COLUMN = "event_date"
 COMMIT_INFO_KEY = "iotgen.app_transactions"
 #: Rows added by a commit iotgen wrote its own files for (delta-rs puts no operation metrics in such a commit).
 ROWS_KEY = "iotgen.rows_added"
-#: delta-rs buffers each open partition's file in memory up to its target size (100 MiB by default), so a long
-#: write's memory grows with the partitions (event dates) it spans; 32 MiB keeps it bounded (figures:
+#: Data files are cut at this size. delta-rs (remote tables) buffers each open partition's file in memory up to it
+#: (100 MiB by its default), so its write's memory grows with the partitions (event dates) it spans; iotgen's own
+#: writer (local tables, :class:`DataFiles`) holds at most PENDING_ROWS rows whatever the size (figures:
 #: bench/results/notebook_memory.md and memory.md). Small files are merged later with compact_delta (OPTIMIZE).
 TARGET_FILE_SIZE = 32 * 2**20
 #: Parquet column statistics (min/max per page and file) are not written for ``json_column``: no reader skips
