@@ -213,6 +213,13 @@ class BlockCursor:
             changes = len(self.spec.scenarios.schema_drift) if self.spec.scenarios is not None else 0
             return LabelledEvents(pa.RecordBatch.from_pylist([], schema=events_schema(self.json_column)),
                                   None if self.spec.scenarios is None else Truth.empty(start, changes))
+        events, truth = self.read_pieces(start, stop)
+        return LabelledEvents(_joined(events), truth)
+
+    def read_pieces(self, start: int, stop: int) -> tuple[list[pa.RecordBatch], Truth | None]:
+        """Events ``start .. stop`` as one slice per block they span (not joined into one batch: no copy), and
+        their truth; ``start < stop``. :attr:`position` moves to ``stop``."""
+        self.position = stop
         events, truths = [], []
         for block, offset, take in block_slices(start, stop):
             whole = self.block(block)
@@ -220,7 +227,7 @@ class BlockCursor:
             if whole.truth is not None:
                 first = block * BLOCK_SIZE + offset
                 truths.append(whole.truth.slice(first, first + take))
-        return LabelledEvents(_joined(events), Truth.concat(truths) if truths else None)
+        return events, Truth.concat(truths) if truths else None
 
     def take(self, n: int) -> LabelledEvents:
         """The next ``n`` events."""
@@ -235,6 +242,15 @@ def generate_range(spec: GeneratorSpec, start: int, stop: int, json_column: str 
 def labelled_range(spec: GeneratorSpec, start: int, stop: int) -> LabelledEvents:
     """Events ``start .. stop`` and their ground truth, from one generation of their blocks."""
     return BlockCursor(spec).read(start, stop)
+
+
+def labelled_pieces(spec: GeneratorSpec, start: int, stop: int) -> tuple[list[pa.RecordBatch], Truth | None]:
+    """Events ``start .. stop`` as one batch per block they span (a writer takes them one by one, with no copy to
+    join them), and their ground truth; an empty range is one empty batch."""
+    if start == stop:
+        chunk = labelled_range(spec, start, stop)
+        return [chunk.events], chunk.truth
+    return BlockCursor(spec).read_pieces(start, stop)
 
 
 def generate_events(
