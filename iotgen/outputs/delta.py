@@ -47,6 +47,8 @@ PARTITION_COLUMN = "event_date"
 COMMIT_INFO_KEY = "iotgen.app_transactions"
 #: Rows added by a commit iotgen wrote its own files for (delta-rs puts no operation metrics in such a commit).
 ROWS_KEY = "iotgen.rows_added"
+#: The folder of rows whose partition value is null (Hive's name, which delta-rs and Spark use too).
+HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 #: Data files are cut at this size. delta-rs (remote tables) buffers each open partition's file in memory up to it
 #: (100 MiB by its default), so its write's memory grows with the partitions (event dates) it spans; iotgen's own
 #: writer (local tables, :class:`DataFiles`) holds at most PENDING_ROWS rows whatever the size (figures:
@@ -318,11 +320,11 @@ def _local_path(uri: str) -> str:
     return unquote(urlparse(uri).path) if uri.startswith("file://") else uri
 
 
-#: Rows buffered over all open partitions before the largest one is written out as a row group: a long write's
-#: memory is bounded by this, not by the partitions it spans or their file size (bench/results/memory.md).
+#: Rows waiting over all open partitions before every partition's rows are written out as a row group: a long
+#: write's memory is bounded by this, not by the partitions it spans or their file size (bench/results/memory.md).
 PENDING_ROWS = 131_072
 #: Compression of the data files iotgen writes itself: none, as delta-rs wrote them (the same size). Snappy halves
-#: the files (200,000 events: 101 -> 47 MB as text, 66 -> 46 MB as VARIANT) for about 60 % more write CPU time;
+#: the files (200,000 events: 101 -> 47 MB as text, 66 -> 46 MB as VARIANT) for about half again the write's CPU;
 #: compact_delta (OPTIMIZE) rewrites them with delta-rs' settings anyway.
 COMPRESSION = "none"
 
@@ -330,10 +332,11 @@ COMPRESSION = "none"
 class DataFiles:
     """The Parquet data files of one Delta write, written by pyarrow, one open file per partition.
 
-    Batches (:func:`prepare_batch` output) are split by ``event_date``; each partition's rows wait until
-    :data:`PENDING_ROWS` rows wait over all partitions, then the partition with the most is written as a row
-    group, and its file is closed at ``target_file_size`` bytes. :meth:`close` returns the delta-rs add actions
-    (with per-file statistics read back from the Parquet footers, as delta-rs would write them)."""
+    Batches (:func:`prepare_batch` output) are split by ``event_date``; once ``pending_rows`` rows wait over all
+    partitions, each partition's rows are written as a row group, and a file is closed at ``target_file_size``
+    bytes. :meth:`close` returns the delta-rs add actions, with per-file statistics read back from the Parquet
+    footers, as delta-rs would write them. (A null date would go to Hive's default partition, but ``event_date``
+    is not nullable: the commit refuses it, as delta-rs' own writer did.)"""
 
     def __init__(self, root: Path, schema: pa.Schema, partitioned: bool, target_file_size: int,
                  pending_rows: int = PENDING_ROWS) -> None:
@@ -351,6 +354,8 @@ class DataFiles:
         self._statistics = [f.name for f in self.schema if f.name != UNINDEXED_COLUMN]
 
     def add(self, batch: pa.RecordBatch) -> None:
+        if not batch.num_rows:
+            return
         self.rows += batch.num_rows
         for partition, part in self._split(batch):
             self._pending.setdefault(partition, []).append(part)
@@ -365,7 +370,7 @@ class DataFiles:
             return
         dates = batch.column(PARTITION_COLUMN)
         data = batch.drop_columns([PARTITION_COLUMN])
-        if pc.min_max(dates)["min"] == pc.min_max(dates)["max"]:
+        if not dates.null_count and pc.count_distinct(dates).as_py() == 1:
             yield str(dates[0]), data
             return
         order = pc.sort_indices(dates)
@@ -373,14 +378,15 @@ class DataFiles:
         data = data.take(order)
         start = 0
         for day, count in zip(counts.field(0).to_pylist(), counts.field(1).to_pylist()):
-            yield str(day), data.slice(start, count)
+            yield None if day is None else str(day), data.slice(start, count)
             start += count
 
     def _flush(self, partition: str | None) -> None:
         batches = self._pending.pop(partition)
         self._pending_rows.pop(partition)
         if partition not in self._open:
-            folder = self.root / f"{PARTITION_COLUMN}={partition}" if partition is not None else self.root
+            value = HIVE_DEFAULT_PARTITION if partition is None else partition
+            folder = self.root / f"{PARTITION_COLUMN}={value}" if self.partitioned else self.root
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"part-{len(self._written):05d}-{uuid.uuid4()}-c000.{COMPRESSION}.parquet"
             self._written.append(path)
@@ -403,7 +409,7 @@ class DataFiles:
         stat = path.stat()
         self._actions.append(AddAction(
             path.relative_to(self.root).as_posix(), stat.st_size,
-            {PARTITION_COLUMN: partition} if partition is not None else {},
+            {PARTITION_COLUMN: partition} if self.partitioned else {},
             int(stat.st_mtime * 1000), True, json.dumps(file_statistics(writer.writer.metadata))))
 
     def close(self) -> list[Any]:
@@ -425,6 +431,11 @@ class DataFiles:
         self._open.clear()
         for path in self._written:
             path.unlink(missing_ok=True)
+        for folder in {path.parent for path in self._written} - {self.root}:
+            try:
+                folder.rmdir()  # a partition folder this write made, if nothing else is in it
+            except OSError:
+                pass
 
 
 def file_statistics(metadata) -> dict[str, Any]:
