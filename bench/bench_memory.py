@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-BYTES_PER_EVENT = {"parquet": 170, "ndjson": 1050, "json": 1050, "csv": 700, "delta": 200}
+BYTES_PER_EVENT = {"parquet": 170, "ndjson": 1050, "json": 1050, "csv": 700, "delta": 200, "iceberg": 200}
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -64,7 +64,8 @@ def tree_rss(root: int) -> tuple[int, int]:
 def command(args: argparse.Namespace, folder: Path) -> list[str]:
     exe = shutil.which("iotgen", path=str(Path(sys.executable).parent)) or shutil.which("iotgen")
     base = [exe] if exe else [sys.executable, "-m", "iotgen.faces.cli"]
-    files = [] if args.format == "delta" else ["--events-per-file", str(max(args.events, 1))]  # Delta: one commit
+    tables = ("delta", "iceberg")  # one commit
+    files = [] if args.format in tables else ["--events-per-file", str(max(args.events, 1))]
     return base + [
         "generate", "--events", str(args.events), "--format", args.format, "--workers", str(args.workers),
         "--chunk-size", str(args.chunk_size), *files, "--seed", "1",

@@ -153,6 +153,34 @@ def test_retain_freed_memory_is_explicit_and_repeatable():
     assert isinstance(first, bool) and retain_freed_memory() == first
 
 
+def test_freed_memory_returned_gives_large_blocks_back_then_retains_again():
+    """Inside freed_memory_returned a freed 64 MB block leaves the process (a parent that only writes what workers
+    generate); after it, retain_freed_memory's setting holds again (the block stays for reuse). glibc only."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from iotgen.base.allocator import freed_memory_returned, retain_freed_memory
+def rss(): return int(open('/proc/self/statm').read().split()[1]) * 4096
+def given_back():
+    block = bytearray(64 << 20)
+    during = rss()
+    del block
+    return during - rss() > (32 << 20)
+if not retain_freed_memory():
+    print('no glibc'); sys.exit()
+with freed_memory_returned():
+    inside = given_back()
+print(inside, given_back())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}).stdout.split()
+    if out == ["no", "glibc"]:
+        pytest.skip("not glibc")
+    assert out == ["True", "False"]
+
+
 def test_alias_table_reproduces_its_distribution():
     rng = np.random.default_rng(8)
     probabilities = np.array([0.0, 0.5, 0.25, 1e-3, 0.249, 0.0])

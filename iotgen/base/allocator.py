@@ -21,14 +21,19 @@ Windows, musl) the glibc part is a no-op.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import sys
+from typing import Iterator
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 1 << 30
 TRIM_THRESHOLD = 2**31 - 1
+_RETAINED = [False]  # this process's glibc thresholds are retain_freed_memory's
+#: glibc's own default thresholds (128 KiB), for a process that should give freed memory back
+DEFAULT_THRESHOLD = 128 * 1024
 
 
 #: deltalake's Rust writer has its own jemalloc (symbols prefixed ``_rjem_``, so it reads ``_RJEM_MALLOC_CONF``),
@@ -43,6 +48,11 @@ def retain_freed_memory() -> bool:
     :data:`DELTALAKE_JEMALLOC` (unless ``_RJEM_MALLOC_CONF`` is set), read when deltalake loads."""
     os.environ.setdefault("MIMALLOC_PURGE_DELAY", "-1")
     os.environ.setdefault("_RJEM_MALLOC_CONF", DELTALAKE_JEMALLOC)
+    _RETAINED[0] = _glibc_thresholds(MMAP_THRESHOLD, TRIM_THRESHOLD)
+    return _RETAINED[0]
+
+
+def _glibc_thresholds(mmap: int, trim: int) -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -53,4 +63,18 @@ def retain_freed_memory() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    return mallopt(M_MMAP_THRESHOLD, mmap) == 1 and mallopt(M_TRIM_THRESHOLD, trim) == 1
+
+
+@contextlib.contextmanager
+def freed_memory_returned() -> Iterator[None]:
+    """glibc's default thresholds while the block runs, then :func:`retain_freed_memory`'s again if they were
+    set: for a process that only writes what worker processes generate, where retention gains nothing and
+    would keep the pages of every chunk received (about 0.1 GB of a Parquet run's parent, bench/results/memory.md)."""
+    retained = _RETAINED[0]
+    _glibc_thresholds(DEFAULT_THRESHOLD, DEFAULT_THRESHOLD)
+    try:
+        yield
+    finally:
+        if retained:
+            _glibc_thresholds(MMAP_THRESHOLD, TRIM_THRESHOLD)

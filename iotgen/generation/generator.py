@@ -224,6 +224,13 @@ class BlockCursor:
                 stop - start >= 2 * BLOCK_SIZE and stop % BLOCK_SIZE == 0):  # whole blocks: no join of columns
             return LabelledEvents(build_blocks(self.spec, range(start // BLOCK_SIZE, stop // BLOCK_SIZE),
                                                self.json_column))
+        events, truth = self.read_pieces(start, stop)
+        return LabelledEvents(_joined(events), truth)
+
+    def read_pieces(self, start: int, stop: int) -> tuple[list[pa.RecordBatch], Truth | None]:
+        """Events ``start .. stop`` as one slice per block they span (not joined into one batch: no copy), and
+        their truth; ``start < stop``. :attr:`position` moves to ``stop``."""
+        self.position = stop
         events, truths = [], []
         for block, offset, take in block_slices(start, stop):
             whole = self.block(block)
@@ -231,7 +238,7 @@ class BlockCursor:
             if whole.truth is not None:
                 first = block * BLOCK_SIZE + offset
                 truths.append(whole.truth.slice(first, first + take))
-        return LabelledEvents(_joined(events), Truth.concat(truths) if truths else None)
+        return events, Truth.concat(truths) if truths else None
 
     def take(self, n: int) -> LabelledEvents:
         """The next ``n`` events."""
@@ -246,6 +253,15 @@ def generate_range(spec: GeneratorSpec, start: int, stop: int, json_column: str 
 def labelled_range(spec: GeneratorSpec, start: int, stop: int) -> LabelledEvents:
     """Events ``start .. stop`` and their ground truth, from one generation of their blocks."""
     return BlockCursor(spec).read(start, stop)
+
+
+def labelled_pieces(spec: GeneratorSpec, start: int, stop: int) -> tuple[list[pa.RecordBatch], Truth | None]:
+    """Events ``start .. stop`` as one batch per block they span (a writer takes them one by one, with no copy to
+    join them), and their ground truth; an empty range is one empty batch."""
+    if start == stop:
+        chunk = labelled_range(spec, start, stop)
+        return [chunk.events], chunk.truth
+    return BlockCursor(spec).read_pieces(start, stop)
 
 
 def generate_events(

@@ -19,12 +19,14 @@ import datetime as dt
 import itertools
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ..base.errors import InputError
 from ..base.variant_encoding import shared_metadata
@@ -43,8 +45,13 @@ from .lakehouse import (
 
 PARTITION_COLUMN = "event_date"
 COMMIT_INFO_KEY = "iotgen.app_transactions"
-#: delta-rs buffers each open partition's file in memory up to its target size (100 MiB by default), so a long
-#: write's memory grows with the partitions (event dates) it spans; 32 MiB keeps it bounded (figures:
+#: Rows added by a commit iotgen wrote its own files for (delta-rs puts no operation metrics in such a commit).
+ROWS_KEY = "iotgen.rows_added"
+#: The folder of rows whose partition value is null (Hive's name, which delta-rs and Spark use too).
+HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+#: Data files are cut at this size. delta-rs (remote tables) buffers each open partition's file in memory up to it
+#: (100 MiB by its default), so its write's memory grows with the partitions (event dates) it spans; iotgen's own
+#: writer (local tables, :class:`DataFiles`) holds at most PENDING_ROWS rows whatever the size (figures:
 #: bench/results/notebook_memory.md and memory.md). Small files are merged later with compact_delta (OPTIMIZE).
 TARGET_FILE_SIZE = 32 * 2**20
 #: Parquet column statistics (min/max per page and file) are not written for ``json_column``: no reader skips
@@ -218,11 +225,15 @@ def write_delta(
     app_transactions: Mapping[str, int] | None = None,
     storage_options: dict[str, str] | None = None,
     target_file_size: int = TARGET_FILE_SIZE,
+    pending_rows: int | None = None,
 ) -> TableCommit:
     """Append ``data`` (Table, RecordBatch, RecordBatchReader or iterable of batches) to the Delta table at
     ``target`` (path, URI or DeltaTable) in one commit, creating the table if needed. See the module docs for
     ``idempotency_key`` and ``app_transactions``; everything is checked before anything is written. Data files
-    are cut at ``target_file_size`` bytes, which bounds the memory of a long write (:data:`TARGET_FILE_SIZE`)."""
+    are cut at ``target_file_size`` bytes. A local table's files are written by iotgen (:class:`DataFiles`: at most
+    ``pending_rows``, default :data:`PENDING_ROWS`, wait to be written, which bounds a long write's memory) and
+    committed by delta-rs; a remote table (``abfss://``, ``s3://``) is written by delta-rs, whose buffers grow with
+    the partitions open and ``target_file_size`` (:data:`TARGET_FILE_SIZE`)."""
     dl = _deltalake()
     from deltalake import CommitProperties, Transaction
 
@@ -234,21 +245,24 @@ def write_delta(
     if already_recorded(delta_app_versions(table, [idempotency_key[0]]) if idempotency_key else {},
                         idempotency_key):
         return TableCommit(table.table_uri, None, 0, skipped=True)
-    counter = _RowCounter()
     first = [prepare_batch(b, layout, mode) for b in itertools.islice(batches, 1)]  # bad data fails here, early
-    prepared = pa.RecordBatchReader.from_batches(
-        write_schema(layout, mode),
-        counter.count(itertools.chain(first, (prepare_batch(b, layout, mode) for b in batches))))
-    writer_properties = dl.WriterProperties(
-        default_column_properties=dl.ColumnProperties(statistics_enabled="NONE"),
-        column_properties={name: dl.ColumnProperties(statistics_enabled="PAGE")
-                           for name in write_schema(layout, mode).names if name != UNINDEXED_COLUMN})
+    prepared = itertools.chain(first, (prepare_batch(b, layout, mode) for b in batches))
     properties = CommitProperties(
         app_transactions=[Transaction(app_id, version) for app_id, version in txns.items()] or None,
         custom_metadata={COMMIT_INFO_KEY: json.dumps(txns, sort_keys=True)} if txns else None)
+    local = "://" not in table_uri(target) if not isinstance(target, dl.DeltaTable) else \
+        table.table_uri.startswith("file://")
     try:
-        dl.write_deltalake(table, prepared, mode="append", commit_properties=properties,
-                           target_file_size=target_file_size, writer_properties=writer_properties)
+        if local:
+            rows = _write_and_commit(table, layout, mode, prepared, txns, target_file_size,
+                                     PENDING_ROWS if pending_rows is None else pending_rows)
+        else:
+            counter = _RowCounter()
+            dl.write_deltalake(table, pa.RecordBatchReader.from_batches(write_schema(layout, mode),
+                                                                        counter.count(prepared)),
+                               mode="append", commit_properties=properties, target_file_size=target_file_size,
+                               writer_properties=_writer_properties(layout, mode))
+            rows = counter.rows
     except dl.exceptions.CommitFailedError as exc:
         table.update_incremental()
         if already_recorded(delta_app_versions(table, [idempotency_key[0]]) if idempotency_key else {},
@@ -261,7 +275,210 @@ def write_delta(
             raise InputError(message.rsplit("ValueError: ", 1)[1].strip()) from None
         raise
     table.update_incremental()
-    return TableCommit(table.table_uri, table.version(), counter.rows)
+    return TableCommit(table.table_uri, table.version(), rows)
+
+
+def _writer_properties(layout: str, mode: str):
+    """delta-rs' Parquet settings for a write through ``write_deltalake`` (remote tables)."""
+    dl = _deltalake()
+    return dl.WriterProperties(
+        default_column_properties=dl.ColumnProperties(statistics_enabled="NONE"),
+        column_properties={name: dl.ColumnProperties(statistics_enabled="PAGE")
+                           for name in write_schema(layout, mode).names if name != UNINDEXED_COLUMN})
+
+
+def _write_and_commit(table, layout: str, mode: str, batches: Iterable[pa.RecordBatch], txns: Mapping[str, int],
+                      target_file_size: int, pending_rows: int) -> int:
+    """Write ``batches`` as Parquet data files under a local table's folder (:class:`DataFiles`) and commit them
+    with delta-rs in one transaction with the app transactions; the files are removed if anything fails."""
+    from deltalake import CommitProperties, Transaction
+
+    root = Path(_local_path(table.table_uri))
+    partitioned = "timestamp" in LAYOUTS[layout].names
+    files = DataFiles(root, write_schema(layout, mode), partitioned, target_file_size, pending_rows)
+    try:
+        for batch in batches:
+            files.add(batch)
+        actions = files.close()
+        metadata = {COMMIT_INFO_KEY: json.dumps(dict(txns), sort_keys=True)} if txns else {}
+        metadata[ROWS_KEY] = str(files.rows)
+        properties = CommitProperties(
+            app_transactions=[Transaction(app_id, version) for app_id, version in txns.items()] or None,
+            custom_metadata=metadata)
+        table.create_write_transaction(actions, mode="append", schema=table.schema(),
+                                       partition_by=[PARTITION_COLUMN] if partitioned else None,
+                                       commit_properties=properties)
+    except BaseException:
+        files.discard()
+        raise
+    return files.rows
+
+
+def _local_path(uri: str) -> str:
+    from urllib.parse import unquote, urlparse
+
+    return unquote(urlparse(uri).path) if uri.startswith("file://") else uri
+
+
+#: Rows waiting over all open partitions before every partition's rows are written out as a row group: a long
+#: write's memory is bounded by this, not by the partitions it spans or their file size (bench/results/memory.md).
+PENDING_ROWS = 131_072
+#: Compression of the data files iotgen writes itself: none, as delta-rs wrote them (the same size). Snappy halves
+#: the files (200,000 events: 101 -> 47 MB as text, 66 -> 46 MB as VARIANT) for about half again the write's CPU;
+#: compact_delta (OPTIMIZE) rewrites them with delta-rs' settings anyway.
+COMPRESSION = "none"
+
+
+class DataFiles:
+    """The Parquet data files of one Delta write, written by pyarrow, one open file per partition.
+
+    Batches (:func:`prepare_batch` output) are split by ``event_date``; once ``pending_rows`` rows wait over all
+    partitions, each partition's rows are written as a row group, and a file is closed at ``target_file_size``
+    bytes. :meth:`close` returns the delta-rs add actions, with per-file statistics read back from the Parquet
+    footers, as delta-rs would write them. (A null date would go to Hive's default partition, but ``event_date``
+    is not nullable: the commit refuses it, as delta-rs' own writer did.)"""
+
+    def __init__(self, root: Path, schema: pa.Schema, partitioned: bool, target_file_size: int,
+                 pending_rows: int = PENDING_ROWS) -> None:
+        self.root = root
+        self.partitioned = partitioned
+        self.schema = schema.remove(schema.get_field_index(PARTITION_COLUMN)) if partitioned else schema
+        self.target_file_size = target_file_size
+        self.pending_rows = pending_rows
+        self.rows = 0
+        self._pending: dict[str | None, list[pa.RecordBatch]] = {}
+        self._pending_rows: dict[str | None, int] = {}
+        self._open: dict[str | None, tuple[Path, Any, Any]] = {}  # partition -> (path, file, writer)
+        self._written: list[Path] = []
+        self._actions: list[Any] = []
+        self._statistics = [f.name for f in self.schema if f.name != UNINDEXED_COLUMN]
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        if not batch.num_rows:
+            return
+        self.rows += batch.num_rows
+        for partition, part in self._split(batch):
+            self._pending.setdefault(partition, []).append(part)
+            self._pending_rows[partition] = self._pending_rows.get(partition, 0) + part.num_rows
+        if sum(self._pending_rows.values()) >= self.pending_rows:  # all at once: no slice keeps an old batch alive
+            for partition in sorted(self._pending, key=str):
+                self._flush(partition)
+
+    def _split(self, batch: pa.RecordBatch) -> Iterator[tuple[str | None, pa.RecordBatch]]:
+        if not self.partitioned:
+            yield None, batch
+            return
+        dates = batch.column(PARTITION_COLUMN)
+        data = batch.drop_columns([PARTITION_COLUMN])
+        if not dates.null_count and pc.count_distinct(dates).as_py() == 1:
+            yield str(dates[0]), data
+            return
+        order = pc.sort_indices(dates)
+        counts = pc.value_counts(dates.take(order))  # in order of first appearance: date order
+        data = data.take(order)
+        start = 0
+        for day, count in zip(counts.field(0).to_pylist(), counts.field(1).to_pylist()):
+            yield None if day is None else str(day), data.slice(start, count)
+            start += count
+
+    def _flush(self, partition: str | None) -> None:
+        batches = self._pending.pop(partition)
+        self._pending_rows.pop(partition)
+        if partition not in self._open:
+            value = HIVE_DEFAULT_PARTITION if partition is None else partition
+            folder = self.root / f"{PARTITION_COLUMN}={value}" if self.partitioned else self.root
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"part-{len(self._written):05d}-{uuid.uuid4()}-c000.{COMPRESSION}.parquet"
+            self._written.append(path)
+            handle = open(path, "wb")
+            writer = pq.ParquetWriter(handle, self.schema, compression=COMPRESSION,
+                                      write_statistics=self._statistics)
+            self._open[partition] = (path, handle, writer)
+        path, handle, writer = self._open[partition]
+        table = pa.Table.from_batches(batches, schema=self.schema)
+        writer.write_table(table, row_group_size=table.num_rows)
+        if handle.tell() >= self.target_file_size:
+            self._close_file(partition)
+
+    def _close_file(self, partition: str | None) -> None:
+        from deltalake.transaction import AddAction
+
+        path, handle, writer = self._open.pop(partition)
+        writer.close()
+        handle.close()
+        stat = path.stat()
+        self._actions.append(AddAction(
+            path.relative_to(self.root).as_posix(), stat.st_size,
+            {PARTITION_COLUMN: partition} if self.partitioned else {},
+            int(stat.st_mtime * 1000), True, json.dumps(file_statistics(writer.writer.metadata))))
+
+    def close(self) -> list[Any]:
+        """Write what is pending, close every file; the add actions of the files written."""
+        for partition in sorted(self._pending, key=str):
+            self._flush(partition)
+        for partition in sorted(self._open, key=str):
+            self._close_file(partition)
+        return self._actions
+
+    def discard(self) -> None:
+        """Close and delete every file written."""
+        for _, handle, writer in self._open.values():
+            handle.close()
+            try:
+                writer.close()  # it can only fail now (the file is closed), but it then leaves nothing behind
+            except ValueError:
+                pass
+        self._open.clear()
+        for path in self._written:
+            path.unlink(missing_ok=True)
+        for folder in {path.parent for path in self._written} - {self.root}:
+            try:
+                folder.rmdir()  # a partition folder this write made, if nothing else is in it
+            except OSError:
+                pass
+
+
+def file_statistics(metadata) -> dict[str, Any]:
+    """Delta file statistics (``numRecords``, ``minValues``, ``maxValues``, ``nullCount``) of a Parquet file's
+    top-level columns, from the column chunk statistics in its footer; timestamps to the millisecond, the
+    minimum rounded down and the maximum up (so they still bound the values)."""
+    low: dict[str, Any] = {}
+    high: dict[str, Any] = {}
+    nulls: dict[str, int] = {}
+    skip: set[str] = set()
+    for g in range(metadata.num_row_groups):
+        group = metadata.row_group(g)
+        for c in range(group.num_columns):
+            column = group.column(c)
+            name = column.path_in_schema
+            stats = column.statistics
+            if "." in name or name in skip:
+                continue
+            if stats is None or not stats.has_null_count:
+                skip.add(name)
+                continue
+            nulls[name] = nulls.get(name, 0) + stats.null_count
+            if stats.has_min_max:
+                low[name] = stats.min if name not in low else min(low[name], stats.min)
+                high[name] = stats.max if name not in high else max(high[name], stats.max)
+    for name in skip:
+        nulls.pop(name, None)
+        low.pop(name, None)
+        high.pop(name, None)
+    return {"numRecords": metadata.num_rows,
+            "minValues": {k: _stat_value(v, up=False) for k, v in low.items()},
+            "maxValues": {k: _stat_value(v, up=True) for k, v in high.items()},
+            "nullCount": nulls}
+
+
+def _stat_value(value: Any, up: bool) -> Any:
+    if isinstance(value, dt.datetime):
+        if up and value.microsecond % 1000:
+            value += dt.timedelta(microseconds=1000 - value.microsecond % 1000)
+        return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
 
 
 class _RowCounter:
@@ -290,12 +507,13 @@ def delta_history(target, limit: int | None = None, storage_options: dict[str, s
     out = []
     for commit in table.history(limit):
         metrics = commit.get("operationMetrics") or {}
+        rows = metrics.get("num_added_rows", commit.get(ROWS_KEY))
         txns = commit.get(COMMIT_INFO_KEY)
         out.append({
             "version": commit.get("version"),
             "timestamp": dt.datetime.fromtimestamp(commit["timestamp"] / 1000, dt.timezone.utc),
             "operation": commit.get("operation"),
-            "rows_added": metrics.get("num_added_rows"),
+            "rows_added": int(rows) if rows is not None else None,
             "files_added": metrics.get("num_added_files"),
             "app_transactions": json.loads(txns) if isinstance(txns, str) else (txns or {}),
         })

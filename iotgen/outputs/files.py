@@ -37,7 +37,7 @@ from ..settings.databricks import check_location
 from ..settings.schema import ARROW_SCHEMA
 
 EXTENSIONS = {"ndjson": ".ndjson", "json": ".json", "parquet": ".parquet", "csv": ".csv"}
-PARQUET_ROW_GROUP = 131_072
+PARQUET_ROW_GROUP = 65_536
 
 
 _LOGGER = logging.getLogger(__name__)
@@ -198,10 +198,12 @@ class EventFileWriter:
         table = pa.Table.from_batches(self._pending, schema=self._pending[0].schema)
         if self._parquet is None:
             self._parquet = pq.ParquetWriter(self._file, table.schema, compression="zstd")
-        self._parquet.write_table(table.slice(0, rows).combine_chunks(), row_group_size=rows)
+        group = table.slice(0, rows).combine_chunks()  # one chunk: the same bytes however the run was chunked
         rest = table.slice(rows)
         self._pending = rest.to_batches() if rest.num_rows else []
         self._pending_rows = rest.num_rows
+        del table, rest  # the batches written are let go before the row group is encoded
+        self._parquet.write_table(group, row_group_size=rows)
 
     def close(self) -> None:
         if self.format == "parquet":

@@ -1,14 +1,15 @@
 """Batch runs: generate a run's events and write them to files, with worker processes and bounded memory.
 
 The run is cut into chunks of ``CHUNK_SIZE`` events; each chunk is generated and encoded (in a worker process
-when ``WORKERS`` > 1) and written in order, with at most two chunks per worker in flight, so memory is bounded
-by the chunk size whatever the run's size. Runs over ``EVENTS_PER_FILE`` events are written as a folder of
+when ``WORKERS`` > 1) and written in order, with at most one chunk per worker and one more in flight, so memory
+is bounded by the chunk size whatever the run's size. Runs over ``EVENTS_PER_FILE`` events are written as a folder of
 parts with a ``_manifest.json``. Every parameter is checked, and the output folder proved writable, before
 anything is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import multiprocessing
 import os
@@ -21,9 +22,10 @@ from typing import Callable, Iterator
 
 import pyarrow as pa
 
+from ..base.allocator import freed_memory_returned
 from ..base.version import __version__
 from ..generation.devices import describe_registry
-from ..generation.generator import GeneratorSpec, generate_events, labelled_range
+from ..generation.generator import GeneratorSpec, generate_events, labelled_pieces
 from ..generation.truth import Truth
 from ..outputs.files import (
     EXTENSIONS,
@@ -57,22 +59,24 @@ class BatchResult:
 
 @dataclass
 class _Chunk:
-    """What one chunk job hands back: the encoded events (a RecordBatch for Parquet), the ground truth of the
-    scenarios (if any) and the chunk's statistics (if asked for)."""
+    """What one chunk job hands back: the encoded events (for Parquet, record batches: one per generation block, so
+    that nothing copies them into one), the ground truth of the scenarios (if any) and the chunk's statistics (if
+    asked for)."""
 
-    data: bytes | pa.RecordBatch
+    data: bytes | list[pa.RecordBatch]
     truth: Truth | None = None
     stats: ChunkStats | None = None
 
 
 def _chunk_job(spec: GeneratorSpec, start: int, stop: int, fmt: str, first: bool,
                sampling: tuple[int, int] | None = None) -> _Chunk:
-    chunk = labelled_range(spec, start, stop)  # the events and the scenarios' ground truth, generated once
-    batch = chunk.events
-    return _Chunk(
-        batch if fmt == "parquet" else encode_chunk(batch, fmt, first),
-        chunk.truth,
-        None if sampling is None else chunk_stats(batch, start, *sampling))
+    pieces, truth = labelled_pieces(spec, start, stop)  # the events and the scenarios' ground truth, generated once
+    data = pieces if fmt == "parquet" else \
+        b"".join(encode_chunk(piece, fmt, first and i == 0) for i, piece in enumerate(pieces))
+    stats = None if sampling is None else chunk_stats(
+        pieces[0] if len(pieces) == 1 else pa.concat_batches(pieces),
+        start, *sampling)
+    return _Chunk(data, truth, stats)
 
 
 @dataclass
@@ -95,8 +99,9 @@ def _part_job(spec: GeneratorSpec, folder: Path, part_start: int, part_stop: int
         for start in range(part_start, max(part_stop, part_start + 1), chunk_size):
             stop = min(part_stop, start + chunk_size)
             chunk = _chunk_job(spec, start, stop, fmt, start == part_start, sampling)
-            if isinstance(chunk.data, pa.RecordBatch):
-                writer.write_batch(chunk.data)
+            if isinstance(chunk.data, list):
+                for piece in chunk.data:
+                    writer.write_batch(piece)
             else:
                 writer.write_encoded(chunk.data, stop - start)
             result.truths.append(chunk.truth)
@@ -145,7 +150,9 @@ def write_files(
     pool = ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=start_worker, initargs=(os.getpid(),)) if config.workers > 1 else None
     labels = None
+    returned = freed_memory_returned() if pool is not None else contextlib.nullcontext()  # the parent only writes
     try:
+        returned.__enter__()
         if spec.scenarios is not None:
             labels = LabelsWriter(target, fmt, len(spec.scenarios.schema_drift))
         window: deque[tuple[int, int, int, Future[_Chunk] | _Chunk]] = deque()
@@ -165,8 +172,9 @@ def write_files(
                 for done_part in sorted(writers):
                     finished.append((done_part, _closed(writers.pop(done_part))))
                 writer = writers[part] = EventFileWriter(target, fmt)
-            if isinstance(result, pa.RecordBatch):
-                writer.write_batch(result)
+            if isinstance(result, list):
+                for piece in result:
+                    writer.write_batch(piece)
             else:
                 writer.write_encoded(result, stop - start)
             if on_progress:
@@ -184,7 +192,7 @@ def write_files(
                 window.append((part, start, stop, _chunk_job(spec, start, stop, fmt, first, sampling)))
             else:
                 window.append((part, start, stop, pool.submit(_chunk_job, spec, start, stop, fmt, first, sampling)))
-            while len(window) > (2 * config.workers if pool else 0):
+            while len(window) > (config.workers if pool else 0):
                 drain_one()
         while window:
             drain_one()
@@ -206,6 +214,7 @@ def write_files(
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+        returned.__exit__(None, None, None)
 
 
 def _parts_by_workers(pool: ProcessPoolExecutor, workers: int, spec: GeneratorSpec, target: Path, count: int,

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
-from ..generation.generator import generate_events
+from ..generation.generator import BLOCK_SIZE, generate_events
 from ..outputs.lakehouse import TableCommit
 from ..outputs.registry import registry_datasets, registry_enabled, write_registry_delta, write_registry_iceberg
 from ..outputs.table_target import TableTarget, config_target
@@ -49,7 +49,9 @@ def write_table(
     direct = target.format == "delta" and target.json_column_mode == "variant" and spec.scenarios is None
 
     def chunks() -> Iterator[pa.RecordBatch]:
-        for batch in generate_events(spec, config.num_events, chunk_size=config.chunk_size,
+        # One commit: chunk edges are invisible in the table, and a chunk of at most one generation block is never
+        # joined from two (a copy), which keeps a third of generation's memory off (bench/results/memory.md)
+        for batch in generate_events(spec, config.num_events, chunk_size=min(config.chunk_size, BLOCK_SIZE),
                                      json_column="variant" if direct else "text"):
             yield batch
             if on_progress:

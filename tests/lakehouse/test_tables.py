@@ -293,3 +293,68 @@ def test_delta_is_given_the_shared_variant_metadata_once():
     from_text = prepare_batch(text, "events", "variant").column("json_column")
     assert from_text.type == WRITE_VARIANT_TYPE and from_text.null_count == 1 and not from_text[3].is_valid
     assert from_text.field(0).cast(pa.binary()).equals(json_to_variant(text.column("json_column")).field(0))
+
+
+def test_delta_files_written_by_iotgen_roll_by_size_and_carry_statistics(tmp_path, duck):
+    """A local Delta write's Parquet files are written by iotgen (pyarrow, one open file per partition, memory
+    bounded by PENDING_ROWS) and committed by delta-rs in one commit with the app transaction: many batches over
+    every event date, files cut at target_file_size; DuckDB and delta-rs read the same rows, VARIANT decodes, and
+    every file's statistics (rows, null counts, min/max) hold for its rows."""
+    from deltalake import DeltaTable
+    from pyspark.sql.types import VariantVal
+
+    from iotgen import generate_events
+    from iotgen.outputs.delta import PARTITION_COLUMN
+
+    config = Config(num_events=20_000, random_seed=5, anchor_time="2026-01-01T00:00:00Z")
+    path = tmp_path / "t"
+    batches = list(generate_events(config, 20_000, chunk_size=1_500, json_column="variant"))
+    commit = write_delta(path, iter(batches), idempotency_key=("app-1", 7), target_file_size=400_000,
+                          pending_rows=4_000)
+    assert (commit.version, commit.rows, commit.skipped) == (1, 20_000, False)
+    table = DeltaTable(str(path))
+    assert table.transaction_version("app-1") == 7
+    assert delta_history(path)[0]["rows_added"] == 20_000
+    actions = pa.table(table.get_add_actions(flatten=True)).to_pydict()
+    days = set(actions[f"partition.{PARTITION_COLUMN}"])
+    assert len(days) >= 7 and len(actions["path"]) > len(days)  # files were cut by size
+    assert sorted(str(p.relative_to(path)) for p in path.rglob("*.parquet")) == sorted(actions["path"])
+    assert sum(actions["num_records"]) == 20_000
+    data = pa.Table.from_batches(batches)
+    expected = data.set_column(data.schema.get_field_index("json_column"), "json_column",
+                               pa.array([json.dumps(VariantVal(v["value"], v["metadata"]).toPython())
+                                         for v in data.column("json_column").to_pylist()]))
+    read = duck.sql(f"SELECT * EXCLUDE (json_column, event_date), json_column::JSON::VARCHAR AS json_column "
+                    f"FROM delta_scan('{path}')").arrow().read_all()
+    _assert_same_events(read, expected)
+    raw = _sorted(table.to_pyarrow_table(columns=["event_id", "json_column"]))
+    assert raw.column("json_column").to_pylist() == _sorted(data).column("json_column").to_pylist()
+    for i, file in enumerate(actions["path"]):
+        rows = duck.sql(f"SELECT min(timestamp) lo, max(timestamp) hi, count(*) n, min(temperature) t_lo, "
+                        f"max(temperature) t_hi, count(*) - count(temperature) t_null, min(event_id) id_lo "
+                        f"FROM read_parquet('{path / file}')").fetchone()
+        lo, hi, n, t_lo, t_hi, t_null, id_lo = rows
+        assert n == actions["num_records"][i]
+        assert actions["min.timestamp"][i] <= lo and hi <= actions["max.timestamp"][i]
+        assert (actions["min.temperature"][i], actions["max.temperature"][i]) == (t_lo, t_hi)
+        assert actions["null_count.temperature"][i] == t_null and actions["min.event_id"][i] == id_lo
+        assert f"{PARTITION_COLUMN}={actions[f'partition.{PARTITION_COLUMN}'][i]}" == Path(file).parts[0]
+
+
+def test_delta_write_failing_mid_stream_leaves_no_files_and_no_commit(tmp_path):
+    """A later batch that fails its checks: the files written so far are removed and nothing is committed."""
+    write_delta(tmp_path / "t", events(10))
+    before = sorted((tmp_path / "t").rglob("*.parquet"))
+    good = events(3000, seed=3)
+    bad = events(5).drop_columns(["env"])
+
+    def stream():
+        yield from good.to_batches(max_chunksize=1000)
+        yield bad.to_batches()[0]
+
+    with pytest.raises(ValueError, match="missing env"):
+        write_delta(tmp_path / "t", stream(), idempotency_key=("app", 1), target_file_size=50_000,
+                    pending_rows=500)
+    assert sorted((tmp_path / "t").rglob("*.parquet")) == before
+    assert delta_history(tmp_path / "t")[0]["version"] == 1
+    assert delta_app_versions(tmp_path / "t", ["app"]) == {"app": None}
