@@ -332,7 +332,10 @@ def strings(values: pa.Array) -> pa.BinaryArray:
     return pc.binary_join_element_wise(heads, values, pa.scalar(b"", pa.binary()))
 
 
-_BOOLEANS = pa.array([bytes([(_FALSE << 2) | _PRIMITIVE]), bytes([(_TRUE << 2) | _PRIMITIVE])], pa.binary())
+#: false, true (index: the value as an int8); raw buffers, not pa.array, which would import pandas at module load
+_BOOLEANS = pa.BinaryArray.from_buffers(pa.binary(), 2, [None, pa.py_buffer(np.array([0, 1, 2], dtype=np.int32)),
+                                                          pa.py_buffer(bytes([(_FALSE << 2) | _PRIMITIVE,
+                                                                              (_TRUE << 2) | _PRIMITIVE]))])
 
 
 def arrow_values(values: pa.Array, ids: dict[str, int]) -> pa.BinaryArray:
