@@ -45,8 +45,10 @@ from .lakehouse import (
 
 PARTITION_COLUMN = "event_date"
 COMMIT_INFO_KEY = "iotgen.app_transactions"
-#: Rows added by a commit iotgen wrote its own files for (delta-rs puts no operation metrics in such a commit).
+#: Rows and files added by a commit iotgen wrote its own files for (delta-rs puts no operation metrics in such a
+#: commit).
 ROWS_KEY = "iotgen.rows_added"
+FILES_KEY = "iotgen.files_added"
 #: The folder of rows whose partition value is null (Hive's name, which delta-rs and Spark use too).
 HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 #: Data files are cut at this size. delta-rs (remote tables) buffers each open partition's file in memory up to it
@@ -302,6 +304,7 @@ def _write_and_commit(table, layout: str, mode: str, batches: Iterable[pa.Record
         actions = files.close()
         metadata = {COMMIT_INFO_KEY: json.dumps(dict(txns), sort_keys=True)} if txns else {}
         metadata[ROWS_KEY] = str(files.rows)
+        metadata[FILES_KEY] = str(len(actions))
         properties = CommitProperties(
             app_transactions=[Transaction(app_id, version) for app_id, version in txns.items()] or None,
             custom_metadata=metadata)
@@ -498,6 +501,10 @@ def delta_app_versions(target, app_ids: Iterable[str], storage_options: dict[str
     return {app_id: (None if table is None else table.transaction_version(app_id)) for app_id in app_ids}
 
 
+def _count(value: Any) -> int | None:
+    return int(value) if value is not None else None
+
+
 def delta_history(target, limit: int | None = None, storage_options: dict[str, str] | None = None
                   ) -> list[dict[str, Any]]:
     """The table's commits, newest first: version, UTC time, operation, rows added, app transactions."""
@@ -513,8 +520,8 @@ def delta_history(target, limit: int | None = None, storage_options: dict[str, s
             "version": commit.get("version"),
             "timestamp": dt.datetime.fromtimestamp(commit["timestamp"] / 1000, dt.timezone.utc),
             "operation": commit.get("operation"),
-            "rows_added": int(rows) if rows is not None else None,
-            "files_added": metrics.get("num_added_files"),
+            "rows_added": _count(rows),
+            "files_added": _count(metrics.get("num_added_files", commit.get(FILES_KEY))),
             "app_transactions": json.loads(txns) if isinstance(txns, str) else (txns or {}),
         })
     return out

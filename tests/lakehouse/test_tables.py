@@ -314,8 +314,9 @@ def test_delta_files_written_by_iotgen_roll_by_size_and_carry_statistics(tmp_pat
     assert (commit.version, commit.rows, commit.skipped) == (1, 20_000, False)
     table = DeltaTable(str(path))
     assert table.transaction_version("app-1") == 7
-    assert delta_history(path)[0]["rows_added"] == 20_000
     actions = pa.table(table.get_add_actions(flatten=True)).to_pydict()
+    assert delta_history(path)[0]["rows_added"] == 20_000
+    assert delta_history(path)[0]["files_added"] == len(actions["path"]) > 1
     days = set(actions[f"partition.{PARTITION_COLUMN}"])
     assert len(days) >= 7 and len(actions["path"]) > len(days)  # files were cut by size
     assert sorted(str(p.relative_to(path)) for p in path.rglob("*.parquet")) == sorted(actions["path"])
