@@ -23,7 +23,7 @@ def without(monkeypatch):
     yield remove
     monkeypatch.undo()
     private_api._sdk_hash.cache_clear()
-    private_api._data_files_writer.cache_clear()
+    private_api._iceberg_files.cache_clear()
 
 
 def test_the_installed_libraries_have_what_iotgen_relies_on():
@@ -41,7 +41,7 @@ def test_the_installed_libraries_have_what_iotgen_relies_on():
     private_api.fill_encoded(ours, [encoded], sdk.size_in_bytes)
     assert (len(ours), ours.size_in_bytes, private_api.first_encoded(ours)) == (1, sdk.size_in_bytes, encoded)
     assert private_api._sdk_hash() is not None
-    assert private_api._data_files_writer() is not None
+    assert private_api.iceberg_files_supported()
 
 
 def test_partition_keys_stay_in_one_partition_without_the_sdk_resolver(without):
@@ -61,7 +61,7 @@ def test_iceberg_appends_through_the_public_api_when_the_private_writer_is_missi
                                   "reason": f"r{i}", "body": b"x"} for i in range(5)], schema=LAYOUTS["quarantine"])
     catalog = open_catalog(warehouse=tmp_path / "private")
     write_iceberg(catalog, "iot.q", rows, idempotency_key=("app", 1))
-    without("_data_files_writer")
+    without("_iceberg_files")
     catalog = open_catalog(warehouse=tmp_path / "public")
     write_iceberg(catalog, "iot.q", rows, idempotency_key=("app", 1))
     write_iceberg(catalog, "iot.q", rows, idempotency_key=("app", 2))

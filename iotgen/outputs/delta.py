@@ -26,7 +26,6 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ..base.errors import InputError
 from ..base.variant_encoding import shared_metadata
@@ -34,14 +33,17 @@ from ..formats.variant import VARIANT_TYPE, json_or_text_to_variant
 from .lakehouse import (
     LAYOUTS,
     CommitConflict,
+    UNINDEXED_COLUMN,
     TableCommit,
     already_recorded,
     check_app_transactions,
     check_json_column_mode,
     conform,
+    event_date,
     layout_of,
     record_batches,
 )
+from .table_files import TableFiles
 
 PARTITION_COLUMN = "event_date"
 COMMIT_INFO_KEY = "iotgen.app_transactions"
@@ -56,13 +58,6 @@ HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 #: writer (local tables, :class:`DataFiles`) holds at most PENDING_ROWS rows whatever the size (figures:
 #: bench/results/notebook_memory.md and memory.md). Small files are merged later with compact_delta (OPTIMIZE).
 TARGET_FILE_SIZE = 32 * 2**20
-#: Parquet column statistics (min/max per page and file) are not written for ``json_column``: no reader skips
-#: files on the range of JSON texts or VARIANT bytes, and computing them is a large share of a write's CPU
-#: time (bench/results/lakehouse.md; the VARIANT metadata is 640 bytes a row for the default key pool). delta-rs takes
-#: column properties by top-level name only (``json_column.value`` is not found), so statistics are off by
-#: default and on (page level, Parquet's default) for every other column.
-UNINDEXED_COLUMN = "json_column"
-_MICROS_PER_DAY = 86_400_000_000
 #: ``json_column`` as delta-rs is given it in variant mode: VARIANT with its metadata dictionary-encoded. The
 #: generator's rows share one metadata (640 bytes a row for the default key pool); as a dictionary it is one value
 #: and an int32 per row, which delta-rs splits by partition and Parquet encodes without hashing each row's copy
@@ -150,13 +145,6 @@ def _metadata_dictionary(variant: pa.StructArray) -> pa.StructArray:
         metadata = pc.dictionary_encode(metadata)
     return pa.StructArray.from_arrays([metadata, variant.field(1)], fields=list(WRITE_VARIANT_TYPE),
                                       mask=variant.is_null() if variant.null_count else None)
-
-
-def event_date(timestamp: pa.Array) -> pa.Array:
-    """The UTC date of each timestamp."""
-    micros = pc.cast(timestamp.cast(pa.timestamp("us", tz="UTC")), pa.int64())
-    days = pc.floor(pc.divide(pc.cast(micros, pa.float64()), float(_MICROS_PER_DAY)))
-    return pc.cast(pc.cast(days, pa.int32()), pa.date32())
 
 
 def open_delta_table(target, storage_options: dict[str, str] | None = None):
@@ -332,109 +320,48 @@ PENDING_ROWS = 131_072
 COMPRESSION = "none"
 
 
-class DataFiles:
-    """The Parquet data files of one Delta write, written by pyarrow, one open file per partition.
-
-    Batches (:func:`prepare_batch` output) are split by ``event_date``; once ``pending_rows`` rows wait over all
-    partitions, each partition's rows are written as a row group, and a file is closed at ``target_file_size``
-    bytes. :meth:`close` returns the delta-rs add actions, with per-file statistics read back from the Parquet
-    footers, as delta-rs would write them. (A null date would go to Hive's default partition, but ``event_date``
-    is not nullable: the commit refuses it, as delta-rs' own writer did.)"""
+class DataFiles(TableFiles):
+    """The Parquet data files of one Delta write (:class:`~iotgen.outputs.table_files.TableFiles`), split by
+    ``event_date`` into Hive-style folders; :meth:`close` returns the delta-rs add actions, with per-file statistics
+    read back from the Parquet footers, as delta-rs would write them. (A null date would go to Hive's default
+    partition, but ``event_date`` is not nullable: the commit refuses it, as delta-rs' own writer did.)"""
 
     def __init__(self, root: Path, schema: pa.Schema, partitioned: bool, target_file_size: int,
                  pending_rows: int = PENDING_ROWS) -> None:
         self.root = root
         self.partitioned = partitioned
-        self.schema = schema.remove(schema.get_field_index(PARTITION_COLUMN)) if partitioned else schema
-        self.target_file_size = target_file_size
-        self.pending_rows = pending_rows
-        self.rows = 0
-        self._pending: dict[str | None, list[pa.RecordBatch]] = {}
-        self._pending_rows: dict[str | None, int] = {}
-        self._open: dict[str | None, tuple[Path, Any, Any]] = {}  # partition -> (path, file, writer)
-        self._written: list[Path] = []
-        self._actions: list[Any] = []
-        self._statistics = [f.name for f in self.schema if f.name != UNINDEXED_COLUMN]
+        schema = schema.remove(schema.get_field_index(PARTITION_COLUMN)) if partitioned else schema
+        super().__init__(schema, target_file_size, pending_rows, compression=COMPRESSION,
+                         statistics=[f.name for f in schema if f.name != UNINDEXED_COLUMN])
 
-    def add(self, batch: pa.RecordBatch) -> None:
-        if not batch.num_rows:
-            return
-        self.rows += batch.num_rows
-        for partition, part in self._split(batch):
-            self._pending.setdefault(partition, []).append(part)
-            self._pending_rows[partition] = self._pending_rows.get(partition, 0) + part.num_rows
-        if sum(self._pending_rows.values()) >= self.pending_rows:  # all at once: no slice keeps an old batch alive
-            for partition in sorted(self._pending, key=str):
-                self._flush(partition)
+    def add(self, batch: pa.RecordBatch, partitions: pa.Array | None = None) -> None:
+        """A :func:`prepare_batch` batch (its ``event_date`` says the partition)."""
+        if self.partitioned:
+            batch, partitions = batch.drop_columns([PARTITION_COLUMN]), batch.column(PARTITION_COLUMN)
+        super().add(batch, partitions)
 
-    def _split(self, batch: pa.RecordBatch) -> Iterator[tuple[str | None, pa.RecordBatch]]:
-        if not self.partitioned:
-            yield None, batch
-            return
-        dates = batch.column(PARTITION_COLUMN)
-        data = batch.drop_columns([PARTITION_COLUMN])
-        if not dates.null_count and pc.count_distinct(dates).as_py() == 1:
-            yield str(dates[0]), data
-            return
-        order = pc.sort_indices(dates)
-        counts = pc.value_counts(dates.take(order))  # in order of first appearance: date order
-        data = data.take(order)
-        start = 0
-        for day, count in zip(counts.field(0).to_pylist(), counts.field(1).to_pylist()):
-            yield None if day is None else str(day), data.slice(start, count)
-            start += count
+    def _create(self, partition, number: int) -> tuple[str, Any]:
+        value = HIVE_DEFAULT_PARTITION if partition is None else str(partition)
+        folder = self.root / f"{PARTITION_COLUMN}={value}" if self.partitioned else self.root
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"part-{number:05d}-{uuid.uuid4()}-c000.{COMPRESSION}.parquet"
+        return str(path), open(path, "wb")
 
-    def _flush(self, partition: str | None) -> None:
-        batches = self._pending.pop(partition)
-        self._pending_rows.pop(partition)
-        if partition not in self._open:
-            value = HIVE_DEFAULT_PARTITION if partition is None else partition
-            folder = self.root / f"{PARTITION_COLUMN}={value}" if self.partitioned else self.root
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"part-{len(self._written):05d}-{uuid.uuid4()}-c000.{COMPRESSION}.parquet"
-            self._written.append(path)
-            handle = open(path, "wb")
-            writer = pq.ParquetWriter(handle, self.schema, compression=COMPRESSION,
-                                      write_statistics=self._statistics)
-            self._open[partition] = (path, handle, writer)
-        path, handle, writer = self._open[partition]
-        table = pa.Table.from_batches(batches, schema=self.schema)
-        writer.write_table(table, row_group_size=table.num_rows)
-        if handle.tell() >= self.target_file_size:
-            self._close_file(partition)
-
-    def _close_file(self, partition: str | None) -> None:
+    def _finished(self, partition, location: str, size: int, metadata) -> Any:
         from deltalake.transaction import AddAction
 
-        path, handle, writer = self._open.pop(partition)
-        writer.close()
-        handle.close()
-        stat = path.stat()
-        self._actions.append(AddAction(
-            path.relative_to(self.root).as_posix(), stat.st_size,
-            {PARTITION_COLUMN: partition} if self.partitioned else {},
-            int(stat.st_mtime * 1000), True, json.dumps(file_statistics(writer.writer.metadata))))
+        path = Path(location)
+        return AddAction(
+            path.relative_to(self.root).as_posix(), size,
+            {PARTITION_COLUMN: None if partition is None else str(partition)} if self.partitioned else {},
+            int(path.stat().st_mtime * 1000), True, json.dumps(file_statistics(metadata)))
 
-    def close(self) -> list[Any]:
-        """Write what is pending, close every file; the add actions of the files written."""
-        for partition in sorted(self._pending, key=str):
-            self._flush(partition)
-        for partition in sorted(self._open, key=str):
-            self._close_file(partition)
-        return self._actions
+    def _delete(self, location: str) -> None:
+        Path(location).unlink(missing_ok=True)
 
     def discard(self) -> None:
-        """Close and delete every file written."""
-        for _, handle, writer in self._open.values():
-            handle.close()
-            try:
-                writer.close()  # it can only fail now (the file is closed), but it then leaves nothing behind
-            except ValueError:
-                pass
-        self._open.clear()
-        for path in self._written:
-            path.unlink(missing_ok=True)
-        for folder in {path.parent for path in self._written} - {self.root}:
+        super().discard()
+        for folder in {Path(location).parent for location in self._written} - {self.root}:
             try:
                 folder.rmdir()  # a partition folder this write made, if nothing else is in it
             except OSError:

@@ -19,10 +19,12 @@ import datetime as dt
 import itertools
 import os
 import re
+import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..base.errors import InputError
 from .lakehouse import (
@@ -31,11 +33,14 @@ from .lakehouse import (
     TableCommit,
     already_recorded,
     check_app_transactions,
+    UNINDEXED_COLUMN,
     conform,
+    event_date,
     layout_of,
     record_batches,
 )
-from .private_api import iceberg_append
+from .private_api import IcebergDataFile, iceberg_append_files, iceberg_append_tables, iceberg_files_supported
+from .table_files import TableFiles
 
 TXN_PREFIX = "iotgen.txn."
 CATALOG_FILE = "catalog.db"
@@ -44,7 +49,13 @@ TABLE_PROPERTIES = {
     "commit.retry.num-retries": "0",
     "write.parquet.compression-codec": "zstd",
 }
-GROUP_ROWS = 262_144  # rows per pyiceberg write call (bounds memory for large batches)
+GROUP_ROWS = 262_144  # rows per pyiceberg append when iotgen cannot write the files itself (public API only)
+#: Rows waiting over all open partitions before they are written out as row groups (as for Delta: a long
+#: write's memory is bounded by this; bench/results/memory.md), and the size data files are cut at.
+PENDING_ROWS = 131_072
+TARGET_FILE_SIZE_PROPERTY = "write.target-file-size-bytes"
+TARGET_FILE_SIZE = 512 * 2**20  # Iceberg's default for the property above
+METRICS_PREFIX = "write.metadata.metrics.column."
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -175,9 +186,14 @@ def write_iceberg(
     *,
     idempotency_key: tuple[str, int] | None = None,
     app_transactions: Mapping[str, int] | None = None,
+    pending_rows: int | None = None,
+    target_file_size: int | None = None,
 ) -> TableCommit:
     """Append ``data`` (Table, RecordBatch, RecordBatchReader or iterable of batches) to ``identifier`` in one
-    snapshot, creating the namespace and table if needed. See the module docs for the app transactions."""
+    snapshot, creating the namespace and table if needed. See the module docs for the app transactions. iotgen
+    writes the data files itself (:class:`IcebergFiles`: at most ``pending_rows``, default :data:`PENDING_ROWS`,
+    wait to be written, which bounds a long write's memory; files are cut at ``target_file_size`` bytes, default the
+    table's ``write.target-file-size-bytes`` or 512 MiB); the files are removed if the write fails."""
     from pyiceberg.exceptions import CommitFailedException
 
     txns = check_app_transactions(idempotency_key, app_transactions)
@@ -187,27 +203,94 @@ def write_iceberg(
     key_ids = [idempotency_key[0]] if idempotency_key else []
     if already_recorded(app_versions(table, key_ids), idempotency_key):
         return TableCommit(identifier, None, 0, skipped=True)
-    arrow_schema = table.schema().as_arrow()
+    arrow_schema = table.schema().as_arrow()  # with the field ids
     properties = {TXN_PREFIX + app_id: str(version) for app_id, version in txns.items()}
+    conformed = (pa.RecordBatch.from_arrays(conform(b, LAYOUTS[layout]).columns, schema=arrow_schema)
+                 for b in batches)
+    files = None
     try:
-        with table.transaction() as tx:
-            rows = iceberg_append(tx, table, _groups(batches, layout, arrow_schema), properties)
+        if iceberg_files_supported():
+            files = IcebergFiles(table, PENDING_ROWS if pending_rows is None else pending_rows, target_file_size)
+            for batch in conformed:
+                files.add(batch)
+            data_files = files.close()
+            with table.transaction() as tx:
+                iceberg_append_files(tx, data_files, properties)
+            rows = files.rows
+        else:
+            with table.transaction() as tx:
+                rows = iceberg_append_tables(tx, _groups(conformed, arrow_schema), properties)
     except CommitFailedException as exc:
+        if files is not None:
+            files.discard()
         table = catalog.load_table(check_identifier(identifier))
         if already_recorded(app_versions(table, key_ids), idempotency_key):
             return TableCommit(identifier, None, 0, skipped=True)
         raise CommitConflict(f"Iceberg table {identifier}: {exc}") from None
+    except BaseException:
+        if files is not None:
+            files.discard()
+        raise
     table = catalog.load_table(check_identifier(identifier))
     return TableCommit(identifier, table.current_snapshot().snapshot_id, rows)
 
 
-def _groups(batches: Iterator[pa.RecordBatch], layout: str, arrow_schema: pa.Schema) -> Iterator[pa.Table]:
-    """Conformed batches gathered into tables of about :data:`GROUP_ROWS` rows."""
+class IcebergFiles(TableFiles):
+    """The Parquet data files of one Iceberg write (:class:`~iotgen.outputs.table_files.TableFiles`), written
+    through the table's file IO where its location provider puts them (``data/timestamp_day=YYYY-MM-DD/`` for
+    event tables), with the table's schema (field ids) and Parquet compression; :meth:`close` returns their data
+    file records with pyiceberg's statistics. ``json_column`` gets no column statistics (metrics mode ``none``:
+    no reader prunes files on JSON text, and they are a large share of a write's CPU)."""
+
+    def __init__(self, table, pending_rows: int = PENDING_ROWS, target_file_size: int | None = None) -> None:
+        self._table = table
+        self._io = table.io
+        metadata = table.metadata
+        self._spec = table.spec()
+        self._iceberg_schema = table.schema()
+        self._records = IcebergDataFile(metadata, {METRICS_PREFIX + UNINDEXED_COLUMN: "none"})
+        self._write_id = uuid.uuid4()
+        schema = self._iceberg_schema.as_arrow()
+        level = metadata.properties.get("write.parquet.compression-level")
+        if target_file_size is None:
+            target_file_size = int(metadata.properties.get(TARGET_FILE_SIZE_PROPERTY, TARGET_FILE_SIZE))
+        super().__init__(schema, target_file_size, pending_rows,
+                         compression=metadata.properties.get("write.parquet.compression-codec", "zstd"),
+                         compression_level=int(level) if level else None,
+                         statistics=[f.name for f in schema if f.name != UNINDEXED_COLUMN])
+        self._partitioned = not self._spec.is_unpartitioned()
+
+    def add(self, batch: pa.RecordBatch, partitions: pa.Array | None = None) -> None:
+        """Rows of the table's schema; event rows go to the partition of their timestamp's day."""
+        if self._partitioned:
+            partitions = pc.cast(event_date(batch.column("timestamp")), pa.int32())  # days since 1970-01-01
+        super().add(batch, partitions)
+
+    def _create(self, partition, number: int) -> tuple[str, Any]:
+        from pyiceberg.typedef import Record
+
+        name = f"{number:05d}-0-{self._write_id}.parquet"
+        if self._partitioned:
+            name = f"{self._spec.partition_to_path(Record(partition), self._iceberg_schema)}/{name}"
+        location = self._records.location(name)
+        return location, self._io.new_output(location).create(overwrite=False)
+
+    def _finished(self, partition, location: str, size: int, metadata) -> Any:
+        return self._records(location, (partition,) if self._partitioned else (), size, metadata)
+
+    def _delete(self, location: str) -> None:
+        try:
+            self._io.delete(location)
+        except FileNotFoundError:
+            pass
+
+
+def _groups(batches: Iterator[pa.RecordBatch], arrow_schema: pa.Schema) -> Iterator[pa.Table]:
+    """Conformed batches gathered into tables of about :data:`GROUP_ROWS` rows (the public append's way)."""
     pending: list[pa.RecordBatch] = []
     size = 0
     for batch in batches:
-        batch = conform(batch, LAYOUTS[layout])
-        pending.append(pa.RecordBatch.from_arrays(batch.columns, schema=arrow_schema))
+        pending.append(batch)
         size += batch.num_rows
         if size >= GROUP_ROWS:
             yield pa.Table.from_batches(pending, schema=arrow_schema)

@@ -20,12 +20,19 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..base.errors import InputError
 from ..base.values import parse_choice
 from ..settings.schema import ARROW_SCHEMA, TIMESTAMP
 
 JSON_COLUMN_MODES = ("variant", "string")
+#: Parquet column statistics (min/max per page and file) are not written for ``json_column``: no reader skips
+#: files on the range of JSON texts or VARIANT bytes, and computing them is a large share of a write's CPU
+#: time (bench/results/lakehouse.md; the VARIANT metadata is 640 bytes a row for the default key pool); Iceberg
+#: records no metrics for it. delta-rs takes column properties by top-level name only (``json_column.value`` is
+#: not found), so its statistics are off by default and on (page level, Parquet's default) for every other column.
+UNINDEXED_COLUMN = "json_column"
 
 INGEST_FIELDS = (
     pa.field("_partition", pa.string(), nullable=False),
@@ -158,3 +165,13 @@ def already_recorded(recorded: Mapping[str, int | None], idempotency_key: tuple[
         return False
     current = recorded.get(idempotency_key[0])
     return current is not None and current >= idempotency_key[1]
+
+
+_MICROS_PER_DAY = 86_400_000_000
+
+
+def event_date(timestamp: pa.Array) -> pa.Array:
+    """The UTC date of each timestamp."""
+    micros = pc.cast(timestamp.cast(pa.timestamp("us", tz="UTC")), pa.int64())
+    days = pc.floor(pc.divide(pc.cast(micros, pa.float64()), float(_MICROS_PER_DAY)))
+    return pc.cast(pc.cast(days, pa.int32()), pa.date32())

@@ -8,10 +8,13 @@ needed, and where it is missing iotgen takes the library's public API instead, s
   (``azure.eventhub._buffered_producer._partition_resolver.generate_hash_code``). Public fallback: ``batch.add``
   with ``EventData`` and ``client.send_batch`` (slower; a send the SDK repeats itself is not counted), and a
   CRC-32 of the key (each key still lands in one partition).
-* **pyiceberg** (``<0.13``): :func:`iceberg_data_files` writes a group of rows into data files of an open
-  transaction with ``pyiceberg.io.pyarrow._dataframe_to_data_files``, so that one fast-append snapshot carries
-  every file and the app-transaction properties. Public fallback: ``Transaction.append`` per group (one snapshot
-  per group in the same commit; the properties ride on each).
+* **pyiceberg** (``<0.13``): iotgen writes an Iceberg table's Parquet files itself
+  (:class:`iotgen.outputs.iceberg.IcebergFiles`, memory bounded as for Delta) and makes their data file records
+  with pyiceberg's footer statistics (``pyiceberg.io.pyarrow.compute_statistics_plan``,
+  ``data_file_statistics_from_parquet_metadata``, ``parquet_path_to_id_mapping``, ``DataFile.from_args``, the
+  table's location provider), then adds them in one fast-append snapshot with the app-transaction properties
+  (``Transaction.update_snapshot().fast_append()``). Public fallback: ``Transaction.append`` per group of rows
+  (one snapshot per group in the same commit; the properties ride on each).
 
 ``tests/test_private_api.py`` checks each of these against the installed libraries, so an upgrade that moves one
 fails there first, by name.
@@ -86,34 +89,76 @@ def partition_for_key(key: str, partitions: int) -> int:
 
 # ---- pyiceberg ---------------------------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
-def _data_files_writer():
+def _iceberg_files() -> Any:
+    """pyiceberg's pieces for data files written outside it: the statistics of a Parquet footer, the data file
+    record, the location provider."""
     try:
-        from pyiceberg.io.pyarrow import _dataframe_to_data_files
+        from types import SimpleNamespace
+
+        from pyiceberg.io.pyarrow import (
+            compute_statistics_plan,
+            data_file_statistics_from_parquet_metadata,
+            parquet_path_to_id_mapping,
+        )
+        from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+        from pyiceberg.table.locations import load_location_provider
+        from pyiceberg.typedef import Record
     except ImportError:
-        _LOGGER.warning("this pyiceberg has no _dataframe_to_data_files: Iceberg appends go through "
-                        "Transaction.append (one snapshot per group of rows)")
+        _LOGGER.warning("this pyiceberg lacks what iotgen writes Iceberg data files with: Iceberg appends go "
+                        "through Transaction.append (one snapshot per group of rows)")
         return None
-    return _dataframe_to_data_files
+    return SimpleNamespace(statistics_plan=compute_statistics_plan, column_ids=parquet_path_to_id_mapping,
+                           statistics=data_file_statistics_from_parquet_metadata, DataFile=DataFile,
+                           DataFileContent=DataFileContent, FileFormat=FileFormat,
+                           location_provider=load_location_provider, Record=Record)
 
 
-def iceberg_append(tx: Any, table: Any, groups: Iterable[Any], properties: dict[str, str]) -> int:
-    """Append groups of rows (pyarrow Tables) to an open transaction; returns the rows appended. One
-    fast-append snapshot with every data file and ``properties`` where the private writer is there, else one
-    public ``append`` per group."""
-    import itertools
+def iceberg_files_supported() -> bool:
+    """Whether iotgen can write Iceberg data files itself (:class:`IcebergDataFile`); else
+    :func:`iceberg_append_tables`."""
+    return _iceberg_files() is not None
 
-    writer = _data_files_writer()
-    rows = 0
-    if writer is None:
-        for group in groups:
-            rows += group.num_rows
-            tx.append(group, snapshot_properties=properties)
-        return rows
-    counter = itertools.count(0)
+
+class IcebergDataFile:
+    """Data file records of one table's schema and properties, from the footers of the files iotgen wrote, as
+    pyiceberg's own writer makes them (``pyiceberg.io.pyarrow.write_file``)."""
+
+    def __init__(self, table_metadata: Any, metrics: dict[str, str]) -> None:
+        api = _iceberg_files()
+        self._api = api
+        self._metadata = table_metadata
+        schema = table_metadata.schema()
+        self._plan = api.statistics_plan(schema, {**table_metadata.properties, **metrics})
+        self._ids = api.column_ids(schema)
+        self._locations = api.location_provider(table_metadata.location, table_metadata.properties)
+
+    def location(self, name: str) -> str:
+        """Where a data file ``name`` (which may start with a partition path) goes."""
+        return self._locations.new_data_location(name)
+
+    def __call__(self, location: str, partition: tuple, size: int, parquet_metadata: Any) -> Any:
+        api = self._api
+        statistics = api.statistics(parquet_metadata=parquet_metadata, stats_columns=self._plan,
+                                    parquet_column_mapping=self._ids)
+        return api.DataFile.from_args(
+            content=api.DataFileContent.DATA, file_path=location, file_format=api.FileFormat.PARQUET,
+            partition=api.Record(*partition), file_size_in_bytes=size, sort_order_id=None,
+            spec_id=self._metadata.default_spec_id, equality_ids=None, key_metadata=None,
+            **statistics.to_serialized_dict())
+
+
+def iceberg_append_files(tx: Any, data_files: Iterable[Any], properties: dict[str, str]) -> None:
+    """One fast-append snapshot of ``data_files`` with ``properties`` in its summary, in an open transaction."""
     with tx.update_snapshot(snapshot_properties=properties).fast_append() as append:
-        for group in groups:
-            rows += group.num_rows
-            for data_file in writer(table_metadata=tx.table_metadata, df=group, io=table.io,
-                                    write_uuid=append.commit_uuid, counter=counter):
-                append.append_data_file(data_file)
+        for data_file in data_files:
+            append.append_data_file(data_file)
+
+
+def iceberg_append_tables(tx: Any, groups: Iterable[Any], properties: dict[str, str]) -> int:
+    """The public way: ``Transaction.append`` per group of rows (pyarrow Tables), one snapshot each with
+    ``properties``; returns the rows appended."""
+    rows = 0
+    for group in groups:
+        rows += group.num_rows
+        tx.append(group, snapshot_properties=properties)
     return rows

@@ -342,10 +342,105 @@ def test_delta_files_written_by_iotgen_roll_by_size_and_carry_statistics(tmp_pat
         assert f"{PARTITION_COLUMN}={actions[f'partition.{PARTITION_COLUMN}'][i]}" == Path(file).parts[0]
 
 
-def test_delta_write_failing_mid_stream_leaves_no_files_and_no_commit(tmp_path):
+def _bounds_by_partition(table) -> dict:
+    """Per partition: rows, null counts, and the lowest lower / highest upper bound of every column, over the data
+    files of the current snapshot (as Iceberg readers prune with them)."""
+    from pyiceberg.conversions import from_bytes
+
+    types = {f.field_id: f.field_type for f in table.schema().fields}
+    out: dict = {}
+    for task in table.scan().plan_files():
+        f = task.file
+        part = out.setdefault(tuple(f.partition), {"rows": 0, "nulls": {}, "low": {}, "high": {}})
+        part["rows"] += f.record_count
+        for i, n in (f.null_value_counts or {}).items():
+            part["nulls"][i] = part["nulls"].get(i, 0) + n
+        for i, b in (f.lower_bounds or {}).items():
+            v = from_bytes(types[i], b)
+            part["low"][i] = min(part["low"].get(i, v), v)
+        for i, b in (f.upper_bounds or {}).items():
+            v = from_bytes(types[i], b)
+            part["high"][i] = max(part["high"].get(i, v), v)
+    return out
+
+
+def test_iceberg_files_written_by_iotgen_roll_by_size_and_carry_the_statistics_pyiceberg_gives(tmp_path, duck):
+    """An Iceberg write's Parquet files are written by iotgen (one open file per day partition, memory bounded by
+    PENDING_ROWS) and appended in one snapshot with the app transaction: files cut at target_file_size; DuckDB
+    reads the same rows; every partition's rows, null counts and bounds are those pyiceberg's own writer records
+    for the same data (json_column excepted: no metrics); a filter on timestamp prunes files."""
+    import datetime as dt
+
+    from pyiceberg.expressions import GreaterThanOrEqual
+
+    from iotgen import generate_table
+    from iotgen.spec.spec_file import generator_spec
+
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text("scenarios:\n  nulls:\n    temperature: 0.05\n    timestamp: 0.01\n")
+    config = Config(num_events=20_000, random_seed=5, anchor_time="2026-01-01T00:00:00Z", spec_file=str(spec_file),
+                    output_dir=str(tmp_path))
+    batches = generate_table(generator_spec(config), 20_000).to_batches(max_chunksize=1_500)
+    data = pa.Table.from_batches(batches)
+    catalog = open_catalog(warehouse=tmp_path / "wh")
+    commit = write_iceberg(catalog, "iot.ours", iter(batches), idempotency_key=("app-1", 7),
+                           target_file_size=300_000, pending_rows=4_000)
+    assert (commit.rows, commit.skipped) == (20_000, False)
+    ours = catalog.load_table("iot.ours")
+    assert iceberg_app_versions(catalog, "iot.ours", ["app-1"]) == {"app-1": 7}
+    history = iceberg_history(catalog, "iot.ours")
+    assert len(history) == 1 and history[0]["rows_added"] == 20_000
+    files = [task.file for task in ours.scan().plan_files()]
+    days = {tuple(f.partition) for f in files}
+    assert history[0]["files_added"] == len(files) and len(days) >= 7 and len(files) > len(days)  # cut by size
+    on_disk = sorted(str(p) for p in (tmp_path / "wh" / "iot" / "ours").rglob("*.parquet"))
+    assert on_disk == sorted(f.file_path.removeprefix("file://") for f in files)
+    read = duck.sql(f"SELECT * FROM iceberg_scan('{ours.metadata_location}')").arrow().read_all()
+    _assert_same_events(read, data)
+
+    theirs = write_iceberg(catalog, "iot.theirs", data.slice(0, 0))  # the same table layout, then pyiceberg appends
+    assert theirs.rows == 0
+    reference = catalog.load_table("iot.theirs")
+    reference.append(pa.Table.from_batches([pa.RecordBatch.from_arrays(b.columns, schema=reference.schema().as_arrow())
+                                            for b in batches]))
+    json_id = ours.schema().find_field("json_column").field_id
+    expected = _bounds_by_partition(reference)
+    for part in expected.values():
+        for kind in ("nulls", "low", "high"):
+            part[kind].pop(json_id, None)
+    got = _bounds_by_partition(ours)
+    assert got == expected
+    assert sum(p["nulls"].get(ours.schema().find_field("temperature").field_id, 0) for p in got.values()) > 0
+
+    assert (None,) in days  # events without a timestamp: Iceberg's null partition
+    last_day = pc.max(pc.cast(data.column("timestamp"), pa.date32())).as_py()
+    since = dt.datetime.combine(last_day, dt.time(), dt.timezone.utc)
+    scan = ours.scan(row_filter=GreaterThanOrEqual("timestamp", since.isoformat()))
+    assert 0 < len(list(scan.plan_files())) < len(files)
+    assert scan.to_arrow().num_rows == pc.sum(pc.greater_equal(data.column("timestamp"), pa.scalar(since))).as_py()
+
+
+@pytest.mark.parametrize("fmt", ["delta", "iceberg"])
+def test_a_write_failing_mid_stream_leaves_no_files_and_no_commit(tmp_path, fmt):
     """A later batch that fails its checks: the files written so far are removed and nothing is committed."""
-    write_delta(tmp_path / "t", events(10))
+    if fmt == "delta":
+        def write(data, **kwargs):
+            return write_delta(tmp_path / "t", data, **kwargs)
+
+        def versions():
+            return len(delta_history(tmp_path / "t")), delta_app_versions(tmp_path / "t", ["app"])
+    else:
+        catalog = open_catalog(warehouse=tmp_path / "t")
+
+        def write(data, **kwargs):
+            return write_iceberg(catalog, "iot.t", data, **kwargs)
+
+        def versions():
+            return len(iceberg_history(catalog, "iot.t")), iceberg_app_versions(catalog, "iot.t", ["app"])
+    write(events(10))
     before = sorted((tmp_path / "t").rglob("*.parquet"))
+    committed = versions()
+    assert committed[1] == {"app": None}
     good = events(3000, seed=3)
     bad = events(5).drop_columns(["env"])
 
@@ -354,8 +449,6 @@ def test_delta_write_failing_mid_stream_leaves_no_files_and_no_commit(tmp_path):
         yield bad.to_batches()[0]
 
     with pytest.raises(ValueError, match="missing env"):
-        write_delta(tmp_path / "t", stream(), idempotency_key=("app", 1), target_file_size=50_000,
-                    pending_rows=500)
+        write(stream(), idempotency_key=("app", 1), target_file_size=50_000, pending_rows=500)
     assert sorted((tmp_path / "t").rglob("*.parquet")) == before
-    assert delta_history(tmp_path / "t")[0]["version"] == 1
-    assert delta_app_versions(tmp_path / "t", ["app"]) == {"app": None}
+    assert versions() == committed
