@@ -117,13 +117,16 @@ def doubles(values: np.ndarray) -> pa.BinaryArray:
     return _fixed(np.asarray(values, dtype="<f8").view(np.uint8), _DOUBLE)
 
 
+#: one fixed-width value: its header byte and 8 bytes (packed: 9 bytes, written as two fields, not byte by byte)
+_NINE = np.dtype([("header", np.uint8), ("value", "V8")])
+
+
 def _fixed(raw: np.ndarray, type_id: int) -> pa.BinaryArray:
     m = len(raw) // 8
-    out = np.empty((m, 9), dtype=np.uint8)
-    out[:, 0] = (type_id << 2) | _PRIMITIVE
-    out[:, 1:] = raw.reshape(m, 8)
-    return pa.BinaryArray.from_buffers(pa.binary(), m, [None, pa.py_buffer(np.arange(0, 9 * m + 1, 9, dtype=np.int32)),
-                                                        pa.py_buffer(out)])
+    out = np.empty(m, dtype=_NINE)
+    out["header"] = (type_id << 2) | _PRIMITIVE
+    out["value"] = raw.view("V8")
+    return _binary(out, np.arange(0, 9 * m + 1, 9, dtype=np.int32))
 
 
 def table(values) -> pa.BinaryArray:
@@ -141,24 +144,37 @@ def containers(m: int, elements: list[pa.BinaryArray], present: np.ndarray | Non
     offsets are the smallest that fit the whole batch.
     """
     k = len(elements)
-    lengths = [np.diff(np.frombuffer(e.buffers()[1], dtype=np.int32, count=len(e) + 1, offset=4 * e.offset))
-               for e in elements]
+    offsets = [np.frombuffer(e.buffers()[1], dtype=np.int32, count=len(e) + 1, offset=4 * e.offset) for e in elements]
+    lengths = [np.diff(o) for o in offsets]
     if present is None and k:
         return _full_containers(m, elements, lengths, field_ids)
-    # Slot by slot (each slot's rows in row order, as its elements are): an element's place in its row and the
-    # bytes of the row's elements before it, counted with one running array per row.
-    rows = [np.flatnonzero(present[j]).astype(np.int32) for j in range(k)] if present is not None else []
-    counts = np.zeros(m, dtype=np.int32)
-    totals = np.zeros(m, dtype=np.int64)  # bytes of each row's elements
-    places, befores = [], []
-    for j in range(k):
-        r = rows[j]
-        place = counts[r]
-        counts[r] = place + 1
-        before = totals[r]
-        totals[r] = before + lengths[j]
-        places.append(place)
-        befores.append(before)
+    # The elements, slot by slot, are put in row order ("row-major": row 0's in slot order, then row 1's, ...):
+    # each element's place there is its row's first place plus the row's elements in the slots before it,
+    # counted slot by slot over whole rows of the (slot, row) mask.
+    value_bytes = sum(int(o[-1] - o[0]) for o in offsets)
+    present = np.zeros((0, m), dtype=bool) if present is None else np.asarray(present, dtype=bool)
+    counts = present.sum(axis=0, dtype=np.int32)
+    starts = np.zeros(m + 1, dtype=np.intp)  # each row's first place in row-major order
+    np.cumsum(counts, out=starts[1:])
+    if value_bytes >= 2**31:
+        raise ValueError("too many bytes for one VARIANT batch")
+    places = np.empty((k, m), dtype=np.int32)
+    if k:
+        places[0] = starts[:-1]
+    for j in range(1, k):
+        np.add(places[j - 1], present[j - 1], out=places[j])
+    # (int32 tables and gathers, intp indices for the scatters: numpy converts other index types first)
+    place = np.take(places.reshape(-1), np.flatnonzero(present)).astype(np.intp)  # of each element, slot by slot
+    order = np.empty(len(place), dtype=np.int32)  # the elements in row-major order (indices into their concat)
+    order[place] = np.arange(len(place), dtype=np.int32)
+    # Each element's end within its row: a running sum of the lengths in row-major order, less the row's start.
+    ends = np.zeros(len(place) + 1, dtype=np.int32)
+    if k:
+        row_major = np.empty(len(place), dtype=np.int32)
+        row_major[place] = np.concatenate(lengths)  # each element's length
+        np.cumsum(row_major, out=ends[1:])
+    totals = ends[starts[1:]] - ends[starts[:-1]]
+    ends = ends[1:] - np.repeat(ends[starts[:-1]], counts)
     large = bool(m and counts.max() > 255)
     count_size = 4 if large else 1
     offset_size = _width(int(totals.max()) if m else 0)
@@ -167,42 +183,24 @@ def containers(m: int, elements: list[pa.BinaryArray], present: np.ndarray | Non
         header = (((int(large) << 4) | ((max(id_size, 1) - 1) << 2) | (offset_size - 1)) << 2) | _OBJECT
     else:
         header = (((int(large) << 2) | (offset_size - 1)) << 2) | _ARRAY
-    lead = 1 + count_size + counts * (id_size + offset_size) + offset_size  # bytes before the element values
-    starts = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(lead, out=starts[1:])
-    if starts[-1] >= 2**31:
+    if m * (1 + count_size + offset_size) + int(starts[-1]) * (id_size + offset_size) + value_bytes >= 2**31:
         raise ValueError("too many bytes for one VARIANT batch")
-    blob = np.empty(int(starts[-1]), dtype=np.uint8)  # every byte is written below
-    row_start = starts[:-1].astype(np.int32)
-    blob[row_start] = header
-    _put(blob, row_start + 1, counts, count_size)
-    ids_at = row_start + (1 + count_size)
-    offsets_at = ids_at + counts * id_size
-    _put(blob, offsets_at + counts * offset_size, totals, offset_size)
-    leads = pa.BinaryArray.from_buffers(pa.binary(), m, [None, pa.py_buffer(starts.astype(np.int32)),
-                                                          pa.py_buffer(blob)])
-    if not k:
-        return leads
-    # One take joins them: row r's lead, then its elements in slot order. Its pieces start at r + the elements
-    # of the rows before it.
-    first = np.arange(1, m + 1, dtype=np.int32)
-    first[1:] += np.cumsum(counts[:-1], dtype=np.int32)
-    codes = np.empty(m + int(counts.sum()), dtype=np.int32)
-    codes[first - 1] = np.arange(m, dtype=np.int32)
-    code = m
-    for j in range(k):
-        r, place = rows[j], places[j]
-        if field_ids is not None:
-            _put(blob, ids_at[r] + place * id_size, int(field_ids[j]), id_size)
-        _put(blob, offsets_at[r] + place * offset_size, befores[j], offset_size)
-        codes[first[r] + place] = np.arange(code, code + len(r), dtype=np.int32)
-        code += len(r)
-    taken = pa.concat_arrays([leads, *elements]).take(pa.array(codes))
-    taken_offsets = np.frombuffer(taken.buffers()[1], dtype=np.int32, count=len(codes) + 1, offset=4 * taken.offset)
-    row_offsets = np.empty(m + 1, dtype=np.int32)
-    row_offsets[:m] = taken_offsets[first - 1]
-    row_offsets[m] = taken_offsets[-1]
-    return pa.BinaryArray.from_buffers(pa.binary(), m, [None, pa.py_buffer(row_offsets), taken.buffers()[2]])
+    heads = np.empty((m, 1 + count_size), dtype=np.uint8)
+    heads[:, 0] = header
+    heads[:, 1:] = _le_bytes(counts, count_size)
+    # Each row: header, count, its field ids, offsets (0, then each element's end), its element values.
+    pieces = [_binary(heads, np.arange(0, (1 + count_size) * m + 1, 1 + count_size))]
+    if id_size:
+        ids = np.empty(len(place), dtype=np.int32)
+        ids[place] = np.repeat(np.asarray(field_ids, dtype=np.int32), [len(e) for e in elements])
+        pieces.append(_binary(_le_bytes(ids, id_size), starts * id_size))
+    pieces.append(pa.scalar(bytes(offset_size), pa.binary()))
+    pieces.append(_binary(_le_bytes(ends, offset_size), starts * offset_size))
+    if k:
+        taken = pa.concat_arrays(elements).take(pa.array(order))
+        taken_offsets = np.frombuffer(taken.buffers()[1], dtype=np.int32, count=len(order) + 1, offset=4 * taken.offset)
+        pieces.append(_binary(taken.buffers()[2], taken_offsets[starts]))
+    return pc.binary_join_element_wise(*pieces, pa.scalar(b"", pa.binary()))
 
 
 def _full_containers(m: int, elements: list[pa.BinaryArray], lengths: list[np.ndarray],
@@ -292,21 +290,22 @@ def _width(largest: int) -> int:
 
 
 def _le(values: np.ndarray, size: int) -> bytes:
-    return np.asarray(values, dtype="<u4").view(np.uint8).reshape(-1, 4)[:, :size].tobytes()
+    return _le_bytes(values, size).tobytes()
 
 
-def _put(blob: np.ndarray, at: np.ndarray, values: np.ndarray | int, size: int) -> None:
-    """Write ``values`` (or one value) as ``size``-byte little-endian integers at the positions ``at`` of ``blob``."""
-    if size == 1:
-        blob[at] = values
-        return
-    if isinstance(values, int):
-        for byte in range(size):
-            blob[at + byte] = (values >> (8 * byte)) & 0xFF
-        return
-    values = np.asarray(values, dtype=np.int64)
-    for byte in range(size):
-        blob[at + byte] = (values >> (8 * byte)) & 0xFF
+def _le_bytes(values: np.ndarray, size: int) -> np.ndarray:
+    """``values`` (that fit) as ``size``-byte little-endian unsigned integers: an ``(n, size)`` byte array."""
+    values = np.asarray(values)
+    if size != 3:  # a plain cast, much faster than cutting bytes out of wider integers
+        return values.astype(f"<u{size}").view(np.uint8).reshape(-1, size)
+    return np.ascontiguousarray(values.astype("<u4").view(np.uint8).reshape(-1, 4)[:, :size])
+
+
+def _binary(data, offsets: np.ndarray) -> pa.BinaryArray:
+    """A binary array of the bytes ``data`` (a numpy array or an Arrow buffer) cut at ``offsets``."""
+    return pa.BinaryArray.from_buffers(pa.binary(), len(offsets) - 1, [
+        None, pa.py_buffer(np.asarray(offsets, dtype=np.int32)),
+        data if isinstance(data, pa.Buffer) else pa.py_buffer(data)])
 
 
 # ---- typed Arrow columns -> VARIANT values --------------------------------------------------------------------
