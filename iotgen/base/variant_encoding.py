@@ -147,7 +147,7 @@ def containers(m: int, elements: list[pa.BinaryArray], present: np.ndarray | Non
     offsets = [np.frombuffer(e.buffers()[1], dtype=np.int32, count=len(e) + 1, offset=4 * e.offset) for e in elements]
     lengths = [np.diff(o) for o in offsets]
     if present is None and k:
-        return _full_containers(m, elements, lengths, field_ids)
+        return _full_containers(m, elements, offsets, lengths, field_ids)
     # The elements, slot by slot, are put in row order ("row-major": row 0's in slot order, then row 1's, ...):
     # each element's place there is its row's first place plus the row's elements in the slots before it,
     # counted slot by slot over whole rows of the (slot, row) mask.
@@ -197,20 +197,25 @@ def containers(m: int, elements: list[pa.BinaryArray], present: np.ndarray | Non
     pieces.append(pa.scalar(bytes(offset_size), pa.binary()))
     pieces.append(_binary(_le_bytes(ends, offset_size), starts * offset_size))
     if k:
-        taken = pa.concat_arrays(elements).take(pa.array(order))
+        taken = pc.take(pa.concat_arrays(elements), pa.array(order), boundscheck=False)  # (in range by construction)
         taken_offsets = np.frombuffer(taken.buffers()[1], dtype=np.int32, count=len(order) + 1, offset=4 * taken.offset)
         pieces.append(_binary(taken.buffers()[2], taken_offsets[starts]))
     return pc.binary_join_element_wise(*pieces, pa.scalar(b"", pa.binary()))
 
 
-def _full_containers(m: int, elements: list[pa.BinaryArray], lengths: list[np.ndarray],
+def _full_containers(m: int, elements: list[pa.BinaryArray], offsets: list[np.ndarray], lengths: list[np.ndarray],
                      field_ids: np.ndarray | None) -> pa.BinaryArray:
-    """:func:`containers` where every row has every slot: the same lead but its offsets, built as an
-    ``(m, lead)`` byte matrix, then joined to the elements row by row in C++."""
+    """:func:`containers` where every row has every slot: the same lead but its offsets. The lead and each run of
+    fixed-width elements after it are written side by side into one byte matrix, column block by column block
+    (whole-array copies); the join (row by row, in C++) then takes those matrices and the other elements."""
+    if not m:
+        return pa.array([], pa.binary())
     k = len(elements)
-    sizes = np.stack(lengths, axis=1).astype(np.int64)  # (m, k)
-    ends = np.cumsum(sizes, axis=1)
-    offset_size = _width(int(ends[:, -1].max()) if m else 0)
+    ends = np.empty((k, m), dtype=np.int64)  # each element's end in its row, slot by slot
+    np.copyto(ends[0], lengths[0])
+    for j in range(1, k):  # (a running sum row by row: numpy's cumsum along the first axis is much slower)
+        np.add(ends[j - 1], lengths[j], out=ends[j])
+    offset_size = _width(int(ends[-1].max()))
     large = k > 255
     count_size = 4 if large else 1
     id_size = _width(int(field_ids.max())) if field_ids is not None else 0
@@ -221,16 +226,58 @@ def _full_containers(m: int, elements: list[pa.BinaryArray], lengths: list[np.nd
     fixed = bytes([header]) + _le(np.array([k]), count_size)
     if field_ids is not None:
         fixed += _le(np.asarray(field_ids), id_size)
-    lead = np.empty((m, len(fixed) + (k + 1) * offset_size), dtype=np.uint8)
-    lead[:, :len(fixed)] = np.frombuffer(fixed, dtype=np.uint8)
-    offsets = np.zeros((m, k + 1), dtype="<u4")
-    offsets[:, 1:] = ends
-    lead[:, len(fixed):] = offsets.view(np.uint8).reshape(m, k + 1, 4)[:, :, :offset_size].reshape(m, -1)
-    width = lead.shape[1]
-    leads = pa.BinaryArray.from_buffers(pa.binary(), m, [None, pa.py_buffer(np.arange(0, width * m + 1, width,
-                                                                                       dtype=np.int32)),
-                                                          pa.py_buffer(lead)])
-    return pc.binary_join_element_wise(leads, *elements, pa.scalar(b"", pa.binary()))
+    lead = len(fixed) + (k + 1) * offset_size
+    pieces: list[pa.Array] = []
+    block: list[tuple[int, np.ndarray | None]] = [(lead, None)]  # (width, an (m, width) byte matrix or the lead)
+    for element, where, length in zip(elements, offsets, lengths):
+        width = int(length[0])
+        if (length == width).all():
+            if not width:  # no bytes in any row
+                continue
+            block.append((width, np.frombuffer(element.buffers()[2] or b"", dtype=np.uint8, count=m * width,
+                                               offset=int(where[0])).reshape(m, width)))
+            continue
+        if block:
+            pieces.append(_block(m, block, fixed, ends, offset_size))
+            block = []
+        pieces.append(element)
+    if block:
+        pieces.append(_block(m, block, fixed, ends, offset_size))
+    return pieces[0] if len(pieces) == 1 else pc.binary_join_element_wise(*pieces, pa.scalar(b"", pa.binary()))
+
+
+def _block(m: int, columns: list[tuple[int, np.ndarray | None]], fixed: bytes, ends: np.ndarray,
+           offset_size: int) -> pa.BinaryArray:
+    """Rows of ``columns`` side by side: the lead (``fixed`` bytes, a zero offset and each element's end) where the
+    matrix is None, else the matrix. Each column is written as one fixed-size item per row (a ``V<width>`` view),
+    not byte by byte."""
+    out = np.empty((m, sum(width for width, _ in columns)), dtype=np.uint8)
+    at = 0
+    for width, matrix in columns:
+        if matrix is None:
+            _column(out, at, len(fixed))[:] = np.void(fixed)
+            at += len(fixed)
+            for values in (np.zeros(1, dtype=np.int64), *ends):
+                _put_column(out, at, values, offset_size)
+                at += offset_size
+        else:
+            _column(out, at, width)[:] = np.ascontiguousarray(matrix).view(f"V{width}")[:, 0]
+            at += width
+    return _binary(out, np.arange(0, out.shape[1] * m + 1, out.shape[1]))
+
+
+def _column(out: np.ndarray, at: int, width: int) -> np.ndarray:
+    """Columns ``at .. at + width`` of a byte matrix as one ``V<width>`` item per row."""
+    return out[:, at:at + width].view(f"V{width}")[:, 0]
+
+
+def _put_column(out: np.ndarray, at: int, values: np.ndarray, size: int) -> None:
+    """``values`` as ``size``-byte little-endian integers in columns ``at .. at + size`` of a byte matrix."""
+    if size != 3:
+        out[:, at:at + size].view(f"<u{size}")[:, 0] = values
+        return
+    for byte in range(3):
+        out[:, at + byte] = (values >> (8 * byte)) & 0xFF
 
 
 def with_metadata(values: pa.BinaryArray, metadata_bytes: bytes) -> pa.StructArray:
