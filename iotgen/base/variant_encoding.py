@@ -145,36 +145,36 @@ def containers(m: int, elements: list[pa.BinaryArray], present: np.ndarray | Non
     """
     k = len(elements)
     offsets = [np.frombuffer(e.buffers()[1], dtype=np.int32, count=len(e) + 1, offset=4 * e.offset) for e in elements]
-    lengths = [np.diff(o) for o in offsets]
     if present is None and k:
-        return _full_containers(m, elements, offsets, lengths, field_ids)
+        return _full_containers(m, elements, offsets, [np.diff(o) for o in offsets], field_ids)
+    value_bytes = sum(int(o[-1] - o[0]) for o in offsets)
+    if value_bytes >= 2**31:
+        raise ValueError("too many bytes for one VARIANT batch")
     # The elements, slot by slot, are put in row order ("row-major": row 0's in slot order, then row 1's, ...):
     # each element's place there is its row's first place plus the row's elements in the slots before it,
     # counted slot by slot over whole rows of the (slot, row) mask.
-    value_bytes = sum(int(o[-1] - o[0]) for o in offsets)
     present = np.zeros((0, m), dtype=bool) if present is None else np.asarray(present, dtype=bool)
     counts = present.sum(axis=0, dtype=np.int32)
     starts = np.zeros(m + 1, dtype=np.intp)  # each row's first place in row-major order
     np.cumsum(counts, out=starts[1:])
-    if value_bytes >= 2**31:
-        raise ValueError("too many bytes for one VARIANT batch")
     places = np.empty((k, m), dtype=np.int32)
     if k:
         places[0] = starts[:-1]
     for j in range(1, k):
         np.add(places[j - 1], present[j - 1], out=places[j])
-    # (int32 tables and gathers, intp indices for the scatters: numpy converts other index types first)
+    # (int32 tables and gathers, intp indices for the scatter: numpy converts other index types first)
     place = np.take(places.reshape(-1), np.flatnonzero(present)).astype(np.intp)  # of each element, slot by slot
     order = np.empty(len(place), dtype=np.int32)  # the elements in row-major order (indices into their concat)
     order[place] = np.arange(len(place), dtype=np.int32)
-    # Each element's end within its row: a running sum of the lengths in row-major order, less the row's start.
-    ends = np.zeros(len(place) + 1, dtype=np.int32)
+    # One take puts the values in that order; its offsets are the running sum of their lengths, so an element's end
+    # in its row is its end there less the row's start.
+    running = np.zeros(1, dtype=np.int32)
     if k:
-        row_major = np.empty(len(place), dtype=np.int32)
-        row_major[place] = np.concatenate(lengths)  # each element's length
-        np.cumsum(row_major, out=ends[1:])
-    totals = ends[starts[1:]] - ends[starts[:-1]]
-    ends = ends[1:] - np.repeat(ends[starts[:-1]], counts)
+        taken = pc.take(pa.concat_arrays(elements), pa.array(order), boundscheck=False)  # (in range by construction)
+        running = np.frombuffer(taken.buffers()[1], dtype=np.int32, count=len(order) + 1, offset=4 * taken.offset)
+    row_starts = running[starts]
+    totals = np.diff(row_starts)
+    ends = running[1:] - np.repeat(row_starts[:-1], counts)
     large = bool(m and counts.max() > 255)
     count_size = 4 if large else 1
     offset_size = _width(int(totals.max()) if m else 0)
@@ -191,15 +191,12 @@ def containers(m: int, elements: list[pa.BinaryArray], present: np.ndarray | Non
     # Each row: header, count, its field ids, offsets (0, then each element's end), its element values.
     pieces = [_binary(heads, np.arange(0, (1 + count_size) * m + 1, 1 + count_size))]
     if id_size:
-        ids = np.empty(len(place), dtype=np.int32)
-        ids[place] = np.repeat(np.asarray(field_ids, dtype=np.int32), [len(e) for e in elements])
-        pieces.append(_binary(_le_bytes(ids, id_size), starts * id_size))
+        ids = np.repeat(np.asarray(field_ids, dtype=np.int32), [len(e) for e in elements])  # of each element
+        pieces.append(_binary(_le_bytes(np.take(ids, order), id_size), starts * id_size))
     pieces.append(pa.scalar(bytes(offset_size), pa.binary()))
     pieces.append(_binary(_le_bytes(ends, offset_size), starts * offset_size))
     if k:
-        taken = pc.take(pa.concat_arrays(elements), pa.array(order), boundscheck=False)  # (in range by construction)
-        taken_offsets = np.frombuffer(taken.buffers()[1], dtype=np.int32, count=len(order) + 1, offset=4 * taken.offset)
-        pieces.append(_binary(taken.buffers()[2], taken_offsets[starts]))
+        pieces.append(_binary(taken.buffers()[2], row_starts))
     return pc.binary_join_element_wise(*pieces, pa.scalar(b"", pa.binary()))
 
 
