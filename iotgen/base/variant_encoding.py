@@ -9,8 +9,10 @@ assembled from per-type pieces with whole-array numpy and Arrow operations:
 
 * scalars: ``int64`` (integers), ``double`` (numbers with decimals: the value ``scaled / 10**decimals``, the same
   double a JSON reader gets from the text), ``true``/``false``, strings (short strings up to 63 bytes);
-* containers (:func:`containers`): objects and arrays of any number of elements per row, their headers, field ids
-  and offsets computed with numpy and joined to the element values with one Arrow ``take``.
+* containers (:func:`containers`): objects and arrays of any number of elements per row: the element values put
+  in row order with one Arrow ``take`` (each element's place from one running count per slot, no loop per row or
+  per element), the headers, field ids and offsets computed with numpy, and each row's pieces joined in C++; when
+  every row has every element, the lead and the fixed-width elements are written as one byte matrix.
 
 What it gives decodes to the same JSON value as the text path (DuckDB's JSON -> VARIANT encoder): tested with
 PySpark's decoder, DuckDB and Spark's ``variant_get``. Nothing here does I/O.
