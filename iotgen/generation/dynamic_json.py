@@ -212,7 +212,10 @@ class _Array(_Value):
     def variant(self, sample, m):
         length, items = sample
         present = np.arange(self.max_len)[:, None] < length[None, :]
-        elements = [item.variant(items[i], m).filter(pa.array(present[i])) for i, item in enumerate(self.items)]
+        elements = []
+        for i, item in enumerate(self.items):  # the values of the rows that have item i: numpy filters the draws
+            drawn = items[i] if present[i].all() else items[i][present[i]]
+            elements.append(item.variant(drawn, len(drawn)))
         return variant_encoding.containers(m, elements, present)
 
 
