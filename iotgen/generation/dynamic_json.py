@@ -8,7 +8,8 @@ a string array with few possible contents is one piece per content (``,"tags":["
 of numbers has an opener, one number per item (absent items dropped) and a closer; a nested object's members
 follow one another with the braces on the first and last. Drawing a block is then: choose each row's keys
 (selection sampling, vectorised over rows), draw each key's values for the rows that have it and turn them
-into piece codes with a few whole-array operations, place the codes in row order, and do one Arrow ``take``
+into piece codes with a few whole-array operations (a number split into pieces with few enough values: one
+gather from a table of every value's codes), place the codes in row order, and do one Arrow ``take``
 (:func:`iotgen.base.jsontext.join_pieces`). Each row's leading comma is then patched to ``{``; a ``}`` piece ends it.
 
 Numbers keep their spec's decimals (``21.50``): valid JSON that reads back to the drawn value.
@@ -82,7 +83,7 @@ class _Number(_Value):
         if not self.number.groups:  # one piece per value: the code is the table's start plus the draw
             return np.add(drawn, self.number.base, dtype=dtype, casting="unsafe").reshape(1, m), None
         if self.number.count > LOOKUP_LIMIT:
-            return self.number.codes(drawn + self.low).astype(dtype, copy=False), None
+            return self.number.codes(drawn + self.low, np.empty((self.width, m), dtype=dtype)), None
         # Not too many values: every value's codes computed once, then one gather per slot.
         lookup = self._lookups.get(np.dtype(dtype))
         if lookup is None:
