@@ -300,9 +300,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.events:,} events per measurement (json_column as text, no fleet, no scenarios), one process per "
         "measurement pinned to one core, the trees alternating; a block's figure is the median over the "
         "measurements of CPU ns per event (a line tracer on the generator's functions: `build_events` and "
-        "`build_json_column` on main, `_draw_block`, `_columns`, `text_codes`, `_piece_codes` and `joined_text` "
-        "here), first summed into the parts of generation; events/s per core from an untraced run of the same "
-        "events in the same process. The tracer adds a few µs per statement executed.",
+        "`build_json_column` before arrow-speed; `_draw_block`, `_columns`, `text_codes`, `_piece_codes` and "
+        "`joined_text` since), first summed into the parts of generation; events/s per core from an untraced run "
+        "of the same events in the same process. The tracer adds a few µs per statement executed.",
         "",
         rates(runs, base_runs, f"after (this tree, {this.name})", f"before ({args.baseline})"),
         "",

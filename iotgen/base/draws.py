@@ -40,8 +40,11 @@ def below(rng: np.random.Generator, bound, m: int) -> np.ndarray:
     value)."""
     if np.ndim(bound) == 0:
         bound = int(bound)
-        if bound <= SMALL_BOUND:
-            return np.multiply(words32(rng, m), bound / _TWO32).astype(np.int64)
+        if bound <= SMALL_BOUND:  # floor(u * bound) exactly: the product fits in 48 bits
+            out = words32(rng, m).astype(np.uint64)
+            out *= np.uint64(bound)
+            out >>= np.uint64(32)
+            return out.view(np.int64)
         scaled = unit(rng, m)
         scaled *= bound
         return scaled.astype(np.int64)

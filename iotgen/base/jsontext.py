@@ -62,7 +62,10 @@ def join_pieces(pieces: pa.StringArray, codes: np.ndarray, first: np.ndarray) ->
     patch bytes in place through :func:`data_view`).
     """
     n = len(first)
-    taken = pieces.take(pa.array(codes, pa.int16() if codes.dtype == np.int16 else pa.int32()))
+    if len(codes) and not 0 <= int(codes.min()) <= int(codes.max()) < len(pieces):
+        raise IndexError(f"piece codes out of range: {int(codes.min())}..{int(codes.max())} of {len(pieces)} pieces")
+    # Checked above with two whole-array reductions: Arrow's own check of every index costs more.
+    taken = pc.take(pieces, pa.array(codes, pa.int16() if codes.dtype == np.int16 else pa.int32()), boundscheck=False)
     piece_offsets = np.frombuffer(taken.buffers()[1], dtype=np.int32, count=len(codes) + 1)
     offsets = np.empty(n + 1, dtype=np.int32)
     offsets[:n] = piece_offsets[first]

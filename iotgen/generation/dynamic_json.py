@@ -8,7 +8,8 @@ a string array with few possible contents is one piece per content (``,"tags":["
 of numbers has an opener, one number per item (absent items dropped) and a closer; a nested object's members
 follow one another with the braces on the first and last. Drawing a block is then: choose each row's keys
 (selection sampling, vectorised over rows), draw each key's values for the rows that have it and turn them
-into piece codes with a few whole-array operations, place the codes in row order, and do one Arrow ``take``
+into piece codes with a few whole-array operations (a number split into pieces with few enough values: one
+gather from a table of every value's codes), place the codes in row order, and do one Arrow ``take``
 (:func:`iotgen.base.jsontext.join_pieces`). Each row's leading comma is then patched to ``{``; a ``}`` piece ends it.
 
 Numbers keep their spec's decimals (``21.50``): valid JSON that reads back to the drawn value.
@@ -31,6 +32,7 @@ from ..base.jsontext import NumberPieces, PieceTable, data_view, join_pieces, of
 from ..settings.catalogs import ValueSpec
 
 COMBINATION_LIMIT = 2048  # string arrays with at most this many possible contents are one piece per content
+LOOKUP_LIMIT = 1 << 16  # a number split into pieces with at most this many values takes its codes from a table
 _BRACE = ord("{")
 
 
@@ -39,8 +41,9 @@ class _Value:
     nothing else, so text and VARIANT consume the random stream alike); :meth:`codes` turns them into text piece
     codes, :meth:`variant` into VARIANT value bytes.
 
-    ``codes`` returns ``(codes, keep)``: ``codes`` of shape ``(width, m)`` (int32, one row per slot) and
-    ``keep`` None (every slot used) or a boolean array of the same shape (slots of absent items are dropped).
+    ``codes`` returns ``(codes, keep)``: ``codes`` of shape ``(width, m)`` (``dtype``: int32, or the pool's
+    :attr:`~CompiledPool.code_type`; one row per slot) and ``keep`` None (every slot used) or a boolean array of
+    the same shape (slots of absent items are dropped).
     """
 
     width: int
@@ -48,14 +51,14 @@ class _Value:
     def sample(self, rng: np.random.Generator, m: int):
         raise NotImplementedError
 
-    def codes(self, sample, m: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def codes(self, sample, m: int, dtype=np.int32) -> tuple[np.ndarray, np.ndarray | None]:
         raise NotImplementedError
 
     def variant(self, sample, m: int) -> pa.BinaryArray:
         raise NotImplementedError
 
-    def draw(self, rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray | None]:
-        return self.codes(self.sample(rng, m), m)
+    def draw(self, rng: np.random.Generator, m: int, dtype=np.int32) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.codes(self.sample(rng, m), m, dtype)
 
 
 class _Number(_Value):
@@ -71,14 +74,22 @@ class _Number(_Value):
         self.number = NumberPieces(table, self.low, self.high, decimals, prefix, suffix)
         self.width = self.number.width
         self.decimals = decimals
+        self._lookups: dict[np.dtype, np.ndarray] = {}  # dtype -> the codes of every value (see codes)
 
     def sample(self, rng, m):
         return draws.below(rng, self.number.count, m)  # scaled value - low
 
-    def codes(self, drawn, m):
+    def codes(self, drawn, m, dtype=np.int32):
         if not self.number.groups:  # one piece per value: the code is the table's start plus the draw
-            return np.add(drawn, self.number.base, dtype=np.int32, casting="unsafe").reshape(1, m), None
-        return self.number.codes(drawn + self.low), None
+            return np.add(drawn, self.number.base, dtype=dtype, casting="unsafe").reshape(1, m), None
+        if self.number.count > LOOKUP_LIMIT:
+            return self.number.codes(drawn + self.low, np.empty((self.width, m), dtype=dtype)), None
+        # Not too many values: every value's codes computed once, then one gather per slot.
+        lookup = self._lookups.get(np.dtype(dtype))
+        if lookup is None:
+            lookup = self.number.codes(np.arange(self.low, self.high + 1)).astype(dtype)
+            self._lookups[np.dtype(dtype)] = lookup
+        return lookup.take(drawn, axis=1), None
 
     def variant(self, drawn, m):
         scaled = drawn + self.low
@@ -104,8 +115,8 @@ class _Choice(_Value):
             return (~draws.coin(rng, self.p_first, m)).astype(np.int64)
         return draws.below(rng, self.count, m)
 
-    def codes(self, index, m):
-        return (self.base + index).astype(np.int32).reshape(1, m), None
+    def codes(self, index, m, dtype=np.int32):
+        return np.add(index, self.base, dtype=dtype, casting="unsafe").reshape(1, m), None
 
     def variant(self, index, m):
         return self.values.take(pa.array(index))
@@ -152,8 +163,8 @@ class _Combination(_Value):
         length = draws.below(rng, len(self.counts), m)
         return self.starts[length] + draws.below(rng, self.counts[length], m)
 
-    def codes(self, index, m):
-        return (self.base + index).astype(np.int32).reshape(1, m), None
+    def codes(self, index, m, dtype=np.int32):
+        return np.add(index, self.base, dtype=dtype, casting="unsafe").reshape(1, m), None
 
     def variant(self, index, m):
         return self.values.take(pa.array(index))
@@ -191,9 +202,9 @@ class _Array(_Value):
             return length, _distinct_prefix(rng, m, self.items[0].count, self.max_len)
         return length, [item.sample(rng, m) for item in self.items]
 
-    def codes(self, sample, m):
+    def codes(self, sample, m, dtype=np.int32):
         length, items = sample
-        codes = np.empty((self.width, m), dtype=np.int32)
+        codes = np.empty((self.width, m), dtype=dtype)
         keep = np.ones((self.width, m), dtype=bool)
         if self.lead:
             codes[0] = self.opener
@@ -204,7 +215,7 @@ class _Array(_Value):
             if self.strings:
                 codes[slots.start] = item.base + items[i]
             else:
-                codes[slots] = item.codes(items[i], m)[0]
+                codes[slots] = item.codes(items[i], m, dtype)[0]
             if i >= self.min_len:
                 keep[slots] = i < length
         return codes, (keep if self.max_len > self.min_len else None)
@@ -249,8 +260,8 @@ class _Object(_Value):
     def sample(self, rng, m):
         return [member.sample(rng, m) for member in self.members]
 
-    def codes(self, samples, m):
-        parts = [member.codes(sample, m) for member, sample in zip(self.members, samples)]
+    def codes(self, samples, m, dtype=np.int32):
+        parts = [member.codes(sample, m, dtype) for member, sample in zip(self.members, samples)]
         codes = np.concatenate([c for c, _ in parts])
         if all(k is None for _, k in parts):
             return codes, None
@@ -391,36 +402,36 @@ def joined_text(compiled: "CompiledPool", codes: np.ndarray, first: np.ndarray) 
 
 def _piece_codes(compiled: "CompiledPool", chosen: np.ndarray, rng: np.random.Generator,
                  n: int) -> tuple[np.ndarray, np.ndarray]:
-    # Draw every key for the rows that have it; count each row's pieces before each key.
-    used = np.zeros(n, dtype=np.intp)
+    # Draw every key for the rows that have it; count each row's pieces before each key (the counts of every row
+    # at once: a whole-array add costs less than a scatter into the rows that have the key).
+    used = np.zeros(n, dtype=np.int32)
     drawn = []
     for j, key in enumerate(compiled.keys):
         rows = np.flatnonzero(chosen[j])
         if not len(rows):
             continue
-        codes, keep = key.draw(rng, len(rows))
+        codes, keep = key.draw(rng, len(rows), compiled.code_type)  # the type of out: a scatter with no cast
         before = used[rows]
-        used[rows] = before + (len(codes) if keep is None else keep.sum(axis=0))
+        if keep is not None or len(codes) > 255:
+            used[rows] = before + (len(codes) if keep is None else keep.sum(axis=0, dtype=np.int32))
+        else:
+            used += chosen[j].view(np.uint8) * np.uint8(len(codes))
         drawn.append((rows, before, codes, keep))
     # Row i's pieces start at first[i]; its last piece is the closer.
     used += 1
-    ends = np.cumsum(used)
+    ends = np.cumsum(used, dtype=np.intp)
     first = ends - used
-    out: np.ndarray = np.empty(int(ends[-1]), dtype=compiled.code_type)
+    total = int(ends[-1])
+    out: np.ndarray = np.empty(total + 1, dtype=compiled.code_type)  # the last slot takes the dropped slots' codes
     out[ends - 1] = compiled.closer
     for rows, before, codes, keep in drawn:
         start = first[rows]
         start += before
-        if keep is None:
-            out[start] = codes[0]
-            for slot in range(1, len(codes)):
-                start += 1
-                out[start] = codes[slot]
-        else:
-            position = np.cumsum(keep, axis=0)
-            position += start - 1
-            out[position[keep]] = codes[keep]
-    return out, first
+        for slot in range(len(codes)):
+            if slot:
+                start += keep[slot - 1] if keep is not None else 1
+            out[start if keep is None else np.where(keep[slot], start, total)] = codes[slot]
+    return out[:total], first
 
 
 def _variant_objects(compiled: CompiledPool, chosen: np.ndarray, rng: np.random.Generator, n: int) -> pa.StructArray:
