@@ -294,22 +294,6 @@ def json_lines(batch: pa.RecordBatch | pa.Table) -> pa.StringArray:
     return arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
 
 
-def concatenated(lines: pa.StringArray, before: str = "", after: str = "") -> bytes:
-    """``before + line + after`` for every line, as one bytes object (no per-line Python work)."""
-    if not len(lines):
-        return b""
-    if before or after:
-        table = jsontext.PieceTable()
-        ends = table.add([before, after])
-        source = pa.concat_arrays([table.array(), lines])
-        codes = np.empty((len(lines), 3), dtype=np.int32)
-        codes[:, 0] = ends
-        codes[:, 1] = np.arange(2, 2 + len(lines), dtype=np.int32)
-        codes[:, 2] = ends + 1
-        lines = jsontext.join_pieces(source, codes.ravel(), np.arange(0, codes.size, 3, dtype=np.int32))
-    return _joined([lines])
-
-
 def json_bytes(batch: pa.RecordBatch | pa.Table, before: str = "", after: str = "") -> bytes:
     """``before + JSON object + after`` for every event, as one bytes object."""
     return _joined(_text(batch, before, after))

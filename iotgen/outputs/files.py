@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from ..base import jsontext
 from ..base.errors import InputError
-from ..formats.encoding import concatenated, json_lines, ndjson_bytes
+from ..formats.encoding import json_bytes, ndjson_bytes
 from ..settings.databricks import check_location
 from ..settings.schema import ARROW_SCHEMA
 
@@ -233,8 +233,8 @@ def encode_chunk(batch: pa.RecordBatch, fmt: str, first: bool) -> bytes:
     if fmt == "ndjson":
         return ndjson_bytes(batch)
     if fmt == "json":
-        body = concatenated(json_lines(batch), before=",\n")
-        return b"\n" + body[2:] if first and body else body
+        body = json_bytes(batch, before=",\n")  # as NDJSON is made: no array of lines joined again
+        return body[1:] if first and body else body  # the file's first item: "\n" + object
     if fmt == "csv":
         columns = [_csv_timestamps(col) if pa.types.is_timestamp(col.type) else col for col in batch.columns]
         table = pa.Table.from_arrays(columns, names=batch.schema.names)
