@@ -30,10 +30,10 @@ from ..base.errors import InputError
 from .lakehouse import (
     LAYOUTS,
     CommitConflict,
+    UNINDEXED_COLUMN,
     TableCommit,
     already_recorded,
     check_app_transactions,
-    UNINDEXED_COLUMN,
     conform,
     event_date,
     layout_of,
@@ -209,7 +209,7 @@ def write_iceberg(
                  for b in batches)
     files = None
     try:
-        if iceberg_files_supported():
+        if iceberg_files_supported() and IcebergFiles.can_write(table):
             files = IcebergFiles(table, PENDING_ROWS if pending_rows is None else pending_rows, target_file_size)
             for batch in conformed:
                 files.add(batch)
@@ -243,7 +243,6 @@ class IcebergFiles(TableFiles):
     no reader prunes files on JSON text, and they are a large share of a write's CPU)."""
 
     def __init__(self, table, pending_rows: int = PENDING_ROWS, target_file_size: int | None = None) -> None:
-        self._table = table
         self._io = table.io
         metadata = table.metadata
         self._spec = table.spec()
@@ -259,6 +258,20 @@ class IcebergFiles(TableFiles):
                          compression_level=int(level) if level else None,
                          statistics=[f.name for f in schema if f.name != UNINDEXED_COLUMN])
         self._partitioned = not self._spec.is_unpartitioned()
+
+    @staticmethod
+    def can_write(table) -> bool:
+        """Whether the table is partitioned as iotgen creates its tables (by ``day(timestamp)``, or not at all);
+        another engine's table with another partition spec is written by pyiceberg's public append."""
+        from pyiceberg.transforms import DayTransform
+
+        spec = table.spec()
+        if spec.is_unpartitioned():
+            return True
+        names = table.schema().column_names
+        timestamp = table.schema().find_field("timestamp").field_id if "timestamp" in names else None
+        return (len(spec.fields) == 1 and isinstance(spec.fields[0].transform, DayTransform)
+                and spec.fields[0].source_id == timestamp)
 
     def add(self, batch: pa.RecordBatch, partitions: pa.Array | None = None) -> None:
         """Rows of the table's schema; event rows go to the partition of their timestamp's day."""

@@ -452,3 +452,32 @@ def test_a_write_failing_mid_stream_leaves_no_files_and_no_commit(tmp_path, fmt)
         write(stream(), idempotency_key=("app", 1), target_file_size=50_000, pending_rows=500)
     assert sorted((tmp_path / "t").rglob("*.parquet")) == before
     assert versions() == committed
+
+
+def test_an_iceberg_table_partitioned_another_way_is_written_by_pyiceberg(tmp_path):
+    """A table with the events layout but another engine's partition spec (here by region): iotgen's own file
+    writer knows only day(timestamp), so pyiceberg's append writes it, and every file holds its partition's rows."""
+    from pyiceberg.expressions import EqualTo
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.transforms import IdentityTransform
+
+    from iotgen.outputs.iceberg import IcebergFiles, iceberg_schema
+
+    catalog = open_catalog(warehouse=tmp_path / "wh")
+    catalog.create_namespace("iot")
+    schema = iceberg_schema("events")
+    region = schema.find_field("region").field_id
+    table = catalog.create_table("iot.by_region", schema, partition_spec=PartitionSpec(
+        PartitionField(source_id=region, field_id=1000, transform=IdentityTransform(), name="region")))
+    assert not IcebergFiles.can_write(table)
+    data = events(2000, seed=4)
+    assert write_iceberg(catalog, "iot.by_region", data, idempotency_key=("app", 1)).rows == 2000
+    table = catalog.load_table("iot.by_region")
+    for value in pc.unique(data.column("region")).to_pylist():
+        files = list(table.scan(row_filter=EqualTo("region", value)).plan_files())
+        assert {tuple(task.file.partition) for task in files} == {(value,)}
+        read = table.scan(row_filter=EqualTo("region", value)).to_arrow()
+        assert read.num_rows == pc.sum(pc.equal(data.column("region"), value)).as_py()
+    assert iceberg_app_versions(catalog, "iot.by_region", ["app"]) == {"app": 1}
+    write_iceberg(catalog, "iot.days", data.slice(0, 10))  # created by iotgen: partitioned by day(timestamp)
+    assert IcebergFiles.can_write(catalog.load_table("iot.days"))
